@@ -1,0 +1,1 @@
+"""Namespace for the orchestrator package (the name the spec's commands use)."""

@@ -1,0 +1,1 @@
+"""The three workflows: implement an issue, review a pull request, merge on `/merge`."""
