@@ -16,14 +16,10 @@ DEFAULT_BRANCH = "main"
 SAMPLE_PROJECT: dict[str, str] = {
     "README.md": "# sample\n\nA small project used by the orchestrator's test world.\n",
     "calc.py": (
-        '"""Arithmetic helpers."""\n\n\n'
-        "def add(a: int, b: int) -> int:\n"
-        "    return a + b\n"
+        '"""Arithmetic helpers."""\n\n\ndef add(a: int, b: int) -> int:\n    return a + b\n'
     ),
     "test_calc.py": (
-        "from calc import add\n\n\n"
-        "def test_add() -> None:\n"
-        "    assert add(2, 3) == 5\n"
+        "from calc import add\n\n\ndef test_add() -> None:\n    assert add(2, 3) == 5\n"
     ),
 }
 

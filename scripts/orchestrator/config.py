@@ -1,0 +1,284 @@
+"""Configuration: typed settings from the environment and `.env`, validated into one-line errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlparse
+
+from pydantic import (
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+TOKEN_REQUIRED_MESSAGE = "GITHUB_TOKEN environment variable is required"  # noqa: S105
+GH_CLI_TIMEOUT = 10.0
+GIT_CHECK_TIMEOUT = 10.0
+
+_REPO_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+_LABEL_MAX = 50  # GitHub rejects longer label names.
+
+
+class ConfigError(Exception):
+    """A configuration mistake, reported to the user as one line (exit code 2)."""
+
+
+class ReviewEvent(str, Enum):
+    """The strongest review verdict the model may post (DESIGN §5: real verdicts, opt-in)."""
+
+    COMMENT = "COMMENT"
+    REQUEST_CHANGES = "REQUEST_CHANGES"
+    APPROVE = "APPROVE"
+
+
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+class Settings(BaseSettings):
+    """Every setting of the daemon; field names are the environment variables, lower-cased."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # Required
+    github_repo: str
+    github_token: SecretStr | None = None
+
+    # The spec's optional settings
+    poll_interval: PositiveFloat = 60
+    worktree_base: Path = Path("./worktrees")
+    ready_label: NonEmptyStr = "ready"
+    max_concurrent: PositiveInt = 2
+    state_file: Path = Path("./.orchestrator-state.json")
+    max_turns: PositiveInt = 50
+    auto_merge_enabled: bool = True
+    merge_comment_trigger: NonEmptyStr = "/merge"
+    pre_merge_commands: list[str] = Field(default_factory=list)
+
+    # Added by this project
+    github_api_url: str = "https://api.github.com"
+    repo_path: Path = Path(".")
+    git_remote: NonEmptyStr = "origin"
+    claude_cli_path: str | None = None
+    claude_model: str | None = None
+    claude_timeout: PositiveFloat = 1800
+    check_timeout: PositiveFloat = 600
+    failed_label: NonEmptyStr = "claude-failed"
+    review_comment_trigger: NonEmptyStr = "/review"
+    review_event: ReviewEvent = ReviewEvent.COMMENT
+    review_on_push: bool = True
+    ci_wait_timeout: PositiveFloat = 900
+
+    @field_validator("github_repo")
+    @classmethod
+    def _owner_repo(cls, value: str) -> str:
+        value = value.strip()
+        if not _REPO_RE.match(value):
+            raise ValueError("expected owner/repo, e.g. harry-m/dashai")
+        return value
+
+    @field_validator("ready_label", "failed_label")
+    @classmethod
+    def _label(cls, value: str) -> str:
+        value = value.strip()
+        if not value or len(value) > _LABEL_MAX or "," in value:
+            raise ValueError(f"expected a label name of 1 to {_LABEL_MAX} characters, no commas")
+        return value
+
+    @field_validator("merge_comment_trigger", "review_comment_trigger")
+    @classmethod
+    def _trigger(cls, value: str) -> str:
+        value = value.strip()
+        if not value or "\n" in value:
+            raise ValueError("expected a one-line command such as /merge")
+        return value
+
+    @field_validator("pre_merge_commands", mode="before")
+    @classmethod
+    def _commands(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            # The dotenv source hands over raw text when the value is not valid JSON.
+            value = _json_list(value)
+        if not isinstance(value, list) or not all(isinstance(c, str) and c.strip() for c in value):
+            raise ValueError('expected a JSON array of non-empty strings, e.g. ["pytest"]')
+        return value
+
+    @field_validator("github_api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        parsed = urlparse(value.strip())
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError("expected an http(s) URL such as https://api.github.com")
+        return value.strip().rstrip("/")
+
+    @property
+    def owner(self) -> str:
+        return self.github_repo.split("/", 1)[0]
+
+    @property
+    def repo(self) -> str:
+        return self.github_repo.split("/", 1)[1]
+
+    @property
+    def token(self) -> str:
+        """The GitHub token; `load_settings` guarantees one is present."""
+        if self.github_token is None:
+            raise ConfigError(TOKEN_REQUIRED_MESSAGE)
+        return self.github_token.get_secret_value()
+
+
+def _json_list(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            'expected a JSON array of strings, e.g. ["pytest", "ruff check ."]'
+        ) from exc
+
+
+def load_settings(env_file: Path | None = Path(".env"), **overrides: Any) -> Settings:
+    """Read, validate and complete the settings; every problem becomes one `ConfigError` line."""
+    try:
+        settings = Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except SettingsError as exc:
+        raise ConfigError(_describe_settings_error(exc)) from None
+    if settings.github_token is None or not settings.github_token.get_secret_value().strip():
+        settings.github_token = SecretStr(_gh_cli_token(settings.github_api_url))
+    settings.repo_path = _git_toplevel(settings.repo_path)
+    settings.worktree_base = _absolute(settings.worktree_base, Path.cwd())
+    settings.state_file = _absolute(settings.state_file, Path.cwd())
+    settings.claude_cli_path = _claude_cli(settings.claude_cli_path)
+    return settings
+
+
+def _describe(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    field = str(err["loc"][0]) if err["loc"] else "settings"
+    var = field.upper()
+    if err["type"] == "missing":
+        return f"{var} is required (expected {_EXPECTED.get(field, 'a value')})"
+    message = _FRIENDLY.get(err["type"]) or str(err["msg"]).removeprefix("Value error, ")
+    if field == "github_token":
+        return f"{var} is not valid: {message}"
+    value = err.get("input")
+    shown = value if isinstance(value, str) else json.dumps(value, default=str)
+    return f"{var}={shown!r} is not valid: {message}"
+
+
+def _describe_settings_error(exc: SettingsError) -> str:
+    match = re.search(r'field "(\w+)"', str(exc))
+    var = match.group(1).upper() if match else "a setting"
+    expected = _EXPECTED.get(var.lower(), "valid JSON")
+    return f"{var} is not valid: expected {expected}"
+
+
+_FRIENDLY = {
+    "greater_than": "expected a number greater than 0",
+    "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_parsing": "expected a number",
+    "bool_parsing": "expected true or false",
+    "enum": "expected one of " + ", ".join(e.value for e in ReviewEvent),
+    "string_too_short": "expected a non-empty value",
+}
+
+_EXPECTED = {
+    "github_repo": "owner/repo, e.g. harry-m/dashai",
+    "pre_merge_commands": 'a JSON array of strings, e.g. ["pytest", "ruff check ."]',
+}
+
+
+def _gh_cli_token(api_url: str) -> str:
+    """The token of `gh auth login`, as the spec promises; the spec's error when there is none."""
+    gh = shutil.which("gh")
+    if gh is None:
+        raise ConfigError(TOKEN_REQUIRED_MESSAGE)
+    host = urlparse(api_url).hostname or "github.com"
+    if host == "api.github.com":
+        host = "github.com"
+    try:
+        proc = subprocess.run(
+            [gh, "auth", "token", "--hostname", host],
+            capture_output=True,
+            text=True,
+            timeout=GH_CLI_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        raise ConfigError(TOKEN_REQUIRED_MESSAGE) from None
+    token = proc.stdout.strip()
+    if proc.returncode != 0 or not token:
+        raise ConfigError(TOKEN_REQUIRED_MESSAGE)
+    return token
+
+
+def _git_toplevel(path: Path) -> Path:
+    resolved = path.expanduser().resolve()
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(resolved), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            timeout=GIT_CHECK_TIMEOUT,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise ConfigError("git is not installed: the orchestrator needs git on PATH") from None
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"REPO_PATH={str(path)!r}: git did not answer in time") from None
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise ConfigError(
+            f"REPO_PATH={str(path)!r} is not valid: expected a git repository (a clone of "
+            "the watched repository)"
+        )
+    return Path(proc.stdout.strip())
+
+
+def _absolute(path: Path, base: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def bundled_claude_cli() -> Path | None:
+    """The Claude Code CLI shipped inside the claude-agent-sdk wheel, if present."""
+    import claude_agent_sdk
+
+    candidate = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
+    return candidate if candidate.is_file() else None
+
+
+def _claude_cli(value: str | None) -> str:
+    if value:
+        found = shutil.which(value)
+        if found is None:
+            raise ConfigError(
+                f"CLAUDE_CLI_PATH={value!r} is not valid: expected the path of an executable "
+                "Claude Code CLI"
+            )
+        return found
+    on_path = shutil.which("claude")
+    if on_path:
+        return on_path
+    bundled = bundled_claude_cli()
+    if bundled is None:
+        raise ConfigError(
+            "Claude Code CLI not found: install it (npm install -g @anthropic-ai/claude-code) "
+            "or set CLAUDE_CLI_PATH"
+        )
+    return str(bundled)

@@ -1,0 +1,93 @@
+"""Entry point: parse the command line, load settings and state, run the daemon loop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+
+from . import __version__, logs
+from .config import ConfigError, Settings, load_settings
+from .daemon import Daemon, WorkSource
+from .state import State, StateError, StateStore
+
+PROG = "claude-orchestrator"
+EXIT_CONFIG = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Watch a GitHub repository and run Claude Code: implement issues labelled ready, "
+            "review new pull requests, and merge on a /merge comment after the checks pass. "
+            "Settings come from the environment and ./.env (see .env.example)."
+        ),
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="run one poll cycle, wait for its work, then exit"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    return parser
+
+
+def build_sources(settings: Settings, state: StateStore) -> list[WorkSource]:
+    """The enabled workflows' detectors, wired to their adapters."""
+    # The implement, review and merge workflows register here as they are built.
+    return []
+
+
+async def serve(settings: Settings, state: StateStore, *, once: bool) -> int:
+    """Run the daemon until it is stopped by a signal (or after one cycle with `once`)."""
+    daemon = Daemon(
+        state,
+        build_sources(settings, state),
+        max_concurrent=settings.max_concurrent,
+        poll_interval=settings.poll_interval,
+        repo=settings.github_repo,
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, daemon.request_stop)
+    try:
+        return await daemon.run(once=once)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure(args.verbose)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        return _fail(str(exc))
+    logs.configure(args.verbose, secrets=[settings.token])
+    try:
+        state = State(settings.state_file)
+    except StateError as exc:
+        return _fail(str(exc))
+    with state:
+        try:
+            return asyncio.run(serve(settings, state, once=args.once))
+        except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed
+            state.save()
+            return 130
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def cli() -> None:
+    """The `claude-orchestrator` console script."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

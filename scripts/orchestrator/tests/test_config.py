@@ -1,0 +1,270 @@
+"""Tests for config: every variable, defaults, `.env` precedence, `gh` fallback, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripts.orchestrator import config
+from scripts.orchestrator.config import (
+    TOKEN_REQUIRED_MESSAGE,
+    ConfigError,
+    ReviewEvent,
+    Settings,
+    load_settings,
+)
+
+pytestmark = pytest.mark.usefixtures("clean_env")
+
+TOKEN = "ghp_" + "t0ken" * 8
+
+
+@pytest.fixture
+def required(monkeypatch: pytest.MonkeyPatch, clean_env: Path) -> None:
+    monkeypatch.setenv("GITHUB_REPO", "harry-m/dashai")
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+
+
+def _fake_gh(clean_env: Path, script: str) -> None:
+    gh = clean_env.parent / "bin" / "gh"
+    gh.write_text("#!/bin/sh\n" + script + "\n")
+    gh.chmod(0o755)
+
+
+@pytest.mark.usefixtures("required")
+def test_defaults(clean_env: Path) -> None:
+    s = load_settings()
+    assert s.github_repo == "harry-m/dashai"
+    assert (s.owner, s.repo) == ("harry-m", "dashai")
+    assert s.token == TOKEN
+    assert s.poll_interval == 60
+    assert s.worktree_base == clean_env / "worktrees"
+    assert s.ready_label == "ready"
+    assert s.max_concurrent == 2
+    assert s.state_file == clean_env / ".orchestrator-state.json"
+    assert s.max_turns == 50
+    assert s.auto_merge_enabled is True
+    assert s.merge_comment_trigger == "/merge"
+    assert s.pre_merge_commands == []
+    assert s.github_api_url == "https://api.github.com"
+    assert s.repo_path == clean_env
+    assert s.git_remote == "origin"
+    assert s.claude_cli_path and Path(s.claude_cli_path).name == "claude"
+    assert s.claude_model is None
+    assert s.claude_timeout == 1800
+    assert s.check_timeout == 600
+    assert s.failed_label == "claude-failed"
+    assert s.review_comment_trigger == "/review"
+    assert s.review_event is ReviewEvent.COMMENT
+    assert s.review_on_push is True
+    assert s.ci_wait_timeout == 900
+
+
+EVERY_VARIABLE: list[tuple[str, str, str, Any]] = [
+    ("POLL_INTERVAL", "5", "poll_interval", 5.0),
+    ("POLL_INTERVAL", "0.5", "poll_interval", 0.5),
+    ("READY_LABEL", "go", "ready_label", "go"),
+    ("MAX_CONCURRENT", "4", "max_concurrent", 4),
+    ("MAX_TURNS", "7", "max_turns", 7),
+    ("AUTO_MERGE_ENABLED", "false", "auto_merge_enabled", False),
+    ("AUTO_MERGE_ENABLED", "0", "auto_merge_enabled", False),
+    ("MERGE_COMMENT_TRIGGER", "/ship", "merge_comment_trigger", "/ship"),
+    (
+        "PRE_MERGE_COMMANDS",
+        '["pytest", "ruff check .", "bandit -r src/"]',
+        "pre_merge_commands",
+        ["pytest", "ruff check .", "bandit -r src/"],
+    ),
+    ("GITHUB_API_URL", "http://127.0.0.1:9/api/v3/", "github_api_url", "http://127.0.0.1:9/api/v3"),
+    ("GIT_REMOTE", "upstream", "git_remote", "upstream"),
+    ("CLAUDE_MODEL", "claude-sonnet-4-5", "claude_model", "claude-sonnet-4-5"),
+    ("CLAUDE_TIMEOUT", "90", "claude_timeout", 90.0),
+    ("CHECK_TIMEOUT", "30", "check_timeout", 30.0),
+    ("FAILED_LABEL", "bot-failed", "failed_label", "bot-failed"),
+    ("REVIEW_COMMENT_TRIGGER", "/look", "review_comment_trigger", "/look"),
+    ("REVIEW_EVENT", "APPROVE", "review_event", ReviewEvent.APPROVE),
+    ("REVIEW_ON_PUSH", "false", "review_on_push", False),
+    ("CI_WAIT_TIMEOUT", "60", "ci_wait_timeout", 60.0),
+]
+
+
+@pytest.mark.usefixtures("required")
+@pytest.mark.parametrize(("var", "raw", "field", "expected"), EVERY_VARIABLE)
+def test_every_variable_is_read(
+    monkeypatch: pytest.MonkeyPatch, var: str, raw: str, field: str, expected: Any
+) -> None:
+    monkeypatch.setenv(var, raw)
+    assert getattr(load_settings(), field) == expected
+
+
+def test_every_setting_is_covered_by_a_test() -> None:
+    tested = {field for _, _, field, _ in EVERY_VARIABLE} | {
+        "github_repo", "github_token", "worktree_base", "state_file", "repo_path",
+        "claude_cli_path",
+    }  # fmt: skip
+    assert tested == set(Settings.model_fields)
+
+
+@pytest.mark.usefixtures("required")
+def test_paths_are_made_absolute(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path, git_world: Any
+) -> None:
+    monkeypatch.setenv("WORKTREE_BASE", "trees")
+    monkeypatch.setenv("STATE_FILE", "var/state.json")
+    monkeypatch.setenv("REPO_PATH", str(git_world.clone / "."))
+    s = load_settings()
+    assert s.worktree_base == clean_env / "trees"
+    assert s.state_file == clean_env / "var" / "state.json"
+    assert s.repo_path == git_world.clone.resolve()
+
+
+@pytest.mark.usefixtures("required")
+def test_repo_path_subdirectory_means_its_repository(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path
+) -> None:
+    (clean_env / "sub").mkdir()
+    monkeypatch.setenv("REPO_PATH", str(clean_env / "sub"))
+    assert load_settings().repo_path == clean_env
+
+
+def test_dotenv_is_read(clean_env: Path) -> None:
+    (clean_env / ".env").write_text(
+        "# settings\nGITHUB_REPO=acme/widgets\nGITHUB_TOKEN=from-dotenv-token\n"
+        'PRE_MERGE_COMMANDS=["pytest", "ruff check ."]\nMAX_CONCURRENT=3\n'
+        "ANTHROPIC_API_KEY=ignored-unknown-variable\n"
+    )
+    s = load_settings()
+    assert s.github_repo == "acme/widgets"
+    assert s.token == "from-dotenv-token"
+    assert s.pre_merge_commands == ["pytest", "ruff check ."]
+    assert s.max_concurrent == 3
+
+
+def test_environment_wins_over_dotenv(monkeypatch: pytest.MonkeyPatch, clean_env: Path) -> None:
+    (clean_env / ".env").write_text("GITHUB_REPO=acme/widgets\nGITHUB_TOKEN=x\nPOLL_INTERVAL=5\n")
+    monkeypatch.setenv("GITHUB_REPO", "other/repo")
+    monkeypatch.setenv("POLL_INTERVAL", "7")
+    s = load_settings()
+    assert (s.github_repo, s.poll_interval, s.token) == ("other/repo", 7, "x")
+
+
+@pytest.mark.parametrize(
+    ("var", "raw", "expected"),
+    [
+        ("GITHUB_REPO", "dashai", "owner/repo"),
+        ("GITHUB_REPO", "a/b/c", "owner/repo"),
+        ("GITHUB_REPO", "", "owner/repo"),
+        ("POLL_INTERVAL", "0", "greater than 0"),
+        ("POLL_INTERVAL", "-5", "greater than 0"),
+        ("POLL_INTERVAL", "soon", "a number"),
+        ("MAX_CONCURRENT", "0", "greater than 0"),
+        ("MAX_CONCURRENT", "1.5", "whole number"),
+        ("MAX_TURNS", "many", "whole number"),
+        ("CLAUDE_TIMEOUT", "-1", "greater than 0"),
+        ("CHECK_TIMEOUT", "0", "greater than 0"),
+        ("CI_WAIT_TIMEOUT", "x", "a number"),
+        ("AUTO_MERGE_ENABLED", "maybe", "true or false"),
+        ("REVIEW_ON_PUSH", "perhaps", "true or false"),
+        ("PRE_MERGE_COMMANDS", "pytest", "JSON array"),
+        ("PRE_MERGE_COMMANDS", '"pytest"', "JSON array"),
+        ("PRE_MERGE_COMMANDS", '["pytest", 3]', "JSON array"),
+        ("PRE_MERGE_COMMANDS", '{"a": "b"}', "JSON array"),
+        ("PRE_MERGE_COMMANDS", '[""]', "JSON array"),
+        ("READY_LABEL", "", "non-empty"),
+        ("READY_LABEL", "a,b", "label name"),
+        ("MERGE_COMMENT_TRIGGER", "  ", "one-line command"),
+        ("REVIEW_EVENT", "LGTM", "COMMENT, REQUEST_CHANGES, APPROVE"),
+        ("GITHUB_API_URL", "api.github.com", "http(s) URL"),
+        ("REPO_PATH", "/", "git repository"),
+        ("CLAUDE_CLI_PATH", "/nonexistent/claude", "executable Claude Code CLI"),
+    ],
+)
+@pytest.mark.usefixtures("required")
+def test_bad_input_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, var: str, raw: str, expected: str
+) -> None:
+    monkeypatch.setenv(var, raw)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert message.startswith(var), message
+    assert expected in message
+    assert "\n" not in message
+    assert TOKEN not in message
+
+
+def test_bad_value_in_dotenv_is_reported(clean_env: Path) -> None:
+    (clean_env / ".env").write_text("GITHUB_REPO=a/b\nGITHUB_TOKEN=x\nPRE_MERGE_COMMANDS=pytest\n")
+    with pytest.raises(ConfigError, match=r"^PRE_MERGE_COMMANDS .*JSON array"):
+        load_settings()
+
+
+def test_missing_repo(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    with pytest.raises(ConfigError, match=r"^GITHUB_REPO is required \(expected owner/repo"):
+        load_settings()
+
+
+def test_missing_token_without_gh_gives_the_spec_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_REPO", "a/b")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value) == TOKEN_REQUIRED_MESSAGE
+
+
+def test_empty_token_falls_back_to_gh(monkeypatch: pytest.MonkeyPatch, clean_env: Path) -> None:
+    monkeypatch.setenv("GITHUB_REPO", "a/b")
+    monkeypatch.setenv("GITHUB_TOKEN", "")
+    _fake_gh(clean_env, 'echo "$@" > args.txt; echo gho_fromghcli')
+    assert load_settings().token == "gho_fromghcli"
+    assert (clean_env / "args.txt").read_text().split() == [
+        "auth",
+        "token",
+        "--hostname",
+        "github.com",
+    ]
+
+
+def test_gh_fallback_uses_the_enterprise_host(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path
+) -> None:
+    monkeypatch.setenv("GITHUB_REPO", "a/b")
+    monkeypatch.setenv("GITHUB_API_URL", "https://ghe.example.com/api/v3")
+    _fake_gh(clean_env, 'echo "$@" > args.txt; echo tok')
+    load_settings()
+    assert "ghe.example.com" in (clean_env / "args.txt").read_text()
+
+
+@pytest.mark.parametrize("script", ["echo 'not logged in' >&2; exit 1", "exit 0", "exec sleep 30"])
+def test_gh_failure_gives_the_spec_message(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path, script: str
+) -> None:
+    monkeypatch.setenv("GITHUB_REPO", "a/b")
+    monkeypatch.setattr(config, "GH_CLI_TIMEOUT", 0.5)
+    _fake_gh(clean_env, script)
+    with pytest.raises(ConfigError, match=f"^{TOKEN_REQUIRED_MESSAGE}$"):
+        load_settings()
+
+
+@pytest.mark.usefixtures("required")
+def test_claude_cli_path_is_resolved(monkeypatch: pytest.MonkeyPatch, clean_env: Path) -> None:
+    _fake_gh(clean_env, "true")  # any executable on PATH will do
+    monkeypatch.setenv("CLAUDE_CLI_PATH", "gh")
+    assert load_settings().claude_cli_path == str(clean_env.parent / "bin" / "gh")
+
+
+@pytest.mark.usefixtures("required")
+def test_claude_on_path_is_preferred_to_the_bundled_cli(clean_env: Path) -> None:
+    claude = clean_env.parent / "bin" / "claude"
+    claude.write_text("#!/bin/sh\n")
+    claude.chmod(0o755)
+    assert load_settings().claude_cli_path == str(claude)
+
+
+@pytest.mark.usefixtures("required")
+def test_token_is_hidden_in_repr() -> None:
+    s = load_settings()
+    assert TOKEN not in repr(s)
+    assert TOKEN not in str(s.model_dump())

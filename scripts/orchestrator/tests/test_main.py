@@ -1,0 +1,209 @@
+"""Tests for the command line: help, version, exit codes, signals, the state lock, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scripts.orchestrator.sandbox.git_world import git
+
+TOKEN = "ghp_" + "cli0" * 10
+DEADLINE = 30.0
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    path = tmp_path / "project"
+    path.mkdir()
+    git(path, "init", "--quiet")
+    return path
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in ("git",):
+        if not (bin_dir / tool).exists():
+            os.symlink(shutil.which(tool) or tool, bin_dir / tool)
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    env.update(extra)
+    return env
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.orchestrator.main", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+
+
+def test_help(project: Path, tmp_path: Path) -> None:
+    result = _run(["--help"], project, _env(tmp_path))
+    assert result.returncode == 0
+    for flag in ("--once", "--verbose", "--version", "--help"):
+        assert flag in result.stdout
+
+
+def test_version(project: Path, tmp_path: Path) -> None:
+    from scripts.orchestrator import __version__
+
+    result = _run(["--version"], project, _env(tmp_path))
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"claude-orchestrator {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"GITHUB_TOKEN": TOKEN}, "GITHUB_REPO is required"),
+        ({"GITHUB_REPO": "a/b"}, "GITHUB_TOKEN environment variable is required"),
+        ({"GITHUB_REPO": "nope", "GITHUB_TOKEN": TOKEN}, "GITHUB_REPO='nope' is not valid"),
+        (
+            {"GITHUB_REPO": "a/b", "GITHUB_TOKEN": TOKEN, "PRE_MERGE_COMMANDS": "pytest"},
+            "PRE_MERGE_COMMANDS is not valid",
+        ),
+        (
+            {"GITHUB_REPO": "a/b", "GITHUB_TOKEN": TOKEN, "MAX_CONCURRENT": "-2"},
+            "MAX_CONCURRENT='-2' is not valid",
+        ),
+        (
+            {"GITHUB_REPO": "a/b", "GITHUB_TOKEN": TOKEN, "REPO_PATH": "/"},
+            "REPO_PATH='/' is not valid",
+        ),
+    ],
+)
+def test_configuration_errors_exit_2_with_one_line(
+    project: Path, tmp_path: Path, env: dict[str, str], expected: str
+) -> None:
+    result = _run(["--once"], project, _env(tmp_path, **env))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+    assert TOKEN not in result.stderr
+
+
+def test_corrupted_state_exits_2_and_keeps_the_file(project: Path, tmp_path: Path) -> None:
+    state = project / ".orchestrator-state.json"
+    state.write_text("{half")
+    result = _run(["--once"], project, _env(tmp_path, GITHUB_REPO="a/b", GITHUB_TOKEN=TOKEN))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"state file {state} is corrupted" in result.stderr
+    assert state.read_text() == "{half"
+
+
+def test_once_runs_a_cycle_and_saves_the_state(project: Path, tmp_path: Path) -> None:
+    env = _env(tmp_path, GITHUB_REPO="acme/widgets", GITHUB_TOKEN=TOKEN, STATE_FILE="s.json")
+    result = _run(["--once", "--verbose"], project, env)
+    assert result.returncode == 0, result.stderr
+    assert "watching acme/widgets" in result.stderr
+    meta = json.loads((project / "s.json").read_text())["meta"]
+    assert meta["first_watched_at"] and meta["last_cycle_at"]
+    assert TOKEN not in result.stderr
+    # Timestamps on every line: "2026-11-25 10:00:00,123 INFO ..."
+    for line in result.stderr.strip().splitlines():
+        assert line[:4].isdigit() and line[10] == " ", line
+
+
+def test_the_console_script_works_from_another_directory(project: Path, tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "claude-orchestrator"
+    if not script.exists():
+        pytest.skip("the package is not installed with its console script")
+    result = subprocess.run(
+        [str(script), "--help"],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--once" in result.stdout
+
+
+class _Daemon:
+    """A daemon subprocess whose stderr is read line by line without blocking the test."""
+
+    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "scripts.orchestrator.main"],
+            cwd=cwd,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.put(line)
+
+    def wait_for(self, text: str) -> None:
+        while not any(text in line for line in self.seen):
+            try:
+                self.seen.append(self.lines.get(timeout=DEADLINE))
+            except queue.Empty:
+                raise AssertionError(f"no {text!r} in {self.seen}") from None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=DEADLINE)
+
+
+@pytest.fixture
+def daemon_env(tmp_path: Path) -> dict[str, str]:
+    return _env(tmp_path, GITHUB_REPO="acme/widgets", GITHUB_TOKEN=TOKEN, POLL_INTERVAL="3600")
+
+
+@pytest.fixture
+def daemon(project: Path, daemon_env: dict[str, str]) -> Iterator[_Daemon]:
+    running = _Daemon(project, daemon_env)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signals_stop_the_loop_cleanly(daemon: _Daemon, project: Path, sig: int) -> None:
+    daemon.wait_for("watching acme/widgets")
+    daemon.proc.send_signal(sig)
+    assert daemon.proc.wait(timeout=DEADLINE) == 0
+    daemon.wait_for("stopped; state saved")
+    assert not any("Traceback" in line for line in daemon.seen)
+    meta = json.loads((project / ".orchestrator-state.json").read_text())["meta"]
+    assert "first_watched_at" in meta
+
+
+def test_a_second_daemon_on_the_same_state_refuses_to_start(
+    daemon: _Daemon, project: Path, daemon_env: dict[str, str]
+) -> None:
+    daemon.wait_for("watching acme/widgets")
+    second = _run(["--once"], project, daemon_env)
+    assert second.returncode == 2
+    assert "in use by another orchestrator" in second.stderr
+    assert f"pid {daemon.proc.pid}" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert daemon.proc.poll() is None  # the first one is unaffected

@@ -1,0 +1,229 @@
+"""Tests for state: the spec's API, persistence, atomicity under kill -9, the lock, corruption."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from scripts.orchestrator.state import (
+    State,
+    StateError,
+    StateLockedError,
+    Status,
+    WorkItem,
+    WorkItemType,
+)
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / ".orchestrator-state.json"
+
+
+def test_spec_snippet_clears_an_item(path: Path) -> None:
+    with State(path) as state:
+        state.put(WorkItem(type=WorkItemType.ISSUE, number=42, status=Status.DONE, pr_number=7))
+    # The spec's snippet, verbatim apart from the path:
+    state = State(Path(path))
+    assert state.clear_item(WorkItemType.ISSUE, 42) is True
+    state.close()
+    with State(path) as again:
+        assert again.get(WorkItemType.ISSUE, 42) is None
+        assert again.clear_item(WorkItemType.ISSUE, 42) is False
+
+
+def test_items_and_meta_survive_a_restart(path: Path) -> None:
+    item = WorkItem(
+        type=WorkItemType.PR_REVIEW,
+        number=7,
+        status=Status.FAILED,
+        attempts=3,
+        head_sha="a" * 40,
+        pr_number=7,
+        cost_usd=0.12,
+        turns=9,
+        duration_s=41.5,
+        last_error="Claude timed out after 1800 s",
+        data={"reviewed": ["b" * 40]},
+    )
+    with State(path) as state:
+        state.put(item)
+        state.put(WorkItem(type=WorkItemType.ISSUE, number=7))  # same number, other kind
+        state.set_meta("first_watched_at", "2026-11-25T00:00:00+00:00")
+    with State(path) as state:
+        assert state.get(WorkItemType.PR_REVIEW, 7) == item
+        assert state.get(WorkItemType.ISSUE, 7) is not None
+        assert len(state.items()) == 2
+        assert [i.number for i in state.items(WorkItemType.PR_REVIEW)] == [7]
+        assert state.get_meta("first_watched_at") == "2026-11-25T00:00:00+00:00"
+        assert state.get_meta("missing", "dflt") == "dflt"
+
+
+def test_put_replaces_and_evolve_refreshes_updated_at(path: Path) -> None:
+    with State(path) as state:
+        first = WorkItem(type=WorkItemType.ISSUE, number=1)
+        state.put(first)
+        second = first.evolve(status=Status.IN_PROGRESS, attempts=1)
+        state.put(second)
+        assert state.items() == [second]
+        assert second.updated_at >= first.updated_at
+        assert second.created_at == first.created_at
+
+
+def test_every_change_is_on_disk_at_once(path: Path) -> None:
+    with State(path) as state:
+        state.put(WorkItem(type=WorkItemType.MERGE, number=3))
+        on_disk = json.loads(path.read_text())
+        assert [i["number"] for i in on_disk["items"]] == [3]
+        with state.batch():
+            state.put(WorkItem(type=WorkItemType.MERGE, number=4))
+            state.put(WorkItem(type=WorkItemType.MERGE, number=5))
+            assert len(json.loads(path.read_text())["items"]) == 1  # not yet: one write
+        assert len(json.loads(path.read_text())["items"]) == 3
+
+
+def test_unserialisable_meta_is_refused_before_it_can_break_saving(path: Path) -> None:
+    with State(path) as state, pytest.raises(TypeError):
+        state.set_meta("bad", object())
+
+
+def test_second_owner_is_refused_with_a_clear_message(path: Path) -> None:
+    with State(path):
+        with pytest.raises(StateLockedError) as info:
+            State(path)
+        assert str(path) in str(info.value)
+        assert f"pid {os.getpid()}" in str(info.value)
+        assert "stop it first" in str(info.value)
+    with State(path):  # released on close
+        pass
+
+
+def test_lock_is_held_across_processes_and_dropped_when_the_holder_dies(path: Path) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _code(f"""
+            from pathlib import Path
+            from scripts.orchestrator.state import State
+            s = State(Path({str(path)!r}))
+            print("locked", flush=True)
+            import time; time.sleep(60)
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StateLockedError, match=f"pid {holder.pid}"):
+            State(path)
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    with State(path):  # kill -9 released it: no stale lock to clean by hand
+        pass
+
+
+@pytest.mark.parametrize(
+    ("content", "detail"),
+    [
+        (b"{not json", "corrupted"),
+        (b"", "corrupted"),
+        (b"[]", "corrupted"),
+        (b'{"version": 1, "items": [{"type": "issue"}]}', "items.0.number"),
+        (b'{"version": 1, "items": [{"type": "bogus", "number": 1}]}', "items.0.type"),
+        (b'{"version": 99, "items": []}', "version 99"),
+    ],
+)
+def test_corrupted_file_names_the_file_and_the_way_out(
+    path: Path, content: bytes, detail: str
+) -> None:
+    path.write_bytes(content)
+    with pytest.raises(StateError) as info:
+        State(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert detail in message
+    assert f"rm {path}" in message
+    assert path.read_bytes() == content  # never silently replaced by an empty state
+
+
+def test_unreadable_file_is_an_error_not_an_empty_state(path: Path) -> None:
+    path.mkdir()  # reading a directory fails even for root, unlike chmod 000
+    with pytest.raises(StateError, match="cannot read state file"):
+        State(path)
+
+
+def test_failed_load_releases_the_lock(path: Path) -> None:
+    path.write_text("garbage")
+    with pytest.raises(StateError):
+        State(path)
+    path.unlink()
+    with State(path):
+        pass
+
+
+def test_missing_directory_is_created(tmp_path: Path) -> None:
+    with State(tmp_path / "a" / "b" / "state.json") as state:
+        state.set_meta("x", 1)
+    assert (tmp_path / "a" / "b" / "state.json").is_file()
+
+
+def test_debris_of_a_killed_writer_is_removed(path: Path) -> None:
+    debris = path.parent / f".{path.name}.12345.tmp"
+    debris.write_text("half a state")
+    with State(path):
+        assert not debris.exists()
+
+
+WRITER = """
+    import os, sys, time
+    from pathlib import Path
+    from scripts.orchestrator.state import State, WorkItem, WorkItemType
+    path, point, generations = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    state = State(path)
+    with state.batch():
+        for n in range(2000):
+            state.put(WorkItem(type=WorkItemType.ISSUE, number=n, last_error="x" * 100))
+    for generation in range(1, generations + 1):
+        state.set_meta("generation", generation)
+
+    def stop_here(*args, **kwargs):
+        print("at", point, flush=True)
+        time.sleep(60)  # the parent kills us here, inside the save
+
+    setattr(os, point, stop_here)
+    state.set_meta("generation", generations + 1)
+"""
+
+
+@pytest.mark.parametrize("point", ["write", "fsync", "replace"])
+def test_kill_9_inside_a_save_leaves_the_previous_state(path: Path, point: str) -> None:
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _code(WRITER), str(path), point, "3"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == f"at {point}"
+        os.kill(writer.pid, signal.SIGKILL)
+    finally:
+        writer.kill()
+        writer.wait(timeout=10)
+    with State(path) as state:
+        assert state.get_meta("generation") == 3
+        assert len(state.items()) == 2000
+
+
+def _code(source: str) -> str:
+    return textwrap.dedent(source)
