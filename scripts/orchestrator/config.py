@@ -51,6 +51,8 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
+        # `CLAUDE_MODEL=` in .env means "not set", as .env.example writes it.
+        env_ignore_empty=True,
         validate_default=True,
     )
 

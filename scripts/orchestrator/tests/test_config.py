@@ -172,7 +172,7 @@ def test_environment_wins_over_dotenv(monkeypatch: pytest.MonkeyPatch, clean_env
         ("PRE_MERGE_COMMANDS", '["pytest", 3]', "JSON array"),
         ("PRE_MERGE_COMMANDS", '{"a": "b"}', "JSON array"),
         ("PRE_MERGE_COMMANDS", '[""]', "JSON array"),
-        ("READY_LABEL", "", "non-empty"),
+        ("READY_LABEL", "   ", "label name"),
         ("READY_LABEL", "a,b", "label name"),
         ("MERGE_COMMENT_TRIGGER", "  ", "one-line command"),
         ("REVIEW_EVENT", "LGTM", "COMMENT, REQUEST_CHANGES, APPROVE"),
@@ -268,3 +268,18 @@ def test_token_is_hidden_in_repr() -> None:
     s = load_settings()
     assert TOKEN not in repr(s)
     assert TOKEN not in str(s.model_dump())
+
+
+def test_env_example_lists_every_variable_with_its_default(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path
+) -> None:
+    example = Path(__file__).parents[3] / ".env.example"
+    text = example.read_text()
+    names = {line.split("=", 1)[0] for line in text.splitlines() if "=" in line and line[0] != "#"}
+    assert names == {field.upper() for field in Settings.model_fields}
+    (clean_env / ".env").write_text(text)
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    from_example = load_settings()
+    monkeypatch.setenv("GITHUB_REPO", "your-org/your-repo")
+    (clean_env / ".env").unlink()
+    assert from_example == load_settings()
