@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -34,9 +34,9 @@ class BrokenSource:
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> State:
+def state(tmp_path: Path) -> Iterator[State]:
     with State(tmp_path / "state.json") as s:
-        yield s  # type: ignore[misc]
+        yield s
 
 
 def _daemon(state: State, *sources: object, max_concurrent: int = 2) -> Daemon:
