@@ -37,3 +37,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     git(project, "init", "--quiet")
     monkeypatch.chdir(project)
     return project
+
+
+from .fixtures_model import *  # noqa: E402, F403
