@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 from claude_agent_sdk import ClaudeAgentOptions
 
+from scripts.orchestrator.proc import processes_with_env
 from scripts.orchestrator.sandbox.scripted_model import (
     ScriptedModel,
     bundled_cli_path,
@@ -75,27 +75,6 @@ def claude_options(
         allowed_tools=list(allowed_tools),
         max_turns=max_turns,
     )
-
-
-def processes_with_env(name: str, value: str) -> list[int]:
-    """PIDs of live processes whose environment has `name=value` (Linux /proc).
-
-    The CLI and everything it spawns inherit ANTHROPIC_BASE_URL, whose port is unique to one
-    scripted model, so this finds a test's leftovers without touching other tests' processes.
-    """
-    wanted = f"{name}={value}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue  # exited meanwhile, or not ours to read
-        if state != "Z" and wanted in environ.split(b"\0"):
-            found.append(int(entry.name))
-    return found
 
 
 def wait_until_gone(name: str, value: str, timeout: float = 10.0) -> list[int]:

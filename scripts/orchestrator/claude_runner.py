@@ -1,0 +1,193 @@
+"""Claude Code runs through claude-agent-sdk: bounded turns and time, explicit tools, no token."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+import anyio
+from claude_agent_sdk import (
+    AssistantMessage,
+    ClaudeAgentOptions,
+    ClaudeSDKError,
+    ResultMessage,
+    TextBlock,
+    query,
+)
+
+from .proc import SECRET_ENV_VARS, kill_processes_with_env
+
+log = logging.getLogger(__name__)
+
+RUN_MARKER_ENV = "CLAUDE_ORCHESTRATOR_RUN"  # tags every process of one run, to reap leftovers
+STDERR_TAIL = 40
+REAP_SETTLE = 0.2  # seconds between the two passes that kill a run's leftovers
+
+# Read-only tools: what a review of untrusted code may use.
+READ_ONLY_TOOLS = ("Read", "Grep", "Glob")
+# An implementation edits files and runs commands inside its worktree; no web tools.
+IMPLEMENT_TOOLS = ("Read", "Grep", "Glob", "Edit", "Write", "Bash")
+
+SettingSource = Literal["user", "project", "local"]
+
+
+@dataclass(frozen=True)
+class ClaudeRequest:
+    """One Claude Code run."""
+
+    prompt: str
+    cwd: Path
+    guidelines: str  # appended to Claude Code's own system prompt
+    tools: Sequence[str]  # the tools offered; nothing else exists for the model
+    max_turns: int
+    timeout: float
+    # Filesystem settings the CLI may load; [] for untrusted checkouts (project settings
+    # can define hooks that run commands).
+    setting_sources: Sequence[SettingSource] = ()
+
+
+@dataclass(frozen=True)
+class ClaudeResult:
+    """What a run produced; `error` says why it failed, in words fit for a GitHub comment."""
+
+    ok: bool
+    text: str
+    cost_usd: float | None = None
+    turns: int = 0
+    duration_s: float = 0.0
+    session_id: str | None = None
+    error: str | None = None
+    timed_out: bool = False
+    stderr_tail: list[str] = field(default_factory=list)
+
+
+class ClaudeRunner(Protocol):
+    """Runs Claude Code; tests substitute the real CLI's model, not this interface."""
+
+    async def run(self, request: ClaudeRequest) -> ClaudeResult: ...
+
+
+class SdkClaudeRunner:
+    """The real runner: the Claude Code CLI driven by claude-agent-sdk."""
+
+    def __init__(
+        self,
+        cli_path: str,
+        *,
+        model: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self._cli_path = cli_path
+        self._model = model
+        self._env = dict(env or {})
+
+    async def run(self, request: ClaudeRequest) -> ClaudeResult:
+        marker = uuid.uuid4().hex
+        # The SDK starts the CLI with our whole environment plus `env`, so the tokens are
+        # blanked here even though main() already removed them from os.environ.
+        env = {**self._env, **{name: "" for name in SECRET_ENV_VARS}, RUN_MARKER_ENV: marker}
+        stderr: list[str] = []
+        options = ClaudeAgentOptions(
+            cwd=str(request.cwd),
+            cli_path=self._cli_path,
+            model=self._model,
+            tools=list(request.tools),
+            allowed_tools=list(request.tools),
+            # acceptEdits + explicit allowed tools: works as root, headless, every grant named
+            # (DESIGN §3); bypassPermissions refuses to run as root.
+            permission_mode="acceptEdits",
+            max_turns=request.max_turns,
+            system_prompt={"type": "preset", "preset": "claude_code", "append": request.guidelines},
+            setting_sources=list(request.setting_sources),
+            env=env,
+            stderr=lambda line: _keep_tail(stderr, line),
+        )
+        started = time.monotonic()
+        texts: list[str] = []
+        result: ResultMessage | None = None
+        try:
+            with anyio.fail_after(request.timeout):
+                async for message in query(prompt=request.prompt, options=options):
+                    if isinstance(message, AssistantMessage):
+                        texts += [b.text for b in message.content if isinstance(b, TextBlock)]
+                    elif isinstance(message, ResultMessage):
+                        result = message
+        except TimeoutError:
+            return ClaudeResult(
+                ok=False,
+                text="\n".join(texts),
+                duration_s=time.monotonic() - started,
+                error=f"Claude did not finish within {request.timeout:g} seconds (CLAUDE_TIMEOUT)",
+                timed_out=True,
+                stderr_tail=stderr,
+            )
+        except ClaudeSDKError as exc:
+            # The SDK raises after an error result; that result explains it best.
+            error = _result_error(result) if result is not None else f"Claude Code failed: {exc}"
+            return _failed(result, texts, started, stderr, error)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await _reap(marker)
+        if result is None:
+            return _failed(None, texts, started, stderr, "Claude Code ended without a result")
+        if result.is_error:
+            return _failed(result, texts, started, stderr, _result_error(result))
+        return ClaudeResult(
+            ok=True,
+            text=(result.result or "\n".join(texts)).strip(),
+            cost_usd=result.total_cost_usd,
+            turns=result.num_turns,
+            duration_s=time.monotonic() - started,
+            session_id=result.session_id,
+            stderr_tail=stderr,
+        )
+
+
+def _keep_tail(lines: list[str], line: str) -> None:
+    lines.append(line.rstrip())
+    del lines[:-STDERR_TAIL]
+
+
+def _result_error(result: ResultMessage) -> str:
+    if result.subtype == "error_max_turns" or result.terminal_reason == "max_turns":
+        return f"Claude used all {result.num_turns} turns (MAX_TURNS) without finishing"
+    if result.api_error_status:
+        return f"the model API answered {result.api_error_status}"
+    detail = "; ".join(result.errors or []) or (result.result or result.subtype)
+    return f"Claude Code reported an error: {detail}"
+
+
+def _failed(
+    result: ResultMessage | None,
+    texts: list[str],
+    started: float,
+    stderr: list[str],
+    error: str,
+) -> ClaudeResult:
+    return ClaudeResult(
+        ok=False,
+        text="\n".join(texts),
+        cost_usd=result.total_cost_usd if result else None,
+        turns=result.num_turns if result else 0,
+        duration_s=time.monotonic() - started,
+        session_id=result.session_id if result else None,
+        error=error,
+        stderr_tail=stderr,
+    )
+
+
+async def _reap(marker: str) -> None:
+    """Kill any process still carrying this run's marker (e.g. a server Claude started).
+
+    Two passes: a command backgrounded just before the run ended may still be starting.
+    """
+    killed = kill_processes_with_env(RUN_MARKER_ENV, marker)
+    await anyio.sleep(REAP_SETTLE)
+    killed += kill_processes_with_env(RUN_MARKER_ENV, marker)
+    if killed:
+        log.info("killed %d process(es) left running by Claude", len(killed))

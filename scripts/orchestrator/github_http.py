@@ -1,0 +1,187 @@
+"""GitHub HTTP policy for githubkit: retries, rate limits, spacing of writes, errors mapped once."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator, Generator
+from datetime import timedelta
+from typing import Any
+
+import anyio
+import httpx
+from githubkit.exception import (
+    GitHubException,
+    RateLimitExceeded,
+    RequestError,
+    RequestFailed,
+    RequestTimeout,
+)
+from githubkit.retry import RetryOption
+from githubkit.throttling import LocalThrottler
+
+log = logging.getLogger(__name__)
+
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class GitHubError(Exception):
+    """A GitHub API call failed; `status` is the HTTP status (0 when no answer came)."""
+
+    def __init__(self, status: int, message: str, method: str = "", url: str = "") -> None:
+        super().__init__(f"GitHub {method} {url} answered {status}: {message}".strip())
+        self.status = status
+        self.message = message
+
+
+class NotFound(GitHubError):
+    """404."""
+
+
+class Conflict(GitHubError):
+    """409: e.g. the merge `sha` no longer matches the head."""
+
+
+class NotMergeable(GitHubError):
+    """405: GitHub refuses the merge (conflicts, branch protection, ...)."""
+
+
+class Unprocessable(GitHubError):
+    """422: validation failed, e.g. a pull request for this head already exists."""
+
+
+class RateLimited(GitHubError):
+    """A rate limit that lasts longer than the daemon is willing to wait inside a call."""
+
+
+_BY_STATUS: dict[int, type[GitHubError]] = {
+    404: NotFound,
+    405: NotMergeable,
+    409: Conflict,
+    422: Unprocessable,
+}
+
+
+def map_error(exc: GitHubException) -> GitHubError:
+    """The one place where githubkit's exceptions become ours."""
+    if isinstance(exc, RateLimitExceeded):
+        wait = int(exc.retry_after.total_seconds())
+        return RateLimited(
+            exc.response.status_code, f"rate limited for {wait}s", exc.request.method
+        )
+    if isinstance(exc, RequestFailed):
+        response = exc.response
+        message = _message(response.raw_response)
+        cls = _BY_STATUS.get(response.status_code, GitHubError)
+        request = exc.request
+        return cls(response.status_code, message, request.method, request.url.path)
+    if isinstance(exc, RequestTimeout):
+        return GitHubError(0, "timed out", exc.request.method, exc.request.url.path)
+    if isinstance(exc, RequestError):
+        return GitHubError(0, f"no answer ({exc.exc.__class__.__name__})")
+    return GitHubError(0, str(exc))
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:200]
+    if not isinstance(data, dict):
+        return str(data)[:200]
+    message = str(data.get("message", ""))
+    errors = data.get("errors")
+    if isinstance(errors, list):
+        details = [str(e.get("message") or e.get("code")) for e in errors if isinstance(e, dict)]
+        message = "; ".join([message, *[d for d in details if d and d != "None"]])
+    return message
+
+
+class RetryPolicy:
+    """When to retry a failed call, and after how long.
+
+    githubkit's default retries primary/secondary limits that carry `retry-after` or
+    `x-ratelimit-remaining: 0`, and 5xx. This adds a 403 "secondary rate limit" with neither
+    header (DESIGN §3), network errors and timeouts, and refuses waits longer than
+    `max_wait`: a long primary-limit wait is better spent by skipping the cycle.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_retries: int = 3,
+        base_delay: float = 1.0,
+        secondary_delay: float = 60.0,
+        max_wait: float = 120.0,
+    ) -> None:
+        self.max_retries = max_retries
+        self.base_delay = base_delay
+        self.secondary_delay = secondary_delay
+        self.max_wait = max_wait
+
+    def __call__(self, exc: GitHubException, retry_count: int) -> RetryOption:
+        if retry_count >= self.max_retries:
+            return RetryOption(False)
+        wait = self._wait(exc, retry_count)
+        if wait is None or wait > self.max_wait:
+            return RetryOption(False)
+        log.warning("GitHub call failed (%s); retrying in %.1fs", _describe(exc), wait)
+        return RetryOption(True, timedelta(seconds=wait))
+
+    def _wait(self, exc: GitHubException, retry_count: int) -> float | None:
+        backoff = float(self.base_delay * 2**retry_count)
+        if isinstance(exc, RateLimitExceeded):
+            return max(float(exc.retry_after.total_seconds()), self.base_delay)
+        if isinstance(exc, RequestFailed):
+            status = int(exc.response.status_code)
+            if status >= 500:
+                return backoff
+            if status in (403, 429) and "secondary rate limit" in exc.response.text.lower():
+                return float(self.secondary_delay * 2**retry_count)
+            return None
+        if isinstance(exc, RequestError):  # timeouts and connection errors
+            return backoff
+        return None
+
+
+def _describe(exc: GitHubException) -> str:
+    if isinstance(exc, RequestFailed):
+        return f"{exc.request.method} {exc.request.url.path} -> {exc.response.status_code}"
+    return exc.__class__.__name__
+
+
+class WriteSpacingThrottler(LocalThrottler):
+    """Bounded concurrency, plus a pause between mutating requests (GitHub's secondary limits
+    ask for about a second between writes; githubkit leaves this as a TODO)."""
+
+    def __init__(self, max_concurrency: int = 10, write_interval: float = 1.0) -> None:
+        super().__init__(max_concurrency)
+        self.write_interval = write_interval
+        self._last_write = 0.0
+        self._write_lock: anyio.Lock | None = None
+
+    @contextlib.contextmanager
+    def acquire(self, request: httpx.Request) -> Generator[None, Any, Any]:
+        with super().acquire(request):
+            if request.method not in _READS:
+                delay = self._last_write + self.write_interval - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                self._last_write = time.monotonic()
+            yield
+
+    @contextlib.asynccontextmanager
+    async def async_acquire(self, request: httpx.Request) -> AsyncGenerator[None, Any]:
+        async with super().async_acquire(request):
+            if request.method in _READS:
+                yield
+                return
+            if self._write_lock is None:
+                self._write_lock = anyio.Lock()
+            async with self._write_lock:
+                delay = self._last_write + self.write_interval - time.monotonic()
+                if delay > 0:
+                    await anyio.sleep(delay)
+                self._last_write = time.monotonic()
+            yield

@@ -1,0 +1,149 @@
+"""Child processes: a timeout, the whole process group killed, no GitHub tokens inherited."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# Credentials that no child process gets: Claude and pre-merge commands run untrusted code.
+SECRET_ENV_VARS = frozenset({"GITHUB_TOKEN", "GH_TOKEN", "GITHUB_PAT", "GH_ENTERPRISE_TOKEN"})
+KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+
+
+def child_env(
+    base: Mapping[str, str] | None = None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """A child's environment: `base` (default: ours) minus GitHub credentials, plus `extra`."""
+    env = {
+        k: v for k, v in (os.environ if base is None else base).items() if k not in SECRET_ENV_VARS
+    }
+    if extra:
+        env.update(extra)
+    return env
+
+
+@dataclass(frozen=True)
+class Completed:
+    """What a finished (or timed-out) child process did."""
+
+    args: tuple[str, ...]
+    returncode: int | None  # None when it was killed for its timeout
+    stdout: str
+    stderr: str
+    duration_s: float
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    @property
+    def output(self) -> str:
+        """Standard output and error together, for messages."""
+        return "\n".join(part for part in (self.stdout.strip(), self.stderr.strip()) if part)
+
+
+async def run(
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+    shell: bool = False,
+) -> Completed:
+    """Run a command in its own process group; on timeout or cancellation kill the group.
+
+    `env` is used as given (build it with `child_env`); None means `child_env()`.
+    """
+    started = time.monotonic()
+    kwargs: dict[str, object] = {
+        "cwd": cwd,
+        "env": child_env() if env is None else dict(env),
+        "stdin": asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        "stdout": asyncio.subprocess.PIPE,
+        "stderr": asyncio.subprocess.PIPE,
+        # A new session makes the child a group leader, so a timeout can kill its descendants
+        # too (the original daemon killed the shell and left pytest running).
+        "start_new_session": True,
+    }
+    if shell:
+        (command,) = args
+        proc = await asyncio.create_subprocess_shell(command, **kwargs)  # type: ignore[arg-type]
+    else:
+        proc = await asyncio.create_subprocess_exec(*args, **kwargs)  # type: ignore[arg-type]
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    except asyncio.TimeoutError:
+        out, err = await _kill_group(proc)
+        return Completed(
+            tuple(args), None, _text(out), _text(err), time.monotonic() - started, timed_out=True
+        )
+    except BaseException:  # cancelled: the child must not outlive its caller
+        await _kill_group(proc)
+        raise
+    finally:
+        # Descendants that detached from the pipes may still be running in the group.
+        _signal_group(proc.pid, signal.SIGKILL)
+    return Completed(
+        tuple(args), proc.returncode, _text(out), _text(err), time.monotonic() - started
+    )
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> tuple[bytes, bytes]:
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        return await asyncio.wait_for(proc.communicate(), KILL_GRACE)
+    except asyncio.TimeoutError:
+        _signal_group(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(asyncio.TimeoutError):
+            return await asyncio.wait_for(proc.communicate(), KILL_GRACE)
+        return b"", b""
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _text(data: bytes | None) -> str:
+    return (data or b"").decode("utf-8", errors="replace")
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    """PIDs of live processes whose environment holds `name=value` (Linux /proc; else none).
+
+    A run's children inherit a marker variable, so this finds what a run left behind even
+    when the children moved to process groups of their own.
+    """
+    proc_dir = Path("/proc")
+    if not proc_dir.is_dir():
+        return []
+    wanted = f"{name}={value}".encode()
+    found = []
+    for entry in proc_dir.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # exited meanwhile, or not ours to read
+        if state != "Z" and wanted in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_processes_with_env(name: str, value: str) -> list[int]:
+    """SIGKILL every live process carrying `name=value`; return their PIDs."""
+    pids = processes_with_env(name, value)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return pids

@@ -1,0 +1,114 @@
+"""Tests for Claude runs: the real Claude Code CLI against the scripted model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scripts.orchestrator import proc
+from scripts.orchestrator.claude_runner import (
+    IMPLEMENT_TOOLS,
+    READ_ONLY_TOOLS,
+    ClaudeRequest,
+    SdkClaudeRunner,
+)
+from scripts.orchestrator.sandbox.model_script import ApiError, Hang, Text, bash, write
+from scripts.orchestrator.sandbox.scripted_model import ScriptedModel, bundled_cli_path
+
+TOKEN = "ghp_" + "R" * 36
+
+
+@pytest.fixture
+def runner(claude_env: dict[str, str]) -> SdkClaudeRunner:
+    return SdkClaudeRunner(str(bundled_cli_path()), env=claude_env)
+
+
+def _request(cwd: Path, **changes: object) -> ClaudeRequest:
+    fields: dict[str, object] = {
+        "prompt": "Implement issue #1: add hello.txt",
+        "cwd": cwd,
+        "guidelines": "GUIDELINES-MARKER: be careful",
+        "tools": IMPLEMENT_TOOLS,
+        "max_turns": 5,
+        "timeout": 60,
+    }
+    fields.update(changes)
+    return ClaudeRequest(**fields)  # type: ignore[arg-type]
+
+
+async def test_a_run_writes_files_and_reports_cost_and_turns(
+    runner: SdkClaudeRunner, scripted_model: ScriptedModel, tmp_path: Path
+) -> None:
+    scripted_model.script(write({"hello.txt": "hi\n"}), Text("Added hello.txt."))
+    result = await runner.run(_request(tmp_path))
+    assert result.ok, result.error
+    assert (tmp_path / "hello.txt").read_text() == "hi\n"
+    assert result.text == "Added hello.txt."
+    assert result.turns >= 2 and result.cost_usd is not None and result.session_id
+    first = scripted_model.main_requests()[0]
+    assert "GUIDELINES-MARKER: be careful" in first.system
+    assert "Implement issue #1" in first.first_user_text
+    assert set(first.direct_tool_names) == set(IMPLEMENT_TOOLS)
+
+
+async def test_read_only_runs_are_offered_only_read_tools(
+    runner: SdkClaudeRunner, scripted_model: ScriptedModel, tmp_path: Path
+) -> None:
+    scripted_model.script(Text("Looks fine."))
+    result = await runner.run(_request(tmp_path, tools=READ_ONLY_TOOLS))
+    assert result.ok
+    assert set(scripted_model.main_requests()[0].direct_tool_names) == set(READ_ONLY_TOOLS)
+
+
+async def test_the_github_token_never_reaches_claude(
+    runner: SdkClaudeRunner,
+    scripted_model: ScriptedModel,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    monkeypatch.setenv("GH_TOKEN", TOKEN)
+    scripted_model.script(bash("env"), Text("done"))
+    result = await runner.run(_request(tmp_path))
+    assert result.ok, result.error
+    outputs = [r.text for r in scripted_model.main_requests()[-1].all_tool_results]
+    assert any("PATH=" in out for out in outputs)  # the command really ran
+    assert not any(TOKEN in out for out in outputs)
+
+
+async def test_an_api_error_is_a_failed_result_with_the_status(
+    runner: SdkClaudeRunner, scripted_model: ScriptedModel, tmp_path: Path
+) -> None:
+    scripted_model.script(ApiError(status=500))
+    result = await runner.run(_request(tmp_path))
+    assert not result.ok and not result.timed_out
+    assert result.error == "the model API answered 500"
+
+
+async def test_a_hung_model_is_cut_by_the_timeout_and_leaves_no_process(
+    runner: SdkClaudeRunner, scripted_model: ScriptedModel, tmp_path: Path
+) -> None:
+    scripted_model.script(Hang())
+    result = await runner.run(_request(tmp_path, timeout=1))
+    assert result.timed_out and not result.ok
+    assert "within 1 seconds (CLAUDE_TIMEOUT)" in (result.error or "")
+    assert proc.processes_with_env("ANTHROPIC_BASE_URL", scripted_model.url) == []
+
+
+async def test_a_command_left_running_by_claude_is_reaped(
+    runner: SdkClaudeRunner, scripted_model: ScriptedModel, tmp_path: Path
+) -> None:
+    scripted_model.script(bash("setsid sleep 300 >/dev/null 2>&1 & echo started"), Text("ok"))
+    result = await runner.run(_request(tmp_path))
+    assert result.ok, result.error
+    assert proc.processes_with_env("ANTHROPIC_BASE_URL", scripted_model.url) == []
+
+
+async def test_max_turns_exhausted_is_reported(
+    runner: SdkClaudeRunner, scripted_model: ScriptedModel, tmp_path: Path
+) -> None:
+    scripted_model.script(*[bash(f"echo {n}") for n in range(5)])
+    result = await runner.run(_request(tmp_path, max_turns=2))
+    assert not result.ok
+    assert "MAX_TURNS" in (result.error or "")

@@ -1,0 +1,224 @@
+"""Git worktree operations: fetch, isolated worktrees, commit, push with a per-process token."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from . import proc
+
+log = logging.getLogger(__name__)
+
+GIT_TIMEOUT = 300.0  # generous: a fetch of a large repository can take minutes
+COMMIT_NAME = "claude-orchestrator"
+COMMIT_EMAIL = "claude-orchestrator@users.noreply.github.com"
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class GitError(Exception):
+    """A git command failed; the message holds the command and git's own words."""
+
+    def __init__(self, args: Sequence[str], result: proc.Completed) -> None:
+        what = "timed out" if result.timed_out else f"exited {result.returncode}"
+        detail = result.stderr.strip() or result.stdout.strip()
+        super().__init__(f"git {' '.join(args)} {what}: {detail}")
+        self.result = result
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """A worktree holding `head` merged onto `base`, or the files that conflicted."""
+
+    path: Path
+    base_sha: str
+    head_sha: str
+    conflicts: tuple[str, ...] = ()
+
+
+class WorktreeManager:
+    """Makes and cleans worktrees of the local clone; the only code that runs git."""
+
+    def __init__(
+        self,
+        repo_path: Path,
+        worktree_base: Path,
+        *,
+        remote: str = "origin",
+        token: str | None = None,
+        timeout: float = GIT_TIMEOUT,
+    ) -> None:
+        self.repo_path = repo_path
+        self.worktree_base = worktree_base
+        self.remote = remote
+        self._token = token
+        self._timeout = timeout
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def git(self, *args: str, cwd: Path | None = None, check: bool = True) -> str:
+        """Run git without credentials and without prompts; return its stripped stdout."""
+        return (await self._git(args, cwd=cwd, check=check)).stdout.strip()
+
+    async def _git(
+        self,
+        args: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        check: bool = True,
+        extra_env: dict[str, str] | None = None,
+    ) -> proc.Completed:
+        env = proc.child_env(extra={"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(extra_env or {})})
+        result = await proc.run(
+            ["git", *args], cwd=cwd or self.repo_path, timeout=self._timeout, env=env
+        )
+        if check and not result.ok:
+            raise GitError(args, result)
+        return result
+
+    def path_for(self, name: str) -> Path:
+        """The worktree directory for a name such as `feature-issue-42` or `pr-review-7`."""
+        return self.worktree_base / _SAFE_NAME.sub("-", name)
+
+    # -- remote -----------------------------------------------------------------------------
+
+    async def fetch(self, *refspecs: str) -> None:
+        """Fetch refspecs (e.g. `+refs/heads/main:refs/remotes/origin/main`) from the remote."""
+        await self._git(["fetch", "--quiet", "--no-tags", self.remote, *refspecs])
+
+    async def fetch_branch(self, branch: str) -> str:
+        """Fetch a branch of the remote; return its SHA."""
+        tracking = f"refs/remotes/{self.remote}/{branch}"
+        await self.fetch(f"+refs/heads/{branch}:{tracking}")
+        return await self.git("rev-parse", "--verify", f"{tracking}^{{commit}}")
+
+    async def fetch_pull_head(self, number: int) -> str:
+        """Fetch `refs/pull/N/head`, which also works for pull requests from forks."""
+        local = f"refs/orchestrator/pull/{number}"
+        await self.fetch(f"+refs/pull/{number}/head:{local}")
+        return await self.git("rev-parse", "--verify", f"{local}^{{commit}}")
+
+    async def remote_branch_sha(self, branch: str) -> str | None:
+        """The SHA of a branch on the remote, or None if it does not exist there."""
+        out = await self.git("ls-remote", "--heads", self.remote, f"refs/heads/{branch}")
+        for line in out.splitlines():
+            sha, _, ref = line.partition("\t")
+            if ref == f"refs/heads/{branch}":
+                return sha
+        return None
+
+    async def push(self, worktree: Path, branch: str, *, expected_remote_sha: str | None) -> None:
+        """Push HEAD to `branch`, replacing the remote branch only if it is still where we saw it.
+
+        The token, when needed, lives only in this git process's environment (never in a remote
+        URL or a config file), and hooks are skipped: a pre-push hook could come from files
+        Claude edited and must not run beside the token.
+        """
+        lease = f"--force-with-lease=refs/heads/{branch}:{expected_remote_sha or ''}"
+        args = ["push", "--quiet", "--no-verify", lease, self.remote, f"HEAD:refs/heads/{branch}"]
+        await self._git(args, cwd=worktree, extra_env=await self._auth_env())
+
+    async def delete_remote_branch(self, branch: str) -> None:
+        await self._git(
+            ["push", "--quiet", "--no-verify", self.remote, f":refs/heads/{branch}"],
+            extra_env=await self._auth_env(),
+        )
+
+    async def _auth_env(self) -> dict[str, str]:
+        """An `http.extraHeader` for this one process, for https remotes only."""
+        if not self._token:
+            return {}
+        url = await self.git("remote", "get-url", "--push", self.remote)
+        if urlparse(url).scheme != "https":
+            return {}  # ssh or a local path: the user's own git setup authenticates
+        basic = base64.b64encode(f"x-access-token:{self._token}".encode()).decode()
+        return {
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": "http.extraHeader",
+            "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+        }
+
+    # -- worktrees --------------------------------------------------------------------------
+
+    async def branch_worktree(self, name: str, branch: str, start: str) -> Path:
+        """A worktree on local `branch`, reset to `start`; leftovers of earlier attempts reused."""
+        path = self.path_for(name)
+        await self._discard_worktree(path)
+        # -B resets a branch left by an earlier attempt instead of failing on it.
+        await self._git(["worktree", "add", "--quiet", "-B", branch, str(path), start])
+        return path
+
+    async def detached_worktree(self, name: str, commit: str) -> Path:
+        """A worktree with `commit` checked out detached (no local branch needed)."""
+        path = self.path_for(name)
+        await self._discard_worktree(path)
+        await self._git(["worktree", "add", "--quiet", "--detach", str(path), commit])
+        return path
+
+    async def merge_worktree(self, name: str, base_sha: str, head_sha: str) -> MergeResult:
+        """A detached worktree at `base_sha` with `head_sha` merged in (what would land)."""
+        path = await self.detached_worktree(name, base_sha)
+        result = await self._git(
+            ["-c", f"user.name={COMMIT_NAME}", "-c", f"user.email={COMMIT_EMAIL}",
+             "merge", "--no-ff", "--no-edit", "--quiet", head_sha],
+            cwd=path,
+            check=False,
+        )  # fmt: skip
+        if result.ok:
+            return MergeResult(path, base_sha, head_sha)
+        conflicts = await self.git("diff", "--name-only", "--diff-filter=U", cwd=path)
+        if not conflicts:
+            raise GitError(["merge", head_sha], result)
+        await self._git(["merge", "--abort"], cwd=path, check=False)
+        return MergeResult(path, base_sha, head_sha, tuple(conflicts.splitlines()))
+
+    async def remove(self, path: Path) -> None:
+        """Remove a worktree and its directory; a missing one is fine."""
+        await self._discard_worktree(path)
+
+    async def _discard_worktree(self, path: Path) -> None:
+        await self._git(["worktree", "remove", "--force", "--force", str(path)], check=False)
+        if path.exists():  # a directory git no longer knows as a worktree
+            shutil.rmtree(path)
+        await self._git(["worktree", "prune"], check=False)
+
+    # -- commits ----------------------------------------------------------------------------
+
+    async def commit_all(self, worktree: Path, message: str) -> str | None:
+        """Commit every change in the worktree; return the new SHA, or None if nothing changed."""
+        await self._git(["add", "--all"], cwd=worktree)
+        status = await self.git("status", "--porcelain", cwd=worktree)
+        if not status:
+            return None
+        identity = await self._identity_args(worktree)
+        await self._git(
+            [*identity, "commit", "--quiet", "--no-verify", "-m", message], cwd=worktree
+        )
+        return await self.git("rev-parse", "HEAD", cwd=worktree)
+
+    async def _identity_args(self, worktree: Path) -> list[str]:
+        """The user's configured identity if any, else the orchestrator's."""
+        email = await self.git("config", "user.email", cwd=worktree, check=False)
+        name = await self.git("config", "user.name", cwd=worktree, check=False)
+        args = []
+        if not email:
+            args += ["-c", f"user.email={COMMIT_EMAIL}"]
+        if not name:
+            args += ["-c", f"user.name={COMMIT_NAME}"]
+        return args
+
+    async def head(self, worktree: Path) -> str:
+        return await self.git("rev-parse", "HEAD", cwd=worktree)
+
+    async def commits_between(self, base: str, head: str, cwd: Path | None = None) -> int:
+        return int(await self.git("rev-list", "--count", f"{base}..{head}", cwd=cwd))
+
+    async def diff(self, base: str, head: str, cwd: Path | None = None) -> str:
+        """The diff a pull request shows: from the merge base of `base` and `head` to `head`."""
+        return await self.git("diff", "--no-color", "--no-ext-diff", f"{base}...{head}", cwd=cwd)
