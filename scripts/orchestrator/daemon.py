@@ -55,9 +55,11 @@ class Daemon:
         max_concurrent: int,
         poll_interval: float,
         repo: str,
+        before_cycle: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         self._state = state
         self._sources = list(sources)
+        self._before_cycle = list(before_cycle)
         self._slots = asyncio.Semaphore(max_concurrent)
         self._poll_interval = poll_interval
         self._repo = repo
@@ -100,6 +102,12 @@ class Daemon:
 
     async def cycle(self) -> None:
         """Poll every source once and start the jobs that are not already running."""
+        for prepare in self._before_cycle:  # e.g. fetch the new comments every source reads
+            try:
+                await prepare()
+            except Exception:  # the sources still run, on what they can see
+                self.failures += 1
+                log.exception("preparing the cycle failed")
         for source in self._sources:
             if self._stop.is_set():
                 return

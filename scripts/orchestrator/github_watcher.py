@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
 from githubkit import GitHub, Response
+from githubkit.cache import MemCacheStrategy
 from githubkit.exception import GitHubException
 from githubkit_schemas.latest import models as gk
 
@@ -55,6 +57,8 @@ class GitHubClient:
             auto_retry=retry or RetryPolicy(),
             throttler=WriteSpacingThrottler(write_interval=write_interval),
             user_agent="claude-orchestrator",
+            # githubkit's default cache object is shared by every client in the process.
+            cache_strategy=MemCacheStrategy(),
         )
         self._default_branch: str | None = None
         self._login: str | None = None
@@ -83,6 +87,20 @@ class GitHubClient:
             )
             async for item in pages:
                 items.append(item)
+        except GitHubException as exc:
+            raise map_error(exc) from exc
+        return items
+
+    async def _raw_pages(self, path: str) -> list[dict[str, Any]]:
+        """Every item of a list endpoint under the repository, as plain JSON."""
+        url: str | None = f"repos/{self.owner}/{self.repo}/{path}"
+        params: dict[str, Any] | None = {"per_page": PER_PAGE}
+        items: list[dict[str, Any]] = []
+        try:
+            while url is not None:
+                response = await self._gh.arequest("GET", url, params=params)
+                items += response.json()
+                url, params = _next_link(response.headers.get("link", "")), None
         except GitHubException as exc:
             raise map_error(exc) from exc
         return items
@@ -142,6 +160,26 @@ class GitHubClient:
         if since is not None:
             kwargs["since"] = since
         raw = await self._pages(self._gh.rest.issues.async_list_comments_for_repo, **kwargs)
+        return [_comment(c) for c in raw]
+
+    async def count_labelled(self, number: int, label: str) -> int:
+        """How many times `label` has been added to the issue (from its events)."""
+        # Raw JSON: githubkit's model for this endpoint rejects closed/reopened events.
+        events = await self._raw_pages(f"issues/{number}/events")
+        return sum(
+            1
+            for e in events
+            if e.get("event") == "labeled" and (e.get("label") or {}).get("name") == label
+        )
+
+    async def latest_comments(self) -> list[Comment]:
+        """The most recently updated comments of the repository (one page, no pagination)."""
+        raw: list[gk.IssueComment] = await self._call(
+            self._gh.rest.issues.async_list_comments_for_repo,
+            sort="updated",
+            direction="desc",
+            per_page=10,
+        )
         return [_comment(c) for c in raw]
 
     async def create_comment(self, number: int, body: str) -> Comment:
@@ -265,6 +303,11 @@ class GitHubClient:
     async def statuses(self, sha: str) -> list[CommitStatus]:
         data = await self._call(self._gh.rest.repos.async_get_combined_status_for_ref, ref=sha)
         return [CommitStatus(s.context, s.state) for s in data.statuses]
+
+
+def _next_link(header: str) -> str | None:
+    match = re.search(r'<([^>]+)>;\s*rel="next"', header)
+    return match.group(1) if match else None
 
 
 def _login(user: Any) -> str:

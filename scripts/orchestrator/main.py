@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Sequence
 
 from . import __version__, logs
+from .claude_runner import ClaudeRunner, SdkClaudeRunner
 from .config import ConfigError, Settings, load_settings
 from .daemon import Daemon, WorkSource
+from .github_watcher import GitHubClient
+from .proc import SECRET_ENV_VARS
 from .state import State, StateError, StateStore
+from .workflows.implement import ImplementWorkflow
+from .worktree_manager import WorktreeManager
 
 PROG = "claude-orchestrator"
 EXIT_CONFIG = 2
@@ -34,29 +40,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_sources(settings: Settings, state: StateStore) -> list[WorkSource]:
+def build_sources(
+    settings: Settings,
+    state: StateStore,
+    github: GitHubClient,
+    claude: ClaudeRunner,
+) -> list[WorkSource]:
     """The enabled workflows' detectors, wired to their adapters."""
-    # The implement, review and merge workflows register here as they are built.
-    return []
-
-
-async def serve(settings: Settings, state: StateStore, *, once: bool) -> int:
-    """Run the daemon until it is stopped by a signal (or after one cycle with `once`)."""
-    daemon = Daemon(
-        state,
-        build_sources(settings, state),
-        max_concurrent=settings.max_concurrent,
-        poll_interval=settings.poll_interval,
-        repo=settings.github_repo,
+    worktrees = WorktreeManager(
+        settings.repo_path,
+        settings.worktree_base,
+        remote=settings.git_remote,
+        token=settings.token,
     )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, daemon.request_stop)
-    try:
-        return await daemon.run(once=once)
-    finally:
+    return [ImplementWorkflow(settings, state, github, worktrees, claude)]
+
+
+async def serve(
+    settings: Settings,
+    state: StateStore,
+    *,
+    once: bool,
+    github: GitHubClient | None = None,
+    claude: ClaudeRunner | None = None,
+) -> int:
+    """Run the daemon until it is stopped by a signal (or after one cycle with `once`).
+
+    `github` and `claude` replace the real adapters (the tests and the demo use local ones).
+    """
+    if github is None:
+        github = GitHubClient(settings.token, settings.github_repo, api_url=settings.github_api_url)
+    if claude is None:
+        assert settings.claude_cli_path is not None
+        claude = SdkClaudeRunner(settings.claude_cli_path, model=settings.claude_model)
+    async with github:
+        daemon = Daemon(
+            state,
+            build_sources(settings, state, github, claude),
+            max_concurrent=settings.max_concurrent,
+            poll_interval=settings.poll_interval,
+            repo=settings.github_repo,
+        )
+        loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+            loop.add_signal_handler(sig, daemon.request_stop)
+        try:
+            return await daemon.run(once=once)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         return _fail(str(exc))
     logs.configure(args.verbose, secrets=[settings.token])
+    # Children inherit our environment (the Claude SDK passes all of it on): the token lives
+    # in `settings` only from here on.
+    for name in SECRET_ENV_VARS:
+        os.environ.pop(name, None)
     try:
         state = State(settings.state_file)
     except StateError as exc:

@@ -39,4 +39,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return project
 
 
+from .fixtures_github import *  # noqa: E402, F403
 from .fixtures_model import *  # noqa: E402, F403
+from .fixtures_world import *  # noqa: E402, F403

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from scripts.orchestrator import proc
 from scripts.orchestrator.claude_runner import (
     IMPLEMENT_TOOLS,
     READ_ONLY_TOOLS,
@@ -15,6 +14,8 @@ from scripts.orchestrator.claude_runner import (
 )
 from scripts.orchestrator.sandbox.model_script import ApiError, Hang, Text, bash, write
 from scripts.orchestrator.sandbox.scripted_model import ScriptedModel, bundled_cli_path
+
+from .fixtures_model import wait_until_gone
 
 TOKEN = "ghp_" + "R" * 36
 
@@ -93,7 +94,7 @@ async def test_a_hung_model_is_cut_by_the_timeout_and_leaves_no_process(
     result = await runner.run(_request(tmp_path, timeout=1))
     assert result.timed_out and not result.ok
     assert "within 1 seconds (CLAUDE_TIMEOUT)" in (result.error or "")
-    assert proc.processes_with_env("ANTHROPIC_BASE_URL", scripted_model.url) == []
+    assert wait_until_gone("ANTHROPIC_BASE_URL", scripted_model.url) == []
 
 
 async def test_a_command_left_running_by_claude_is_reaped(
@@ -102,7 +103,7 @@ async def test_a_command_left_running_by_claude_is_reaped(
     scripted_model.script(bash("setsid sleep 300 >/dev/null 2>&1 & echo started"), Text("ok"))
     result = await runner.run(_request(tmp_path))
     assert result.ok, result.error
-    assert proc.processes_with_env("ANTHROPIC_BASE_URL", scripted_model.url) == []
+    assert wait_until_gone("ANTHROPIC_BASE_URL", scripted_model.url) == []
 
 
 async def test_max_turns_exhausted_is_reported(

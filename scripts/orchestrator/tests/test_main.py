@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts.orchestrator.sandbox.fake_github import FakeGitHub
 from scripts.orchestrator.sandbox.git_world import git
 
 TOKEN = "ghp_" + "cli0" * 10
@@ -109,14 +110,23 @@ def test_corrupted_state_exits_2_and_keeps_the_file(project: Path, tmp_path: Pat
     assert state.read_text() == "{half"
 
 
-def test_once_runs_a_cycle_and_saves_the_state(project: Path, tmp_path: Path) -> None:
-    env = _env(tmp_path, GITHUB_REPO="acme/widgets", GITHUB_TOKEN=TOKEN, STATE_FILE="s.json")
+def test_once_runs_a_cycle_and_saves_the_state(
+    project: Path, tmp_path: Path, fake_github: FakeGitHub
+) -> None:
+    env = _env(
+        tmp_path,
+        GITHUB_REPO="acme/widgets",
+        GITHUB_TOKEN=fake_github.token,
+        GITHUB_API_URL=fake_github.url,
+        STATE_FILE="s.json",
+    )
     result = _run(["--once", "--verbose"], project, env)
     assert result.returncode == 0, result.stderr
     assert "watching acme/widgets" in result.stderr
     meta = json.loads((project / "s.json").read_text())["meta"]
     assert meta["first_watched_at"] and meta["last_cycle_at"]
-    assert TOKEN not in result.stderr
+    assert fake_github.token not in result.stderr
+    assert fake_github.requests_to("GET", "/repos/acme/widgets/issues")  # it really polled
     # Timestamps on every line: "2026-11-25 10:00:00,123 INFO ..."
     for line in result.stderr.strip().splitlines():
         assert line[:4].isdigit() and line[10] == " ", line
@@ -173,8 +183,14 @@ class _Daemon:
 
 
 @pytest.fixture
-def daemon_env(tmp_path: Path) -> dict[str, str]:
-    return _env(tmp_path, GITHUB_REPO="acme/widgets", GITHUB_TOKEN=TOKEN, POLL_INTERVAL="3600")
+def daemon_env(tmp_path: Path, fake_github: FakeGitHub) -> dict[str, str]:
+    return _env(
+        tmp_path,
+        GITHUB_REPO="acme/widgets",
+        GITHUB_TOKEN=fake_github.token,
+        GITHUB_API_URL=fake_github.url,
+        POLL_INTERVAL="3600",
+    )
 
 
 @pytest.fixture

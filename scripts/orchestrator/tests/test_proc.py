@@ -10,6 +10,8 @@ import pytest
 
 from scripts.orchestrator import proc
 
+from .fixtures_model import wait_until_gone
+
 
 async def test_output_and_exit_code(tmp_path: Path) -> None:
     done = await proc.run(["sh", "-c", "echo out; echo err >&2; exit 3"], cwd=tmp_path, timeout=10)
@@ -24,7 +26,7 @@ async def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     command = "sleep 300 & sleep 300; wait"
     done = await proc.run(["sh", "-c", command], cwd=tmp_path, timeout=0.5, env=env)
     assert done.timed_out and done.returncode is None and not done.ok
-    assert proc.processes_with_env("TEST_TAG", tag) == []
+    assert wait_until_gone("TEST_TAG", tag) == []
 
 
 async def test_cancellation_kills_the_group(tmp_path: Path) -> None:
@@ -40,7 +42,7 @@ async def test_cancellation_kills_the_group(tmp_path: Path) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert proc.processes_with_env("TEST_TAG", tag) == []
+    assert wait_until_gone("TEST_TAG", tag) == []
 
 
 async def test_background_leftovers_are_killed_after_a_normal_exit(tmp_path: Path) -> None:
@@ -53,7 +55,7 @@ async def test_background_leftovers_are_killed_after_a_normal_exit(tmp_path: Pat
         env=env,
     )
     assert done.ok
-    assert proc.processes_with_env("TEST_TAG", tag) == []
+    assert wait_until_gone("TEST_TAG", tag) == []
 
 
 async def test_children_never_see_github_tokens(
