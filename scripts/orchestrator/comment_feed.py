@@ -12,9 +12,9 @@ from .state import StateStore
 
 log = logging.getLogger(__name__)
 
-CURSOR_META = "comments_cursor"  # GitHub's updated_at of the newest comment seen
-SEEN_META = "comments_seen"  # ids already delivered, so a `since` overlap is not new again
-MAX_SEEN = 2000
+CURSOR_META = "comments_cursor"  # GitHub's updated_at of the newest comment fetched
+HANDLED_META = "comments_handled"  # ids of trigger comments already acted on
+MAX_HANDLED = 2000
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -30,6 +30,9 @@ def is_command(body: str, trigger: str) -> bool:
 class CommentFeed:
     """Repo-wide comments since the last cycle: one paginated call, not one per pull request.
 
+    Exactly once, across restarts: the cursor moves only after a cycle (`commit`), and a source
+    marks each trigger it acted on (`mark_handled`) in the same state write as the work item it
+    created. A crash in between re-delivers the comment, and the handled mark filters it out.
     On the very first refresh the cursor is set to the newest existing comment and nothing is
     delivered: comments written before the daemon watched the repository trigger nothing.
     """
@@ -37,44 +40,45 @@ class CommentFeed:
     def __init__(self, github: GitHubClient, state: StateStore) -> None:
         self._github = github
         self._state = state
+        self._fetched: list[Comment] = []
         self.comments: list[Comment] = []
 
     async def refresh(self) -> None:
         """Fetch what is new since the cursor; `comments` holds it until the next refresh."""
-        self.comments = []  # if the fetch fails, this cycle sees no commands, not stale ones
+        self._fetched, self.comments = [], []  # a failed fetch means no commands, not stale ones
         cursor_text = self._state.get_meta(CURSOR_META)
         if cursor_text is None:
             await self._start()
             return
         cursor = datetime.fromisoformat(cursor_text)
-        seen = set(self._state.get_meta(SEEN_META, []))
-        fetched = await self._github.list_repo_comments(since=cursor)
-        # Comments written before the cursor that were edited since are not new commands.
-        fresh = [c for c in fetched if c.id not in seen and c.created_at >= cursor]
+        handled = set(self._state.get_meta(HANDLED_META, []))
+        self._fetched = await self._github.list_repo_comments(since=cursor)
+        # A comment written before the cursor and edited since is not a new command.
+        fresh = [c for c in self._fetched if c.id not in handled and c.created_at >= cursor]
         self.comments = sorted(fresh, key=lambda c: (c.created_at, c.id))
-        self._advance(fetched, seen)
-        if self.comments:
-            log.debug("%d new comment(s)", len(self.comments))
 
     def new(self, trigger: str) -> Sequence[Comment]:
-        """This cycle's new comments that are the command `trigger`."""
+        """This cycle's unhandled comments that are the command `trigger`."""
         return [c for c in self.comments if is_command(c.body, trigger)]
+
+    def mark_handled(self, comment_id: int) -> None:
+        handled = [*self._state.get_meta(HANDLED_META, []), comment_id]
+        self._state.set_meta(HANDLED_META, handled[-MAX_HANDLED:])
+
+    async def commit(self) -> None:
+        """After the sources have acted: move the cursor past what was fetched."""
+        if self._fetched:
+            newest = max(c.updated_at for c in self._fetched)
+            self._state.set_meta(CURSOR_META, newest.isoformat())
 
     async def _start(self) -> None:
         latest = await self._github.latest_comments()
         if not latest:
-            # An empty repository: every comment from now on is new.
-            self._state.set_meta(CURSOR_META, EPOCH.isoformat())
+            self._state.set_meta(CURSOR_META, EPOCH.isoformat())  # every comment is new
             return
         newest = max(c.updated_at for c in latest)
-        with_cursor = [c.id for c in latest if c.updated_at == newest]
-        self._state.set_meta(SEEN_META, with_cursor)
-        self._state.set_meta(CURSOR_META, newest.isoformat())
-
-    def _advance(self, fetched: Sequence[Comment], seen: set[int]) -> None:
-        if not fetched:
-            return
-        newest = max(c.updated_at for c in fetched)
-        ids = [*self._state.get_meta(SEEN_META, []), *(c.id for c in fetched if c.id not in seen)]
-        self._state.set_meta(SEEN_META, ids[-MAX_SEEN:])
-        self._state.set_meta(CURSOR_META, newest.isoformat())
+        with self._state.batch():
+            for comment in latest:
+                if comment.updated_at == newest:  # returned again by `since=newest`
+                    self.mark_handled(comment.id)
+            self._state.set_meta(CURSOR_META, newest.isoformat())

@@ -56,10 +56,12 @@ class Daemon:
         poll_interval: float,
         repo: str,
         before_cycle: Sequence[Callable[[], Awaitable[None]]] = (),
+        after_cycle: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         self._state = state
         self._sources = list(sources)
         self._before_cycle = list(before_cycle)
+        self._after_cycle = list(after_cycle)
         self._slots = asyncio.Semaphore(max_concurrent)
         self._poll_interval = poll_interval
         self._repo = repo
@@ -119,6 +121,12 @@ class Daemon:
                 continue
             for job in jobs:
                 self._start(job)
+        for finish in self._after_cycle:  # e.g. move the comment cursor past what was read
+            try:
+                await finish()
+            except Exception:  # the next cycle repeats the work, which is idempotent
+                self.failures += 1
+                log.exception("finishing the cycle failed")
         self._state.set_meta(LAST_CYCLE_META, utcnow().isoformat())
 
     def _start(self, job: Job) -> None:

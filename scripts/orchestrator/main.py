@@ -11,12 +11,14 @@ from collections.abc import Sequence
 
 from . import __version__, logs
 from .claude_runner import ClaudeRunner, SdkClaudeRunner
+from .comment_feed import CommentFeed
 from .config import ConfigError, Settings, load_settings
 from .daemon import Daemon, WorkSource
 from .github_watcher import GitHubClient
 from .proc import SECRET_ENV_VARS
 from .state import State, StateError, StateStore
 from .workflows.implement import ImplementWorkflow
+from .workflows.review import ReviewWorkflow
 from .worktree_manager import WorktreeManager
 
 PROG = "claude-orchestrator"
@@ -45,15 +47,19 @@ def build_sources(
     state: StateStore,
     github: GitHubClient,
     claude: ClaudeRunner,
+    feed: CommentFeed,
 ) -> list[WorkSource]:
-    """The enabled workflows' detectors, wired to their adapters."""
+    """The workflows' detectors, wired to their adapters."""
     worktrees = WorktreeManager(
         settings.repo_path,
         settings.worktree_base,
         remote=settings.git_remote,
         token=settings.token,
     )
-    return [ImplementWorkflow(settings, state, github, worktrees, claude)]
+    return [
+        ImplementWorkflow(settings, state, github, worktrees, claude),
+        ReviewWorkflow(settings, state, github, worktrees, claude, feed),
+    ]
 
 
 async def serve(
@@ -74,12 +80,15 @@ async def serve(
         assert settings.claude_cli_path is not None
         claude = SdkClaudeRunner(settings.claude_cli_path, model=settings.claude_model)
     async with github:
+        feed = CommentFeed(github, state)
         daemon = Daemon(
             state,
-            build_sources(settings, state, github, claude),
+            build_sources(settings, state, github, claude, feed),
             max_concurrent=settings.max_concurrent,
             poll_interval=settings.poll_interval,
             repo=settings.github_repo,
+            before_cycle=[feed.refresh],
+            after_cycle=[feed.commit],
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -213,6 +213,10 @@ class WorktreeManager:
             args += ["-c", f"user.name={COMMIT_NAME}"]
         return args
 
+    async def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        result = await self._git(["merge-base", "--is-ancestor", ancestor, descendant], check=False)
+        return result.returncode == 0
+
     async def head(self, worktree: Path) -> str:
         return await self.git("rev-parse", "HEAD", cwd=worktree)
 

@@ -45,7 +45,8 @@ class World:
 
     def configure(self, **changes: Any) -> None:
         """Change settings for the next runs (e.g. `pre_merge_commands=[...]`)."""
-        self.settings = self.settings.model_copy(update=changes)
+        values = {**self.settings.model_dump(), **changes}
+        self.settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
     async def once(self) -> int:
         """One poll cycle of the real daemon code, waiting for the work it started."""

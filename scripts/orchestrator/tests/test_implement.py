@@ -28,10 +28,13 @@ def _is_pull(world: World, number: int) -> bool:
     return "pull_request" in world.github.issue(number)
 
 
-def _success_script(world: World) -> None:
-    world.model.script(
-        write({"greet.py": "def greet() -> str:\n    return 'hi'\n"}),
-        Text("Added `greet.py` with a `greet()` function."),
+def _success_script(world: World, number: int = 1) -> None:
+    world.model.script_for(
+        f"Implement GitHub issue #{number}",
+        [
+            write({"greet.py": "def greet() -> str:\n    return 'hi'\n"}),
+            Text("Added `greet.py` with a `greet()` function."),
+        ],
     )
 
 
@@ -68,15 +71,20 @@ async def test_happy_path(world: World) -> None:
     assert world.github.comments_on(number)[0]["user"]["login"] == "bob"  # no comment of ours
 
 
-async def test_a_second_run_does_nothing(world: World) -> None:
-    _ready_issue(world)
+async def test_later_runs_do_nothing_more_for_a_done_issue(world: World) -> None:
+    number = _ready_issue(world)
     _success_script(world)
     await world.once()
+    branch = world.git.sha("feature/issue-1")
+    world.model.script(Text("Review: fine.\n\nVERDICT: COMMENT"))
+    assert await world.once() == 0  # the new pull request gets its review
     requests, mutations = len(world.model.requests), len(world.github.mutations)
     assert await world.once() == 0
     assert len(world.model.requests) == requests
     assert len(world.github.mutations) == mutations
     assert len(_pulls(world)) == 1
+    assert world.git.sha("feature/issue-1") == branch
+    assert world.github.comments_on(number) == []
 
 
 async def test_a_labelled_pull_request_is_ignored(world: World) -> None:
@@ -187,7 +195,9 @@ async def test_readding_the_label_after_success_updates_the_same_pull(world: Wor
     _success_script(world)
     await world.once()
     world.github.add_labels(number, "ready", user="alice")
-    world.model.script(write({"more.py": "X = 1\n"}), Text("Added more.py too."))
+    world.model.script_for(
+        "Implement GitHub issue #1", [write({"more.py": "X = 1\n"}), Text("Added more.py too.")]
+    )
     await world.once()
     pulls = _pulls(world)
     assert len(pulls) == 1

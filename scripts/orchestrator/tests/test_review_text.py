@@ -1,0 +1,45 @@
+"""Tests for review texts: verdict parsing, the event posted, the body's limit."""
+
+from __future__ import annotations
+
+import pytest
+
+from scripts.orchestrator.claude_runner import ClaudeResult
+from scripts.orchestrator.config import ReviewEvent
+from scripts.orchestrator.github_watcher import MAX_BODY
+from scripts.orchestrator.workflows.review_text import choose_event, parse_verdict, review_body
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("## Verdict\nVERDICT: APPROVE", ReviewEvent.APPROVE),
+        ("**VERDICT:** REQUEST_CHANGES", ReviewEvent.REQUEST_CHANGES),
+        ("verdict: request changes", ReviewEvent.REQUEST_CHANGES),
+        (
+            "VERDICT: APPROVE | REQUEST_CHANGES | COMMENT\n...\nVERDICT: COMMENT",
+            ReviewEvent.COMMENT,
+        ),
+        ("I would approve this.", None),
+        ("The word VERDICT: APPROVE inside a sentence", None),
+    ],
+)
+def test_parse_verdict(text: str, expected: ReviewEvent | None) -> None:
+    assert parse_verdict(text) == expected
+
+
+def test_own_pull_requests_only_get_comments() -> None:
+    text = "VERDICT: REQUEST_CHANGES"
+    assert choose_event(text, ReviewEvent.APPROVE, own=False) == "REQUEST_CHANGES"
+    assert choose_event(text, ReviewEvent.APPROVE, own=True) == "COMMENT"
+
+
+def test_a_missing_verdict_is_a_comment() -> None:
+    assert choose_event("no verdict here", ReviewEvent.APPROVE, own=False) == "COMMENT"
+
+
+def test_a_huge_review_fits_with_its_footer() -> None:
+    result = ClaudeResult(ok=True, text="x" * 200_000, cost_usd=0.5, turns=3, duration_s=9)
+    body = review_body(result, "a" * 40, None)
+    assert len(body) <= MAX_BODY
+    assert body.endswith("9 s</sub>") and "truncated" in body

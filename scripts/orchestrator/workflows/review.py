@@ -1,0 +1,241 @@
+"""Review workflow: one read-only Claude review per new head of every open pull request."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from ..claude_runner import READ_ONLY_TOOLS, ClaudeRequest, ClaudeResult, ClaudeRunner
+from ..comment_feed import CommentFeed
+from ..config import Settings
+from ..daemon import Job
+from ..decide import (
+    BASELINE_KEY,
+    RETRY_AT_KEY,
+    REVIEWED_KEY,
+    ReviewPlan,
+    ReviewStep,
+    plan_reviews,
+)
+from ..github_http import GitHubError
+from ..github_watcher import GitHubClient
+from ..guidelines import REPO_GUIDELINES_DIR, guidelines
+from ..models import WRITE_PERMISSIONS, PullRequest
+from ..redact import Redactor
+from ..state import StateStore, Status, WorkItem, WorkItemType, utcnow
+from ..worktree_manager import GitError, WorktreeManager
+from .review_text import choose_event, review_body, review_prompt
+
+log = logging.getLogger(__name__)
+
+BASELINE_META = "review_baseline_at"  # when the open pull requests were first remembered
+MAX_ATTEMPTS = 3
+RETRY_BACKOFF = 60.0  # seconds before the second attempt at a head; doubled for the third
+LAST_BODY_KEY = "last_review"  # in WorkItem.data: the last review, so the next one adds to it
+
+
+@dataclass
+class ReviewWorkflow:
+    """Detects pull requests to review (a `WorkSource`) and reviews them, one job per head."""
+
+    settings: Settings
+    state: StateStore
+    github: GitHubClient
+    worktrees: WorktreeManager
+    claude: ClaudeRunner
+    feed: CommentFeed
+    name: str = "review"
+    _redactor: Redactor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._redactor = Redactor([self.settings.token])
+
+    async def poll(self) -> Sequence[Job]:
+        pulls = await self.github.list_open_pulls()
+        requested = await self._review_requests({p.number for p in pulls})
+        items = {i.number: i for i in self.state.items(WorkItemType.PR_REVIEW)}
+        baseline_taken = self.state.get_meta(BASELINE_META) is not None
+        plans = plan_reviews(
+            pulls,
+            items,
+            baseline_taken=baseline_taken,
+            review_on_push=self.settings.review_on_push,
+            requested=requested,
+            now=utcnow(),
+        )
+        jobs = []
+        with self.state.batch():
+            for plan in plans:
+                if plan.step is ReviewStep.BASELINE:
+                    self._remember(plan)
+                else:
+                    forced = plan.number in requested
+                    run = functools.partial(self.run, plan.number, plan.step, forced)
+                    jobs.append(Job(WorkItemType.PR_REVIEW, plan.number, run))
+            if not baseline_taken:
+                self.state.set_meta(BASELINE_META, utcnow().isoformat())
+                log.info("remembered %d open pull request(s); new commits get reviews", len(plans))
+        return jobs
+
+    def _remember(self, plan: ReviewPlan) -> None:
+        self.state.put(
+            WorkItem(
+                type=WorkItemType.PR_REVIEW,
+                number=plan.number,
+                status=Status.DONE,
+                head_sha=plan.head_sha,
+                data={BASELINE_KEY: True},
+            )
+        )
+
+    async def _review_requests(self, open_numbers: set[int]) -> set[int]:
+        """Pull requests whose review was asked for by a writer; readers get one reply."""
+        requested = set()
+        for comment in self.feed.new(self.settings.review_comment_trigger):
+            if comment.issue_number not in open_numbers:
+                continue  # an issue, or a closed pull request
+            if await self.github.permission(comment.author) in WRITE_PERMISSIONS:
+                requested.add(comment.issue_number)
+                await self.github.react_to_comment(comment.id, "eyes")
+            else:
+                await self.github.create_comment(
+                    comment.issue_number,
+                    f"@{comment.author} only people with write access to this repository can "
+                    f"ask for a review with `{self.settings.review_comment_trigger}`.",
+                )
+            self.feed.mark_handled(comment.id)
+        return requested
+
+    async def run(self, number: int, step: ReviewStep, forced: bool) -> None:
+        pull = await self.github.get_pull(number)
+        item = self.state.get(WorkItemType.PR_REVIEW, number) or WorkItem(
+            type=WorkItemType.PR_REVIEW, number=number
+        )
+        if pull.state != "open":
+            return
+        new_head = item.head_sha != pull.head_sha or step is ReviewStep.REVIEW
+        attempts = 1 if new_head else item.attempts + 1
+        item = item.evolve(
+            status=Status.IN_PROGRESS,
+            head_sha=pull.head_sha,
+            attempts=attempts,
+            started_at=utcnow(),
+            data={k: v for k, v in item.data.items() if k not in (RETRY_AT_KEY, BASELINE_KEY)},
+        )
+        self.state.put(item)
+        if not forced and await self._already_reviewed(pull):
+            self._finish(number, pull.head_sha, None)
+            return
+        if attempts == 1:
+            await self.github.react_to_issue(number, "eyes")
+        try:
+            await self._review(pull, item)
+        except (GitHubError, GitError, ReviewFailed) as exc:
+            await self._failed(pull, str(exc))
+
+    async def _already_reviewed(self, pull: PullRequest) -> bool:
+        """True if the daemon's account already reviewed this head (even with a lost state)."""
+        login = await self.github.login()
+        reviews = await self.github.list_reviews(pull.number)
+        return any(r.author == login and r.commit_id == pull.head_sha for r in reviews)
+
+    async def _review(self, pull: PullRequest, item: WorkItem) -> None:
+        head = await self.worktrees.fetch_pull_head(pull.number)  # works for forks too
+        base = await self.worktrees.fetch_branch(pull.base_ref)
+        previous = await self._previous_head(item, head)
+        worktree = await self.worktrees.detached_worktree(f"pr-review-{pull.number}", head)
+        try:
+            diff = await self.worktrees.diff(previous or base, head, cwd=worktree)
+            request = ClaudeRequest(
+                prompt=review_prompt(
+                    pull, diff, previous=previous, last_review=item.data.get(LAST_BODY_KEY)
+                ),
+                cwd=worktree,
+                guidelines=await self._guidelines(base),
+                tools=READ_ONLY_TOOLS,
+                max_turns=self.settings.max_turns,
+                timeout=self.settings.claude_timeout,
+                setting_sources=(),  # the checkout is untrusted: no project settings or hooks
+            )
+            result = await self.claude.run(request)
+        finally:
+            await self.worktrees.remove(worktree)
+        if not result.ok:
+            raise ReviewFailed(result.error or "Claude failed")
+        login = await self.github.login()
+        event = choose_event(result.text, self.settings.review_event, own=pull.author == login)
+        body = review_body(result, head, previous)
+        await self.github.create_review(pull.number, body=body, event=event, commit_id=head)
+        self._finish(pull.number, head, self._redactor.redact(result.text), result)
+        log.info("reviewed pull request #%d at %s (%s)", pull.number, head[:12], event)
+
+    async def _previous_head(self, item: WorkItem, head: str) -> str | None:
+        """The last reviewed head, if the new head builds on it (else review the whole diff)."""
+        reviewed = item.data.get(REVIEWED_KEY) or []
+        if not reviewed or reviewed[-1] == head:
+            return None
+        last = str(reviewed[-1])
+        return last if await self.worktrees.is_ancestor(last, head) else None
+
+    async def _guidelines(self, base_sha: str) -> str:
+        """review.md plus the repository's own, read from the base branch, never the PR."""
+        path = (REPO_GUIDELINES_DIR / "review.md").as_posix()
+        custom = await self.worktrees.git("show", f"{base_sha}:{path}", check=False)
+        text = guidelines("review")
+        if custom:
+            text += f"\n\n# Repository-specific guidelines\n\n(from {path})\n\n{custom}"
+        return text
+
+    def _finish(
+        self, number: int, head: str, body: str | None, result: ClaudeResult | None = None
+    ) -> None:
+        item = self.state.get(WorkItemType.PR_REVIEW, number)
+        assert item is not None
+        reviewed = [*(item.data.get(REVIEWED_KEY) or []), head][-20:]
+        data = {**item.data, REVIEWED_KEY: reviewed}
+        if body is not None:
+            data[LAST_BODY_KEY] = body[-20_000:]
+        changes: dict[str, object] = {
+            "status": Status.DONE,
+            "head_sha": head,
+            "finished_at": utcnow(),
+            "last_error": None,
+            "data": data,
+        }
+        if result is not None:
+            changes.update(
+                cost_usd=result.cost_usd, turns=result.turns, duration_s=round(result.duration_s, 1)
+            )
+        self.state.put(item.evolve(**changes))
+
+    async def _failed(self, pull: PullRequest, error: str) -> None:
+        item = self.state.get(WorkItemType.PR_REVIEW, pull.number)
+        assert item is not None
+        error = self._redactor.redact(error)
+        if item.attempts < MAX_ATTEMPTS:
+            delay = RETRY_BACKOFF * 2 ** (item.attempts - 1)
+            retry_at = (utcnow() + timedelta(seconds=delay)).isoformat()
+            log.warning("review of #%d failed (%s); retrying in %gs", pull.number, error, delay)
+            self.state.put(
+                item.evolve(
+                    status=Status.PENDING,
+                    last_error=error,
+                    data={**item.data, RETRY_AT_KEY: retry_at},
+                )
+            )
+            return
+        log.warning("review of #%d failed %d times: %s", pull.number, item.attempts, error)
+        self.state.put(item.evolve(status=Status.FAILED, last_error=error, finished_at=utcnow()))
+        await self.github.create_comment(
+            pull.number,
+            f"**Claude Orchestrator**: the automatic review of {pull.head_sha[:12]} failed "
+            f"{item.attempts} times: {error}.\n\nA new push is reviewed again; a user with "
+            f"write access can also comment `{self.settings.review_comment_trigger}`.",
+        )
+
+
+class ReviewFailed(Exception):
+    """Claude could not produce a review."""
