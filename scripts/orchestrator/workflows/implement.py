@@ -112,7 +112,7 @@ class ImplementWorkflow:
             log.info("issue #%d: pull request #%d already exists", number, open_pull.number)
             return open_pull
         if fresh:
-            await self._acknowledge(number)
+            await self._acknowledge(issue)
         elif open_pull is not None:
             return open_pull  # the interrupted attempt had already opened it
         else:
@@ -138,9 +138,11 @@ class ImplementWorkflow:
             return open_pull
         return await self._open_pull(issue, branch, base)
 
-    async def _acknowledge(self, number: int) -> None:
-        await self.github.react_to_issue(number, "eyes")
-        await self.github.remove_label(number, self.settings.failed_label)
+    async def _acknowledge(self, issue: Issue) -> None:
+        await self.github.react_to_issue(issue.number, "eyes")
+        # Writes are spaced a second apart (secondary rate limits): skip the needless one.
+        if self.settings.failed_label in issue.labels:
+            await self.github.remove_label(issue.number, self.settings.failed_label)
 
     async def _resume_push(self, issue: Issue, branch: str, base: str) -> PullRequest | None:
         """After a crash between push and pull request: open it from what was pushed."""
