@@ -284,7 +284,10 @@ class GitHubClient:
         return MergeOutcome(bool(result.merged), result.sha, result.message)
 
     async def delete_branch(self, branch: str) -> None:
-        await self._call(self._gh.rest.git.async_delete_ref, ref=f"heads/{branch}")
+        try:  # 204 No Content: nothing to parse
+            await self._gh.rest.git.async_delete_ref(self.owner, self.repo, ref=f"heads/{branch}")
+        except GitHubException as exc:
+            raise map_error(exc) from exc
 
     # -- CI ---------------------------------------------------------------------------------
 

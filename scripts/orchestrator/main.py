@@ -18,6 +18,7 @@ from .github_watcher import GitHubClient
 from .proc import SECRET_ENV_VARS
 from .state import State, StateError, StateStore
 from .workflows.implement import ImplementWorkflow
+from .workflows.merge import MergeWorkflow
 from .workflows.review import ReviewWorkflow
 from .worktree_manager import WorktreeManager
 
@@ -59,6 +60,7 @@ def build_sources(
     return [
         ImplementWorkflow(settings, state, github, worktrees, claude),
         ReviewWorkflow(settings, state, github, worktrees, claude, feed),
+        MergeWorkflow(settings, state, github, worktrees, feed),
     ]
 
 

@@ -1,0 +1,304 @@
+"""Merge workflow: `/merge` by a writer tests the PR merged onto the latest base, then lands it."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .. import checks
+from ..comment_feed import CommentFeed
+from ..config import Settings
+from ..daemon import Job
+from ..github_http import Conflict, GitHubError, NotFound, NotMergeable
+from ..github_watcher import GitHubClient
+from ..models import WRITE_PERMISSIONS, Comment, PullRequest
+from ..redact import Redactor
+from ..state import StateStore, Status, WorkItem, WorkItemType, utcnow
+from ..worktree_manager import GitError, WorktreeManager
+from . import merge_text as text
+
+log = logging.getLogger(__name__)
+
+CI_POLL = 15.0  # seconds between looks at pending GitHub CI
+MAX_BASE_RETRIES = 3  # re-tests when the base moves during the checks
+MAX_INFRASTRUCTURE_ERRORS = 3
+TRIGGER_KEY = "trigger_comment_id"
+
+
+class Stop(Exception):
+    """The attempt ends without a merge; `comment` says why on the pull request."""
+
+    def __init__(self, comment: str) -> None:
+        super().__init__(comment)
+        self.comment = comment
+
+
+@dataclass
+class Tested:
+    """What passed: the head, the base it was merged onto, the commands and CI."""
+
+    head_sha: str
+    base_sha: str
+    results: list[checks.CommandResult]
+    ci: str
+
+
+@dataclass
+class MergeWorkflow:
+    """Turns `/merge` comments into merge items (a `WorkSource`) and merges them, one per base
+    branch at a time, so each pull request is tested on the base the previous merge produced."""
+
+    settings: Settings
+    state: StateStore
+    github: GitHubClient
+    worktrees: WorktreeManager
+    feed: CommentFeed
+    name: str = "merge"
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict, init=False)
+    _redactor: Redactor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._redactor = Redactor([self.settings.token])
+
+    # -- detection ----------------------------------------------------------------------------
+
+    async def poll(self) -> Sequence[Job]:
+        if not self.settings.auto_merge_enabled:
+            return []  # triggers are ignored; the feed moves past them
+        for comment in self.feed.new(self.settings.merge_comment_trigger):
+            await self._accept(comment)
+        items = self.state.items(WorkItemType.MERGE)
+        waiting = [i for i in items if i.status in (Status.PENDING, Status.IN_PROGRESS)]
+        # In trigger order, so the per-base lock (first come, first served) keeps that order.
+        waiting.sort(key=lambda i: (i.data.get(TRIGGER_KEY, 0), i.number))
+        return [
+            Job(WorkItemType.MERGE, i.number, functools.partial(self.run, i.number))
+            for i in waiting
+        ]
+
+    async def _accept(self, comment: Comment) -> None:
+        trigger = self.settings.merge_comment_trigger
+        try:
+            pull = await self.github.get_pull(comment.issue_number)
+        except NotFound:
+            self.feed.mark_handled(comment.id)  # a comment on an issue, not a pull request
+            return
+        if pull.state != "open":
+            self.feed.mark_handled(comment.id)
+            return
+        if await self.github.permission(comment.author) not in WRITE_PERMISSIONS:
+            await self.github.create_comment(pull.number, text.not_allowed(comment.author, trigger))
+            self.feed.mark_handled(comment.id)
+            return
+        await self.github.react_to_comment(comment.id, "eyes")
+        known = self.state.get(WorkItemType.MERGE, pull.number)
+        with self.state.batch():  # the item and the handled mark land in one write
+            if known is None or known.status in (Status.DONE, Status.FAILED):
+                base = known or WorkItem(type=WorkItemType.MERGE, number=pull.number)
+                self.state.put(
+                    base.evolve(
+                        status=Status.PENDING,
+                        attempts=base.attempts + 1,
+                        last_error=None,
+                        head_sha=None,
+                        data={TRIGGER_KEY: comment.id, "requested_by": comment.author},
+                    )
+                )
+            self.feed.mark_handled(comment.id)
+        log.info("merge of #%d requested by %s", pull.number, comment.author)
+
+    # -- one merge ----------------------------------------------------------------------------
+
+    async def run(self, number: int) -> None:
+        self._update(number, status=Status.IN_PROGRESS, started_at=utcnow())
+        pull = await self.github.get_pull(number)
+        lock = self._locks.setdefault(pull.base_ref, asyncio.Lock())
+        async with lock:
+            try:
+                await self._merge(await self.github.get_pull(number))
+            except Stop as stop:
+                await self._stop(number, stop.comment)
+            except (GitHubError, GitError) as exc:
+                await self._infrastructure_error(number, exc)
+
+    async def _merge(self, pull: PullRequest) -> None:
+        item = self._item(pull.number)
+        if pull.merged:
+            if item.data.get("merge_sha") is None:  # merged by someone else meanwhile
+                await self.github.create_comment(
+                    pull.number,
+                    f"{text.PREFIX} nothing to do: this pull request is already merged.",
+                )
+                self._update(pull.number, status=Status.DONE, finished_at=utcnow())
+                return
+            await self._clean_up(pull, item)  # a restart after the merge itself
+            return
+        if pull.state != "open":
+            raise Stop(f"{text.PREFIX} not merged: the pull request is closed.")
+        if pull.draft:
+            raise Stop(f"{text.PREFIX} not merged: the pull request is a draft.")
+        tested = await self._test(pull)
+        self._update(pull.number, head_sha=tested.head_sha)
+        try:
+            outcome = await self.github.merge_pull(
+                pull.number,
+                sha=tested.head_sha,
+                title=f"{pull.title} (#{pull.number})",
+                message=pull.body,
+            )
+        except Conflict as exc:
+            trigger = self.settings.merge_comment_trigger
+            raise Stop(text.head_moved(tested.head_sha, trigger)) from exc
+        except NotMergeable as exc:
+            raise Stop(text.refused(exc.message, self.settings.merge_comment_trigger)) from exc
+        self._update_data(
+            pull.number,
+            merge_sha=outcome.sha,
+            tested_base=tested.base_sha,
+            results=[(r.command, r.duration_s) for r in tested.results],
+            ci=tested.ci,
+        )
+        log.info("merged #%d as %s", pull.number, (outcome.sha or "?")[:12])
+        await self._clean_up(pull, self._item(pull.number), tested)
+
+    async def _test(self, pull: PullRequest) -> Tested:
+        """Test the head merged onto the base's tip; again if the base moved meanwhile."""
+        for _ in range(MAX_BASE_RETRIES):
+            head = await self.worktrees.fetch_pull_head(pull.number)
+            base = await self.worktrees.fetch_branch(pull.base_ref)
+            await self._ci(head, wait=False)  # red already: fail before the long part
+            results = await self._run_commands(pull, head, base)
+            ci = await self._ci(head, wait=True)
+            if await self.worktrees.fetch_branch(pull.base_ref) == base:
+                return Tested(head, base, results, ci)
+            log.info("#%d: %s moved during the checks; testing again", pull.number, pull.base_ref)
+        raise Stop(text.base_kept_moving(pull.base_ref, self.settings.merge_comment_trigger))
+
+    async def _run_commands(
+        self, pull: PullRequest, head: str, base: str
+    ) -> list[checks.CommandResult]:
+        merged = await self.worktrees.merge_worktree(f"merge-{pull.number}", base, head)
+        try:
+            if merged.conflicts:
+                raise Stop(
+                    text.conflict(
+                        pull.base_ref, base, merged.conflicts, self.settings.merge_comment_trigger
+                    )
+                )
+            results = await checks.run_commands(
+                self.settings.pre_merge_commands,
+                cwd=merged.path,
+                timeout=self.settings.check_timeout,
+            )
+        finally:
+            await self.worktrees.remove(merged.path)
+        failed = checks.first_failure(results)
+        if failed is not None:
+            report = checks.format_failure(failed, secrets=[self.settings.token])
+            raise Stop(f"{text.PREFIX} not merged.\n\n{report}")
+        return results
+
+    async def _ci(self, sha: str, *, wait: bool) -> str:
+        """GitHub CI of `sha`: returns a description when green, stops the merge when red
+        (or still pending after `CI_WAIT_TIMEOUT` when `wait`)."""
+        started = time.monotonic()
+        while True:
+            result = checks.evaluate_ci(
+                await self.github.check_runs(sha), await self.github.statuses(sha)
+            )
+            if result.verdict is checks.Verdict.RED:
+                raise Stop(f"{text.PREFIX} {checks.format_ci_failure(result, sha)}")
+            if result.verdict is checks.Verdict.GREEN:
+                return "passed"
+            waited = time.monotonic() - started
+            if not wait:
+                return "pending"
+            if waited >= self.settings.ci_wait_timeout:
+                raise Stop(
+                    f"{text.PREFIX} {checks.format_ci_pending(result, sha, waited_s=waited)}"
+                )
+            await asyncio.sleep(min(CI_POLL, self.settings.ci_wait_timeout - waited))
+
+    async def _clean_up(
+        self, pull: PullRequest, item: WorkItem, tested: Tested | None = None
+    ) -> None:
+        """Delete the branch (not a fork's), close linked issues, post the one summary."""
+        if not pull.is_fork and pull.head_ref != await self.github.default_branch():
+            try:
+                await self.github.delete_branch(pull.head_ref)
+            except GitHubError as exc:
+                if exc.status not in (404, 422):  # already gone
+                    raise
+        closed = []
+        for number in text.linked_issues(pull.body):
+            try:
+                issue = await self.github.get_issue(number)
+            except NotFound:
+                continue
+            if issue.state == "open" and not issue.is_pull_request:
+                await self.github.close_issue(number)
+                closed.append(number)
+        if not item.data.get("summary_posted"):
+            data = item.data
+            results = tested.results if tested else _stored_results(data.get("results", []))
+            body = text.summary(
+                head_sha=tested.head_sha if tested else (item.head_sha or ""),
+                base_ref=pull.base_ref,
+                base_sha=tested.base_sha if tested else str(data.get("tested_base", "")),
+                merge_sha=data.get("merge_sha"),
+                results=results,
+                ci=str(data.get("ci", "passed")),
+                closed=closed,
+            )
+            await self.github.create_comment(pull.number, body)
+        self._update_data(pull.number, summary_posted=True)
+        self._update(pull.number, status=Status.DONE, finished_at=utcnow())
+
+    # -- endings ------------------------------------------------------------------------------
+
+    async def _stop(self, number: int, comment: str) -> None:
+        log.warning("merge of #%d stopped: %s", number, comment.splitlines()[0])
+        self._update(
+            number,
+            status=Status.FAILED,
+            last_error=self._redactor.redact(comment)[:500],
+            finished_at=utcnow(),
+        )
+        await self.github.create_comment(number, comment)
+
+    async def _infrastructure_error(self, number: int, exc: Exception) -> None:
+        errors = int(self._item(number).data.get("infrastructure_errors", 0)) + 1
+        self._update_data(number, infrastructure_errors=errors)
+        if errors < MAX_INFRASTRUCTURE_ERRORS:
+            log.warning("merge of #%d: %s; will retry on the next poll", number, exc)
+            self._update(number, status=Status.PENDING, last_error=str(exc))
+            return
+        await self._stop(
+            number,
+            f"{text.PREFIX} not merged: the daemon hit an error {errors} times:\n\n"
+            f"```\n{exc}\n```\n\n{text.retry_hint(self.settings.merge_comment_trigger)}",
+        )
+
+    def _item(self, number: int) -> WorkItem:
+        item = self.state.get(WorkItemType.MERGE, number)
+        assert item is not None, f"merge item #{number} vanished"
+        return item
+
+    def _update(self, number: int, **changes: object) -> None:
+        self.state.put(self._item(number).evolve(**changes))
+
+    def _update_data(self, number: int, **data: object) -> None:
+        item = self._item(number)
+        self.state.put(item.evolve(data={**item.data, **data}))
+
+
+def _stored_results(rows: list[list[object]]) -> list[checks.CommandResult]:
+    """The passed commands recorded before a restart, for the summary."""
+    return [
+        checks.CommandResult(str(cmd), 0, False, float(str(duration)), 0.0, "")
+        for cmd, duration in rows
+    ]
