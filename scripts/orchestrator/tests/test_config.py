@@ -283,3 +283,12 @@ def test_env_example_lists_every_variable_with_its_default(
     monkeypatch.setenv("GITHUB_REPO", "your-org/your-repo")
     (clean_env / ".env").unlink()
     assert from_example == load_settings()
+
+
+def test_tests_cannot_reach_beyond_loopback() -> None:
+    import socket
+
+    with pytest.raises(OSError, match="loopback"):
+        socket.create_connection(("api.github.com", 443), timeout=1)
+    with socket.socket() as sock, pytest.raises(OSError, match="loopback"):
+        sock.connect(("192.0.2.1", 443))

@@ -27,6 +27,7 @@ CI_POLL = 15.0  # seconds between looks at pending GitHub CI
 MAX_BASE_RETRIES = 3  # re-tests when the base moves during the checks
 MAX_INFRASTRUCTURE_ERRORS = 3
 TRIGGER_KEY = "trigger_comment_id"
+BASE_KEY = "base_ref"
 
 
 class Stop(Exception):
@@ -105,7 +106,11 @@ class MergeWorkflow:
                         attempts=base.attempts + 1,
                         last_error=None,
                         head_sha=None,
-                        data={TRIGGER_KEY: comment.id, "requested_by": comment.author},
+                        data={
+                            TRIGGER_KEY: comment.id,
+                            BASE_KEY: pull.base_ref,
+                            "requested_by": comment.author,
+                        },
                     )
                 )
             self.feed.mark_handled(comment.id)
@@ -114,10 +119,11 @@ class MergeWorkflow:
     # -- one merge ----------------------------------------------------------------------------
 
     async def run(self, number: int) -> None:
-        self._update(number, status=Status.IN_PROGRESS, started_at=utcnow())
-        pull = await self.github.get_pull(number)
-        lock = self._locks.setdefault(pull.base_ref, asyncio.Lock())
-        async with lock:
+        # The lock is taken before any await: jobs start in trigger order and must queue in
+        # that order. It is the base recorded with the trigger; `_merge` stops on a retarget.
+        base_ref = str(self._item(number).data.get(BASE_KEY, ""))
+        async with self._locks.setdefault(base_ref, asyncio.Lock()):
+            self._update(number, status=Status.IN_PROGRESS, started_at=utcnow())
             try:
                 await self._merge(await self.github.get_pull(number))
             except Stop as stop:
@@ -141,6 +147,11 @@ class MergeWorkflow:
             raise Stop(f"{text.PREFIX} not merged: the pull request is closed.")
         if pull.draft:
             raise Stop(f"{text.PREFIX} not merged: the pull request is a draft.")
+        if pull.base_ref != item.data.get(BASE_KEY, pull.base_ref):
+            raise Stop(
+                f"{text.PREFIX} not merged: the base branch changed to `{pull.base_ref}` after "
+                f"the request. {text.retry_hint(self.settings.merge_comment_trigger)}"
+            )
         tested = await self._test(pull)
         self._update(pull.number, head_sha=tested.head_sha)
         try:
