@@ -5,22 +5,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlparse
 
 from . import __version__, logs
 from .claude_runner import ClaudeRunner, SdkClaudeRunner
 from .comment_feed import CommentFeed
 from .config import ConfigError, Settings, load_settings
 from .daemon import Daemon, WorkSource
+from .github_http import GitHubError
 from .github_watcher import GitHubClient
 from .proc import SECRET_ENV_VARS
 from .state import State, StateError, StateStore
 from .workflows.implement import ImplementWorkflow
 from .workflows.merge import MergeWorkflow
 from .workflows.review import ReviewWorkflow
-from .worktree_manager import WorktreeManager
+from .worktree_manager import GitError, WorktreeManager
 
 PROG = "claude-orchestrator"
 EXIT_CONFIG = 2
@@ -43,20 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class StartupError(Exception):
+    """The daemon cannot work with this repository; one line for the user, exit code 2."""
+
+
 def build_sources(
     settings: Settings,
     state: StateStore,
     github: GitHubClient,
     claude: ClaudeRunner,
     feed: CommentFeed,
+    worktrees: WorktreeManager,
 ) -> list[WorkSource]:
     """The workflows' detectors, wired to their adapters."""
-    worktrees = WorktreeManager(
-        settings.repo_path,
-        settings.worktree_base,
-        remote=settings.git_remote,
-        token=settings.token,
-    )
     return [
         ImplementWorkflow(settings, state, github, worktrees, claude),
         ReviewWorkflow(settings, state, github, worktrees, claude, feed),
@@ -81,11 +83,18 @@ async def serve(
     if claude is None:
         assert settings.claude_cli_path is not None
         claude = SdkClaudeRunner(settings.claude_cli_path, model=settings.claude_model)
+    worktrees = WorktreeManager(
+        settings.repo_path,
+        settings.worktree_base,
+        remote=settings.git_remote,
+        token=settings.token,
+    )
     async with github:
+        await check_start(settings, github, worktrees)
         feed = CommentFeed(github, state)
         daemon = Daemon(
             state,
-            build_sources(settings, state, github, claude, feed),
+            build_sources(settings, state, github, claude, feed, worktrees),
             max_concurrent=settings.max_concurrent,
             poll_interval=settings.poll_interval,
             repo=settings.github_repo,
@@ -100,6 +109,48 @@ async def serve(
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+
+
+async def check_start(settings: Settings, github: GitHubClient, worktrees: WorktreeManager) -> None:
+    """Fail at start, in one line, on what would otherwise fail on every poll."""
+    try:
+        url = await worktrees.record_remote()
+    except GitError:
+        raise StartupError(
+            f"GIT_REMOTE={settings.git_remote!r} is not a remote of REPO_PATH={settings.repo_path}"
+        ) from None
+    named = repo_of_url(url)
+    if named is not None and named.lower() != settings.github_repo.lower():
+        raise StartupError(
+            f"REPO_PATH={settings.repo_path} is a clone of {named}, not of "
+            f"GITHUB_REPO={settings.github_repo}: run the daemon in a clone of the watched "
+            "repository, or set REPO_PATH to one"
+        )
+    try:
+        await github.default_branch()
+    except GitHubError as exc:
+        if exc.status == 401:
+            why = "GitHub refused GITHUB_TOKEN (401 Bad credentials)"
+        elif exc.status in (403, 404):
+            why = (
+                f"GITHUB_REPO={settings.github_repo} is not visible with this token ({exc.status})"
+            )
+        else:
+            why = f"cannot reach GitHub at GITHUB_API_URL={settings.github_api_url} ({exc.message})"
+        raise StartupError(why) from None
+
+
+def repo_of_url(url: str) -> str | None:
+    """`owner/repo` of a GitHub-style remote URL; None for a local path."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("http", "https", "ssh", "git"):
+        path = parsed.path
+    elif match := re.match(r"^[\w.-]+@[\w.-]+:(.+)$", url):  # scp-like: git@github.com:o/r
+        path = match.group(1)
+    else:
+        return None
+    parts = path.strip("/").removesuffix(".git").split("/")
+    return "/".join(parts[-2:]) if len(parts) >= 2 else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with state:
         try:
             return asyncio.run(serve(settings, state, once=args.once))
+        except StartupError as exc:
+            return _fail(str(exc))
         except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed
             state.save()
             return 130

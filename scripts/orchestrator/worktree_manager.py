@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import re
 import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +63,7 @@ class WorktreeManager:
         self.remote = remote
         self._token = token
         self._timeout = timeout
+        self._push_url: str | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -115,32 +118,50 @@ class WorktreeManager:
                 return sha
         return None
 
+    async def record_remote(self) -> str:
+        """Read the push URL once, at start, before any Claude run could change the config."""
+        self._push_url = await self.git("remote", "get-url", "--push", self.remote)
+        return self._push_url
+
     async def push(self, worktree: Path, branch: str, *, expected_remote_sha: str | None) -> None:
         """Push HEAD to `branch`, replacing the remote branch only if it is still where we saw it.
 
-        The token, when needed, lives only in this git process's environment (never in a remote
-        URL or a config file), and hooks are skipped: a pre-push hook could come from files
-        Claude edited and must not run beside the token.
+        Claude edits files in worktrees that share the clone's `.git/config`, so it could point
+        the remote, `insteadOf`, a proxy or hooks anywhere. The push therefore runs from a
+        temporary bare repository that borrows the clone's objects but none of its config,
+        to the URL recorded at start, with hooks off. The token, when one is needed (https),
+        lives only in that process's environment; then the user's global and system git
+        config are ignored too.
         """
+        sha = await self.head(worktree)
         lease = f"--force-with-lease=refs/heads/{branch}:{expected_remote_sha or ''}"
-        args = ["push", "--quiet", "--no-verify", lease, self.remote, f"HEAD:refs/heads/{branch}"]
-        await self._git(args, cwd=worktree, extra_env=await self._auth_env())
+        await self._clean_push([lease, f"{sha}:refs/heads/{branch}"])
 
     async def delete_remote_branch(self, branch: str) -> None:
-        await self._git(
-            ["push", "--quiet", "--no-verify", self.remote, f":refs/heads/{branch}"],
-            extra_env=await self._auth_env(),
-        )
+        await self._clean_push([f":refs/heads/{branch}"])
 
-    async def _auth_env(self) -> dict[str, str]:
-        """An `http.extraHeader` for this one process, for https remotes only."""
-        if not self._token:
-            return {}
-        url = await self.git("remote", "get-url", "--push", self.remote)
-        if urlparse(url).scheme != "https":
+    async def _clean_push(self, args: Sequence[str]) -> None:
+        url = self._push_url or await self.record_remote()
+        objects = Path(await self.git("rev-parse", "--path-format=absolute", "--git-common-dir"))
+        with tempfile.TemporaryDirectory(prefix="orchestrator-push-") as scratch:
+            bare = Path(scratch) / "push.git"
+            await self._git(["init", "--quiet", "--bare", str(bare)], cwd=Path(scratch))
+            env = {"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects / "objects")}
+            env.update(self._auth_env(url))
+            await self._git(
+                ["-c", "core.hooksPath=/dev/null", "push", "--quiet", "--no-verify", url, *args],
+                cwd=bare,
+                extra_env=env,
+            )
+
+    def _auth_env(self, url: str) -> dict[str, str]:
+        """For https: an `http.extraHeader` for this one process, and no other git config."""
+        if not self._token or urlparse(url).scheme != "https":
             return {}  # ssh or a local path: the user's own git setup authenticates
         basic = base64.b64encode(f"x-access-token:{self._token}".encode()).decode()
         return {
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_CONFIG_NOSYSTEM": "1",
             "GIT_CONFIG_COUNT": "1",
             "GIT_CONFIG_KEY_0": "http.extraHeader",
             "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",

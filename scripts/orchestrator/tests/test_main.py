@@ -16,18 +16,16 @@ from pathlib import Path
 import pytest
 
 from scripts.orchestrator.sandbox.fake_github import FakeGitHub
-from scripts.orchestrator.sandbox.git_world import git
+from scripts.orchestrator.sandbox.git_world import GitWorld, git
 
 TOKEN = "ghp_" + "cli0" * 10
 DEADLINE = 30.0
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    path = tmp_path / "project"
-    path.mkdir()
-    git(path, "init", "--quiet")
-    return path
+def project(git_world: GitWorld) -> Path:
+    """The daemon's clone of the watched repository (its `origin` is a local bare repo)."""
+    return git_world.clone
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -223,3 +221,65 @@ def test_a_second_daemon_on_the_same_state_refuses_to_start(
     assert f"pid {daemon.proc.pid}" in second.stderr
     assert "Traceback" not in second.stderr
     assert daemon.proc.poll() is None  # the first one is unaffected
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://github.com/acme/widgets.git", "acme/widgets"),
+        ("https://github.com/acme/widgets", "acme/widgets"),
+        ("git@github.com:acme/widgets.git", "acme/widgets"),
+        ("ssh://git@ghe.example.com/acme/widgets.git", "acme/widgets"),
+        ("/srv/git/widgets.git", None),
+        ("../origin.git", None),
+    ],
+)
+def test_repo_of_url(url: str, expected: str | None) -> None:
+    from scripts.orchestrator.main import repo_of_url
+
+    assert repo_of_url(url) == expected
+
+
+def test_a_clone_of_another_repository_is_refused_at_start(
+    tmp_path: Path, fake_github: FakeGitHub, git_world: GitWorld
+) -> None:
+    git(git_world.clone, "remote", "set-url", "origin", "https://github.com/someone/else.git")
+    env = _env(
+        tmp_path,
+        GITHUB_REPO="acme/widgets",
+        GITHUB_TOKEN=fake_github.token,
+        GITHUB_API_URL=fake_github.url,
+    )
+    result = _run(["--once"], git_world.clone, env)
+    assert result.returncode == 2
+    assert "is a clone of someone/else, not of GITHUB_REPO=acme/widgets" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert fake_github.requests == []  # refused before any GitHub call
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"GITHUB_TOKEN": "ghp_wrong_token_value_1234"}, "GitHub refused GITHUB_TOKEN (401"),
+        ({"GITHUB_REPO": "acme/missing"}, "GITHUB_REPO=acme/missing is not visible"),
+    ],
+)
+def test_github_refusals_are_one_line_at_start(
+    tmp_path: Path,
+    fake_github: FakeGitHub,
+    git_world: GitWorld,
+    changes: dict[str, str],
+    expected: str,
+) -> None:
+    settings = {
+        "GITHUB_REPO": "acme/widgets",
+        "GITHUB_TOKEN": fake_github.token,
+        "GITHUB_API_URL": fake_github.url,
+    }
+    env = _env(tmp_path, **{**settings, **changes})
+    result = _run(["--once"], git_world.clone, env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0]
+    assert "Traceback" not in result.stderr
+    assert "ghp_wrong_token_value_1234" not in result.stderr

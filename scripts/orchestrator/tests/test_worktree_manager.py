@@ -279,22 +279,14 @@ async def test_push_skips_a_pre_push_hook(
     assert git_world.sha("refs/heads/claude/issue-12") == sha
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: push passes --no-verify, which skips only pre-push; other hooks (here "
-    "reference-transaction, from a worktree-relative core.hooksPath that Claude can edit) "
-    "still run inside the push process and see the token's GIT_CONFIG_* environment",
-)
 async def test_no_hook_runs_beside_the_token_during_push(
     manager: WorktreeManager, git_world: GitWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The env an https push gets (built for real, without network), used for a local push.
-    git(git_world.clone, "remote", "set-url", "origin", "https://example.invalid/o/r.git")
-    https_env = await manager._auth_env()
-    git(git_world.clone, "remote", "set-url", "origin", str(git_world.origin))
+    https_env = manager._auth_env("https://example.invalid/o/r.git")
     assert https_env
 
-    async def token_env() -> dict[str, str]:
+    def token_env(url: str) -> dict[str, str]:
         return https_env
 
     monkeypatch.setattr(manager, "_auth_env", token_env)
@@ -334,17 +326,16 @@ async def test_push_leaves_no_token_on_disk(manager: WorktreeManager, git_world:
 # Calling the private `_auth_env` directly: the only way to see the push environment for an
 # https remote without sending anything over the network.
 async def test_auth_env_for_an_https_remote(manager: WorktreeManager, git_world: GitWorld) -> None:
-    git(git_world.clone, "remote", "set-url", "origin", "https://example.invalid/o/r.git")
-
-    env = await manager._auth_env()
+    env = manager._auth_env("https://example.invalid/o/r.git")
 
     assert env["GIT_CONFIG_COUNT"] == "1"
     assert env["GIT_CONFIG_KEY_0"] == "http.extraHeader"
     scheme, _, encoded = env["GIT_CONFIG_VALUE_0"].partition("Authorization: Basic ")
     assert scheme == ""
     assert base64.b64decode(encoded).decode() == f"x-access-token:{TOKEN}"
-    # Only in the process environment: the remote URL and the config stay clean.
-    assert git(git_world.clone, "remote", "get-url", "origin") == "https://example.invalid/o/r.git"
+    # Nothing else of the user's or the clone's git config applies to that process.
+    assert env["GIT_CONFIG_NOSYSTEM"] == "1"
+    assert env["GIT_CONFIG_GLOBAL"] == os.devnull
     assert "extraheader" not in git(git_world.clone, "config", "--list").lower()
 
 
@@ -355,20 +346,34 @@ async def test_auth_env_for_an_https_remote(manager: WorktreeManager, git_world:
 async def test_auth_env_is_empty_for_other_remotes(
     manager: WorktreeManager, git_world: GitWorld, url: str
 ) -> None:
-    if url != "LOCAL":
-        git(git_world.clone, "remote", "set-url", "origin", url)
-    assert await manager._auth_env() == {}
+    assert manager._auth_env(str(git_world.origin) if url == "LOCAL" else url) == {}
+
+
+async def test_a_push_url_changed_after_start_is_not_followed(
+    manager: WorktreeManager, git_world: GitWorld, tmp_path: Path
+) -> None:
+    """Claude shares the clone's config: pointing the remote elsewhere must not divert pushes."""
+    await manager.record_remote()
+    elsewhere = tmp_path / "elsewhere.git"
+    git(tmp_path, "init", "--quiet", "--bare", str(elsewhere))
+    git(git_world.clone, "config", "remote.origin.pushurl", str(elsewhere))
+    git(git_world.clone, "config", f"url.{elsewhere}.insteadOf", str(git_world.origin))
+    path = await manager.branch_worktree("feature-issue-15", "claude/issue-15", "origin/main")
+    (path / "new.txt").write_text("x\n")
+    await manager.commit_all(path, "msg")
+    await manager.push(path, "claude/issue-15", expected_remote_sha=None)
+    assert git_world.branch_exists("claude/issue-15")
+    assert git(elsewhere, "for-each-ref") == ""
 
 
 async def test_auth_env_is_empty_without_a_token(git_world: GitWorld, tmp_path: Path) -> None:
-    git(git_world.clone, "remote", "set-url", "origin", "https://example.invalid/o/r.git")
     manager = WorktreeManager(git_world.clone, tmp_path / "worktrees")
-    assert await manager._auth_env() == {}
+    assert manager._auth_env("https://example.invalid/o/r.git") == {}
 
 
-async def test_auth_env_uses_the_push_url(manager: WorktreeManager, git_world: GitWorld) -> None:
+async def test_the_push_url_is_recorded(manager: WorktreeManager, git_world: GitWorld) -> None:
     git(git_world.clone, "remote", "set-url", "--push", "origin", "https://example.invalid/o/r")
-    assert await manager._auth_env()  # fetches stay local; the push URL decides
+    assert await manager.record_remote() == "https://example.invalid/o/r"  # not the fetch URL
 
 
 # -- merges, ancestry, diffs ----------------------------------------------------------------
