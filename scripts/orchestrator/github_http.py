@@ -68,7 +68,10 @@ def map_error(exc: GitHubException) -> GitHubError:
     if isinstance(exc, RateLimitExceeded):
         wait = int(exc.retry_after.total_seconds())
         return RateLimited(
-            exc.response.status_code, f"rate limited for {wait}s", exc.request.method
+            exc.response.status_code,
+            f"rate limited for {wait}s",
+            exc.request.method,
+            exc.request.url.path,
         )
     if isinstance(exc, RequestFailed):
         response = exc.response
@@ -104,7 +107,8 @@ class RetryPolicy:
     githubkit's default retries primary/secondary limits that carry `retry-after` or
     `x-ratelimit-remaining: 0`, and 5xx. This adds a 403 "secondary rate limit" with neither
     header (DESIGN §3), network errors and timeouts, and refuses waits longer than
-    `max_wait`: a long primary-limit wait is better spent by skipping the cycle.
+    `max_wait`: a long primary-limit wait is better spent by skipping the cycle. A POST is not
+    repeated after a 5xx or a lost answer: it may have been applied (a second comment).
     """
 
     def __init__(
@@ -136,12 +140,20 @@ class RetryPolicy:
         if isinstance(exc, RequestFailed):
             status = int(exc.response.status_code)
             if status >= 500:
-                return backoff
+                # A POST that GitHub applied but did not answer would be applied twice.
+                return None if exc.request.method == "POST" else backoff
             if status in (403, 429) and "secondary rate limit" in exc.response.text.lower():
                 return float(self.secondary_delay * 2**retry_count)
             return None
         if isinstance(exc, RequestError):  # timeouts and connection errors
-            return backoff
+            return None if _method(exc) == "POST" else backoff
+        return None
+
+
+def _method(exc: RequestError[Any]) -> str | None:
+    try:
+        return str(exc.exc.request.method)
+    except RuntimeError:  # an httpx error raised before a request was built
         return None
 
 

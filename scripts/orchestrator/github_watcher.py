@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+import httpx
 from githubkit import GitHub, Response
 from githubkit.cache import MemCacheStrategy
 from githubkit.exception import GitHubException
@@ -22,6 +23,19 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_BODY = 65_536  # GitHub's limit for comment, review and pull request bodies
 PER_PAGE = 100
+
+
+class _TimeoutTransport(httpx.AsyncHTTPTransport):
+    """Puts the timeout back on every request: githubkit's cache (hishel 1.4) rebuilds
+    requests without it (hishel issue #484), so a stalled answer would be awaited forever."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self._timeout = httpx.Timeout(timeout).as_dict()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request.extensions = {**request.extensions, "timeout": self._timeout}
+        return await super().handle_async_request(request)
 
 
 def fit_body(text: str, limit: int = MAX_BODY) -> str:
@@ -59,6 +73,7 @@ class GitHubClient:
             user_agent="claude-orchestrator",
             # githubkit's default cache object is shared by every client in the process.
             cache_strategy=MemCacheStrategy(),
+            async_transport=_TimeoutTransport(timeout),
         )
         self._default_branch: str | None = None
         self._login: str | None = None
@@ -116,15 +131,20 @@ class GitHubClient:
             self._default_branch = repo.default_branch
         return self._default_branch
 
-    async def login(self) -> str:
-        """The login of the token's account (the daemon's own identity on GitHub)."""
+    async def login(self) -> str | None:
+        """The login of the token's account, or None if GitHub will not say (an App's
+        installation token gets 403 from `/user`)."""
         if self._login is None:
             try:
                 user = (await self._gh.rest.users.async_get_authenticated()).parsed_data
             except GitHubException as exc:
-                raise map_error(exc) from exc
+                error = map_error(exc)
+                if error.status == 403:
+                    self._login = ""
+                    return None
+                raise error from exc
             self._login = user.login
-        return self._login
+        return self._login or None
 
     async def permission(self, login: str) -> str:
         """admin, maintain, write, triage, read or none."""

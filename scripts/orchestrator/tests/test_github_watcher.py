@@ -243,11 +243,6 @@ async def test_a_long_rate_limit_is_not_waited_for(
     assert statuses(fake_github, "GET", f"{ISSUES}/{number}") == [403, 403]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (minor): map_error builds RateLimited without the request path, so its "
-    "message reads 'GitHub GET  answered 403' unlike every other GitHubError",
-)
 async def test_rate_limited_message_names_the_request(
     fake_github: FakeGitHub, client: GitHubClient
 ) -> None:
@@ -258,12 +253,6 @@ async def test_rate_limited_message_names_the_request(
     assert f"{ISSUES}/{number}" in str(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: GitHubClient's `timeout` has no effect. githubkit's http cache (hishel 1.4.0) "
-    "rebuilds each request without httpx's `timeout` extension (hishel issue #484), so a "
-    "stalled answer is waited for forever instead of timing out and being retried",
-)
 async def test_a_slow_answer_times_out_and_is_retried(fake_github: FakeGitHub) -> None:
     number = fake_github.create_issue("x")
     fake_github.faults.slow_next(2.0, method="GET", path=rf"/issues/{number}$")

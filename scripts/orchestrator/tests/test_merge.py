@@ -256,8 +256,8 @@ async def test_an_error_after_the_merge_finishes_on_the_next_run(world: World) -
     await _watching(world)
     number = _pull(world, body=f"Fixes #{issue}")
     _merge_request(world, number)
-    # GitHub fails every try of the summary comment in this run (the client retries 3 times).
-    world.github.faults.fail_next(502, count=4, method="POST", path=r"/issues/\d+/comments$")
+    # GitHub fails the summary comment in this run (a POST is not retried blindly).
+    world.github.faults.fail_next(502, method="POST", path=r"/issues/\d+/comments$")
     await world.once()
     assert world.github.pull(number)["merged"] is True
     assert world.item(WorkItemType.MERGE, number).status is Status.PENDING  # type: ignore[union-attr]
@@ -268,3 +268,42 @@ async def test_an_error_after_the_merge_finishes_on_the_next_run(world: World) -
     assert len(summaries) == 1 and "merged as" in summaries[0]
     assert world.github.issue(issue)["state"] == "closed"
     assert world.item(WorkItemType.MERGE, number).status is Status.DONE  # type: ignore[union-attr]
+
+
+async def test_merge_on_an_issue_gets_a_reply(world: World) -> None:
+    await _watching(world)
+    issue = world.github.create_issue("Not a PR", user="alice")
+    _merge_request(world, issue)
+    await world.once()
+    await world.once()
+    replies = _bot_comments(world, issue)
+    assert len(replies) == 1 and "open pull requests only" in replies[0]
+
+
+async def test_a_lost_merge_answer_is_recognised(world: World) -> None:
+    await _watching(world)
+    number = _pull(world)
+    _merge_request(world, number)
+    # GitHub merges, but the answer is lost; the retried PUT would get 405.
+    world.github.faults.fail_next(502, method="PUT", path=r"/merge$", after=True)
+    await world.once()
+    assert world.github.pull(number)["merged"] is True
+    comments = _bot_comments(world, number)
+    assert len(comments) == 1 and "merged as" in comments[0] and "not merged" not in comments[0]
+
+
+async def test_cleanup_follows_github_for_other_bases(world: World) -> None:
+    issue = world.github.create_issue("Linked", user="alice")
+    await _watching(world)
+    world.git.push_branch("develop", {"dev.txt": "dev\n"})
+    world.git.push_branch("topic", {"t.txt": "t\n"}, base="develop")
+    number = world.github.create_pull(
+        "Into develop", "topic", base="develop", body=f"Fixes #{issue}"
+    )
+    world.git.push_branch("feature-on-topic", {"f.txt": "f\n"}, base="topic")
+    world.github.create_pull("Stacked", "feature-on-topic", base="topic", user="dave")
+    _merge_request(world, number)
+    await world.once()
+    assert world.github.pull(number)["merged"] is True
+    assert world.github.issue(issue)["state"] == "open"  # not the default branch: GitHub keeps it
+    assert world.git.branch_exists("topic")  # another open pull request targets it

@@ -12,7 +12,7 @@ from ..claude_runner import IMPLEMENT_TOOLS, ClaudeRequest, ClaudeResult, Claude
 from ..config import Settings
 from ..daemon import Job
 from ..decide import LABEL_EVENTS_KEY, IssueStep, needs_label_count, plan_issues
-from ..github_http import GitHubError, Unprocessable
+from ..github_http import GitHubError
 from ..github_watcher import GitHubClient
 from ..guidelines import guidelines
 from ..models import Comment, Issue, PullRequest
@@ -222,12 +222,11 @@ class ImplementWorkflow:
             return await self.github.create_pull(
                 title=issue.title, head=branch, base=base, body=body
             )
-        except Unprocessable as exc:
+        except GitHubError as exc:
+            # A 422 "already exists", or a 5xx whose request GitHub applied anyway.
             found = await self.github.find_pull(branch, base)
             if found is not None and found.state == "open":
-                return found  # created by an attempt whose answer we never saw
-            raise self._pull_failure(branch, exc) from exc
-        except GitHubError as exc:
+                return found
             raise self._pull_failure(branch, exc) from exc
 
     def _pull_failure(self, branch: str, exc: GitHubError) -> Failure:

@@ -84,11 +84,14 @@ class MergeWorkflow:
     async def _accept(self, comment: Comment) -> None:
         trigger = self.settings.merge_comment_trigger
         try:
-            pull = await self.github.get_pull(comment.issue_number)
+            pull: PullRequest | None = await self.github.get_pull(comment.issue_number)
         except NotFound:
-            self.feed.mark_handled(comment.id)  # a comment on an issue, not a pull request
-            return
-        if pull.state != "open":
+            pull = None  # a comment on an issue
+        if pull is None or pull.state != "open":
+            await self.github.create_comment(
+                comment.issue_number,
+                f"{text.PREFIX} `{trigger}` works on open pull requests only; nothing was done.",
+            )
             self.feed.mark_handled(comment.id)
             return
         if await self.github.permission(comment.author) not in WRITE_PERMISSIONS:
@@ -161,20 +164,30 @@ class MergeWorkflow:
                 title=f"{pull.title} (#{pull.number})",
                 message=pull.body,
             )
-        except Conflict as exc:
-            trigger = self.settings.merge_comment_trigger
-            raise Stop(text.head_moved(tested.head_sha, trigger)) from exc
-        except NotMergeable as exc:
-            raise Stop(text.refused(exc.message, self.settings.merge_comment_trigger)) from exc
+            merge_sha = outcome.sha
+        except (Conflict, NotMergeable, GitHubError) as exc:
+            merge_sha = await self._merged_meanwhile(pull, tested, exc)
         self._update_data(
             pull.number,
-            merge_sha=outcome.sha,
+            merge_sha=merge_sha,
             tested_base=tested.base_sha,
             results=[(r.command, r.duration_s) for r in tested.results],
             ci=tested.ci,
         )
-        log.info("merged #%d as %s", pull.number, (outcome.sha or "?")[:12])
+        log.info("merged #%d as %s", pull.number, (merge_sha or "?")[:12])
         await self._clean_up(pull, self._item(pull.number), tested)
+
+    async def _merged_meanwhile(self, pull: PullRequest, tested: Tested, exc: Exception) -> str:
+        """After a refused or unanswered merge: did our merge land anyway (a lost answer)?"""
+        current = await self.github.get_pull(pull.number)
+        if current.merged and current.head_sha == tested.head_sha:
+            return await self.worktrees.fetch_branch(pull.base_ref)
+        trigger = self.settings.merge_comment_trigger
+        if isinstance(exc, Conflict):
+            raise Stop(text.head_moved(tested.head_sha, trigger)) from exc
+        if isinstance(exc, NotMergeable):
+            raise Stop(text.refused(exc.message, trigger)) from exc
+        raise exc
 
     async def _test(self, pull: PullRequest) -> Tested:
         """Test the head merged onto the base's tip; again if the base moved meanwhile."""
@@ -238,14 +251,21 @@ class MergeWorkflow:
         self, pull: PullRequest, item: WorkItem, tested: Tested | None = None
     ) -> None:
         """Delete the branch (not a fork's), close linked issues, post the one summary."""
-        if not pull.is_fork and pull.head_ref != await self.github.default_branch():
-            try:
-                await self.github.delete_branch(pull.head_ref)
-            except GitHubError as exc:
-                if exc.status not in (404, 422):  # already gone
-                    raise
+        default = await self.github.default_branch()
+        if not pull.is_fork and pull.head_ref != default:
+            others = await self.github.list_open_pulls()
+            if any(p.base_ref == pull.head_ref for p in others):
+                log.info("keeping %s: other pull requests target it", pull.head_ref)
+            else:
+                try:
+                    await self.github.delete_branch(pull.head_ref)
+                except GitHubError as exc:
+                    if exc.status not in (404, 422):  # already gone
+                        raise
         closed = []
-        for number in text.linked_issues(pull.body):
+        # Like GitHub: closing keywords act only on merges into the default branch.
+        linked = text.linked_issues(pull.body) if pull.base_ref == default else []
+        for number in linked:
             try:
                 issue = await self.github.get_issue(number)
             except NotFound:

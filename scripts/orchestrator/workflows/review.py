@@ -126,12 +126,12 @@ class ReviewWorkflow:
             data={k: v for k, v in item.data.items() if k not in (RETRY_AT_KEY, BASELINE_KEY)},
         )
         self.state.put(item)
-        if not forced and await self._already_reviewed(pull):
-            self._finish(number, pull.head_sha, None)
-            return
-        if attempts == 1:
-            await self.github.react_to_issue(number, "eyes")
         try:
+            if not forced and await self._already_reviewed(pull):
+                self._finish(number, pull.head_sha, None)
+                return
+            if attempts == 1:
+                await self.github.react_to_issue(number, "eyes")
             await self._review(pull, item)
         except (GitHubError, GitError, ReviewFailed) as exc:
             await self._failed(pull, str(exc))
@@ -139,6 +139,8 @@ class ReviewWorkflow:
     async def _already_reviewed(self, pull: PullRequest) -> bool:
         """True if the daemon's account already reviewed this head (even with a lost state)."""
         login = await self.github.login()
+        if login is None:
+            return False  # unknown identity: the state alone prevents repeats
         reviews = await self.github.list_reviews(pull.number)
         return any(r.author == login and r.commit_id == pull.head_sha for r in reviews)
 
