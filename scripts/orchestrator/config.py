@@ -154,8 +154,14 @@ def _json_list(text: str) -> Any:
 
 def load_settings(env_file: Path | None = Path(".env"), **overrides: Any) -> Settings:
     """Read, validate and complete the settings; every problem becomes one `ConfigError` line."""
+    if env_file is not None and env_file.exists() and not env_file.is_file():
+        raise ConfigError(f"{env_file} is not a file: expected a .env file of VARIABLE=value lines")
     try:
         settings = Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except UnicodeDecodeError:
+        raise ConfigError(f"{env_file} is not valid UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {env_file}: {exc.strerror}") from None
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
     except SettingsError as exc:
@@ -164,6 +170,10 @@ def load_settings(env_file: Path | None = Path(".env"), **overrides: Any) -> Set
         settings.github_token = SecretStr(_gh_cli_token(settings.github_api_url))
     settings.repo_path = _git_toplevel(settings.repo_path)
     settings.worktree_base = _absolute(settings.worktree_base, Path.cwd())
+    if settings.worktree_base.exists() and not settings.worktree_base.is_dir():
+        raise ConfigError(
+            f"WORKTREE_BASE={str(settings.worktree_base)!r} is not valid: expected a directory"
+        )
     settings.state_file = _absolute(settings.state_file, Path.cwd())
     settings.claude_cli_path = _claude_cli(settings.claude_cli_path)
     return settings

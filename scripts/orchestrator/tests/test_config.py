@@ -292,3 +292,25 @@ def test_tests_cannot_reach_beyond_loopback() -> None:
         socket.create_connection(("api.github.com", 443), timeout=1)
     with socket.socket() as sock, pytest.raises(OSError, match="loopback"):
         sock.connect(("192.0.2.1", 443))
+
+
+def test_a_dotenv_that_is_not_utf8_is_one_line(clean_env: Path) -> None:
+    (clean_env / ".env").write_bytes(b"GITHUB_REPO=a/b\nGITHUB_TOKEN=\xff\xfe\n")
+    with pytest.raises(ConfigError, match=r"\.env is not valid UTF-8 text"):
+        load_settings()
+
+
+def test_a_dotenv_directory_is_refused(clean_env: Path) -> None:
+    (clean_env / ".env").mkdir()
+    with pytest.raises(ConfigError, match="is not a file"):
+        load_settings()
+
+
+@pytest.mark.usefixtures("required")
+def test_a_worktree_base_that_is_a_file_is_refused(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path
+) -> None:
+    (clean_env / "trees").write_text("not a directory")
+    monkeypatch.setenv("WORKTREE_BASE", "trees")
+    with pytest.raises(ConfigError, match=r"^WORKTREE_BASE=.* expected a directory"):
+        load_settings()

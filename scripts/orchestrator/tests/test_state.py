@@ -227,3 +227,10 @@ def test_kill_9_inside_a_save_leaves_the_previous_state(path: Path, point: str) 
 
 def _code(source: str) -> str:
     return textwrap.dedent(source)
+
+
+def test_an_unusable_directory_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StateError, match=r"cannot use state file .*STATE_FILE"):
+        State(blocker / "state.json")
