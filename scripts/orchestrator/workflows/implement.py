@@ -20,6 +20,7 @@ from ..models import Comment, Issue, PullRequest
 from ..redact import Redactor
 from ..state import StateStore, Status, WorkItem, WorkItemType, utcnow
 from ..worktree_manager import GitError, WorktreeManager
+from .items import MAX_INFRASTRUCTURE_ERRORS, Items
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,6 @@ MAX_PROMPT_COMMENTS = 50
 MAX_BODY_CHARS = 30_000
 MAX_COMMENT_CHARS = 8_000
 MAX_COMMENTS_CHARS = 60_000
-MAX_INFRASTRUCTURE_ERRORS = 3  # git or GitHub errors in a row before an attempt fails
 
 
 def branch_for(number: int) -> str:
@@ -56,6 +56,7 @@ class ImplementWorkflow:
 
     def __post_init__(self) -> None:
         self._redactor = Redactor([self.settings.token])
+        self._items = Items(self.state, WorkItemType.ISSUE, self._redactor)
 
     async def poll(self) -> Sequence[Job]:
         label = self.settings.ready_label
@@ -243,20 +244,15 @@ class ImplementWorkflow:
 
     async def _infrastructure_error(self, number: int, exc: Exception) -> None:
         """GitHub or git failed under us: retry on the next polls, then give up and say so."""
-        item = self.state.get(WorkItemType.ISSUE, number)
-        assert item is not None
-        errors = int(item.data.get("infrastructure_errors", 0)) + 1
-        self._update_data(number, infrastructure_errors=errors)
-        if errors < MAX_INFRASTRUCTURE_ERRORS:
-            log.warning("issue #%d: %s; will retry on the next poll", number, exc)
-            self._update(number, status=Status.PENDING, last_error=str(exc))
+        if self._items.retry_later(number, exc):
             return
         await self._fail(
             number,
             Failure(
                 str(exc),
-                f"The daemon hit an error {errors} times while working on this issue:\n\n"
-                f"```\n{exc}\n```\n\nAdd the `{self.settings.ready_label}` label again to retry.",
+                f"The daemon hit an error {MAX_INFRASTRUCTURE_ERRORS} times while working on "
+                f"this issue:\n\n```\n{exc}\n```\n\nAdd the `{self.settings.ready_label}` "
+                "label again to retry.",
             ),
         )
 
@@ -268,14 +264,10 @@ class ImplementWorkflow:
         await self.github.add_labels(number, self.settings.failed_label)
 
     def _update(self, number: int, **changes: object) -> None:
-        item = self.state.get(WorkItemType.ISSUE, number)
-        assert item is not None
-        self.state.put(item.evolve(**changes))
+        self._items.update(number, **changes)
 
     def _update_data(self, number: int, **data: object) -> None:
-        item = self.state.get(WorkItemType.ISSUE, number)
-        assert item is not None
-        self.state.put(item.evolve(data={**item.data, **data}))
+        self._items.update_data(number, **data)
 
 
 def implement_prompt(issue: Issue, comments: Sequence[Comment], *, nonce: str | None = None) -> str:

@@ -20,12 +20,12 @@ from ..redact import Redactor
 from ..state import StateStore, Status, WorkItem, WorkItemType, utcnow
 from ..worktree_manager import GitError, WorktreeManager
 from . import merge_text as text
+from .items import MAX_INFRASTRUCTURE_ERRORS, Items
 
 log = logging.getLogger(__name__)
 
 CI_POLL = 15.0  # seconds between looks at pending GitHub CI
 MAX_BASE_RETRIES = 3  # re-tests when the base moves during the checks
-MAX_INFRASTRUCTURE_ERRORS = 3
 TRIGGER_KEY = "trigger_comment_id"
 BASE_KEY = "base_ref"
 
@@ -64,6 +64,7 @@ class MergeWorkflow:
 
     def __post_init__(self) -> None:
         self._redactor = Redactor([self.settings.token])
+        self._items = Items(self.state, WorkItemType.MERGE, self._redactor)
 
     # -- detection ----------------------------------------------------------------------------
 
@@ -296,35 +297,29 @@ class MergeWorkflow:
         self._update(
             number,
             status=Status.FAILED,
-            last_error=self._redactor.redact(comment)[:500],
+            last_error=comment[:500],
             finished_at=utcnow(),
         )
         await self.github.create_comment(number, comment)
 
     async def _infrastructure_error(self, number: int, exc: Exception) -> None:
-        errors = int(self._item(number).data.get("infrastructure_errors", 0)) + 1
-        self._update_data(number, infrastructure_errors=errors)
-        if errors < MAX_INFRASTRUCTURE_ERRORS:
-            log.warning("merge of #%d: %s; will retry on the next poll", number, exc)
-            self._update(number, status=Status.PENDING, last_error=str(exc))
+        if self._items.retry_later(number, exc):
             return
         await self._stop(
             number,
-            f"{text.PREFIX} not merged: the daemon hit an error {errors} times:\n\n"
-            f"```\n{exc}\n```\n\n{text.retry_hint(self.settings.merge_comment_trigger)}",
+            f"{text.PREFIX} not merged: the daemon hit an error {MAX_INFRASTRUCTURE_ERRORS} "
+            f"times:\n\n```\n{exc}\n```\n\n"
+            f"{text.retry_hint(self.settings.merge_comment_trigger)}",
         )
 
     def _item(self, number: int) -> WorkItem:
-        item = self.state.get(WorkItemType.MERGE, number)
-        assert item is not None, f"merge item #{number} vanished"
-        return item
+        return self._items.get(number)
 
     def _update(self, number: int, **changes: object) -> None:
-        self.state.put(self._item(number).evolve(**changes))
+        self._items.update(number, **changes)
 
     def _update_data(self, number: int, **data: object) -> None:
-        item = self._item(number)
-        self.state.put(item.evolve(data={**item.data, **data}))
+        self._items.update_data(number, **data)
 
 
 def _stored_results(rows: list[list[object]]) -> list[checks.CommandResult]:
