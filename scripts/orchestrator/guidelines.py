@@ -13,19 +13,28 @@ MAX_REPO_GUIDELINES = 20_000  # characters; a runaway file must not crowd out th
 Kind = Literal["implement", "review"]
 
 
-def guidelines(kind: Kind, checkout: Path | None = None) -> str:
-    """The text of `prompts/<kind>.md`, followed by the repository's `<kind>.md` if present.
+def guidelines(kind: Kind, repo_text: str | None = None) -> str:
+    """The text of `prompts/<kind>.md`, followed by the repository's own `<kind>.md` text.
 
-    Read at every run, so edits to the prompt files apply without a restart.
+    Read at every run, so edits to the prompt files apply without a restart. The caller reads
+    `repo_text` from where it is trusted: the default branch's checkout for an implementation,
+    the base branch (never the pull request) for a review.
     """
     text = (PROMPTS_DIR / f"{kind}.md").read_text(encoding="utf-8").strip()
-    if checkout is not None:
-        custom = checkout / REPO_GUIDELINES_DIR / f"{kind}.md"
-        if custom.is_file():
-            extra = custom.read_text(encoding="utf-8", errors="replace").strip()
-            text += (
-                "\n\n# Repository-specific guidelines\n\n"
-                f"(from {REPO_GUIDELINES_DIR / f'{kind}.md'} in this repository)\n\n"
-                + extra[:MAX_REPO_GUIDELINES]
-            )
+    if repo_text and repo_text.strip():
+        text += (
+            "\n\n# Repository-specific guidelines\n\n"
+            f"(from {repo_guidelines_path(kind)} in this repository)\n\n"
+            + repo_text.strip()[:MAX_REPO_GUIDELINES]
+        )
     return text
+
+
+def repo_guidelines_path(kind: Kind) -> str:
+    return (REPO_GUIDELINES_DIR / f"{kind}.md").as_posix()
+
+
+def read_repo_guidelines(checkout: Path, kind: Kind) -> str | None:
+    """The repository's own guidelines in a checkout, if it has them."""
+    path = checkout / repo_guidelines_path(kind)
+    return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None

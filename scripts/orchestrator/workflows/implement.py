@@ -15,7 +15,7 @@ from ..daemon import Job
 from ..decide import LABEL_EVENTS_KEY, IssueStep, needs_label_count, plan_issues
 from ..github_http import GitHubError
 from ..github_watcher import GitHubClient
-from ..guidelines import guidelines
+from ..guidelines import guidelines, read_repo_guidelines
 from ..models import Comment, Issue, PullRequest
 from ..redact import Redactor
 from ..state import StateStore, Status, WorkItem, WorkItemType, utcnow
@@ -104,7 +104,7 @@ class ImplementWorkflow:
             await self._infrastructure_error(number, exc)
             return
         await self.github.remove_label(number, self.settings.ready_label)
-        self._update(number, status=Status.DONE, pr_number=pull.number, finished_at=utcnow())
+        self._items.update(number, status=Status.DONE, pr_number=pull.number, finished_at=utcnow())
         log.info("issue #%d: pull request #%d is ready for review", number, pull.number)
 
     async def _attempt(self, number: int, fresh: bool, *, reconcile: bool) -> PullRequest:
@@ -131,9 +131,9 @@ class ImplementWorkflow:
         try:
             result = await self._run_claude(issue, worktree)
             head = await self._commit(issue, worktree, start, result)
-            self._update(number, head_sha=head)
+            self._items.update(number, head_sha=head)
             await self._push(worktree, branch, remote_sha)
-            self._update_data(number, pushed_sha=head)
+            self._items.update_data(number, pushed_sha=head)
         finally:
             await self.worktrees.remove(worktree)
         if open_pull is not None:
@@ -165,14 +165,14 @@ class ImplementWorkflow:
         request = ClaudeRequest(
             prompt=implement_prompt(issue, comments),
             cwd=worktree,
-            guidelines=guidelines("implement", worktree),
+            guidelines=guidelines("implement", read_repo_guidelines(worktree, "implement")),
             tools=IMPLEMENT_TOOLS,
             max_turns=self.settings.max_turns,
             timeout=self.settings.claude_timeout,
             setting_sources=("project",),  # the default branch's own CLAUDE.md and settings
         )
         result = await self.claude.run(request)
-        self._update(
+        self._items.update(
             issue.number,
             cost_usd=result.cost_usd,
             turns=result.turns,
@@ -190,7 +190,7 @@ class ImplementWorkflow:
                 f"Add the `{self.settings.ready_label}` label again to retry.",
             )
         # Claude's words are stored and posted: no secret may ride along (DESIGN §1).
-        self._update_data(issue.number, summary=self._redactor.redact(result.text))
+        self._items.update_data(issue.number, summary=self._redactor.redact(result.text))
         return result
 
     async def _commit(self, issue: Issue, worktree: Path, start: str, result: ClaudeResult) -> str:
@@ -258,16 +258,12 @@ class ImplementWorkflow:
 
     async def _fail(self, number: int, failure: Failure) -> None:
         log.warning("issue #%d failed: %s", number, failure.reason)
-        self._update(number, status=Status.FAILED, last_error=failure.reason, finished_at=utcnow())
+        self._items.update(
+            number, status=Status.FAILED, last_error=failure.reason, finished_at=utcnow()
+        )
         await self.github.create_comment(number, f"**Claude Orchestrator**: {failure.comment}")
         await self.github.remove_label(number, self.settings.ready_label)
         await self.github.add_labels(number, self.settings.failed_label)
-
-    def _update(self, number: int, **changes: object) -> None:
-        self._items.update(number, **changes)
-
-    def _update_data(self, number: int, **data: object) -> None:
-        self._items.update_data(number, **data)
 
 
 def implement_prompt(issue: Issue, comments: Sequence[Comment], *, nonce: str | None = None) -> str:

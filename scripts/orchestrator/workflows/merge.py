@@ -125,9 +125,9 @@ class MergeWorkflow:
     async def run(self, number: int) -> None:
         # The lock is taken before any await: jobs start in trigger order and must queue in
         # that order. It is the base recorded with the trigger; `_merge` stops on a retarget.
-        base_ref = str(self._item(number).data.get(BASE_KEY, ""))
+        base_ref = str(self._items.get(number).data.get(BASE_KEY, ""))
         async with self._locks.setdefault(base_ref, asyncio.Lock()):
-            self._update(number, status=Status.IN_PROGRESS, started_at=utcnow())
+            self._items.update(number, status=Status.IN_PROGRESS, started_at=utcnow())
             try:
                 await self._merge(await self.github.get_pull(number))
             except Stop as stop:
@@ -136,14 +136,14 @@ class MergeWorkflow:
                 await self._infrastructure_error(number, exc)
 
     async def _merge(self, pull: PullRequest) -> None:
-        item = self._item(pull.number)
+        item = self._items.get(pull.number)
         if pull.merged:
             if item.data.get("merge_sha") is None:  # merged by someone else meanwhile
                 await self.github.create_comment(
                     pull.number,
                     f"{text.PREFIX} nothing to do: this pull request is already merged.",
                 )
-                self._update(pull.number, status=Status.DONE, finished_at=utcnow())
+                self._items.update(pull.number, status=Status.DONE, finished_at=utcnow())
                 return
             await self._clean_up(pull, item)  # a restart after the merge itself
             return
@@ -157,7 +157,7 @@ class MergeWorkflow:
                 f"the request. {text.retry_hint(self.settings.merge_comment_trigger)}"
             )
         tested = await self._test(pull)
-        self._update(pull.number, head_sha=tested.head_sha)
+        self._items.update(pull.number, head_sha=tested.head_sha)
         try:
             outcome = await self.github.merge_pull(
                 pull.number,
@@ -168,7 +168,7 @@ class MergeWorkflow:
             merge_sha = outcome.sha
         except (Conflict, NotMergeable, GitHubError) as exc:
             merge_sha = await self._merged_meanwhile(pull, tested, exc)
-        self._update_data(
+        self._items.update_data(
             pull.number,
             merge_sha=merge_sha,
             tested_base=tested.base_sha,
@@ -176,7 +176,7 @@ class MergeWorkflow:
             ci=tested.ci,
         )
         log.info("merged #%d as %s", pull.number, (merge_sha or "?")[:12])
-        await self._clean_up(pull, self._item(pull.number), tested)
+        await self._clean_up(pull, self._items.get(pull.number), tested)
 
     async def _merged_meanwhile(self, pull: PullRequest, tested: Tested, exc: Exception) -> str:
         """After a refused or unanswered merge: did our merge land anyway (a lost answer)?"""
@@ -287,14 +287,14 @@ class MergeWorkflow:
                 closed=closed,
             )
             await self.github.create_comment(pull.number, body)
-        self._update_data(pull.number, summary_posted=True)
-        self._update(pull.number, status=Status.DONE, finished_at=utcnow())
+        self._items.update_data(pull.number, summary_posted=True)
+        self._items.update(pull.number, status=Status.DONE, finished_at=utcnow())
 
     # -- endings ------------------------------------------------------------------------------
 
     async def _stop(self, number: int, comment: str) -> None:
         log.warning("merge of #%d stopped: %s", number, comment.splitlines()[0])
-        self._update(
+        self._items.update(
             number,
             status=Status.FAILED,
             last_error=comment[:500],
@@ -311,15 +311,6 @@ class MergeWorkflow:
             f"times:\n\n```\n{exc}\n```\n\n"
             f"{text.retry_hint(self.settings.merge_comment_trigger)}",
         )
-
-    def _item(self, number: int) -> WorkItem:
-        return self._items.get(number)
-
-    def _update(self, number: int, **changes: object) -> None:
-        self._items.update(number, **changes)
-
-    def _update_data(self, number: int, **data: object) -> None:
-        self._items.update_data(number, **data)
 
 
 def _stored_results(rows: list[list[object]]) -> list[checks.CommandResult]:

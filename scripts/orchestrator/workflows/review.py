@@ -22,11 +22,12 @@ from ..decide import (
 )
 from ..github_http import GitHubError
 from ..github_watcher import GitHubClient
-from ..guidelines import REPO_GUIDELINES_DIR, guidelines
+from ..guidelines import guidelines, repo_guidelines_path
 from ..models import WRITE_PERMISSIONS, PullRequest
 from ..redact import Redactor
 from ..state import StateStore, Status, WorkItem, WorkItemType, utcnow
 from ..worktree_manager import GitError, WorktreeManager
+from .items import Items
 from .review_text import choose_event, review_body, review_prompt
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class ReviewWorkflow:
 
     def __post_init__(self) -> None:
         self._redactor = Redactor([self.settings.token])
+        self._items = Items(self.state, WorkItemType.PR_REVIEW, self._redactor)
 
     async def poll(self) -> Sequence[Job]:
         pulls = await self.github.list_open_pulls()
@@ -184,20 +186,16 @@ class ReviewWorkflow:
 
     async def _guidelines(self, base_sha: str) -> str:
         """review.md plus the repository's own, read from the base branch, never the PR."""
-        path = (REPO_GUIDELINES_DIR / "review.md").as_posix()
+        path = repo_guidelines_path("review")
         custom = await self.worktrees.git("show", f"{base_sha}:{path}", check=False)
-        text = guidelines("review")
-        if custom:
-            text += f"\n\n# Repository-specific guidelines\n\n(from {path})\n\n{custom}"
-        return text
+        return guidelines("review", custom)
 
     def _finish(
         self, number: int, head: str, body: str | None, result: ClaudeResult | None = None
     ) -> None:
-        item = self.state.get(WorkItemType.PR_REVIEW, number)
-        assert item is not None
-        reviewed = [*(item.data.get(REVIEWED_KEY) or []), head][-20:]
-        data = {**item.data, REVIEWED_KEY: reviewed}
+        data = self._items.get(number).data
+        reviewed = [*(data.get(REVIEWED_KEY) or []), head][-20:]
+        data = {**data, REVIEWED_KEY: reviewed}
         if body is not None:
             data[LAST_BODY_KEY] = body[-20_000:]
         changes: dict[str, object] = {
@@ -211,26 +209,23 @@ class ReviewWorkflow:
             changes.update(
                 cost_usd=result.cost_usd, turns=result.turns, duration_s=round(result.duration_s, 1)
             )
-        self.state.put(item.evolve(**changes))
+        self._items.update(number, **changes)
 
     async def _failed(self, pull: PullRequest, error: str) -> None:
-        item = self.state.get(WorkItemType.PR_REVIEW, pull.number)
-        assert item is not None
-        error = self._redactor.redact(error)
+        item = self._items.get(pull.number)
+        error = self._redactor.redact(error)  # it is also posted, not only stored
         if item.attempts < MAX_ATTEMPTS:
             delay = RETRY_BACKOFF * 2 ** (item.attempts - 1)
             retry_at = (utcnow() + timedelta(seconds=delay)).isoformat()
             log.warning("review of #%d failed (%s); retrying in %gs", pull.number, error, delay)
-            self.state.put(
-                item.evolve(
-                    status=Status.PENDING,
-                    last_error=error,
-                    data={**item.data, RETRY_AT_KEY: retry_at},
-                )
-            )
+            with self.state.batch():
+                self._items.update(pull.number, status=Status.PENDING, last_error=error)
+                self._items.update_data(pull.number, **{RETRY_AT_KEY: retry_at})
             return
         log.warning("review of #%d failed %d times: %s", pull.number, item.attempts, error)
-        self.state.put(item.evolve(status=Status.FAILED, last_error=error, finished_at=utcnow()))
+        self._items.update(
+            pull.number, status=Status.FAILED, last_error=error, finished_at=utcnow()
+        )
         await self.github.create_comment(
             pull.number,
             f"**Claude Orchestrator**: the automatic review of {pull.head_sha[:12]} failed "
