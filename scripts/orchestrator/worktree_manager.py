@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import os
@@ -64,6 +65,7 @@ class WorktreeManager:
         self._token = token
         self._timeout = timeout
         self._push_url: str | None = None
+        self._shared_lock = asyncio.Lock()
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -78,7 +80,13 @@ class WorktreeManager:
         cwd: Path | None = None,
         check: bool = True,
         extra_env: dict[str, str] | None = None,
+        shared: bool = False,
     ) -> proc.Completed:
+        if shared:
+            # Git fails rather than waits on a ref or worktree lock ("cannot lock ref"), and
+            # jobs run concurrently on one clone: writes to its shared refs take turns.
+            async with self._shared_lock:
+                return await self._git(args, cwd=cwd, check=check, extra_env=extra_env)
         env = proc.child_env(extra={"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(extra_env or {})})
         result = await proc.run(
             ["git", *args], cwd=cwd or self.repo_path, timeout=self._timeout, env=env
@@ -95,7 +103,7 @@ class WorktreeManager:
 
     async def fetch(self, *refspecs: str) -> None:
         """Fetch refspecs (e.g. `+refs/heads/main:refs/remotes/origin/main`) from the remote."""
-        await self._git(["fetch", "--quiet", "--no-tags", self.remote, *refspecs])
+        await self._git(["fetch", "--quiet", "--no-tags", self.remote, *refspecs], shared=True)
 
     async def fetch_branch(self, branch: str) -> str:
         """Fetch a branch of the remote; return its SHA."""
@@ -174,14 +182,18 @@ class WorktreeManager:
         path = self.path_for(name)
         await self._discard_worktree(path)
         # -B resets a branch left by an earlier attempt instead of failing on it.
-        await self._git([*_CHECKOUT, "worktree", "add", "--quiet", "-B", branch, str(path), start])
+        await self._git(
+            [*_CHECKOUT, "worktree", "add", "--quiet", "-B", branch, str(path), start], shared=True
+        )
         return path
 
     async def detached_worktree(self, name: str, commit: str) -> Path:
         """A worktree with `commit` checked out detached (no local branch needed)."""
         path = self.path_for(name)
         await self._discard_worktree(path)
-        await self._git([*_CHECKOUT, "worktree", "add", "--quiet", "--detach", str(path), commit])
+        await self._git(
+            [*_CHECKOUT, "worktree", "add", "--quiet", "--detach", str(path), commit], shared=True
+        )
         return path
 
     async def merge_worktree(self, name: str, base_sha: str, head_sha: str) -> MergeResult:
@@ -207,10 +219,12 @@ class WorktreeManager:
 
     async def _discard_worktree(self, path: Path) -> None:
         if path.exists():
-            await self._git(["worktree", "remove", "--force", "--force", str(path)], check=False)
+            await self._git(
+                ["worktree", "remove", "--force", "--force", str(path)], check=False, shared=True
+            )
         if path.exists():  # a directory git no longer knows as a worktree
             shutil.rmtree(path)
-        await self._git(["worktree", "prune"], check=False)
+        await self._git(["worktree", "prune"], check=False, shared=True)
 
     # -- commits ----------------------------------------------------------------------------
 
@@ -222,7 +236,9 @@ class WorktreeManager:
             return None
         identity = await self._identity_args(worktree)
         await self._git(
-            [*identity, "commit", "--quiet", "--no-verify", "-m", message], cwd=worktree
+            [*identity, "commit", "--quiet", "--no-verify", "-m", message],
+            cwd=worktree,
+            shared=True,
         )
         return await self.git("rev-parse", "HEAD", cwd=worktree)
 

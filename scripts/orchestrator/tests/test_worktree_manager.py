@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import shutil
@@ -451,3 +452,17 @@ async def test_diff_three_dot_shows_only_the_branch_changes(
     assert await manager.diff("origin/main", "origin/feature") == diff
     assert await manager.commits_between(base, head) == 1
     assert await manager.diff(head, head) == ""
+
+
+async def test_concurrent_jobs_share_the_clone_without_lock_errors(
+    manager: WorktreeManager, git_world: GitWorld
+) -> None:
+    """Review and merge jobs fetch the same base at once; git would refuse to lock the ref."""
+    for round_ in range(3):
+        git_world.push_branch("main", {f"r{round_}.txt": "x\n"}, f"round {round_}")
+        shas = await asyncio.gather(*(manager.fetch_branch("main") for _ in range(8)))
+        assert set(shas) == {git_world.sha("main")}
+    paths = await asyncio.gather(
+        *(manager.detached_worktree(f"pr-review-{n}", "origin/main") for n in range(6))
+    )
+    await asyncio.gather(*(manager.remove(p) for p in paths))
