@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import httpx
@@ -178,7 +178,7 @@ class GitHubClient:
         """Every issue and pull request comment of the repository updated since `since`."""
         kwargs: dict[str, Any] = {"sort": "updated", "direction": "asc"}
         if since is not None:
-            kwargs["since"] = since
+            kwargs["since"] = github_time(since)
         raw = await self._pages(self._gh.rest.issues.async_list_comments_for_repo, **kwargs)
         return [_comment(c) for c in raw]
 
@@ -326,6 +326,17 @@ class GitHubClient:
     async def statuses(self, sha: str) -> list[CommitStatus]:
         data = await self._call(self._gh.rest.repos.async_get_combined_status_for_ref, ref=sha)
         return [CommitStatus(s.context, s.state) for s in data.statuses]
+
+
+def github_time(when: datetime) -> str:
+    """A date-time query parameter as GitHub documents it: `YYYY-MM-DDTHH:MM:SSZ`.
+
+    githubkit hands a `datetime` to httpx, which writes `str(datetime)` (a space and `+00:00`);
+    GitHub answers that with 422. Naive datetimes are taken as UTC; sub-seconds are dropped,
+    which only widens an inclusive `since`.
+    """
+    aware = when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+    return aware.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _next_link(header: str) -> str | None:

@@ -9,6 +9,7 @@ import pytest
 from githubkit.exception import RequestFailed
 
 from scripts.orchestrator.sandbox.fake_github import FakeClock, FakeGitHub
+from scripts.orchestrator.sandbox.fake_github.clock import iso
 from scripts.orchestrator.sandbox.git_world import GitWorld
 
 from .fixtures_github import FAKE_TOKEN
@@ -72,17 +73,17 @@ def test_since_is_inclusive_and_filters_on_updated_at(
     new = fake_github.create_issue("new")
     assert [
         i.number
-        for i in github_client.rest.issues.list_for_repo(OWNER, REPO, since=mark).parsed_data
+        for i in github_client.rest.issues.list_for_repo(OWNER, REPO, since=iso(mark)).parsed_data
     ] == [new]
     fake_clock.advance(10)
     fake_github.comment(old, "touches the old issue")
-    listed = github_client.rest.issues.list_for_repo(OWNER, REPO, since=mark).parsed_data
+    listed = github_client.rest.issues.list_for_repo(OWNER, REPO, since=iso(mark)).parsed_data
     assert {i.number for i in listed} == {old, new}
 
 
 def test_bad_query_values_are_422(fake_github: FakeGitHub):
     headers = {"Authorization": f"token {FAKE_TOKEN}"}
-    for query in ({"state": "bogus"}, {"since": "yesterday"}, {"direction": "up"}):
+    for query in ({"state": "bogus"}, {"direction": "up"}):
         reply = httpx.get(
             f"{fake_github.url}/repos/{OWNER}/{REPO}/issues", params=query, headers=headers
         )
@@ -234,7 +235,9 @@ def test_repo_wide_comments_since_sort_and_pages(
     fake_github.edit_comment(first, "first, edited")
     listed = github_client.rest.issues.list_comments_for_repo(OWNER, REPO).parsed_data
     assert [c.id for c in listed] == [first, second]
-    recent = github_client.rest.issues.list_comments_for_repo(OWNER, REPO, since=mark).parsed_data
+    recent = github_client.rest.issues.list_comments_for_repo(
+        OWNER, REPO, since=iso(mark)
+    ).parsed_data
     assert [c.id for c in recent] == [first, second]
     newest = github_client.rest.issues.list_comments_for_repo(
         OWNER, REPO, sort="updated", direction="desc"
@@ -306,11 +309,17 @@ def test_timeline_has_events_comments_and_reviews(
     ]
 
 
-def test_since_with_naive_and_aware_datetimes(fake_github: FakeGitHub, github_client):
+def test_since_takes_only_githubs_documented_form(fake_github: FakeGitHub):
+    """GitHub documents `since` as YYYY-MM-DDTHH:MM:SSZ; `str(datetime)` once went out and
+    GitHub answered 422, so the fake refuses every other spelling too."""
     fake_github.create_issue("at noon")
-    noon = datetime(2024, 1, 1, 12, 0, 0)
-    for since in (noon, noon.replace(tzinfo=timezone.utc)):
-        listed = github_client.rest.issues.list_for_repo(OWNER, REPO, since=since).parsed_data
-        assert len(listed) == 1
-    later = noon.replace(tzinfo=timezone.utc) + timedelta(seconds=1)
-    assert github_client.rest.issues.list_for_repo(OWNER, REPO, since=later).parsed_data == []
+    headers = {"Authorization": f"token {FAKE_TOKEN}"}
+    noon = datetime(2024, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    url = f"{fake_github.url}/repos/{OWNER}/{REPO}/issues"
+    for bad in (str(noon), str(noon.replace(tzinfo=None)), noon.isoformat(), "yesterday", ""):
+        reply = httpx.get(url, params={"since": bad}, headers=headers)
+        assert reply.status_code == 422, bad
+        assert reply.json()["message"] == "The since parameter needs to be in ISO 8601 format"
+    assert len(httpx.get(url, params={"since": iso(noon)}, headers=headers).json()) == 1
+    later = iso(noon + timedelta(seconds=1))
+    assert httpx.get(url, params={"since": later}, headers=headers).json() == []

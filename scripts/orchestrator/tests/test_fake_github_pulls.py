@@ -8,6 +8,7 @@ import pytest
 from githubkit.exception import RequestFailed
 
 from scripts.orchestrator.sandbox.fake_github import FakeClock, FakeGitHub
+from scripts.orchestrator.sandbox.fake_github.clock import iso
 from scripts.orchestrator.sandbox.git_world import GitWorld, git
 
 from .fixtures_github import make_client
@@ -274,9 +275,9 @@ def test_a_push_bumps_the_pulls_updated_at(
     number = fake_github.create_pull("Pushed", "feature/p")
     fake_clock.advance(600)
     mark = fake_clock.now()
-    listed = github_client.rest.issues.list_for_repo(OWNER, REPO, since=mark).parsed_data
+    listed = github_client.rest.issues.list_for_repo(OWNER, REPO, since=iso(mark)).parsed_data
     assert listed == []
     git_world.push_branch("feature/p", {"p.txt": "2\n"})
-    listed = github_client.rest.issues.list_for_repo(OWNER, REPO, since=mark).parsed_data
+    listed = github_client.rest.issues.list_for_repo(OWNER, REPO, since=iso(mark)).parsed_data
     assert [i.number for i in listed] == [number]
     assert listed[0].updated_at == mark

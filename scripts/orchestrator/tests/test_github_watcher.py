@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -28,7 +29,7 @@ from scripts.orchestrator.github_http import (
     Unprocessable,
     map_error,
 )
-from scripts.orchestrator.github_watcher import MAX_BODY, GitHubClient, fit_body
+from scripts.orchestrator.github_watcher import MAX_BODY, GitHubClient, fit_body, github_time
 from scripts.orchestrator.redact import REDACTED
 from scripts.orchestrator.sandbox.fake_github import FakeGitHub
 from scripts.orchestrator.sandbox.fake_github.faults import SECONDARY_MESSAGE
@@ -592,3 +593,24 @@ async def test_reactions_labels_and_close(fake_github: FakeGitHub, client: GitHu
     assert fake_github.labels_of(number) == ["working"]
     assert fake_github.reactions_on_comment(comment) == ["orchestrator-bot:+1"]
     assert fake_github.issue(number)["state"] == "closed"
+
+
+async def test_since_goes_out_as_github_documents_it(
+    fake_github: FakeGitHub, client: GitHubClient
+) -> None:
+    """GitHub answers 422 to `str(datetime)`; the client writes YYYY-MM-DDTHH:MM:SSZ."""
+    issue = fake_github.create_issue("Issue")
+    fake_github.comment(issue, "first")
+    newest = (await client.latest_comments())[0].updated_at
+    offset = timezone(timedelta(hours=2))
+    for since in (newest, newest.astimezone(offset), newest.replace(microsecond=5)):
+        assert [c.body for c in await client.list_repo_comments(since=since)] == ["first"]
+    sent = [r.query["since"] for r in fake_github.requests if "since" in r.query]
+    assert sent == [github_time(newest)] * 3
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", sent[0])
+
+
+def test_github_time_takes_naive_datetimes_as_utc() -> None:
+    assert github_time(datetime(2026, 11, 25, 9, 2, 19)) == "2026-11-25T09:02:19Z"
+    cet = datetime(2026, 11, 25, 10, 2, 19, tzinfo=timezone(timedelta(hours=1)))
+    assert github_time(cet) == "2026-11-25T09:02:19Z"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
@@ -52,12 +53,17 @@ def iso(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# GitHub documents date-time query parameters as `YYYY-MM-DDTHH:MM:SSZ` only. GitHub itself may
+# take other ISO 8601 spellings, but the fake is never kinder than the documentation: `str()`
+# of a datetime (a space, `+00:00`) was once sent and GitHub answered 422.
+_DOCUMENTED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+
+
 def parse_iso(text: str) -> datetime:
-    """Parse a `since`-style timestamp; raises ValueError when it is not ISO 8601."""
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
-    return _aware(datetime.fromisoformat(value))
+    """Parse a `since`-style timestamp; ValueError unless it is `YYYY-MM-DDTHH:MM:SSZ`."""
+    if not _DOCUMENTED.fullmatch(text):
+        raise ValueError(f"not YYYY-MM-DDTHH:MM:SSZ: {text!r}")
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def _aware(when: datetime) -> datetime:

@@ -118,12 +118,12 @@ def query_choice(req: Request, name: str, choices: tuple[str, ...], default: str
 def query_since(req: Request) -> datetime | None:
     """The `since` filter; GitHub keeps items updated at or after it (inclusive)."""
     raw = req.query.get("since")
-    if raw is None or raw == "":
+    if raw is None:
         return None
     try:
         return parse_iso(raw)
     except ValueError as exc:
-        raise errors.invalid_field("Query", "since") from exc
+        raise errors.basic(422, "The since parameter needs to be in ISO 8601 format") from exc
 
 
 def ordered(items: list[T], key: Callable[[T], Any], direction: str) -> list[T]:

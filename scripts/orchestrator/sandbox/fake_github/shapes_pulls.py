@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .clock import iso, parse_iso
+from datetime import datetime
+
+from .clock import iso
 from .gitops import CommitInfo, FileChange
 from .model import Issue
 from .pulls import Tips, mergeability
@@ -194,4 +196,4 @@ def _account(store: Store, email: str) -> Json | None:
 
 def _utc(git_date: str) -> str:
     # git prints `2024-01-01T12:00:00+00:00`; GitHub prints the same instant with `Z`.
-    return iso(parse_iso(git_date))
+    return iso(datetime.fromisoformat(git_date))
