@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 CURSOR_META = "comments_cursor"  # GitHub's updated_at of the newest comment fetched
 HANDLED_META = "comments_handled"  # ids of trigger comments already acted on
+PENDING_META = "comments_pending"  # ids of trigger comments fetched but not yet settled
 MAX_HANDLED = 2000
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -31,8 +32,11 @@ class CommentFeed:
     """Repo-wide comments since the last cycle: one paginated call, not one per pull request.
 
     Exactly once, across restarts: the cursor moves only after a cycle (`commit`), and a source
-    marks each trigger it acted on (`mark_handled`) in the same state write as the work item it
-    created. A crash in between re-delivers the comment, and the handled mark filters it out.
+    marks each trigger it settled (`mark_handled`: acted on or refused) in the same state write
+    as the work item it created. A crash in between re-delivers the comment, and the handled
+    mark filters it out. Never lost: the cursor stops at the oldest command of a watched trigger
+    (`watch`) that no source settled, e.g. because GitHub failed while it was checked, so the
+    next cycle delivers it again, even when it was written before the cursor and edited since.
     On the very first refresh the cursor is set to the newest existing comment and nothing is
     delivered: comments written before the daemon watched the repository trigger nothing.
     """
@@ -41,7 +45,12 @@ class CommentFeed:
         self._github = github
         self._state = state
         self._fetched: list[Comment] = []
+        self._triggers: set[str] = set()
         self.comments: list[Comment] = []
+
+    def watch(self, trigger: str) -> None:
+        """Declare a command some source settles; the cursor never moves past an unsettled one."""
+        self._triggers.add(trigger)
 
     async def refresh(self) -> None:
         """Fetch what is new since the cursor; `comments` holds it until the next refresh."""
@@ -52,9 +61,15 @@ class CommentFeed:
             return
         cursor = datetime.fromisoformat(cursor_text)
         handled = set(self._state.get_meta(HANDLED_META, []))
+        pending = set(self._state.get_meta(PENDING_META, []))
         self._fetched = await self._github.list_repo_comments(since=cursor)
-        # A comment written before the cursor and edited since is not a new command.
-        fresh = [c for c in self._fetched if c.id not in handled and c.created_at >= cursor]
+        # A comment written before the cursor and edited since is not a new command, unless it
+        # was one already when first fetched and is still waiting to be settled.
+        fresh = [
+            c
+            for c in self._fetched
+            if c.id not in handled and (c.created_at >= cursor or c.id in pending)
+        ]
         self.comments = sorted(fresh, key=lambda c: (c.created_at, c.id))
 
     def new(self, trigger: str) -> Sequence[Comment]:
@@ -66,10 +81,25 @@ class CommentFeed:
         self._state.set_meta(HANDLED_META, handled[-MAX_HANDLED:])
 
     async def commit(self) -> None:
-        """After the sources have acted: move the cursor past what was fetched."""
-        if self._fetched:
-            newest = max(c.updated_at for c in self._fetched)
-            self._state.set_meta(CURSOR_META, newest.isoformat())
+        """After the sources have acted: move the cursor past what was fetched and settled."""
+        if not self._fetched:
+            return
+        handled = set(self._state.get_meta(HANDLED_META, []))
+        unsettled = [
+            c
+            for c in self.comments
+            if c.id not in handled and any(is_command(c.body, t) for t in self._triggers)
+        ]
+        # `since` is inclusive: a cursor at the oldest unsettled comment fetches it again.
+        cursor = min(
+            (c.updated_at for c in unsettled),
+            default=max(c.updated_at for c in self._fetched),
+        )
+        if unsettled:
+            log.info("%d command(s) not settled yet; they come again next cycle", len(unsettled))
+        with self._state.batch():
+            self._state.set_meta(CURSOR_META, cursor.isoformat())
+            self._state.set_meta(PENDING_META, [c.id for c in unsettled])
 
     async def _start(self) -> None:
         latest = await self._github.latest_comments()

@@ -65,6 +65,8 @@ class MergeWorkflow:
     def __post_init__(self) -> None:
         self._redactor = Redactor([self.settings.token])
         self._items = Items(self.state, WorkItemType.MERGE, self._redactor)
+        if self.settings.auto_merge_enabled:
+            self.feed.watch(self.settings.merge_comment_trigger)
 
     # -- detection ----------------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ class ReviewWorkflow:
     def __post_init__(self) -> None:
         self._redactor = Redactor([self.settings.token])
         self._items = Items(self.state, WorkItemType.PR_REVIEW, self._redactor)
+        self.feed.watch(self.settings.review_comment_trigger)
 
     async def poll(self) -> Sequence[Job]:
         pulls = await self.github.list_open_pulls()
@@ -98,7 +99,8 @@ class ReviewWorkflow:
         requested = set()
         for comment in self.feed.new(self.settings.review_comment_trigger):
             if comment.issue_number not in open_numbers:
-                continue  # an issue, or a closed pull request
+                self.feed.mark_handled(comment.id)  # an issue, or a closed pull request
+                continue
             if await self.github.permission(comment.author) in WRITE_PERMISSIONS:
                 requested.add(comment.issue_number)
                 await self.github.react_to_comment(comment.id, "eyes")
