@@ -141,9 +141,19 @@ class WorktreeManager:
         lives only in that process's environment; then the user's global and system git
         config are ignored too.
         """
-        sha = await self.head(worktree)
+        await self.push_commit(await self.head(worktree), branch, expected_remote_sha)
+
+    async def push_commit(self, sha: str, branch: str, expected_remote_sha: str | None) -> None:
+        """Push the commit `sha` to `branch` (see `push`): e.g. a commit kept from an attempt
+        whose push did not get through."""
         lease = f"--force-with-lease=refs/heads/{branch}:{expected_remote_sha or ''}"
         await self._clean_push([lease, f"{sha}:refs/heads/{branch}"])
+
+    async def local_branch_sha(self, branch: str) -> str | None:
+        """Where the clone's own `branch` points, or None if there is no such branch."""
+        out = await self.git("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}",
+                             check=False)  # fmt: skip
+        return out or None
 
     async def delete_remote_branch(self, branch: str) -> None:
         await self._clean_push([f":refs/heads/{branch}"])

@@ -20,7 +20,8 @@ from ..models import Comment, Issue, PullRequest
 from ..redact import Redactor
 from ..state import StateStore, Status, WorkItem, WorkItemType, utcnow
 from ..worktree_manager import GitError, WorktreeManager
-from .items import MAX_INFRASTRUCTURE_ERRORS, Items
+from . import outbox
+from .items import MAX_INFRASTRUCTURE_ERRORS, Items, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ MAX_PROMPT_COMMENTS = 50
 MAX_BODY_CHARS = 30_000
 MAX_COMMENT_CHARS = 8_000
 MAX_COMMENTS_CHARS = 60_000
+PUSHED_KEY = "pushed_sha"  # in WorkItem.data: the commit GitHub has on the branch
+LEASE_KEY = "remote_sha"  # in WorkItem.data: where the remote branch was before our push
 
 
 def branch_for(number: int) -> str:
@@ -57,8 +60,10 @@ class ImplementWorkflow:
     def __post_init__(self) -> None:
         self._redactor = Redactor([self.settings.token])
         self._items = Items(self.state, WorkItemType.ISSUE, self._redactor)
+        self._outbox = outbox.Outbox(self.state, WorkItemType.ISSUE, self.github)
 
     async def poll(self) -> Sequence[Job]:
+        await self._outbox.send_all()  # the label changes and comments a fault held back
         label = self.settings.ready_label
         issues = [i for i in await self.github.list_open_issues(label) if not i.is_pull_request]
         items = {i.number: i for i in self.state.items(WorkItemType.ISSUE)}
@@ -91,7 +96,10 @@ class ImplementWorkflow:
         if fresh:
             seen = await self.github.count_labelled(number, self.settings.ready_label)
             item = item.evolve(
-                attempts=item.attempts + 1, data={LABEL_EVENTS_KEY: seen}, last_error=None
+                attempts=item.attempts + 1,
+                data={LABEL_EVENTS_KEY: seen},
+                last_error=None,
+                head_sha=None,
             )
         item = item.evolve(status=Status.IN_PROGRESS, started_at=utcnow(), finished_at=None)
         self.state.put(item)
@@ -103,9 +111,24 @@ class ImplementWorkflow:
         except (GitHubError, GitError) as exc:
             await self._infrastructure_error(number, exc)
             return
-        await self.github.remove_label(number, self.settings.ready_label)
-        self._items.update(number, status=Status.DONE, pr_number=pull.number, finished_at=utcnow())
+        done = outbox.with_writes(
+            self._items.get(number),
+            [outbox.remove_label(number, self.settings.ready_label)],
+            status=Status.DONE,
+            pr_number=pull.number,
+            finished_at=utcnow(),
+        )
+        self.state.put(done)
         log.info("issue #%d: pull request #%d is ready for review", number, pull.number)
+        await self._send_writes(number)
+
+    async def _send_writes(self, number: int) -> None:
+        try:
+            await self._outbox.send(number)
+        except GitHubError as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("issue #%d: GitHub writes wait for the next cycle: %s", number, exc)
 
     async def _attempt(self, number: int, fresh: bool, *, reconcile: bool) -> PullRequest:
         issue = await self.github.get_issue(number)
@@ -131,9 +154,12 @@ class ImplementWorkflow:
         try:
             result = await self._run_claude(issue, worktree)
             head = await self._commit(issue, worktree, start, result)
-            self._items.update(number, head_sha=head)
-            await self._push(worktree, branch, remote_sha)
-            self._items.update_data(number, pushed_sha=head)
+            # Claude's work is a commit on the clone's own branch from here on: a fault in
+            # what follows is retried from this point, never by running Claude again.
+            with self.state.batch():
+                self._items.update(number, head_sha=head)
+                self._items.update_data(number, **{LEASE_KEY: remote_sha})
+            await self._push(number, branch, head, remote_sha)
         finally:
             await self.worktrees.remove(worktree)
         if open_pull is not None:
@@ -150,15 +176,22 @@ class ImplementWorkflow:
             await self.github.remove_label(issue.number, self.settings.failed_label)
 
     async def _resume_push(self, issue: Issue, branch: str, base: str) -> PullRequest | None:
-        """After a crash between push and pull request: open it from what was pushed."""
-        item = self.state.get(WorkItemType.ISSUE, issue.number)
-        pushed = item.data.get("pushed_sha") if item else None
-        if pushed and await self.worktrees.remote_branch_sha(branch) == pushed:
-            log.info(
-                "issue #%d: the branch was pushed before a restart; opening the PR", issue.number
-            )
+        """After a crash or a fault past Claude's run: push what it made if that did not get
+        through, and open the pull request; None when there is nothing to resume from."""
+        item = self._items.get(issue.number)
+        pushed = item.data.get(PUSHED_KEY)
+        remote = await self.worktrees.remote_branch_sha(branch)
+        if pushed and remote == pushed:
+            log.info("issue #%d: the branch was pushed before; opening the PR", issue.number)
             return await self._open_pull(issue, branch, base)
-        return None
+        committed = item.head_sha
+        if committed is None or "summary" not in item.data:
+            return None  # Claude had not finished
+        if await self.worktrees.local_branch_sha(branch) != committed:
+            return None  # the commit is gone from the clone: start over
+        log.info("issue #%d: pushing the commit an earlier attempt made", issue.number)
+        await self._push(issue.number, branch, committed, item.data.get(LEASE_KEY))
+        return await self._open_pull(issue, branch, base)
 
     async def _run_claude(self, issue: Issue, worktree: Path) -> ClaudeResult:
         comments = await self.github.list_issue_comments(issue.number)
@@ -207,10 +240,12 @@ class ImplementWorkflow:
             )
         return head
 
-    async def _push(self, worktree: Path, branch: str, remote_sha: str | None) -> None:
+    async def _push(self, number: int, branch: str, head: str, remote_sha: str | None) -> None:
         try:
-            await self.worktrees.push(worktree, branch, expected_remote_sha=remote_sha)
+            await self.worktrees.push_commit(head, branch, remote_sha)
         except GitError as exc:
+            if is_transient(exc):
+                raise  # kept: the next cycle pushes the same commit
             raise Failure(
                 f"push rejected: {exc}",
                 f"The implementation is done, but pushing branch `{branch}` was rejected:\n\n"
@@ -218,6 +253,7 @@ class ImplementWorkflow:
                 f"`{self.settings.git_remote}` and that the branch is not protected, then add "
                 f"the `{self.settings.ready_label}` label again.",
             ) from exc
+        self._items.update_data(number, **{PUSHED_KEY: head})
 
     async def _open_pull(self, issue: Issue, branch: str, base: str) -> PullRequest:
         item = self.state.get(WorkItemType.ISSUE, issue.number)
@@ -228,10 +264,12 @@ class ImplementWorkflow:
                 title=issue.title, head=branch, base=base, body=body
             )
         except GitHubError as exc:
-            # A 422 "already exists", or a 5xx whose request GitHub applied anyway.
+            # A 422 "already exists", or a lost answer to a request GitHub applied anyway.
             found = await self.github.find_pull(branch, base)
             if found is not None and found.state == "open":
                 return found
+            if is_transient(exc):
+                raise  # the branch stays; the next cycle looks for the pull request first
             raise self._pull_failure(branch, exc) from exc
 
     def _pull_failure(self, branch: str, exc: GitHubError) -> Failure:
@@ -257,13 +295,25 @@ class ImplementWorkflow:
         )
 
     async def _fail(self, number: int, failure: Failure) -> None:
+        """Record the failure with the comment and label swap that announce it, then send
+        those: a fault delays them to a later cycle, it never loses them."""
         log.warning("issue #%d failed: %s", number, failure.reason)
-        self._items.update(
-            number, status=Status.FAILED, last_error=failure.reason, finished_at=utcnow()
+        writes = [
+            outbox.comment(number, f"**Claude Orchestrator**: {failure.comment}"),
+            outbox.remove_label(number, self.settings.ready_label),
+            outbox.add_label(number, self.settings.failed_label),
+        ]
+        item = self._items.get(number)
+        self.state.put(
+            outbox.with_writes(
+                item,
+                writes,
+                status=Status.FAILED,
+                last_error=self._redactor.redact(failure.reason),
+                finished_at=utcnow(),
+            )
         )
-        await self.github.create_comment(number, f"**Claude Orchestrator**: {failure.comment}")
-        await self.github.remove_label(number, self.settings.ready_label)
-        await self.github.add_labels(number, self.settings.failed_label)
+        await self._send_writes(number)
 
 
 def implement_prompt(issue: Issue, comments: Sequence[Comment], *, nonce: str | None = None) -> str:

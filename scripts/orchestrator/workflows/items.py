@@ -3,14 +3,46 @@
 from __future__ import annotations
 
 import logging
+import re
 
+from ..github_http import GitHubError, RateLimited
 from ..redact import Redactor
 from ..state import StateStore, Status, WorkItem, WorkItemType
+from ..worktree_manager import GitError
 
 log = logging.getLogger(__name__)
 
-MAX_INFRASTRUCTURE_ERRORS = 3  # git or GitHub errors in a row before an attempt fails
+MAX_INFRASTRUCTURE_ERRORS = 3  # definite git or GitHub errors before an attempt fails
 ERRORS_KEY = "infrastructure_errors"
+
+# git's words when the remote refused (a definite answer) or could not be reached (transient).
+_GIT_REFUSED = re.compile(
+    r"\[(remote )?rejected\]|returned error: 4(?!29)[0-9][0-9]|permission denied"
+    r"|authentication failed|repository not found|could not read username",
+    re.IGNORECASE,
+)
+_GIT_UNREACHABLE = re.compile(
+    r"could not resolve host|connection (refused|timed out|reset)|unable to access"
+    r"|returned error: (5[0-9][0-9]|429)|early eof|remote end hung up|could not read from remote"
+    r"|operation timed out|failed to connect",
+    re.IGNORECASE,
+)
+
+
+def is_transient(exc: Exception) -> bool:
+    """A fault that may pass by itself: GitHub gave no answer, a 5xx or a rate limit, or git
+    could not reach the remote. Anything else (a 4xx, a refused push) is a definite answer."""
+    if isinstance(exc, RateLimited):
+        return True
+    if isinstance(exc, GitHubError):
+        limited = exc.status in (403, 429) and "rate limit" in exc.message.lower()
+        return exc.status == 0 or exc.status >= 500 or exc.status == 429 or limited
+    if isinstance(exc, GitError):
+        words = str(exc)
+        if _GIT_REFUSED.search(words):
+            return False
+        return exc.result.timed_out or _GIT_UNREACHABLE.search(words) is not None
+    return False
 
 
 class Items:
@@ -38,7 +70,12 @@ class Items:
 
     def retry_later(self, number: int, exc: Exception) -> bool:
         """Count a git or GitHub failure; True if the item waits for the next poll, False
-        once the errors are used up (the caller then reports the failure)."""
+        once definite errors are used up (the caller then reports the failure). A transient
+        fault never fails an item: what was done so far is kept and the rest is retried."""
+        if is_transient(exc):
+            log.warning("#%d: %s; a transient fault, will retry on the next poll", number, exc)
+            self.update(number, status=Status.PENDING, last_error=str(exc))
+            return True
         errors = int(self.get(number).data.get(ERRORS_KEY, 0)) + 1
         self.update_data(number, **{ERRORS_KEY: errors})
         if errors >= MAX_INFRASTRUCTURE_ERRORS:
