@@ -55,6 +55,17 @@ class RateLimited(GitHubError):
     """A rate limit that lasts longer than the daemon is willing to wait inside a call."""
 
 
+class MalformedAnswer(GitHubError):
+    """GitHub answered, but a field the daemon reads is missing or of another type.
+
+    `status` is the answer's (2xx); `field` is the JSON path, e.g. `[3].user.login`.
+    """
+
+    def __init__(self, status: int, method: str, url: str, field: str, problem: str) -> None:
+        super().__init__(status, f"unreadable answer: {field} {problem}", method, url)
+        self.field = field
+
+
 _BY_STATUS: dict[int, type[GitHubError]] = {
     404: NotFound,
     405: NotMergeable,
@@ -96,9 +107,19 @@ def _message(response: httpx.Response) -> str:
     message = str(data.get("message", ""))
     errors = data.get("errors")
     if isinstance(errors, list):
-        details = [str(e.get("message") or e.get("code")) for e in errors if isinstance(e, dict)]
-        message = "; ".join([message, *[d for d in details if d and d != "None"]])
+        details = [_detail(e) for e in errors]
+        message = "; ".join([message, *[d for d in details if d]])
     return message
+
+
+def _detail(error: object) -> str:
+    """One entry of a 422's `errors`: its message, else what GitHub names (resource, field
+    and code, e.g. `Label color invalid`), else the entry itself (GitHub also sends strings)."""
+    if not isinstance(error, dict):
+        return str(error)[:200] if error else ""
+    if error.get("message"):
+        return str(error["message"])
+    return " ".join(str(error[k]) for k in ("resource", "field", "code") if error.get(k))
 
 
 class RetryPolicy:

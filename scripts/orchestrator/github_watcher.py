@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from githubkit import GitHub, Response
 from githubkit.cache import MemCacheStrategy
 from githubkit.exception import GitHubException
-from githubkit_schemas.latest import models as gk
 
-from .github_http import NotFound, RetryPolicy, WriteSpacingThrottler, map_error
+from . import github_parse as gp
+from .github_http import (
+    GitHubError,
+    MalformedAnswer,
+    NotFound,
+    RateLimited,
+    RetryPolicy,
+    WriteSpacingThrottler,
+    map_error,
+)
+from .github_parse import Json
 from .models import CheckRun, Comment, CommitStatus, Issue, MergeOutcome, PullRequest, Review
 from .redact import Redactor
 
@@ -23,6 +33,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_BODY = 65_536  # GitHub's limit for comment, review and pull request bodies
 PER_PAGE = 100
+# The REST API version every request asks for. GitHub.com serves 2022-11-28 until at least
+# March 2028 (24 months after 2026-03-10) and every GitHub Enterprise Server since 3.9 serves
+# it; 2026-03-10 (githubkit's default) is not served by most GHES releases, and GitHub answers
+# an unserved version with 400. Answers are read field by field (github_parse), so the
+# version only matters for the few fields read there.
+API_VERSION = "2022-11-28"
+API_HEADERS = {"X-GitHub-Api-Version": API_VERSION}
 
 
 class _TimeoutTransport(httpx.AsyncHTTPTransport):
@@ -60,7 +77,10 @@ class GitHubClient:
         retry: RetryPolicy | None = None,
         write_interval: float = 1.0,
         timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """`transport` replaces the HTTP transport (the tests replay recorded answers with it);
+        the default one enforces `timeout` on every request."""
         self.owner, self.repo = repo.split("/", 1)
         self.full_name = repo
         self._redactor = Redactor([token])
@@ -73,7 +93,7 @@ class GitHubClient:
             user_agent="claude-orchestrator",
             # githubkit's default cache object is shared by every client in the process.
             cache_strategy=MemCacheStrategy(),
-            async_transport=_TimeoutTransport(timeout),
+            async_transport=transport or _TimeoutTransport(timeout),
         )
         self._default_branch: str | None = None
         self._login: str | None = None
@@ -87,37 +107,38 @@ class GitHubClient:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    async def _call(self, fn: Callable[..., Awaitable[Response[T, Any]]], **kwargs: Any) -> T:
-        try:
-            response = await fn(owner=self.owner, repo=self.repo, **kwargs)
-        except GitHubException as exc:
-            raise map_error(exc) from exc
-        return response.parsed_data
+    def _repo_url(self, path: str = "") -> str:
+        return f"/repos/{self.owner}/{self.repo}{path}"
 
-    async def _pages(self, fn: Callable[..., Awaitable[Response[Any]]], **kw: Any) -> list[Any]:
-        items: list[Any] = []
+    async def _send(
+        self, method: str, url: str, *, params: dict[str, Any] | None = None, body: Any = None
+    ) -> Response[Any]:
+        """One request; a write that comes back 2xx is done, its answer is not read."""
         try:
-            pages: AsyncIterator[Any] = self._gh.rest.paginate(
-                fn, owner=self.owner, repo=self.repo, per_page=PER_PAGE, **kw
+            return await self._gh.arequest(
+                method, url, params=params, json=body, headers=API_HEADERS
             )
-            async for item in pages:
-                items.append(item)
         except GitHubException as exc:
             raise map_error(exc) from exc
-        return items
 
-    async def _raw_pages(self, path: str) -> list[dict[str, Any]]:
-        """Every item of a list endpoint under the repository, as plain JSON."""
-        url: str | None = f"repos/{self.owner}/{self.repo}/{path}"
-        params: dict[str, Any] | None = {"per_page": PER_PAGE}
-        items: list[dict[str, Any]] = []
-        try:
-            while url is not None:
-                response = await self._gh.arequest("GET", url, params=params)
-                items += response.json()
-                url, params = _next_link(response.headers.get("link", "")), None
-        except GitHubException as exc:
-            raise map_error(exc) from exc
+    async def _read(self, url: str, parse: Callable[[Json], T], **params: Any) -> T:
+        response = await self._send("GET", url, params=params or None)
+        return _parsed(response, lambda data: gp.one(data, parse))
+
+    async def _read_page(self, url: str, parse: Callable[[Json], T], **params: Any) -> list[T]:
+        response = await self._send("GET", url, params=params or None)
+        return _parsed(response, lambda data: gp.many(data, parse))
+
+    async def _pages(self, url: str, parse: Callable[[Json], T], **params: Any) -> list[T]:
+        """Every item of a list endpoint. GitHub's `Link: rel="next"` is followed as given:
+        it may lead elsewhere (`/repositories/{id}/...`) and carries the query itself."""
+        next_url: str | None = url
+        query: dict[str, Any] | None = {**params, "per_page": PER_PAGE}
+        items: list[T] = []
+        while next_url is not None:
+            response = await self._send("GET", next_url, params=query)
+            items += _parsed(response, lambda data: gp.many(data, parse))
+            next_url, query = _next_link(response.headers.get("link", "")), None
         return items
 
     def _body(self, text: str) -> str:
@@ -127,8 +148,7 @@ class GitHubClient:
 
     async def default_branch(self) -> str:
         if self._default_branch is None:
-            repo = await self._call(self._gh.rest.repos.async_get)
-            self._default_branch = repo.default_branch
+            self._default_branch = await self._read(self._repo_url(), gp.default_branch)
         return self._default_branch
 
     async def login(self) -> str | None:
@@ -136,196 +156,166 @@ class GitHubClient:
         installation token gets 403 from `/user`)."""
         if self._login is None:
             try:
-                user = (await self._gh.rest.users.async_get_authenticated()).parsed_data
-            except GitHubException as exc:
-                error = map_error(exc)
-                if error.status == 403:
-                    self._login = ""
-                    return None
-                raise error from exc
-            self._login = user.login
+                self._login = await self._read("/user", gp.login)
+            except GitHubError as exc:
+                if exc.status != 403 or isinstance(exc, RateLimited):
+                    raise
+                self._login = ""
         return self._login or None
 
     async def permission(self, login: str) -> str:
         """admin, maintain, write, triage, read or none."""
+        url = self._repo_url(f"/collaborators/{quote(login, safe='')}/permission")
         try:
-            data = await self._call(
-                self._gh.rest.repos.async_get_collaborator_permission_level, username=login
-            )
+            return await self._read(url, gp.permission)
         except NotFound:
             return "none"
-        role = getattr(data, "role_name", None)
-        return role if role in ("maintain", "triage") else data.permission
 
     # -- issues and comments ----------------------------------------------------------------
 
     async def list_open_issues(self, label: str | None = None) -> list[Issue]:
         """Open issues, with pull requests among them (`is_pull_request`) as GitHub lists them."""
-        kwargs: dict[str, Any] = {"state": "open"}
-        if label:
-            kwargs["labels"] = label
-        raw = await self._pages(self._gh.rest.issues.async_list_for_repo, **kwargs)
-        return [_issue(i) for i in raw]
+        filters = {"labels": label} if label else {}
+        return await self._pages(self._repo_url("/issues"), gp.issue, state="open", **filters)
 
     async def get_issue(self, number: int) -> Issue:
-        return _issue(await self._call(self._gh.rest.issues.async_get, issue_number=number))
+        return await self._read(self._repo_url(f"/issues/{number}"), gp.issue)
 
     async def list_issue_comments(self, number: int) -> list[Comment]:
-        raw = await self._pages(self._gh.rest.issues.async_list_comments, issue_number=number)
-        return [_comment(c) for c in raw]
+        return await self._pages(self._repo_url(f"/issues/{number}/comments"), gp.comment)
 
     async def list_repo_comments(self, since: datetime | None) -> list[Comment]:
         """Every issue and pull request comment of the repository updated since `since`."""
-        kwargs: dict[str, Any] = {"sort": "updated", "direction": "asc"}
+        params: dict[str, Any] = {"sort": "updated", "direction": "asc"}
         if since is not None:
-            kwargs["since"] = github_time(since)
-        raw = await self._pages(self._gh.rest.issues.async_list_comments_for_repo, **kwargs)
-        return [_comment(c) for c in raw]
+            params["since"] = github_time(since)
+        return await self._pages(self._repo_url("/issues/comments"), gp.comment, **params)
 
     async def count_labelled(self, number: int, label: str) -> int:
         """How many times `label` has been added to the issue (from its events)."""
-        # Raw JSON: githubkit's model for this endpoint rejects closed/reopened events.
-        events = await self._raw_pages(f"issues/{number}/events")
-        return sum(
-            1
-            for e in events
-            if e.get("event") == "labeled" and (e.get("label") or {}).get("name") == label
-        )
+        added = await self._pages(self._repo_url(f"/issues/{number}/events"), gp.labelled)
+        return added.count(label)
 
     async def latest_comments(self) -> list[Comment]:
         """The most recently updated comments of the repository (one page, no pagination)."""
-        raw: list[gk.IssueComment] = await self._call(
-            self._gh.rest.issues.async_list_comments_for_repo,
+        return await self._read_page(
+            self._repo_url("/issues/comments"),
+            gp.comment,
             sort="updated",
             direction="desc",
             per_page=10,
         )
-        return [_comment(c) for c in raw]
 
     async def create_comment(self, number: int, body: str) -> Comment:
-        created = await self._call(
-            self._gh.rest.issues.async_create_comment, issue_number=number, body=self._body(body)
-        )
-        return _comment(created)
+        """The new comment. A 2xx means it was posted: should the answer be unreadable, what
+        was sent stands in for it (id 0) rather than an error that would post it again."""
+        text = self._body(body)
+        url = self._repo_url(f"/issues/{number}/comments")
+        response = await self._send("POST", url, body={"body": text})
+        try:
+            return _parsed(response, lambda data: gp.one(data, gp.comment))
+        except MalformedAnswer as exc:
+            log.warning("comment posted on #%d; %s", number, exc)
+            now = datetime.now(timezone.utc)
+            return Comment(0, number, self._login or "", text, now, now)
 
     async def add_labels(self, number: int, *labels: str) -> None:
-        await self._call(
-            self._gh.rest.issues.async_add_labels, issue_number=number, labels=list(labels)
-        )
+        url = self._repo_url(f"/issues/{number}/labels")
+        await self._send("POST", url, body={"labels": list(labels)})
 
     async def remove_label(self, number: int, label: str) -> bool:
         """Remove a label; False if the issue did not carry it."""
+        url = self._repo_url(f"/issues/{number}/labels/{quote(label, safe='')}")
         try:
-            await self._call(
-                self._gh.rest.issues.async_remove_label, issue_number=number, name=label
-            )
+            await self._send("DELETE", url)
         except NotFound:
             return False
         return True
 
     async def close_issue(self, number: int) -> None:
-        await self._call(
-            self._gh.rest.issues.async_update,
-            issue_number=number,
-            state="closed",
-            state_reason="completed",
-        )
+        body = {"state": "closed", "state_reason": "completed"}
+        await self._send("PATCH", self._repo_url(f"/issues/{number}"), body=body)
 
     async def react_to_issue(self, number: int, content: str) -> None:
-        await self._call(
-            self._gh.rest.reactions.async_create_for_issue, issue_number=number, content=content
-        )
+        url = self._repo_url(f"/issues/{number}/reactions")
+        await self._send("POST", url, body={"content": content})
 
     async def react_to_comment(self, comment_id: int, content: str) -> None:
-        await self._call(
-            self._gh.rest.reactions.async_create_for_issue_comment,
-            comment_id=comment_id,
-            content=content,
-        )
+        url = self._repo_url(f"/issues/comments/{comment_id}/reactions")
+        await self._send("POST", url, body={"content": content})
 
     # -- pull requests ----------------------------------------------------------------------
 
     async def list_open_pulls(self) -> list[PullRequest]:
-        raw = await self._pages(self._gh.rest.pulls.async_list, state="open")
-        return [_pull(p) for p in raw]
+        return await self._pages(self._repo_url("/pulls"), gp.pull, state="open")
 
     async def find_pull(self, head_branch: str, base: str) -> PullRequest | None:
         """The newest pull request (open or closed) from our `head_branch` into `base`."""
-        raw = await self._pages(
-            self._gh.rest.pulls.async_list,
+        pulls = await self._pages(
+            self._repo_url("/pulls"),
+            gp.pull,
             state="all",
             head=f"{self.owner}:{head_branch}",
             base=base,
         )
-        pulls = [_pull(p) for p in raw if p.head.ref == head_branch]
-        return max(pulls, key=lambda p: p.number) if pulls else None
+        ours = [p for p in pulls if p.head_ref == head_branch]
+        return max(ours, key=lambda p: p.number) if ours else None
 
     async def get_pull(self, number: int) -> PullRequest:
-        raw = await self._call(self._gh.rest.pulls.async_get, pull_number=number)
-        return _pull(raw)
+        return await self._read(self._repo_url(f"/pulls/{number}"), gp.pull)
 
     async def create_pull(
         self, *, title: str, head: str, base: str, body: str, draft: bool = False
     ) -> PullRequest:
-        created = await self._call(
-            self._gh.rest.pulls.async_create,
-            title=title,
-            head=head,
-            base=base,
-            body=self._body(body),
-            draft=draft,
+        """The new pull request. Its answer is read: an unreadable one raises
+        `MalformedAnswer` although the pull request exists (`find_pull` finds it)."""
+        fields = {"title": title, "head": head, "base": base, "body": self._body(body)}
+        response = await self._send(
+            "POST", self._repo_url("/pulls"), body={**fields, "draft": draft}
         )
-        return _pull(created)
+        return _parsed(response, lambda data: gp.one(data, gp.pull))
 
     async def list_reviews(self, number: int) -> list[Review]:
-        raw = await self._pages(self._gh.rest.pulls.async_list_reviews, pull_number=number)
-        return [_review(r) for r in raw]
+        return await self._pages(self._repo_url(f"/pulls/{number}/reviews"), gp.review)
 
-    async def create_review(self, number: int, *, body: str, event: str, commit_id: str) -> Review:
-        created = await self._call(
-            self._gh.rest.pulls.async_create_review,
-            pull_number=number,
-            body=self._body(body),
-            event=event,
-            commit_id=commit_id,
-        )
-        return _review(created)
+    async def create_review(self, number: int, *, body: str, event: str, commit_id: str) -> None:
+        fields = {"body": self._body(body), "event": event, "commit_id": commit_id}
+        await self._send("POST", self._repo_url(f"/pulls/{number}/reviews"), body=fields)
 
     async def merge_pull(self, number: int, *, sha: str, title: str, message: str) -> MergeOutcome:
         """Squash-merge exactly `sha`; `Conflict` (409) if the head moved since."""
-        result = await self._call(
-            self._gh.rest.pulls.async_merge,
-            pull_number=number,
-            sha=sha,
-            merge_method="squash",
-            commit_title=title,
-            commit_message=self._body(message),
-        )
-        return MergeOutcome(bool(result.merged), result.sha, result.message)
+        fields = {
+            "sha": sha,
+            "merge_method": "squash",
+            "commit_title": title,
+            "commit_message": self._body(message),
+        }
+        response = await self._send("PUT", self._repo_url(f"/pulls/{number}/merge"), body=fields)
+        try:
+            answer = response.raw_response.json()
+        except ValueError:
+            answer = None
+        return gp.merge_outcome(answer)
 
     async def delete_branch(self, branch: str) -> None:
-        try:  # 204 No Content: nothing to parse
-            await self._gh.rest.git.async_delete_ref(self.owner, self.repo, ref=f"heads/{branch}")
-        except GitHubException as exc:
-            raise map_error(exc) from exc
+        url = self._repo_url(f"/git/refs/heads/{quote(branch, safe='/')}")
+        await self._send("DELETE", url)
 
     # -- CI ---------------------------------------------------------------------------------
 
     async def check_runs(self, sha: str) -> list[CheckRun]:
         runs: list[CheckRun] = []
         page = 1
+        url = self._repo_url(f"/commits/{sha}/check-runs")
         while True:  # the check-runs list is wrapped in an object, so paginate by hand
-            data = await self._call(
-                self._gh.rest.checks.async_list_for_ref, ref=sha, per_page=PER_PAGE, page=page
-            )
-            runs += [CheckRun(r.name, r.status, r.conclusion) for r in data.check_runs]
-            if len(data.check_runs) < PER_PAGE or len(runs) >= data.total_count:
+            total, found = await self._read(url, gp.check_runs, per_page=PER_PAGE, page=page)
+            runs += found
+            if len(found) < PER_PAGE or len(runs) >= total:
                 return runs
             page += 1
 
     async def statuses(self, sha: str) -> list[CommitStatus]:
-        data = await self._call(self._gh.rest.repos.async_get_combined_status_for_ref, ref=sha)
-        return [CommitStatus(s.context, s.state) for s in data.statuses]
+        return await self._read(self._repo_url(f"/commits/{sha}/status"), gp.statuses)
 
 
 def github_time(when: datetime) -> str:
@@ -340,66 +330,24 @@ def github_time(when: datetime) -> str:
 
 
 def _next_link(header: str) -> str | None:
-    match = re.search(r'<([^>]+)>;\s*rel="next"', header)
+    match = re.search(r'<([^<>]+)>;\s*rel="next"', header)
     return match.group(1) if match else None
 
 
-def _login(user: Any) -> str:
-    return str(user.login) if user is not None else "ghost"
+def _parsed(response: Response[Any], read: Callable[[Any], T]) -> T:
+    """`read` applied to the answer's JSON; an answer it cannot read is one `MalformedAnswer`
+    naming the endpoint and the field, never a parser's own exception."""
+    request = response.raw_request
 
+    def malformed(field: str, problem: str) -> MalformedAnswer:
+        status = response.status_code
+        return MalformedAnswer(status, request.method, request.url.path, field, problem)
 
-def _issue(raw: gk.Issue) -> Issue:
-    labels = tuple(label if isinstance(label, str) else (label.name or "") for label in raw.labels)
-    return Issue(
-        number=raw.number,
-        title=raw.title,
-        body=raw.body or "",
-        author=_login(raw.user),
-        labels=labels,
-        state=raw.state,
-        is_pull_request=bool(raw.pull_request),
-        updated_at=raw.updated_at,
-    )
-
-
-def _comment(raw: gk.IssueComment) -> Comment:
-    number = int(str(raw.issue_url).rstrip("/").rsplit("/", 1)[1])
-    return Comment(
-        id=raw.id,
-        issue_number=number,
-        author=_login(raw.user),
-        body=raw.body or "",
-        created_at=raw.created_at,
-        updated_at=raw.updated_at,
-    )
-
-
-def _pull(raw: gk.PullRequest | gk.PullRequestSimple) -> PullRequest:
-    head_repo = raw.head.repo.full_name if raw.head.repo is not None else None
-    return PullRequest(
-        number=raw.number,
-        title=raw.title,
-        body=raw.body or "",
-        author=_login(raw.user),
-        state=raw.state,
-        draft=bool(raw.draft),
-        merged=bool(getattr(raw, "merged", False) or raw.merged_at),
-        head_ref=raw.head.ref,
-        head_sha=raw.head.sha,
-        head_repo=head_repo,
-        base_ref=raw.base.ref,
-        base_sha=raw.base.sha,
-        base_repo=raw.base.repo.full_name,
-        created_at=raw.created_at,
-        mergeable=getattr(raw, "mergeable", None),
-    )
-
-
-def _review(raw: gk.PullRequestReview) -> Review:
-    return Review(
-        id=raw.id,
-        author=_login(raw.user),
-        commit_id=raw.commit_id,
-        state=raw.state,
-        body=raw.body or "",
-    )
+    try:
+        data = response.raw_response.json()
+    except ValueError:
+        raise malformed("body", "is not JSON") from None
+    try:
+        return read(data)
+    except gp.ShapeError as exc:
+        raise malformed(exc.field, exc.problem) from None

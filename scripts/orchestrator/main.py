@@ -16,7 +16,7 @@ from .claude_runner import ClaudeRunner, SdkClaudeRunner
 from .comment_feed import CommentFeed
 from .config import ConfigError, Settings, load_settings
 from .daemon import Daemon, WorkSource
-from .github_http import GitHubError
+from .github_http import GitHubError, MalformedAnswer
 from .github_watcher import GitHubClient
 from .proc import SECRET_ENV_VARS
 from .state import State, StateError, StateStore
@@ -129,7 +129,12 @@ async def check_start(settings: Settings, github: GitHubClient, worktrees: Workt
     try:
         await github.default_branch()
     except GitHubError as exc:
-        if exc.status == 401:
+        if isinstance(exc, MalformedAnswer):
+            why = (
+                f"{exc} (is GITHUB_API_URL={settings.github_api_url} GitHub's API root? "
+                "GitHub Enterprise: https://HOST/api/v3)"
+            )
+        elif exc.status == 401:
             why = "GitHub refused GITHUB_TOKEN (401 Bad credentials)"
         elif exc.status in (403, 404):
             why = (

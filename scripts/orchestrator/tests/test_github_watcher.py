@@ -29,7 +29,13 @@ from scripts.orchestrator.github_http import (
     Unprocessable,
     map_error,
 )
-from scripts.orchestrator.github_watcher import MAX_BODY, GitHubClient, fit_body, github_time
+from scripts.orchestrator.github_watcher import (
+    API_VERSION,
+    MAX_BODY,
+    GitHubClient,
+    fit_body,
+    github_time,
+)
 from scripts.orchestrator.redact import REDACTED
 from scripts.orchestrator.sandbox.fake_github import FakeGitHub
 from scripts.orchestrator.sandbox.fake_github.faults import SECONDARY_MESSAGE
@@ -80,6 +86,8 @@ async def test_list_open_issues_paginates_and_flags_pulls(
     pages = fake_github.requests_to("GET", ISSUES)
     assert [r.query.get("page", "1") for r in pages] == ["1", "2"]
     assert pages[0].query["per_page"] == "100"
+    # Every page asks for the same API version (githubkit's paginator dropped it after page 1).
+    assert [r.headers["x-github-api-version"] for r in pages] == [API_VERSION] * 2
 
 
 async def test_list_open_issues_label_filter(fake_github: FakeGitHub, client: GitHubClient) -> None:
@@ -133,6 +141,16 @@ async def test_default_branch_and_login_are_asked_once(
     assert await client.login() == "orchestrator-bot"
     assert len(fake_github.requests_to("GET", "/repos/acme/widgets")) == 1
     assert len([r for r in fake_github.requests if r.path == "/user"]) == 1
+
+
+async def test_a_rate_limited_login_is_asked_again(
+    fake_github: FakeGitHub, client: GitHubClient
+) -> None:
+    """A 403 rate limit is not the 403 of an App's token: no login is not remembered."""
+    fake_github.faults.secondary_limit_next(retry_after=3600, path=r"^/user$")
+    with pytest.raises(RateLimited):
+        await client.login()
+    assert await client.login() == "orchestrator-bot"
 
 
 # -- retries and errors, over HTTP ----------------------------------------------------------
@@ -583,9 +601,10 @@ async def test_reactions_labels_and_close(fake_github: FakeGitHub, client: GitHu
     number = fake_github.create_issue("x", labels=["ready"])
     comment = fake_github.comment(number, "hello")
 
-    await client.add_labels(number, "working")
+    await client.add_labels(number, "working", "needs review")
     assert await client.remove_label(number, "ready")
     assert not await client.remove_label(number, "ready")  # no longer there: False
+    assert await client.remove_label(number, "needs review")  # a name to quote in the path
     await client.react_to_issue(number, "eyes")
     await client.react_to_comment(comment, "+1")
     await client.close_issue(number)
