@@ -1,4 +1,4 @@
-"""A transient fault never costs a user's work: the implement workflow under GitHub and git faults."""
+"""A transient fault never costs a user's work: implementing issues under GitHub and git faults."""
 
 from __future__ import annotations
 

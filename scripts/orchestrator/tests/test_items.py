@@ -61,9 +61,7 @@ def _git_error(stderr: str, *, timed_out: bool = False) -> GitError:
         (RuntimeError("anything else"), False),
     ],
 )  # fmt: skip
-def test_transient_faults_are_told_from_definite_answers(
-    error: Exception, transient: bool
-) -> None:
+def test_transient_faults_are_told_from_definite_answers(error: Exception, transient: bool) -> None:
     assert is_transient(error) is transient
 
 

@@ -120,15 +120,7 @@ class ImplementWorkflow:
         )
         self.state.put(done)
         log.info("issue #%d: pull request #%d is ready for review", number, pull.number)
-        await self._send_writes(number)
-
-    async def _send_writes(self, number: int) -> None:
-        try:
-            await self._outbox.send(number)
-        except GitHubError as exc:
-            if not is_transient(exc):
-                raise
-            log.warning("issue #%d: GitHub writes wait for the next cycle: %s", number, exc)
+        await self._outbox.try_send(number)
 
     async def _attempt(self, number: int, fresh: bool, *, reconcile: bool) -> PullRequest:
         issue = await self.github.get_issue(number)
@@ -313,7 +305,7 @@ class ImplementWorkflow:
                 finished_at=utcnow(),
             )
         )
-        await self._send_writes(number)
+        await self._outbox.try_send(number)
 
 
 def implement_prompt(issue: Issue, comments: Sequence[Comment], *, nonce: str | None = None) -> str:

@@ -20,6 +20,7 @@ from ..redact import Redactor
 from ..state import StateStore, Status, WorkItem, WorkItemType, utcnow
 from ..worktree_manager import GitError, WorktreeManager
 from . import merge_text as text
+from . import outbox
 from .items import MAX_INFRASTRUCTURE_ERRORS, Items
 
 log = logging.getLogger(__name__)
@@ -65,12 +66,14 @@ class MergeWorkflow:
     def __post_init__(self) -> None:
         self._redactor = Redactor([self.settings.token])
         self._items = Items(self.state, WorkItemType.MERGE, self._redactor)
+        self._outbox = outbox.Outbox(self.state, WorkItemType.MERGE, self.github)
         if self.settings.auto_merge_enabled:
             self.feed.watch(self.settings.merge_comment_trigger)
 
     # -- detection ----------------------------------------------------------------------------
 
     async def poll(self) -> Sequence[Job]:
+        await self._outbox.send_all()  # summaries and refusals a fault held back
         if not self.settings.auto_merge_enabled:
             return []  # triggers are ignored; the feed moves past them
         for comment in self.feed.new(self.settings.merge_comment_trigger):
@@ -141,11 +144,11 @@ class MergeWorkflow:
         item = self._items.get(pull.number)
         if pull.merged:
             if item.data.get("merge_sha") is None:  # merged by someone else meanwhile
-                await self.github.create_comment(
+                await self._end(
                     pull.number,
+                    Status.DONE,
                     f"{text.PREFIX} nothing to do: this pull request is already merged.",
                 )
-                self._items.update(pull.number, status=Status.DONE, finished_at=utcnow())
                 return
             await self._clean_up(pull, item)  # a restart after the merge itself
             return
@@ -276,33 +279,36 @@ class MergeWorkflow:
             if issue.state == "open" and not issue.is_pull_request:
                 await self.github.close_issue(number)
                 closed.append(number)
-        if not item.data.get("summary_posted"):
-            data = item.data
-            results = tested.results if tested else _stored_results(data.get("results", []))
-            body = text.summary(
-                head_sha=tested.head_sha if tested else (item.head_sha or ""),
-                base_ref=pull.base_ref,
-                base_sha=tested.base_sha if tested else str(data.get("tested_base", "")),
-                merge_sha=data.get("merge_sha"),
-                results=results,
-                ci=str(data.get("ci", "passed")),
-                closed=closed,
-            )
-            await self.github.create_comment(pull.number, body)
-        self._items.update_data(pull.number, summary_posted=True)
-        self._items.update(pull.number, status=Status.DONE, finished_at=utcnow())
+        data = item.data
+        results = tested.results if tested else _stored_results(data.get("results", []))
+        body = text.summary(
+            head_sha=tested.head_sha if tested else (item.head_sha or ""),
+            base_ref=pull.base_ref,
+            base_sha=tested.base_sha if tested else str(data.get("tested_base", "")),
+            merge_sha=data.get("merge_sha"),
+            results=results,
+            ci=str(data.get("ci", "passed")),
+            closed=closed,
+        )
+        await self._end(pull.number, Status.DONE, body)
 
     # -- endings ------------------------------------------------------------------------------
 
     async def _stop(self, number: int, comment: str) -> None:
         log.warning("merge of #%d stopped: %s", number, comment.splitlines()[0])
-        self._items.update(
-            number,
-            status=Status.FAILED,
-            last_error=comment[:500],
-            finished_at=utcnow(),
+        await self._end(
+            number, Status.FAILED, comment, last_error=self._redactor.redact(comment[:500])
         )
-        await self.github.create_comment(number, comment)
+
+    async def _end(self, number: int, status: Status, comment: str, **changes: object) -> None:
+        """Record the outcome and the comment that tells it in one state write, then post the
+        comment: a fault delays it to a later cycle, never loses or doubles it."""
+        item = self._items.get(number)
+        writes = [outbox.comment(number, comment)]
+        self.state.put(
+            outbox.with_writes(item, writes, status=status, finished_at=utcnow(), **changes)
+        )
+        await self._outbox.try_send(number)
 
     async def _infrastructure_error(self, number: int, exc: Exception) -> None:
         if self._items.retry_later(number, exc):

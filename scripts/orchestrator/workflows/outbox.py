@@ -102,12 +102,16 @@ class Outbox:
     async def send_all(self) -> None:
         """Send every waiting item's writes; a transient fault leaves them for the next cycle."""
         for number in self.waiting():
-            try:
-                await self.send(number)
-            except GitHubError as exc:
-                if not is_transient(exc):
-                    raise
-                log.warning("#%d: GitHub writes wait for the next cycle: %s", number, exc)
+            await self.try_send(number)
+
+    async def try_send(self, number: int) -> None:
+        """`send`, except that a transient fault leaves the rest for the next cycle."""
+        try:
+            await self.send(number)
+        except GitHubError as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("#%d: GitHub writes wait for the next cycle: %s", number, exc)
 
     async def send(self, number: int) -> None:
         """Send `number`'s queued writes in order; each leaves the queue once GitHub took it."""

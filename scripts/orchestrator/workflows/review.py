@@ -27,7 +27,8 @@ from ..models import WRITE_PERMISSIONS, PullRequest
 from ..redact import Redactor
 from ..state import StateStore, Status, WorkItem, WorkItemType, utcnow
 from ..worktree_manager import GitError, WorktreeManager
-from .items import Items
+from . import outbox
+from .items import Items, is_transient
 from .review_text import choose_event, review_body, review_prompt
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ BASELINE_META = "review_baseline_at"  # when the open pull requests were first r
 MAX_ATTEMPTS = 3
 RETRY_BACKOFF = 60.0  # seconds before the second attempt at a head; doubled for the third
 LAST_BODY_KEY = "last_review"  # in WorkItem.data: the last review, so the next one adds to it
+KEPT_KEY = "unposted_review"  # in WorkItem.data: a written review GitHub has not taken yet
 
 
 @dataclass
@@ -55,8 +57,10 @@ class ReviewWorkflow:
         self._redactor = Redactor([self.settings.token])
         self._items = Items(self.state, WorkItemType.PR_REVIEW, self._redactor)
         self.feed.watch(self.settings.review_comment_trigger)
+        self._outbox = outbox.Outbox(self.state, WorkItemType.PR_REVIEW, self.github)
 
     async def poll(self) -> Sequence[Job]:
+        await self._outbox.send_all()  # failure comments a fault held back
         pulls = await self.github.list_open_pulls()
         requested = await self._review_requests({p.number for p in pulls})
         items = {i.number: i for i in self.state.items(WorkItemType.PR_REVIEW)}
@@ -136,8 +140,11 @@ class ReviewWorkflow:
                 return
             if attempts == 1:
                 await self.github.react_to_issue(number, "eyes")
-            await self._review(pull, item)
-        except (GitHubError, GitError, ReviewFailed) as exc:
+            if not await self._post_kept_review(pull, item):
+                await self._review(pull, item)
+        except (GitHubError, GitError) as exc:
+            await self._failed(pull, str(exc), transient=is_transient(exc))
+        except ReviewFailed as exc:
             await self._failed(pull, str(exc))
 
     async def _already_reviewed(self, pull: PullRequest) -> bool:
@@ -173,10 +180,35 @@ class ReviewWorkflow:
             raise ReviewFailed(result.error or "Claude failed")
         login = await self.github.login()
         event = choose_event(result.text, self.settings.review_event, own=pull.author == login)
-        body = review_body(result, head, previous)
-        await self.github.create_review(pull.number, body=body, event=event, commit_id=head)
-        self._finish(pull.number, head, self._redactor.redact(result.text), result)
-        log.info("reviewed pull request #%d at %s (%s)", pull.number, head[:12], event)
+        body = self._redactor.redact(review_body(result, head, previous))
+        # Kept until GitHub takes it: a fault while posting costs a retry, not a new run.
+        kept = {"body": body, "event": event, "commit_id": head,
+                "text": self._redactor.redact(result.text)}  # fmt: skip
+        self._items.update(
+            pull.number,
+            cost_usd=result.cost_usd,
+            turns=result.turns,
+            duration_s=round(result.duration_s, 1),
+            data={**self._items.get(pull.number).data, KEPT_KEY: kept},
+        )
+        await self._post(pull.number, kept)
+
+    async def _post_kept_review(self, pull: PullRequest, item: WorkItem) -> bool:
+        """Post the review an earlier attempt wrote for this head, if a fault kept it back."""
+        kept = item.data.get(KEPT_KEY)
+        if not kept or kept.get("commit_id") != pull.head_sha:
+            return False
+        log.info("posting the review of #%d written before a fault", pull.number)
+        await self._post(pull.number, kept)
+        return True
+
+    async def _post(self, number: int, kept: dict[str, str]) -> None:
+        head = kept["commit_id"]
+        await self.github.create_review(
+            number, body=kept["body"], event=kept["event"], commit_id=head
+        )
+        self._finish(number, head, kept["text"])
+        log.info("reviewed pull request #%d at %s (%s)", number, head[:12], kept["event"])
 
     async def _previous_head(self, item: WorkItem, head: str) -> str | None:
         """The last reviewed head, if the new head builds on it (else review the whole diff)."""
@@ -195,7 +227,7 @@ class ReviewWorkflow:
     def _finish(
         self, number: int, head: str, body: str | None, result: ClaudeResult | None = None
     ) -> None:
-        data = self._items.get(number).data
+        data = {k: v for k, v in self._items.get(number).data.items() if k != KEPT_KEY}
         reviewed = [*(data.get(REVIEWED_KEY) or []), head][-20:]
         data = {**data, REVIEWED_KEY: reviewed}
         if body is not None:
@@ -213,11 +245,13 @@ class ReviewWorkflow:
             )
         self._items.update(number, **changes)
 
-    async def _failed(self, pull: PullRequest, error: str) -> None:
+    async def _failed(self, pull: PullRequest, error: str, *, transient: bool = False) -> None:
+        """Retry later with a growing pause; after `MAX_ATTEMPTS`, say so once. A transient
+        fault (GitHub or the network) never ends the retries."""
         item = self._items.get(pull.number)
         error = self._redactor.redact(error)  # it is also posted, not only stored
-        if item.attempts < MAX_ATTEMPTS:
-            delay = RETRY_BACKOFF * 2 ** (item.attempts - 1)
+        if item.attempts < MAX_ATTEMPTS or transient:
+            delay = RETRY_BACKOFF * 2 ** (min(item.attempts, MAX_ATTEMPTS) - 1)
             retry_at = (utcnow() + timedelta(seconds=delay)).isoformat()
             log.warning("review of #%d failed (%s); retrying in %gs", pull.number, error, delay)
             with self.state.batch():
@@ -225,15 +259,18 @@ class ReviewWorkflow:
                 self._items.update_data(pull.number, **{RETRY_AT_KEY: retry_at})
             return
         log.warning("review of #%d failed %d times: %s", pull.number, item.attempts, error)
-        self._items.update(
-            pull.number, status=Status.FAILED, last_error=error, finished_at=utcnow()
-        )
-        await self.github.create_comment(
+        notice = outbox.comment(
             pull.number,
             f"**Claude Orchestrator**: the automatic review of {pull.head_sha[:12]} failed "
             f"{item.attempts} times: {error}.\n\nA new push is reviewed again; a user with "
             f"write access can also comment `{self.settings.review_comment_trigger}`.",
         )
+        self.state.put(
+            outbox.with_writes(
+                item, [notice], status=Status.FAILED, last_error=error, finished_at=utcnow()
+            )
+        )
+        await self._outbox.try_send(pull.number)
 
 
 class ReviewFailed(Exception):

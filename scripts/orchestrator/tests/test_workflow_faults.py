@@ -1,0 +1,90 @@
+"""Reviews and merges under GitHub faults: retried from where they stopped, never doubled."""
+
+from __future__ import annotations
+
+import pytest
+
+from scripts.orchestrator.sandbox.model_script import Text
+from scripts.orchestrator.state import Status, WorkItemType
+from scripts.orchestrator.workflows import merge, review
+from scripts.orchestrator.workflows.outbox import OUTBOX_KEY
+
+from .fixtures_world import World
+
+REVIEW_TEXT = "## Summary\nFine.\n\n## Findings\nNo findings.\n\n## Verdict\nVERDICT: COMMENT"
+FAILING = "import sys\nsys.exit(1)\n"
+
+
+@pytest.fixture(autouse=True)
+def _no_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(review, "RETRY_BACKOFF", 0.0)
+    monkeypatch.setattr(merge, "CI_POLL", 0.2)
+
+
+def _pull(world: World, files: dict[str, str] | None = None) -> int:
+    world.git.push_branch("topic", files or {"feature.py": "VALUE = 1\n"}, "work on topic")
+    return world.github.create_pull("Change topic", "topic", body="", user="dave")
+
+
+def _bot_comments(world: World, number: int) -> list[str]:
+    return [
+        c["body"]
+        for c in world.github.comments_on(number)
+        if c["user"]["login"] == "orchestrator-bot"
+    ]
+
+
+def _review_runs(world: World, number: int) -> int:
+    return len({r.session_id for r in world.model.main_requests(f"Review pull request #{number}")})
+
+
+@pytest.mark.parametrize("applied", [False, True])
+async def test_a_review_github_did_not_take_is_posted_without_a_new_run(
+    world: World, applied: bool
+) -> None:
+    """A 502 on `POST .../reviews`, applied or not: one review in the end, one Claude run."""
+    assert await world.once() == 0
+    number = _pull(world)
+    world.model.script_for(f"Review pull request #{number}", [Text(REVIEW_TEXT)])
+    world.github.faults.fail_next(502, method="POST", path=r"/reviews$", after=applied)
+    await world.once()
+    await world.once()
+    await world.once()
+    assert len(world.github.reviews_on(number)) == 1
+    assert _review_runs(world, number) == 1
+    item = world.item(WorkItemType.PR_REVIEW, number)
+    assert item is not None and item.status is Status.DONE
+
+
+async def test_a_github_outage_never_fails_a_review(world: World) -> None:
+    """Past `MAX_ATTEMPTS` cycles of 502s the review still waits, with no failure comment."""
+    assert await world.once() == 0
+    number = _pull(world)
+    world.model.script_for(f"Review pull request #{number}", [Text(REVIEW_TEXT)])
+    for _ in range(review.MAX_ATTEMPTS + 2):
+        world.github.faults.fail_next(502, method="POST", path=r"/reviews$")
+        await world.once()
+    item = world.item(WorkItemType.PR_REVIEW, number)
+    assert item is not None and item.status is Status.PENDING
+    assert _bot_comments(world, number) == []
+    await world.once()
+    assert len(world.github.reviews_on(number)) == 1
+    assert _review_runs(world, number) == 1
+
+
+@pytest.mark.parametrize("applied", [False, True])
+async def test_a_stop_comment_lands_once_despite_a_fault(world: World, applied: bool) -> None:
+    world.configure(pre_merge_commands=[f"python3 -c '{FAILING}'"])
+    assert await world.once() == 0
+    number = _pull(world)
+    world.github.set_permission("carol", "write")
+    world.github.comment(number, "/merge", user="carol")
+    world.model.script(Text(REVIEW_TEXT))
+    world.github.faults.fail_next(502, method="POST", path=rf"/issues/{number}/comments$",
+                                  after=applied)  # fmt: skip
+    await world.once()
+    await world.once()
+    stops = [c for c in _bot_comments(world, number) if "not merged" in c]
+    assert len(stops) == 1
+    item = world.item(WorkItemType.MERGE, number)
+    assert item is not None and item.status is Status.FAILED and not item.data.get(OUTBOX_KEY)
