@@ -34,10 +34,10 @@ T = TypeVar("T")
 MAX_BODY = 65_536  # GitHub's limit for comment, review and pull request bodies
 PER_PAGE = 100
 # The REST API version every request asks for. GitHub.com serves 2022-11-28 until at least
-# March 2028 (24 months after 2026-03-10) and every GitHub Enterprise Server since 3.9 serves
-# it; 2026-03-10 (githubkit's default) is not served by most GHES releases, and GitHub answers
-# an unserved version with 400. Answers are read field by field (github_parse), so the
-# version only matters for the few fields read there.
+# March 2028 (24 months after 2026-03-10), and so does every GitHub Enterprise Server since 3.9;
+# 2026-03-10 (githubkit's default) cannot be served by GHES releases made before it, and an
+# unserved version is answered with 400. Its breaking changes touch no field github_parse
+# reads, and answers are read field by field, so either version reads the same here.
 API_VERSION = "2022-11-28"
 API_HEADERS = {"X-GitHub-Api-Version": API_VERSION}
 
