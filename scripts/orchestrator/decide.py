@@ -140,3 +140,17 @@ def _review_step(
             retry_at = item.data.get(RETRY_AT_KEY)
             due = retry_at is None or datetime.fromisoformat(retry_at) <= now
             return ReviewStep.RETRY if due else None
+
+
+class AfterError(enum.Enum):
+    """What a git or GitHub error during an attempt calls for."""
+
+    RETRY = "retry"  # on the next poll, from where the attempt stopped
+    GIVE_UP = "give_up"  # end the attempt and say so
+
+
+def after_error(*, transient: bool, errors: int, limit: int) -> AfterError:
+    """A transient fault never ends an attempt; `limit` definite errors (this one counted) do."""
+    if transient or errors < limit:
+        return AfterError.RETRY
+    return AfterError.GIVE_UP

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
+from ..decide import AfterError, after_error
 from ..github_http import GitHubError, RateLimited
 from ..redact import Redactor
 from ..state import StateStore, Status, WorkItem, WorkItemType
@@ -72,14 +73,15 @@ class Items:
         """Count a git or GitHub failure; True if the item waits for the next poll, False
         once definite errors are used up (the caller then reports the failure). A transient
         fault never fails an item: what was done so far is kept and the rest is retried."""
-        if is_transient(exc):
-            log.warning("#%d: %s; a transient fault, will retry on the next poll", number, exc)
-            self.update(number, status=Status.PENDING, last_error=str(exc))
-            return True
-        errors = int(self.get(number).data.get(ERRORS_KEY, 0)) + 1
+        transient = is_transient(exc)
+        errors = int(self.get(number).data.get(ERRORS_KEY, 0)) + (0 if transient else 1)
         self.update_data(number, **{ERRORS_KEY: errors})
-        if errors >= MAX_INFRASTRUCTURE_ERRORS:
+        step = after_error(transient=transient, errors=errors, limit=MAX_INFRASTRUCTURE_ERRORS)
+        if step is AfterError.GIVE_UP:
             return False
-        log.warning("#%d: %s; will retry on the next poll", number, exc)
+        kind = (
+            "a transient fault" if transient else f"error {errors} of {MAX_INFRASTRUCTURE_ERRORS}"
+        )
+        log.warning("#%d: %s (%s); will retry on the next poll", number, exc, kind)
         self.update(number, status=Status.PENDING, last_error=str(exc))
         return True

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .. import checks
+from .. import decide_merge as decide
 from ..comment_feed import CommentFeed
 from ..config import Settings
 from ..daemon import Job
@@ -26,7 +27,6 @@ from .items import MAX_INFRASTRUCTURE_ERRORS, Items
 log = logging.getLogger(__name__)
 
 CI_POLL = 15.0  # seconds between looks at pending GitHub CI
-MAX_BASE_RETRIES = 3  # re-tests when the base moves during the checks
 TRIGGER_KEY = "trigger_comment_id"
 BASE_KEY = "base_ref"
 
@@ -142,25 +142,27 @@ class MergeWorkflow:
 
     async def _merge(self, pull: PullRequest) -> None:
         item = self._items.get(pull.number)
-        if pull.merged:
-            if item.data.get("merge_sha") is None:  # merged by someone else meanwhile
+        start = decide.on_start(
+            pull,
+            requested_base=item.data.get(BASE_KEY),
+            merged_by_us=item.data.get("merge_sha") is not None,
+        )
+        match start.step:
+            case decide.Start.ALREADY_MERGED:
                 await self._end(
                     pull.number,
                     Status.DONE,
                     f"{text.PREFIX} nothing to do: this pull request is already merged.",
                 )
                 return
-            await self._clean_up(pull, item)  # a restart after the merge itself
-            return
-        if pull.state != "open":
-            raise Stop(f"{text.PREFIX} not merged: the pull request is closed.")
-        if pull.draft:
-            raise Stop(f"{text.PREFIX} not merged: the pull request is a draft.")
-        if pull.base_ref != item.data.get(BASE_KEY, pull.base_ref):
-            raise Stop(
-                f"{text.PREFIX} not merged: the base branch changed to `{pull.base_ref}` after "
-                f"the request. {text.retry_hint(self.settings.merge_comment_trigger)}"
-            )
+            case decide.Start.FINISH:
+                await self._clean_up(pull, item)  # a restart after the merge itself
+                return
+            case decide.Start.STOP:
+                assert start.stop is not None
+                raise Stop(self._stop_text(start.stop, pull))
+            case decide.Start.TEST:
+                pass
         tested = await self._test(pull)
         self._items.update(pull.number, head_sha=tested.head_sha)
         try:
@@ -171,7 +173,7 @@ class MergeWorkflow:
                 message=pull.body,
             )
             merge_sha = outcome.sha
-        except (Conflict, NotMergeable, GitHubError) as exc:
+        except GitHubError as exc:
             merge_sha = await self._merged_meanwhile(pull, tested, exc)
         self._items.update_data(
             pull.number,
@@ -183,30 +185,72 @@ class MergeWorkflow:
         log.info("merged #%d as %s", pull.number, (merge_sha or "?")[:12])
         await self._clean_up(pull, self._items.get(pull.number), tested)
 
-    async def _merged_meanwhile(self, pull: PullRequest, tested: Tested, exc: Exception) -> str:
+    async def _merged_meanwhile(self, pull: PullRequest, tested: Tested, exc: GitHubError) -> str:
         """After a refused or unanswered merge: did our merge land anyway (a lost answer)?"""
         current = await self.github.get_pull(pull.number)
-        if current.merged and current.head_sha == tested.head_sha:
-            return await self.worktrees.fetch_branch(pull.base_ref)
+        refusal = (
+            decide.Refusal.CONFLICT
+            if isinstance(exc, Conflict)
+            else decide.Refusal.NOT_MERGEABLE
+            if isinstance(exc, NotMergeable)
+            else decide.Refusal.OTHER
+        )
+        after = decide.after_refusal(
+            refusal,
+            merged_now=current.merged,
+            head_now=current.head_sha,
+            tested_head=tested.head_sha,
+        )
+        match after.step:
+            case decide.AfterRefusal.MERGED:
+                return await self.worktrees.fetch_branch(pull.base_ref)
+            case decide.AfterRefusal.STOP:
+                assert after.stop is not None
+                raise Stop(self._stop_text(after.stop, pull, tested.head_sha, exc.message)) from exc
+            case decide.AfterRefusal.RETRY:
+                raise exc
+
+    def _stop_text(
+        self, stop: decide.Stop, pull: PullRequest, head: str = "", message: str = ""
+    ) -> str:
         trigger = self.settings.merge_comment_trigger
-        if isinstance(exc, Conflict):
-            raise Stop(text.head_moved(tested.head_sha, trigger)) from exc
-        if isinstance(exc, NotMergeable):
-            raise Stop(text.refused(exc.message, trigger)) from exc
-        raise exc
+        match stop:
+            case decide.Stop.CLOSED:
+                return f"{text.PREFIX} not merged: the pull request is closed."
+            case decide.Stop.DRAFT:
+                return f"{text.PREFIX} not merged: the pull request is a draft."
+            case decide.Stop.RETARGETED:
+                return (
+                    f"{text.PREFIX} not merged: the base branch changed to `{pull.base_ref}` "
+                    f"after the request. {text.retry_hint(trigger)}"
+                )
+            case decide.Stop.BASE_KEPT_MOVING:
+                return text.base_kept_moving(pull.base_ref, trigger)
+            case decide.Stop.HEAD_MOVED:
+                return text.head_moved(head, trigger)
+            case decide.Stop.REFUSED:
+                return text.refused(message, trigger)
+            case decide.Stop.CI_RED | decide.Stop.CI_TIMED_OUT | decide.Stop.ERRORS:
+                raise ValueError(f"{stop} carries its own report")
 
     async def _test(self, pull: PullRequest) -> Tested:
         """Test the head merged onto the base's tip; again if the base moved meanwhile."""
-        for _ in range(MAX_BASE_RETRIES):
+        rounds = 0
+        while True:
+            rounds += 1
             head = await self.worktrees.fetch_pull_head(pull.number)
             base = await self.worktrees.fetch_branch(pull.base_ref)
             await self._ci(head, wait=False)  # red already: fail before the long part
             results = await self._run_commands(pull, head, base)
             ci = await self._ci(head, wait=True)
-            if await self.worktrees.fetch_branch(pull.base_ref) == base:
-                return Tested(head, base, results, ci)
-            log.info("#%d: %s moved during the checks; testing again", pull.number, pull.base_ref)
-        raise Stop(text.base_kept_moving(pull.base_ref, self.settings.merge_comment_trigger))
+            base_now = await self.worktrees.fetch_branch(pull.base_ref)
+            match decide.after_round(tested_base=base, base_now=base_now, rounds=rounds):
+                case decide.Round.MERGE:
+                    return Tested(head, base, results, ci)
+                case decide.Round.RETEST:
+                    log.info("#%d: %s moved during the checks; again", pull.number, pull.base_ref)
+                case decide.Round.STOP:
+                    raise Stop(self._stop_text(decide.Stop.BASE_KEPT_MOVING, pull))
 
     async def _run_commands(
         self, pull: PullRequest, head: str, base: str
@@ -236,22 +280,24 @@ class MergeWorkflow:
         """GitHub CI of `sha`: returns a description when green, stops the merge when red
         (or still pending after `CI_WAIT_TIMEOUT` when `wait`)."""
         started = time.monotonic()
+        timeout = self.settings.ci_wait_timeout
         while True:
             result = checks.evaluate_ci(
                 await self.github.check_runs(sha), await self.github.statuses(sha)
             )
-            if result.verdict is checks.Verdict.RED:
-                raise Stop(f"{text.PREFIX} {checks.format_ci_failure(result, sha)}")
-            if result.verdict is checks.Verdict.GREEN:
-                return "passed"
             waited = time.monotonic() - started
-            if not wait:
-                return "pending"
-            if waited >= self.settings.ci_wait_timeout:
-                raise Stop(
-                    f"{text.PREFIX} {checks.format_ci_pending(result, sha, waited_s=waited)}"
-                )
-            await asyncio.sleep(min(CI_POLL, self.settings.ci_wait_timeout - waited))
+            match decide.on_ci(result.verdict, wait=wait, waited_s=waited, timeout_s=timeout):
+                case decide.Ci.RED:
+                    raise Stop(f"{text.PREFIX} {checks.format_ci_failure(result, sha)}")
+                case decide.Ci.TIMED_OUT:
+                    report = checks.format_ci_pending(result, sha, waited_s=waited)
+                    raise Stop(f"{text.PREFIX} {report}")
+                case decide.Ci.PASSED:
+                    return "passed"
+                case decide.Ci.PENDING:
+                    return "pending"
+                case decide.Ci.WAIT:
+                    await asyncio.sleep(min(CI_POLL, timeout - waited))
 
     async def _clean_up(
         self, pull: PullRequest, item: WorkItem, tested: Tested | None = None

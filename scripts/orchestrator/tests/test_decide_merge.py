@@ -1,0 +1,129 @@
+"""Table tests of the merge decisions: every branch of what a merge request's facts call for."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+
+import pytest
+
+from scripts.orchestrator.checks import Verdict
+from scripts.orchestrator.decide import AfterError, after_error
+from scripts.orchestrator.decide_merge import (
+    MAX_BASE_ROUNDS,
+    AfterRefusal,
+    Ci,
+    Refusal,
+    RefusalDecision,
+    Round,
+    Start,
+    StartDecision,
+    Stop,
+    after_refusal,
+    after_round,
+    on_ci,
+    on_start,
+)
+from scripts.orchestrator.models import PullRequest
+
+OPEN = PullRequest(
+    7, "t", "b", "dave", "open", False, False, "topic", "h1", "acme/widgets",
+    "main", "b0", "acme/widgets", datetime(2024, 1, 1, tzinfo=timezone.utc),
+)  # fmt: skip
+
+
+def _pr(**changes: object) -> PullRequest:
+    return dataclasses.replace(OPEN, **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("pull", "requested_base", "merged_by_us", "expected"),
+    [
+        (OPEN, "main", False, StartDecision(Start.TEST)),
+        (OPEN, None, False, StartDecision(Start.TEST)),  # a request stored by an old version
+        (_pr(merged=True, state="closed"), "main", True, StartDecision(Start.FINISH)),
+        (_pr(merged=True, state="closed"), "main", False, StartDecision(Start.ALREADY_MERGED)),
+        (_pr(state="closed"), "main", False, StartDecision(Start.STOP, Stop.CLOSED)),
+        (_pr(draft=True), "main", False, StartDecision(Start.STOP, Stop.DRAFT)),
+        (_pr(base_ref="develop"), "main", False, StartDecision(Start.STOP, Stop.RETARGETED)),
+        # Closed wins over draft and retarget: the comment names the plainest reason.
+        (_pr(state="closed", draft=True, base_ref="x"), "main", False,
+         StartDecision(Start.STOP, Stop.CLOSED)),
+    ],
+)  # fmt: skip
+def test_on_start(
+    pull: PullRequest, requested_base: str | None, merged_by_us: bool, expected: StartDecision
+) -> None:
+    assert on_start(pull, requested_base=requested_base, merged_by_us=merged_by_us) == expected
+
+
+@pytest.mark.parametrize(
+    ("verdict", "wait", "waited", "expected"),
+    [
+        (Verdict.RED, False, 0.0, Ci.RED),  # red before the checks: fail fast
+        (Verdict.RED, True, 5.0, Ci.RED),
+        (Verdict.GREEN, False, 0.0, Ci.PASSED),
+        (Verdict.GREEN, True, 99.0, Ci.PASSED),
+        (Verdict.PENDING, False, 0.0, Ci.PENDING),  # before the checks: do not wait
+        (Verdict.PENDING, True, 0.0, Ci.WAIT),
+        (Verdict.PENDING, True, 9.9, Ci.WAIT),
+        (Verdict.PENDING, True, 10.0, Ci.TIMED_OUT),
+        (Verdict.PENDING, True, 60.0, Ci.TIMED_OUT),
+    ],
+)
+def test_on_ci(verdict: Verdict, wait: bool, waited: float, expected: Ci) -> None:
+    assert on_ci(verdict, wait=wait, waited_s=waited, timeout_s=10.0) is expected
+
+
+@pytest.mark.parametrize(
+    ("base_now", "rounds", "expected"),
+    [
+        ("b1", 1, Round.MERGE),
+        ("b1", MAX_BASE_ROUNDS, Round.MERGE),  # a still base on the last round still merges
+        ("b2", 1, Round.RETEST),
+        ("b2", MAX_BASE_ROUNDS - 1, Round.RETEST),
+        ("b2", MAX_BASE_ROUNDS, Round.STOP),
+    ],
+)
+def test_after_round(base_now: str, rounds: int, expected: Round) -> None:
+    assert after_round(tested_base="b1", base_now=base_now, rounds=rounds) is expected
+
+
+MERGED = RefusalDecision(AfterRefusal.MERGED)
+
+
+@pytest.mark.parametrize(
+    ("refusal", "merged_now", "head_now", "expected"),
+    [
+        # A lost answer: GitHub merged what we tested; whatever the error said, it landed.
+        (Refusal.OTHER, True, "h1", MERGED),
+        (Refusal.NOT_MERGEABLE, True, "h1", MERGED),
+        (Refusal.CONFLICT, True, "h1", MERGED),
+        # Merged at another head: someone else merged; our refusal stands.
+        (Refusal.CONFLICT, True, "h2", RefusalDecision(AfterRefusal.STOP, Stop.HEAD_MOVED)),
+        (Refusal.CONFLICT, False, "h2", RefusalDecision(AfterRefusal.STOP, Stop.HEAD_MOVED)),
+        (Refusal.NOT_MERGEABLE, False, "h1", RefusalDecision(AfterRefusal.STOP, Stop.REFUSED)),
+        (Refusal.OTHER, False, "h1", RefusalDecision(AfterRefusal.RETRY)),
+        (Refusal.OTHER, True, "h2", RefusalDecision(AfterRefusal.RETRY)),
+    ],
+)
+def test_after_refusal(
+    refusal: Refusal, merged_now: bool, head_now: str, expected: RefusalDecision
+) -> None:
+    decision = after_refusal(refusal, merged_now=merged_now, head_now=head_now, tested_head="h1")
+    assert decision == expected
+
+
+@pytest.mark.parametrize(
+    ("transient", "errors", "expected"),
+    [
+        (True, 0, AfterError.RETRY),
+        (True, 99, AfterError.RETRY),  # an outage never ends an attempt
+        (False, 1, AfterError.RETRY),
+        (False, 2, AfterError.RETRY),
+        (False, 3, AfterError.GIVE_UP),  # the error limit
+        (False, 4, AfterError.GIVE_UP),
+    ],
+)
+def test_after_error(transient: bool, errors: int, expected: AfterError) -> None:
+    assert after_error(transient=transient, errors=errors, limit=3) is expected
