@@ -138,3 +138,14 @@ async def test_a_definite_refusal_still_fails_the_item(world: World) -> None:
     assert item is not None and item.status is Status.FAILED
     assert world.github.labels_of(number) == ["claude-failed"]
     assert world.git.branch_exists("feature/issue-1")  # the work stays for a human
+
+
+async def test_a_retry_loses_the_old_failure_label_even_through_a_fault(world: World) -> None:
+    number = _ready_issue(world)
+    world.github.add_labels(number, "claude-failed", user="alice")
+    _script(world)
+    world.github.faults.fail_next(502, method="DELETE", path=r"/labels/claude-failed$",
+                                  count=OUTAGE)  # fmt: skip
+    await _until_done(world, number)
+    assert world.github.labels_of(number) == []
+    assert _claude_runs(world) == 1 and len(_pulls(world)) == 1

@@ -162,10 +162,14 @@ class ImplementWorkflow:
         return await self._open_pull(issue, branch, base)
 
     async def _acknowledge(self, issue: Issue) -> None:
-        await self.github.react_to_issue(issue.number, "eyes")
         # Writes are spaced a second apart (secondary rate limits): skip the needless one.
         if self.settings.failed_label in issue.labels:
-            await self.github.remove_label(issue.number, self.settings.failed_label)
+            # Through the outbox: a resumed attempt does not acknowledge again, and the old
+            # failure label must not survive a fault next to a new pull request.
+            unlabel = outbox.remove_label(issue.number, self.settings.failed_label)
+            self.state.put(outbox.with_writes(self._items.get(issue.number), [unlabel]))
+            await self._outbox.try_send(issue.number)
+        await self.github.react_to_issue(issue.number, "eyes")
 
     async def _resume_push(self, issue: Issue, branch: str, base: str) -> PullRequest | None:
         """After a crash or a fault past Claude's run: push what it made if that did not get
