@@ -130,6 +130,26 @@ def test_once_runs_a_cycle_and_saves_the_state(
         assert line[:4].isdigit() and line[10] == " ", line
 
 
+def test_an_idle_once_after_the_first_exits_0(
+    project: Path, tmp_path: Path, fake_github: FakeGitHub
+) -> None:
+    """The second `--once` reads comments `since` the cursor: once answered 422 on GitHub, so
+    every `--once` exited 1 and no `/merge` was ever seen."""
+    fake_github.comment(fake_github.create_issue("An issue"), "An old comment")
+    env = _env(
+        tmp_path,
+        GITHUB_REPO="acme/widgets",
+        GITHUB_TOKEN=fake_github.token,
+        GITHUB_API_URL=fake_github.url,
+        STATE_FILE="s.json",
+    )
+    for _ in range(2):
+        result = _run(["--once"], project, env)
+        assert result.returncode == 0, result.stderr
+    comments = fake_github.requests_to("GET", "/repos/acme/widgets/issues/comments")
+    assert [r.status for r in comments if "since" in r.query] == [200]
+
+
 def test_the_console_script_works_from_another_directory(project: Path, tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "claude-orchestrator"
     if not script.exists():
