@@ -46,7 +46,8 @@ def fake_github(git_world: GitWorld, fake_clock: FakeClock) -> Iterator[FakeGitH
     """A running fake GitHub for `acme/widgets`, backed by `git_world.origin`.
 
     The token is FAKE_TOKEN, acting as `orchestrator-bot` (role: write). At teardown the
-    server stops, and the test fails if the fake itself crashed on a request.
+    server stops, and the test fails if a request or reply broke GitHub's description (unless
+    the test declared it with `fake_github.expect_violations()`) or if the fake crashed.
     """
     with FakeGitHub(
         git_world.origin, OWNER, REPO, FAKE_TOKEN, bot_login=BOT, clock=fake_clock

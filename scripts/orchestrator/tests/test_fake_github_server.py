@@ -72,15 +72,17 @@ def test_missing_or_wrong_token_is_401_bad_credentials(fake_github: FakeGitHub):
 
 
 def test_unknown_route_is_github_404_and_recorded(fake_github: FakeGitHub):
-    reply = get(fake_github, f"{REPO}/branches/main/protection")
-    assert reply.status_code == 404
-    assert reply.json() == {
-        "message": "Not Found",
-        "documentation_url": "https://docs.github.com/rest",
-        "status": "404",
-    }
-    post = httpx.post(f"{fake_github.url}{REPO}/issues/1/lock", headers=AUTH)
-    assert post.status_code == 404
+    with fake_github.expect_violations() as seen:
+        reply = get(fake_github, f"{REPO}/branches/main/protection")
+        assert reply.status_code == 404
+        assert reply.json() == {
+            "message": "Not Found",
+            "documentation_url": "https://docs.github.com/rest",
+            "status": "404",
+        }
+        post = httpx.post(f"{fake_github.url}{REPO}/issues/1/lock", headers=AUTH)
+        assert post.status_code == 404
+    assert len(seen) == 2
     assert fake_github.unknown_routes == [
         ("GET", f"{REPO}/branches/main/protection"),
         ("POST", f"{REPO}/issues/1/lock"),
@@ -221,9 +223,10 @@ def test_request_and_mutation_logs(fake_github: FakeGitHub, github_client):
 
 def test_bad_json_body_is_400(fake_github: FakeGitHub):
     fake_github.create_issue("x")
-    reply = httpx.post(
-        f"{fake_github.url}{REPO}/issues/1/comments", headers=AUTH, content=b"{not json"
-    )
+    with fake_github.expect_violations():
+        reply = httpx.post(
+            f"{fake_github.url}{REPO}/issues/1/comments", headers=AUTH, content=b"{not json"
+        )
     assert reply.status_code == 400
     assert reply.json()["message"] == "Problems parsing JSON"
 
@@ -261,8 +264,9 @@ def test_other_tokens_act_as_other_users(fake_github: FakeGitHub):
 
 def test_labels_body_of_the_wrong_type_is_422(fake_github: FakeGitHub):
     fake_github.create_issue("x")
-    reply = httpx.post(
-        f"{fake_github.url}{REPO}/issues/1/labels", headers=AUTH, content=json.dumps(5)
-    )
+    with fake_github.expect_violations():
+        reply = httpx.post(
+            f"{fake_github.url}{REPO}/issues/1/labels", headers=AUTH, content=json.dumps(5)
+        )
     assert reply.status_code == 422
     assert fake_github.server_errors == []

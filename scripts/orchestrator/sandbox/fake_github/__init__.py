@@ -6,8 +6,12 @@
         ...
         assert gh.unknown_routes == []
 
-Response shapes follow GitHub's REST API version 2026-03-10, the one githubkit's installed
-schemas request and validate (so no `merge_commit_sha`, `assignee` or `has_downloads`).
+Every request and reply is checked against GitHub's OpenAPI description of the version the
+request asks for (`openapi/`, cut by tools/update_openapi.py): GitHub's refusal goes back and
+the violation is recorded, and leaving the `with` block then fails (see `contract.py`).
+Shapes are 2026-03-10's (githubkit's typed methods ask for it), plus the fields 2022-11-28
+still has (`assignee`, `merge_commit_sha`, `has_downloads`, `rate`) when a request asks for
+that version or for none, as the daemon does.
 """
 
 from __future__ import annotations

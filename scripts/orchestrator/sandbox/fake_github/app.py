@@ -1,4 +1,4 @@
-"""The request pipeline: auth, faults, rate limit, routing, pagination, ETag/304 and logs."""
+"""The request pipeline: auth, contract, faults, rate limit, routing, pagination, ETag, logs."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit
 
-from . import errors
+from . import errors, versions
+from .contract import Contract
 from .faults import Fault, Faults
 from .gitops import GitError
 from .model import Mutation, RequestRecord
+from .openapi import Operation
 from .pulls import sync_heads
 from .router import Handler, Reply, Request, Router, query_int
 from .store import Store
@@ -48,20 +50,24 @@ class App:
         faults: Faults,
         tokens: dict[str, str],
         stopping: threading.Event,
+        contract: Contract,
     ) -> None:
         self.store = store
         self.router = router
         self.faults = faults
         self.tokens = tokens
         self.stopping = stopping
+        self.contract = contract
         self.server_errors: list[str] = []
 
     def handle(
         self, method: str, target: str, headers: Mapping[str, str], raw_body: bytes
     ) -> RawResponse:
         url = urlsplit(target)
-        path = self._normalise(unquote(url.path))
-        query = dict(parse_qsl(url.query, keep_blank_values=True))
+        raw_path = self._normalise(url.path)
+        path = unquote(raw_path)
+        pairs = parse_qsl(url.query, keep_blank_values=True)
+        query = dict(pairs)
         try:
             payload: Any = json.loads(raw_body) if raw_body.strip() else None
         except ValueError:
@@ -72,6 +78,17 @@ class App:
             return self._finish(
                 method, path, query, headers, payload, None, RawResponse(401, {}, _dump(body))
             )
+        version = versions.requested(headers.get("x-github-api-version"))
+        op, refusal = self.contract.check_request(
+            version, method, raw_path, pairs, payload, unparsable=payload is _UNPARSABLE
+        )
+        if refusal is not None:
+            if op is None:
+                with self.store.lock:
+                    self.store.unknown_routes.append((method, path))
+            response = RawResponse(refusal.status, dict(refusal.headers), _dump(refusal.body))
+            response.headers.update(self.store.rate.headers(login))
+            return self._finish(method, path, query, headers, payload, login, response, op)
         fault = self.faults.pick(method, path)
         delay = self.faults.delay + (fault.delay if fault else 0.0)
         if delay > 0:
@@ -80,10 +97,15 @@ class App:
         if fault is not None and fault.status is not None and not fault.after:
             response = self._fault_response(fault, login)
         else:
-            response = self._dispatch(method, path, url, query, headers, payload, login)
+            with versions.serving(version):
+                response = self._dispatch(method, path, url, query, headers, payload, login)
             if fault is not None and fault.status is not None:
                 response = self._fault_response(fault, login)
-        return self._finish(method, path, query, headers, payload, login, response)
+        # An injected fault is the test's answer, not the fake's: only the fake's are checked.
+        faulted = fault is not None and fault.status is not None
+        return self._finish(
+            method, path, query, headers, payload, login, response, op, check=not faulted
+        )
 
     def _fault_response(self, fault: Fault, login: str) -> RawResponse:
         response = RawResponse(fault.status or 502, dict(fault.headers), _dump(fault.body or {}))
@@ -228,7 +250,12 @@ class App:
         payload: Any,
         login: str | None,
         response: RawResponse,
+        op: Operation | None = None,
+        *,
+        check: bool = True,
     ) -> RawResponse:
+        if op is not None and check:
+            self.contract.check_response(op, response.status, response.body)
         response.headers.setdefault("x-github-request-id", uuid.uuid4().hex[:20].upper())
         response.headers.setdefault("x-github-media-type", "github.v3; format=json")
         version = headers.get("x-github-api-version")
@@ -246,6 +273,7 @@ class App:
             None if payload is _UNPARSABLE else payload,
             login,
             response.route,
+            op.name if op is not None else "",
         )
         with self.store.lock:
             self.store.requests.append(record)

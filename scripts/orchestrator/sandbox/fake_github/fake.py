@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -15,6 +16,7 @@ from . import shapes_issues as issue_shapes
 from . import shapes_pulls as pull_shapes
 from .app import App
 from .clock import Clock, FakeClock, SystemClock
+from .contract import Contract
 from .faults import Faults
 from .gitops import GitRepo
 from .model import Mutation, RequestRecord
@@ -85,7 +87,10 @@ class FakeGitHub(WorldBuilder):
             seed=seed, fail_rate=fail_rate, secondary_rate=secondary_rate, delay=delay
         )
         self._tokens = {token: bot_login}
-        self._app = App(self._store, build_router(), self.faults, self._tokens, threading.Event())
+        self.contract = Contract()
+        self._app = App(
+            self._store, build_router(), self.faults, self._tokens, threading.Event(), self.contract
+        )
         self._server = HttpServer(self._app, host, port)
         host_name, bound = self._server.address
         self._store.base_url = f"http://{host_name}:{bound}"
@@ -113,6 +118,20 @@ class FakeGitHub(WorldBuilder):
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+        if exc_type is None:
+            self.check_contract()
+
+    def check_contract(self) -> None:
+        """Fail (AssertionError) if a request or response broke GitHub's description."""
+        found = self.contract.violations
+        if found:
+            lines = "\n".join(f"  {v}" for v in found)
+            raise AssertionError(f"requests or replies against GitHub's description:\n{lines}")
+
+    def expect_violations(self) -> AbstractContextManager[list[str]]:
+        """For a test that breaks the contract on purpose (to see the fake refuse like GitHub):
+        `with gh.expect_violations() as seen: ...`; fails if nothing broke it."""
+        return self.contract.expect_violations()
 
     # -- properties -----------------------------------------------------------------------
 
@@ -160,6 +179,11 @@ class FakeGitHub(WorldBuilder):
     def unknown_routes(self) -> list[tuple[str, str]]:
         with self._store.lock:
             return list(self._store.unknown_routes)
+
+    @property
+    def contract_violations(self) -> list[str]:
+        """Requests GitHub would refuse and replies it would never send (see `contract.py`)."""
+        return self.contract.violations
 
     @property
     def server_errors(self) -> list[str]:

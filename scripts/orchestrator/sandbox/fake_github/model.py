@@ -175,6 +175,8 @@ class RequestRecord:
     login: str | None
     # The route that answered (e.g. "create_comment"); empty for unknown routes and faults.
     route: str = ""
+    # The operation in GitHub's description, e.g. "GET /repos/{owner}/{repo}/issues".
+    operation: str = ""
 
 
 @dataclass(frozen=True)

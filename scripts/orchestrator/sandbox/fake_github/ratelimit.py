@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from . import versions
+
 WINDOW_SECONDS = 3600
 
 
@@ -84,7 +86,7 @@ class RateLimiter:
         fresh = int(time.time()) + 60
         search = {"limit": 30, "used": 0, "remaining": 30, "reset": fresh}
         graphql = {"limit": 5000, "used": 0, "remaining": 5000, "reset": budget.reset}
-        return {
+        overview: dict[str, Any] = {
             "resources": {
                 "core": core,
                 "search": search,
@@ -98,3 +100,6 @@ class RateLimiter:
                 "code_search": {"limit": 10, "used": 0, "remaining": 10, "reset": fresh},
             },
         }
+        if versions.before_2026():
+            overview["rate"] = core  # 2026-03-10 dropped the copy of `resources.core`
+        return overview

@@ -59,6 +59,8 @@ class Route:
     name: str
     handler: Handler
     mutates: bool
+    # The path as GitHub's description writes it, parameters blanked: `/repos/{}/{}/issues/{}`.
+    shape: str
 
 
 class Router:
@@ -80,9 +82,10 @@ class Router:
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", regex)
         prefix = r"/repos/(?P<_owner>[^/]+)/(?P<_repo>[^/]+)" if repo else ""
         pattern = re.compile(f"^{prefix}{regex}$")
+        shape = ("/repos/{}/{}" if repo else "") + re.sub(r"\{[^}]+\}", "{}", path)
 
         def register(handler: Handler) -> Handler:
-            self.routes.append(Route(method, pattern, name, handler, method != "GET"))
+            self.routes.append(Route(method, pattern, name, handler, method != "GET", shape))
             return handler
 
         return register

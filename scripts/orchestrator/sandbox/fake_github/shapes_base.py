@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from . import versions
 from .clock import iso
 from .model import REACTIONS, Label, Reaction
 
@@ -182,6 +183,8 @@ def repository(
             "watchers": 0,
         }
     )
+    if versions.before_2026():
+        data["has_downloads"] = True
     return data
 
 

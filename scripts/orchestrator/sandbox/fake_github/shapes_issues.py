@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import versions
 from .model import Comment, Event, Issue, Review
 from .shapes_base import Json, RepoContext, label, node_id, reaction_rollup, stamp, user
 from .store import Store
@@ -56,6 +57,8 @@ def issue(store: Store, item: Issue) -> Json:
             "patch_url": f"{html}.patch",
             "merged_at": stamp(item.pull.merged_at),
         }
+    if versions.before_2026():
+        data["assignee"] = None  # the fake assigns no one
     return data
 
 

@@ -149,6 +149,8 @@ def private_user(store: Store, login: str) -> Json:
     when = stamp(store.created_at)
     data.update(
         {
+            # GitHub's description maps "private" to the private-user shape of `GET /user`.
+            "user_view_type": "private",
             "name": login,
             "company": None,
             "blog": "",
