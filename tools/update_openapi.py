@@ -1,7 +1,7 @@
 """Cut the fake GitHub's contract from the pinned `@octokit/openapi`: only the routes it serves.
 
-    python tools/update_openapi.py            # npm pack the pinned version, rewrite the file
-    python tools/update_openapi.py --check    # exit 1 if the committed file is not what it writes
+    python tools/update_openapi.py            # npm pack the pinned version, rewrite the files
+    python tools/update_openapi.py --check    # exit 1 if a committed file is not what it writes
     python tools/update_openapi.py --tarball octokit-openapi-23.0.2.tgz
 
 The package holds GitHub's own REST description (github/rest-api-description) for

@@ -149,6 +149,14 @@ def test_an_undocumented_or_invalid_body_is_422(
     assert fake_github.mutations == []
 
 
+def test_a_missing_required_body_is_422(fake_github: FakeGitHub):
+    with fake_github.expect_violations() as seen:
+        reply = send(fake_github, "POST", f"{REPO}/issues")
+    assert reply.status_code == 422
+    assert "nil is not an object" in reply.json()["message"]
+    assert seen == ["POST /repos/{owner}/{repo}/issues: the required request body is missing"]
+
+
 def test_a_body_where_none_is_documented_is_refused(fake_github: FakeGitHub):
     with fake_github.expect_violations() as seen:
         reply = send(fake_github, "GET", f"{REPO}/issues", json={"state": "open"})

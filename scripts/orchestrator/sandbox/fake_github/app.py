@@ -83,7 +83,7 @@ class App:
             version, method, raw_path, pairs, payload, unparsable=payload is _UNPARSABLE
         )
         if refusal is not None:
-            if op is None:
+            if op is None and refusal.status == 404:
                 with self.store.lock:
                     self.store.unknown_routes.append((method, path))
             response = RawResponse(refusal.status, dict(refusal.headers), _dump(refusal.body))
@@ -258,8 +258,9 @@ class App:
             self.contract.check_response(op, response.status, response.body)
         response.headers.setdefault("x-github-request-id", uuid.uuid4().hex[:20].upper())
         response.headers.setdefault("x-github-media-type", "github.v3; format=json")
-        version = headers.get("x-github-api-version")
-        if version:
+        # GitHub names the version it answered with, its default when none was asked for.
+        version = versions.requested(headers.get("x-github-api-version"))
+        if version in versions.VERSIONS:
             response.headers.setdefault("x-github-api-version-selected", version)
         if response.body and "Content-Type" not in response.headers:
             response.headers["Content-Type"] = "application/json; charset=utf-8"

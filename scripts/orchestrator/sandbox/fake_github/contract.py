@@ -149,7 +149,10 @@ class Contract:
         if payload is None:
             if op.body_required:
                 self._record(f"{op.name}: the required request body is missing")
-                yield errors.basic(400, "Problems parsing JSON")
+                # GitHub's words for a missing body where its schema wants an object.
+                yield errors.basic(
+                    422, "Invalid request.\n\nFor 'links/0/schema', nil is not an object."
+                )
             return
         if op.body is None:
             self._record(f"{op.name}: takes no request body, got {_short(payload)}")
@@ -184,7 +187,11 @@ class Contract:
         if not body:
             self._record(f"{op.name}: answered {status} without the body GitHub documents")
             return
-        data = json.loads(body)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            self._record(f"{op.name}: answered {status} with a body that is not JSON")
+            return
         # As written: GitHub sends fields before its description documents them (a label's
         # `archived_at`, in githubkit's newer models); unknown fields are
         # test_fake_github_schema's to catch, against those models.
