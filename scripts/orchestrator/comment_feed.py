@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from .github_watcher import GitHubClient
 from .models import Comment
@@ -17,6 +17,7 @@ HANDLED_META = "comments_handled"  # ids of trigger comments already acted on
 PENDING_META = "comments_pending"  # ids of trigger comments fetched but not yet settled
 MAX_HANDLED = 2000
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+OVERLAP = timedelta(seconds=1)  # the cursor steps back this much: see `commit`
 
 
 def is_command(body: str, trigger: str) -> bool:
@@ -90,10 +91,15 @@ class CommentFeed:
             for c in self.comments
             if c.id not in handled and any(is_command(c.body, t) for t in self._triggers)
         ]
-        # `since` is inclusive: a cursor at the oldest unsettled comment fetches it again.
-        cursor = min(
-            (c.updated_at for c in unsettled),
-            default=max(c.updated_at for c in self._fetched),
+        # GitHub documents `since` as "updated after", and timestamps have whole seconds: a
+        # cursor one second before the oldest unsettled comment (or the newest fetched) loses
+        # nothing under either reading; what comes twice is filtered by the handled marks.
+        cursor = (
+            min(
+                (c.updated_at for c in unsettled),
+                default=max(c.updated_at for c in self._fetched),
+            )
+            - OVERLAP
         )
         if unsettled:
             log.info("%d command(s) not settled yet; they come again next cycle", len(unsettled))
@@ -106,9 +112,9 @@ class CommentFeed:
         if not latest:
             self._state.set_meta(CURSOR_META, EPOCH.isoformat())  # every comment is new
             return
-        newest = max(c.updated_at for c in latest)
+        cursor = max(c.updated_at for c in latest) - OVERLAP
         with self._state.batch():
             for comment in latest:
-                if comment.updated_at == newest:  # returned again by `since=newest`
+                if comment.updated_at >= cursor:  # returned again by `since=cursor`
                     self.mark_handled(comment.id)
-            self._state.set_meta(CURSOR_META, newest.isoformat())
+            self._state.set_meta(CURSOR_META, cursor.isoformat())

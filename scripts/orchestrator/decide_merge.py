@@ -22,12 +22,10 @@ class Stop(enum.Enum):
     CLOSED = "closed"
     DRAFT = "draft"
     RETARGETED = "retargeted"  # the base branch changed after the request
-    CI_RED = "ci_red"
-    CI_TIMED_OUT = "ci_timed_out"  # CI still pending after CI_WAIT_TIMEOUT
+    PUSHED_SINCE_REQUEST = "pushed_since_request"  # a head nobody with write access saw
     BASE_KEPT_MOVING = "base_kept_moving"
     HEAD_MOVED = "head_moved"  # 409: a push after the tests
     REFUSED = "refused"  # 405: GitHub will not merge (protection, conflicts)
-    ERRORS = "errors"  # definite errors used up (`decide.after_error`)
 
 
 class Start(enum.Enum):
@@ -45,8 +43,18 @@ class StartDecision:
     stop: Stop | None = None
 
 
-def on_start(pull: PullRequest, *, requested_base: str | None, merged_by_us: bool) -> StartDecision:
-    """The pull request as GitHub shows it now, against what the request recorded."""
+def on_start(
+    pull: PullRequest,
+    *,
+    requested_base: str | None,
+    requested_head: str | None,
+    merged_by_us: bool,
+) -> StartDecision:
+    """The pull request as GitHub shows it now, against what the request recorded.
+
+    `merged_by_us` is true when our merge call was sent for the head that is now merged (its
+    answer may have been lost). `requested_*` are None for requests stored before they were.
+    """
     if pull.merged:
         return StartDecision(Start.FINISH if merged_by_us else Start.ALREADY_MERGED)
     if pull.state != "open":
@@ -55,7 +63,15 @@ def on_start(pull: PullRequest, *, requested_base: str | None, merged_by_us: boo
         return StartDecision(Start.STOP, Stop.DRAFT)
     if requested_base is not None and pull.base_ref != requested_base:
         return StartDecision(Start.STOP, Stop.RETARGETED)
+    if pushed_since_request(requested_head, pull.head_sha):
+        return StartDecision(Start.STOP, Stop.PUSHED_SINCE_REQUEST)
     return StartDecision(Start.TEST)
+
+
+def pushed_since_request(requested_head: str | None, head: str) -> bool:
+    """Whether `head` is not the one the writer asked to merge: a push after `/merge` (by
+    the author of a fork, say) must not ride on a writer's approval."""
+    return requested_head is not None and head != requested_head
 
 
 class Ci(enum.Enum):

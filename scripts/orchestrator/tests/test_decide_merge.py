@@ -23,6 +23,7 @@ from scripts.orchestrator.decide_merge import (
     after_round,
     on_ci,
     on_start,
+    pushed_since_request,
 )
 from scripts.orchestrator.models import PullRequest
 
@@ -37,24 +38,47 @@ def _pr(**changes: object) -> PullRequest:
 
 
 @pytest.mark.parametrize(
-    ("pull", "requested_base", "merged_by_us", "expected"),
+    ("pull", "requested_base", "requested_head", "merged_by_us", "expected"),
     [
-        (OPEN, "main", False, StartDecision(Start.TEST)),
-        (OPEN, None, False, StartDecision(Start.TEST)),  # a request stored by an old version
-        (_pr(merged=True, state="closed"), "main", True, StartDecision(Start.FINISH)),
-        (_pr(merged=True, state="closed"), "main", False, StartDecision(Start.ALREADY_MERGED)),
-        (_pr(state="closed"), "main", False, StartDecision(Start.STOP, Stop.CLOSED)),
-        (_pr(draft=True), "main", False, StartDecision(Start.STOP, Stop.DRAFT)),
-        (_pr(base_ref="develop"), "main", False, StartDecision(Start.STOP, Stop.RETARGETED)),
+        (OPEN, "main", "h1", False, StartDecision(Start.TEST)),
+        (OPEN, None, None, False, StartDecision(Start.TEST)),  # stored by an older version
+        (_pr(merged=True, state="closed"), "main", "h1", True, StartDecision(Start.FINISH)),
+        (_pr(merged=True, state="closed"), "main", "h1", False,
+         StartDecision(Start.ALREADY_MERGED)),
+        (_pr(state="closed"), "main", "h1", False, StartDecision(Start.STOP, Stop.CLOSED)),
+        (_pr(draft=True), "main", "h1", False, StartDecision(Start.STOP, Stop.DRAFT)),
+        (_pr(base_ref="develop"), "main", "h1", False,
+         StartDecision(Start.STOP, Stop.RETARGETED)),
+        # A push after the writer's /merge: that head was never approved.
+        (_pr(head_sha="h2"), "main", "h1", False,
+         StartDecision(Start.STOP, Stop.PUSHED_SINCE_REQUEST)),
         # Closed wins over draft and retarget: the comment names the plainest reason.
-        (_pr(state="closed", draft=True, base_ref="x"), "main", False,
+        (_pr(state="closed", draft=True, base_ref="x"), "main", "h1", False,
          StartDecision(Start.STOP, Stop.CLOSED)),
     ],
 )  # fmt: skip
 def test_on_start(
-    pull: PullRequest, requested_base: str | None, merged_by_us: bool, expected: StartDecision
+    pull: PullRequest,
+    requested_base: str | None,
+    requested_head: str | None,
+    merged_by_us: bool,
+    expected: StartDecision,
 ) -> None:
-    assert on_start(pull, requested_base=requested_base, merged_by_us=merged_by_us) == expected
+    decision = on_start(
+        pull,
+        requested_base=requested_base,
+        requested_head=requested_head,
+        merged_by_us=merged_by_us,
+    )
+    assert decision == expected
+
+
+@pytest.mark.parametrize(
+    ("requested", "head", "expected"),
+    [("h1", "h1", False), ("h1", "h2", True), (None, "h2", False)],
+)
+def test_pushed_since_request(requested: str | None, head: str, expected: bool) -> None:
+    assert pushed_since_request(requested, head) is expected
 
 
 @pytest.mark.parametrize(

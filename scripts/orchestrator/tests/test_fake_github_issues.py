@@ -65,12 +65,15 @@ def test_issue_filters_state_labels_creator_and_sort(
     assert numbers(sort="comments", state="all") == [a, c, b]
 
 
-def test_since_is_inclusive_and_filters_on_updated_at(
+def test_since_is_exclusive_and_filters_on_updated_at(
     fake_github: FakeGitHub, fake_clock: FakeClock, github_client
 ):
+    """GitHub documents `since` as "updated after": an item updated at `since` is left out."""
     old = fake_github.create_issue("old")
     fake_clock.advance(3600)
     mark = fake_clock.now()
+    fake_github.create_issue("at the mark")
+    fake_clock.advance(1)
     new = fake_github.create_issue("new")
     assert [
         i.number
@@ -233,6 +236,7 @@ def test_repo_wide_comments_since_sort_and_pages(
     first = fake_github.comment(issue, "first")
     fake_clock.advance(60)
     mark = fake_clock.now()
+    fake_clock.advance(1)
     second = fake_github.comment(pull, "/merge", user="carol")
     fake_clock.advance(60)
     fake_github.edit_comment(first, "first, edited")
@@ -318,7 +322,7 @@ def test_since_takes_only_githubs_documented_form(fake_github: FakeGitHub):
     GitHub answered 422, so the fake refuses every other spelling too."""
     fake_github.create_issue("at noon")
     headers = {"Authorization": f"token {FAKE_TOKEN}"}
-    noon = datetime(2024, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    noon = datetime(2024, 1, 1, 11, 59, 59, tzinfo=timezone.utc)
     url = f"{fake_github.url}/repos/{OWNER}/{REPO}/issues"
     with fake_github.expect_violations():
         for bad in (str(noon), str(noon.replace(tzinfo=None)), "yesterday", ""):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, cast
 
 import pytest
@@ -277,7 +278,8 @@ def test_a_push_bumps_the_pulls_updated_at(
     mark = fake_clock.now()
     listed = github_client.rest.issues.list_for_repo(OWNER, REPO, since=iso(mark)).parsed_data
     assert listed == []
+    fake_clock.advance(1)
     git_world.push_branch("feature/p", {"p.txt": "2\n"})
     listed = github_client.rest.issues.list_for_repo(OWNER, REPO, since=iso(mark)).parsed_data
     assert [i.number for i in listed] == [number]
-    assert listed[0].updated_at == mark
+    assert listed[0].updated_at == mark + timedelta(seconds=1)

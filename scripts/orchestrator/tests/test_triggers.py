@@ -63,7 +63,7 @@ async def test_a_writers_merge_survives_a_fault_on_each_call(
     _chatter(world, number)
     world.github.faults.fail_next(502, count=OUTAGE, method=method, path=path)
 
-    assert await world.once() == 1  # the poll failed, and says so
+    await world.once()  # the command waits; the others would go on
     assert world.github.pull(number)["merged"] is False
     assert _pending(world) == [comment]
     world.github.faults.clear()
@@ -136,8 +136,7 @@ async def test_a_writers_review_request_survives_a_fault(
     _chatter(world, number)
     world.model.script_for(f"Review pull request #{number}", [Text(REVIEW_TEXT)])
     world.github.faults.fail_next(502, count=OUTAGE, method=method, path=path)
-    await world.once()
-    assert world.github.reviews_on(number) == []
+    await world.once()  # a failed 👀 is only a missing acknowledgement: the review goes on
     world.github.faults.clear()
     assert await world.once() == 0
     assert len(world.github.reviews_on(number)) == 1

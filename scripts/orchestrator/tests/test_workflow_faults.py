@@ -88,3 +88,23 @@ async def test_a_stop_comment_lands_once_despite_a_fault(world: World, applied: 
     assert len(stops) == 1
     item = world.item(WorkItemType.MERGE, number)
     assert item is not None and item.status is Status.FAILED and not item.data.get(OUTBOX_KEY)
+
+
+async def test_a_fault_on_the_merge_call_does_not_run_the_checks_again(world: World) -> None:
+    """The checks passed, then `PUT .../merge` met an outage (not applied): the next attempt
+    merges what was tested, without running the commands a second time."""
+    marker = world.root / "runs.txt"
+    world.configure(pre_merge_commands=[f"echo run >> {marker}"])
+    assert await world.once() == 0
+    number = _pull(world)
+    world.github.set_permission("carol", "write")
+    world.github.comment(number, "/merge", user="carol")
+    world.model.script(Text(REVIEW_TEXT))
+    world.github.faults.fail_next(502, count=6, method="PUT", path=r"/merge$")
+    await world.once()
+    assert world.github.pull(number)["merged"] is False
+    world.github.faults.clear()
+    await world.once()
+    assert world.github.pull(number)["merged"] is True
+    assert marker.read_text().splitlines() == ["run"]
+    assert sum("merged as" in c for c in _bot_comments(world, number)) == 1

@@ -31,6 +31,7 @@ MAX_COMMENT_CHARS = 8_000
 MAX_COMMENTS_CHARS = 60_000
 PUSHED_KEY = "pushed_sha"  # in WorkItem.data: the commit GitHub has on the branch
 LEASE_KEY = "remote_sha"  # in WorkItem.data: where the remote branch was before our push
+UPDATING_KEY = "updating_pull"  # in WorkItem.data: the open pull request this attempt updates
 
 
 def branch_for(number: int) -> str:
@@ -60,7 +61,7 @@ class ImplementWorkflow:
     def __post_init__(self) -> None:
         self._redactor = Redactor([self.settings.token])
         self._items = Items(self.state, WorkItemType.ISSUE, self._redactor)
-        self._outbox = outbox.Outbox(self.state, WorkItemType.ISSUE, self.github)
+        self._outbox = outbox.Outbox(self.state, WorkItemType.ISSUE, self.github, self._redactor)
 
     async def poll(self) -> Sequence[Job]:
         await self._outbox.send_all()  # the label changes and comments a fault held back
@@ -97,7 +98,7 @@ class ImplementWorkflow:
             seen = await self.github.count_labelled(number, self.settings.ready_label)
             item = item.evolve(
                 attempts=item.attempts + 1,
-                data={LABEL_EVENTS_KEY: seen},
+                data={LABEL_EVENTS_KEY: seen, **outbox.carried(known)},
                 last_error=None,
                 head_sha=None,
             )
@@ -111,14 +112,13 @@ class ImplementWorkflow:
         except (GitHubError, GitError) as exc:
             await self._infrastructure_error(number, exc)
             return
-        done = outbox.with_writes(
+        self._outbox.queue(
             self._items.get(number),
             [outbox.remove_label(number, self.settings.ready_label)],
             status=Status.DONE,
             pr_number=pull.number,
             finished_at=utcnow(),
         )
-        self.state.put(done)
         log.info("issue #%d: pull request #%d is ready for review", number, pull.number)
         await self._outbox.try_send(number)
 
@@ -133,13 +133,15 @@ class ImplementWorkflow:
             return open_pull
         if fresh:
             await self._acknowledge(issue)
-        elif open_pull is not None:
-            return open_pull  # the interrupted attempt had already opened it
         else:
-            resumed = await self._resume_push(issue, branch, base)
+            resumed = await self._resume_push(issue, branch, base, open_pull)
             if resumed is not None:
                 return resumed
+            if open_pull is not None and UPDATING_KEY not in self._items.get(number).data:
+                return open_pull  # the interrupted attempt had already opened it
 
+        if open_pull is not None:  # a new attempt on the issue's open pull request
+            self._items.update_data(number, **{UPDATING_KEY: open_pull.number})
         start = await self.worktrees.fetch_branch(open_pull.head_ref if open_pull else base)
         remote_sha = await self.worktrees.remote_branch_sha(branch)
         worktree = await self.worktrees.branch_worktree(f"feature-issue-{number}", branch, start)
@@ -154,12 +156,22 @@ class ImplementWorkflow:
             await self._push(number, branch, head, remote_sha)
         finally:
             await self.worktrees.remove(worktree)
-        if open_pull is not None:
-            await self.github.create_comment(
-                open_pull.number, f"Updated for #{number} with a new attempt:\n\n{result.text}"
-            )
-            return open_pull
-        return await self._open_pull(issue, branch, base)
+        return await self._deliver(issue, branch, base, open_pull)
+
+    async def _deliver(
+        self, issue: Issue, branch: str, base: str, open_pull: PullRequest | None
+    ) -> PullRequest:
+        """The pushed work reaches its pull request: a new one, or a note on the open one."""
+        item = self._items.get(issue.number)
+        if open_pull is None:
+            return await self._open_pull(issue, branch, base)
+        if UPDATING_KEY in item.data:
+            summary = str(item.data.get("summary", ""))
+            note = f"Updated for #{issue.number} with a new attempt:\n\n{summary}"
+            rest = {k: v for k, v in item.data.items() if k != UPDATING_KEY}
+            self._outbox.queue(item.evolve(data=rest), [outbox.comment(open_pull.number, note)])
+            await self._outbox.try_send(issue.number)
+        return open_pull
 
     async def _acknowledge(self, issue: Issue) -> None:
         # Writes are spaced a second apart (secondary rate limits): skip the needless one.
@@ -167,19 +179,21 @@ class ImplementWorkflow:
             # Through the outbox: a resumed attempt does not acknowledge again, and the old
             # failure label must not survive a fault next to a new pull request.
             unlabel = outbox.remove_label(issue.number, self.settings.failed_label)
-            self.state.put(outbox.with_writes(self._items.get(issue.number), [unlabel]))
+            self._outbox.queue(self._items.get(issue.number), [unlabel])
             await self._outbox.try_send(issue.number)
         await self.github.react_to_issue(issue.number, "eyes")
 
-    async def _resume_push(self, issue: Issue, branch: str, base: str) -> PullRequest | None:
+    async def _resume_push(
+        self, issue: Issue, branch: str, base: str, open_pull: PullRequest | None
+    ) -> PullRequest | None:
         """After a crash or a fault past Claude's run: push what it made if that did not get
-        through, and open the pull request; None when there is nothing to resume from."""
+        through, and deliver it; None when there is nothing to resume from."""
         item = self._items.get(issue.number)
         pushed = item.data.get(PUSHED_KEY)
         remote = await self.worktrees.remote_branch_sha(branch)
         if pushed and remote == pushed:
-            log.info("issue #%d: the branch was pushed before; opening the PR", issue.number)
-            return await self._open_pull(issue, branch, base)
+            log.info("issue #%d: the branch was pushed before; delivering it", issue.number)
+            return await self._deliver(issue, branch, base, open_pull)
         committed = item.head_sha
         if committed is None or "summary" not in item.data:
             return None  # Claude had not finished
@@ -187,7 +201,7 @@ class ImplementWorkflow:
             return None  # the commit is gone from the clone: start over
         log.info("issue #%d: pushing the commit an earlier attempt made", issue.number)
         await self._push(issue.number, branch, committed, item.data.get(LEASE_KEY))
-        return await self._open_pull(issue, branch, base)
+        return await self._deliver(issue, branch, base, open_pull)
 
     async def _run_claude(self, issue: Issue, worktree: Path) -> ClaudeResult:
         comments = await self.github.list_issue_comments(issue.number)
@@ -299,15 +313,12 @@ class ImplementWorkflow:
             outbox.remove_label(number, self.settings.ready_label),
             outbox.add_label(number, self.settings.failed_label),
         ]
-        item = self._items.get(number)
-        self.state.put(
-            outbox.with_writes(
-                item,
-                writes,
-                status=Status.FAILED,
-                last_error=self._redactor.redact(failure.reason),
-                finished_at=utcnow(),
-            )
+        self._outbox.queue(
+            self._items.get(number),
+            writes,
+            status=Status.FAILED,
+            last_error=self._redactor.redact(failure.reason),
+            finished_at=utcnow(),
         )
         await self._outbox.try_send(number)
 

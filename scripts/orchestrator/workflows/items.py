@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 
+from ..comment_feed import CommentFeed
 from ..decide import AfterError, after_error
 from ..github_http import GitHubError, RateLimited
+from ..models import Comment
 from ..redact import Redactor
 from ..state import StateStore, Status, WorkItem, WorkItemType
 from ..worktree_manager import GitError
@@ -85,3 +88,25 @@ class Items:
         log.warning("#%d: %s (%s); will retry on the next poll", number, exc, kind)
         self.update(number, status=Status.PENDING, last_error=str(exc))
         return True
+
+
+async def settle_each(
+    feed: CommentFeed, trigger: str, accept: Callable[[Comment], Awaitable[None]]
+) -> None:
+    """Hand each new `trigger` command to `accept`, which settles it (`feed.mark_handled`).
+
+    Each on its own: a transient fault leaves that command for the next cycle (the feed keeps
+    it), a definite refusal from GitHub drops it with a log line, and neither holds back the
+    commands after it.
+    """
+    for comment in feed.new(trigger):
+        try:
+            await accept(comment)
+        except GitHubError as exc:
+            if is_transient(exc):
+                log.warning("%s on #%d waits for the next cycle: %s",
+                            trigger, comment.issue_number, exc)  # fmt: skip
+                continue
+            log.warning("%s on #%d dropped, GitHub refused: %s",
+                        trigger, comment.issue_number, exc)  # fmt: skip
+            feed.mark_handled(comment.id)

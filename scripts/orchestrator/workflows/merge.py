@@ -22,13 +22,15 @@ from ..state import StateStore, Status, WorkItem, WorkItemType, utcnow
 from ..worktree_manager import GitError, WorktreeManager
 from . import merge_text as text
 from . import outbox
-from .items import MAX_INFRASTRUCTURE_ERRORS, Items
+from .items import MAX_INFRASTRUCTURE_ERRORS, Items, settle_each
 
 log = logging.getLogger(__name__)
 
 CI_POLL = 15.0  # seconds between looks at pending GitHub CI
 TRIGGER_KEY = "trigger_comment_id"
 BASE_KEY = "base_ref"
+HEAD_KEY = "requested_head"  # the head when the trigger was accepted
+MERGING_KEY = "merging_head"  # the head the merge call was sent for
 
 
 class Stop(Exception):
@@ -66,7 +68,7 @@ class MergeWorkflow:
     def __post_init__(self) -> None:
         self._redactor = Redactor([self.settings.token])
         self._items = Items(self.state, WorkItemType.MERGE, self._redactor)
-        self._outbox = outbox.Outbox(self.state, WorkItemType.MERGE, self.github)
+        self._outbox = outbox.Outbox(self.state, WorkItemType.MERGE, self.github, self._redactor)
         if self.settings.auto_merge_enabled:
             self.feed.watch(self.settings.merge_comment_trigger)
 
@@ -76,8 +78,7 @@ class MergeWorkflow:
         await self._outbox.send_all()  # summaries and refusals a fault held back
         if not self.settings.auto_merge_enabled:
             return []  # triggers are ignored; the feed moves past them
-        for comment in self.feed.new(self.settings.merge_comment_trigger):
-            await self._accept(comment)
+        await settle_each(self.feed, self.settings.merge_comment_trigger, self._accept)
         items = self.state.items(WorkItemType.MERGE)
         waiting = [i for i in items if i.status in (Status.PENDING, Status.IN_PROGRESS)]
         # In trigger order, so the per-base lock (first come, first served) keeps that order.
@@ -118,7 +119,10 @@ class MergeWorkflow:
                         data={
                             TRIGGER_KEY: comment.id,
                             BASE_KEY: pull.base_ref,
+                            # The head the writer saw (or could have): the only one to land.
+                            HEAD_KEY: pull.head_sha,
                             "requested_by": comment.author,
+                            **outbox.carried(known),
                         },
                     )
                 )
@@ -145,7 +149,9 @@ class MergeWorkflow:
         start = decide.on_start(
             pull,
             requested_base=item.data.get(BASE_KEY),
-            merged_by_us=item.data.get("merge_sha") is not None,
+            requested_head=item.data.get(HEAD_KEY),
+            merged_by_us=item.data.get("merge_sha") is not None
+            or item.data.get(MERGING_KEY) == pull.head_sha,
         )
         match start.step:
             case decide.Start.ALREADY_MERGED:
@@ -163,8 +169,19 @@ class MergeWorkflow:
                 raise Stop(self._stop_text(start.stop, pull))
             case decide.Start.TEST:
                 pass
-        tested = await self._test(pull)
+        tested = await self._tested_before(pull, item) or await self._test(
+            pull, item.data.get(HEAD_KEY)
+        )
+        # Before the call: a lost answer and an outage after it must not read as "merged by
+        # someone else" on the next attempt.
         self._items.update(pull.number, head_sha=tested.head_sha)
+        self._items.update_data(
+            pull.number,
+            **{MERGING_KEY: tested.head_sha},
+            tested_base=tested.base_sha,
+            results=[(r.command, r.duration_s) for r in tested.results],
+            ci=tested.ci,
+        )
         try:
             outcome = await self.github.merge_pull(
                 pull.number,
@@ -175,13 +192,7 @@ class MergeWorkflow:
             merge_sha = outcome.sha
         except GitHubError as exc:
             merge_sha = await self._merged_meanwhile(pull, tested, exc)
-        self._items.update_data(
-            pull.number,
-            merge_sha=merge_sha,
-            tested_base=tested.base_sha,
-            results=[(r.command, r.duration_s) for r in tested.results],
-            ci=tested.ci,
-        )
+        self._items.update_data(pull.number, merge_sha=merge_sha)
         log.info("merged #%d as %s", pull.number, (merge_sha or "?")[:12])
         await self._clean_up(pull, self._items.get(pull.number), tested)
 
@@ -230,15 +241,30 @@ class MergeWorkflow:
                 return text.head_moved(head, trigger)
             case decide.Stop.REFUSED:
                 return text.refused(message, trigger)
-            case decide.Stop.CI_RED | decide.Stop.CI_TIMED_OUT | decide.Stop.ERRORS:
-                raise ValueError(f"{stop} carries its own report")
+            case decide.Stop.PUSHED_SINCE_REQUEST:
+                return text.pushed_since_request(head or pull.head_sha, trigger)
 
-    async def _test(self, pull: PullRequest) -> Tested:
+    async def _tested_before(self, pull: PullRequest, item: WorkItem) -> Tested | None:
+        """What an attempt stopped by a fault after its checks passed tested, if it still is
+        what would land (same head, base not moved): the checks are not run again."""
+        head, base = item.data.get(MERGING_KEY), item.data.get("tested_base")
+        if head is None or head != pull.head_sha or base is None:
+            return None
+        if await self.worktrees.fetch_branch(pull.base_ref) != base:
+            return None
+        log.info("#%d: %s was tested on %s before a fault; merging it", pull.number,
+                 head[:12], base[:12])  # fmt: skip
+        ci = await self._ci(head, wait=True)  # still green: a re-run may have turned it
+        return Tested(head, base, _stored_results(item.data.get("results", [])), ci)
+
+    async def _test(self, pull: PullRequest, requested_head: str | None) -> Tested:
         """Test the head merged onto the base's tip; again if the base moved meanwhile."""
         rounds = 0
         while True:
             rounds += 1
             head = await self.worktrees.fetch_pull_head(pull.number)
+            if decide.pushed_since_request(requested_head, head):
+                raise Stop(self._stop_text(decide.Stop.PUSHED_SINCE_REQUEST, pull, head))
             base = await self.worktrees.fetch_branch(pull.base_ref)
             await self._ci(head, wait=False)  # red already: fail before the long part
             results = await self._run_commands(pull, head, base)
@@ -351,9 +377,7 @@ class MergeWorkflow:
         comment: a fault delays it to a later cycle, never loses or doubles it."""
         item = self._items.get(number)
         writes = [outbox.comment(number, comment)]
-        self.state.put(
-            outbox.with_writes(item, writes, status=status, finished_at=utcnow(), **changes)
-        )
+        self._outbox.queue(item, writes, status=status, finished_at=utcnow(), **changes)
         await self._outbox.try_send(number)
 
     async def _infrastructure_error(self, number: int, exc: Exception) -> None:

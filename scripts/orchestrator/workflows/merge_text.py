@@ -50,6 +50,14 @@ def head_moved(tested: str, trigger: str) -> str:
     )
 
 
+def pushed_since_request(head: str, trigger: str) -> str:
+    return (
+        f"{PREFIX} not merged: new commits were pushed after the request (the head is now "
+        f"{head[:12]}), and only what a writer saw may land. Look at them, then "
+        f"{retry_hint(trigger).lower()}"
+    )
+
+
 def refused(message: str, trigger: str) -> str:
     return f"{PREFIX} not merged: GitHub refused the merge: “{message}”. {retry_hint(trigger)}"
 

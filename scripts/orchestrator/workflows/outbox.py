@@ -10,6 +10,7 @@ the marker among the thread's comments. Label changes are idempotent and are sim
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import secrets
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 
 from ..github_http import GitHubError
 from ..models import Comment
+from ..redact import Redactor
 from ..state import StateStore, WorkItem, WorkItemType
 from .items import is_transient
 
@@ -64,11 +66,11 @@ def comment(number: int, body: str) -> Write:
 
 
 def add_label(number: int, label: str) -> Write:
-    return Write("add_label", number, label)
+    return Write("add_label", number, label, id=secrets.token_hex(8))
 
 
 def remove_label(number: int, label: str) -> Write:
-    return Write("remove_label", number, label)
+    return Write("remove_label", number, label, id=secrets.token_hex(8))
 
 
 def marker(write: Write) -> str:
@@ -80,20 +82,31 @@ def queued(item: WorkItem) -> list[Write]:
     return [Write.from_json(w) for w in item.data.get(OUTBOX_KEY, [])]
 
 
-def with_writes(item: WorkItem, writes: Sequence[Write], **changes: Any) -> WorkItem:
-    """`item` with `writes` queued after any still waiting, and `changes` applied: one state
-    write, so a crash cannot record the status without the writes that announce it."""
-    outbox = [*item.data.get(OUTBOX_KEY, []), *(w.to_json() for w in writes)]
-    return item.evolve(data={**item.data, OUTBOX_KEY: outbox}, **changes)
+def carried(item: WorkItem | None) -> dict[str, Any]:
+    """The writes still waiting, for an item whose data a new attempt starts afresh."""
+    waiting = item.data.get(OUTBOX_KEY) if item is not None else None
+    return {OUTBOX_KEY: waiting} if waiting else {}
 
 
 class Outbox:
-    """Sends the writes queued in one kind of work item."""
+    """Queues writes in one kind of work item and sends them, one sender per item at a time."""
 
-    def __init__(self, state: StateStore, kind: WorkItemType, github: OutboxGitHub) -> None:
+    def __init__(
+        self, state: StateStore, kind: WorkItemType, github: OutboxGitHub, redactor: Redactor
+    ) -> None:
         self._state = state
         self._kind = kind
         self._github = github
+        self._redactor = redactor
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    def queue(self, item: WorkItem, writes: Sequence[Write], **changes: Any) -> None:
+        """Store `item` with `changes` applied and `writes` queued after any still waiting: one
+        state write, so a crash cannot record an outcome without the writes that announce it.
+        Texts are redacted here, as every stored text is."""
+        clean = [dataclasses.replace(w, text=self._redactor.redact(w.text)) for w in writes]
+        outbox = [*item.data.get(OUTBOX_KEY, []), *(w.to_json() for w in clean)]
+        self._state.put(item.evolve(data={**item.data, OUTBOX_KEY: outbox}, **changes))
 
     def waiting(self) -> list[int]:
         """Items with writes GitHub has not taken yet."""
@@ -114,24 +127,39 @@ class Outbox:
             log.warning("#%d: GitHub writes wait for the next cycle: %s", number, exc)
 
     async def send(self, number: int) -> None:
-        """Send `number`'s queued writes in order; each leaves the queue once GitHub took it."""
-        while True:
-            item = self._state.get(self._kind, number)
-            writes = queued(item) if item is not None else []
-            if item is None or not writes:
-                return
-            write = writes[0]
-            if write.op == "comment" and not write.tried:
-                # Recorded before the POST: after a lost answer, look before posting again.
-                self._replace_first(item, [dataclasses.replace(write, tried=True)])
-            await self._send(write)
-            item = self._state.get(self._kind, number)
-            assert item is not None
-            self._replace_first(item, [])
+        """Send `number`'s queued writes in order; each leaves the queue once GitHub took it,
+        or refused it for good (a 4xx: e.g. the issue was deleted), so one write that can never
+        land does not hold back the others, nor the next items."""
+        # A job and the next poll may both send one item: they take turns, or both would post.
+        async with self._locks.setdefault(number, asyncio.Lock()):
+            while True:
+                item = self._state.get(self._kind, number)
+                writes = queued(item) if item is not None else []
+                if not writes:
+                    return
+                write = writes[0]
+                if write.op == "comment" and not write.tried:
+                    # Recorded before the POST: after a lost answer, look before posting again.
+                    self._settle(number, write.id, dataclasses.replace(write, tried=True))
+                try:
+                    await self._send(write)
+                except GitHubError as exc:
+                    if is_transient(exc):
+                        raise
+                    log.warning(
+                        "#%d: GitHub refused %s for good, dropped: %s", number, write.op, exc
+                    )
+                self._settle(number, write.id, None)
 
-    def _replace_first(self, item: WorkItem, replacement: list[Write]) -> None:
-        rest = item.data.get(OUTBOX_KEY, [])[1:]
-        outbox = [*(w.to_json() for w in replacement), *rest]
+    def _settle(self, number: int, write_id: str, replacement: Write | None) -> None:
+        item = self._state.get(self._kind, number)
+        if item is None:
+            return
+        outbox = [
+            replacement.to_json() if w.get("id") == write_id and replacement else w
+            for w in item.data.get(OUTBOX_KEY, [])
+            if w.get("id") != write_id or replacement
+        ]
         data = {k: v for k, v in item.data.items() if k != OUTBOX_KEY}
         if outbox:
             data[OUTBOX_KEY] = outbox

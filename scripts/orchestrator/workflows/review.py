@@ -23,12 +23,12 @@ from ..decide import (
 from ..github_http import GitHubError
 from ..github_watcher import GitHubClient
 from ..guidelines import guidelines, repo_guidelines_path
-from ..models import WRITE_PERMISSIONS, PullRequest
+from ..models import WRITE_PERMISSIONS, Comment, PullRequest
 from ..redact import Redactor
 from ..state import StateStore, Status, WorkItem, WorkItemType, utcnow
 from ..worktree_manager import GitError, WorktreeManager
 from . import outbox
-from .items import Items, is_transient
+from .items import Items, is_transient, settle_each
 from .review_text import choose_event, review_body, review_prompt
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ BASELINE_META = "review_baseline_at"  # when the open pull requests were first r
 MAX_ATTEMPTS = 3
 RETRY_BACKOFF = 60.0  # seconds before the second attempt at a head; doubled for the third
 LAST_BODY_KEY = "last_review"  # in WorkItem.data: the last review, so the next one adds to it
+REQUESTED_KEY = "requested"  # in WorkItem.data: a writer asked for a review, not yet started
+FORCED_KEY = "forced"  # in WorkItem.data: this attempt answers a writer's request
 KEPT_KEY = "unposted_review"  # in WorkItem.data: a written review GitHub has not taken yet
 
 
@@ -57,7 +59,9 @@ class ReviewWorkflow:
         self._redactor = Redactor([self.settings.token])
         self._items = Items(self.state, WorkItemType.PR_REVIEW, self._redactor)
         self.feed.watch(self.settings.review_comment_trigger)
-        self._outbox = outbox.Outbox(self.state, WorkItemType.PR_REVIEW, self.github)
+        self._outbox = outbox.Outbox(
+            self.state, WorkItemType.PR_REVIEW, self.github, self._redactor
+        )
 
     async def poll(self) -> Sequence[Job]:
         await self._outbox.send_all()  # failure comments a fault held back
@@ -79,8 +83,7 @@ class ReviewWorkflow:
                 if plan.step is ReviewStep.BASELINE:
                     self._remember(plan)
                 else:
-                    forced = plan.number in requested
-                    run = functools.partial(self.run, plan.number, plan.step, forced)
+                    run = functools.partial(self.run, plan.number, plan.step)
                     jobs.append(Job(WorkItemType.PR_REVIEW, plan.number, run))
             if not baseline_taken:
                 self.state.set_meta(BASELINE_META, utcnow().isoformat())
@@ -99,26 +102,51 @@ class ReviewWorkflow:
         )
 
     async def _review_requests(self, open_numbers: set[int]) -> set[int]:
-        """Pull requests whose review was asked for by a writer; readers get one reply."""
-        requested = set()
-        for comment in self.feed.new(self.settings.review_comment_trigger):
-            if comment.issue_number not in open_numbers:
+        """Pull requests whose review was asked for by a writer; readers get one reply.
+
+        A writer's request is stored in the item in the same write that settles the comment,
+        so no fault between here and the posted review can lose it.
+        """
+
+        async def accept(comment: Comment) -> None:
+            number = comment.issue_number
+            if number not in open_numbers:
                 self.feed.mark_handled(comment.id)  # an issue, or a closed pull request
-                continue
-            if await self.github.permission(comment.author) in WRITE_PERMISSIONS:
-                requested.add(comment.issue_number)
-                await self.github.react_to_comment(comment.id, "eyes")
-            else:
+                return
+            if await self.github.permission(comment.author) not in WRITE_PERMISSIONS:
                 await self.github.create_comment(
-                    comment.issue_number,
+                    number,
                     f"@{comment.author} only people with write access to this repository can "
                     f"ask for a review with `{self.settings.review_comment_trigger}`.",
                 )
-            self.feed.mark_handled(comment.id)
-        return requested
+                self.feed.mark_handled(comment.id)
+                return
+            item = self.state.get(WorkItemType.PR_REVIEW, number) or WorkItem(
+                type=WorkItemType.PR_REVIEW, number=number, status=Status.DONE
+            )
+            with self.state.batch():
+                self.state.put(item.evolve(data={**item.data, REQUESTED_KEY: True}))
+                self.feed.mark_handled(comment.id)
+            try:
+                await self.github.react_to_comment(comment.id, "eyes")
+            except GitHubError as exc:  # only an acknowledgement: the review goes ahead
+                log.warning("could not acknowledge %s on #%d: %s", "review", number, exc)
 
-    async def run(self, number: int, step: ReviewStep, forced: bool) -> None:
-        pull = await self.github.get_pull(number)
+        await settle_each(self.feed, self.settings.review_comment_trigger, accept)
+        return {
+            i.number
+            for i in self.state.items(WorkItemType.PR_REVIEW)
+            if i.data.get(REQUESTED_KEY) and i.number in open_numbers
+        }
+
+    async def run(self, number: int, step: ReviewStep) -> None:
+        try:
+            pull = await self.github.get_pull(number)
+        except GitHubError as exc:
+            # Nothing recorded yet: the next poll plans this pull request (and a writer's
+            # request for it) again.
+            log.warning("pull request #%d not read, review planned again: %s", number, exc)
+            return
         item = self.state.get(WorkItemType.PR_REVIEW, number) or WorkItem(
             type=WorkItemType.PR_REVIEW, number=number
         )
@@ -126,12 +154,16 @@ class ReviewWorkflow:
             return
         new_head = item.head_sha != pull.head_sha or step is ReviewStep.REVIEW
         attempts = 1 if new_head else item.attempts + 1
+        # A writer's request is taken up here; its retries keep it as `forced`.
+        forced = bool(item.data.get(REQUESTED_KEY) or item.data.get(FORCED_KEY))
+        dropped = (RETRY_AT_KEY, BASELINE_KEY, REQUESTED_KEY, FORCED_KEY)
+        data = {k: v for k, v in item.data.items() if k not in dropped}
         item = item.evolve(
             status=Status.IN_PROGRESS,
             head_sha=pull.head_sha,
             attempts=attempts,
             started_at=utcnow(),
-            data={k: v for k, v in item.data.items() if k not in (RETRY_AT_KEY, BASELINE_KEY)},
+            data={**data, FORCED_KEY: True} if forced else data,
         )
         self.state.put(item)
         try:
@@ -139,13 +171,19 @@ class ReviewWorkflow:
                 self._finish(number, pull.head_sha, None)
                 return
             if attempts == 1:
-                await self.github.react_to_issue(number, "eyes")
+                await self._acknowledge(number)
             if not await self._post_kept_review(pull, item):
                 await self._review(pull, item)
         except (GitHubError, GitError) as exc:
             await self._failed(pull, str(exc), transient=is_transient(exc))
         except ReviewFailed as exc:
             await self._failed(pull, str(exc))
+
+    async def _acknowledge(self, number: int) -> None:
+        try:
+            await self.github.react_to_issue(number, "eyes")
+        except GitHubError as exc:  # only an acknowledgement: the review goes ahead
+            log.warning("could not acknowledge the review of #%d: %s", number, exc)
 
     async def _already_reviewed(self, pull: PullRequest) -> bool:
         """True if the daemon's account already reviewed this head (even with a lost state)."""
@@ -227,7 +265,8 @@ class ReviewWorkflow:
     def _finish(
         self, number: int, head: str, body: str | None, result: ClaudeResult | None = None
     ) -> None:
-        data = {k: v for k, v in self._items.get(number).data.items() if k != KEPT_KEY}
+        done_with = (KEPT_KEY, FORCED_KEY)
+        data = {k: v for k, v in self._items.get(number).data.items() if k not in done_with}
         reviewed = [*(data.get(REVIEWED_KEY) or []), head][-20:]
         data = {**data, REVIEWED_KEY: reviewed}
         if body is not None:
@@ -265,10 +304,13 @@ class ReviewWorkflow:
             f"{item.attempts} times: {error}.\n\nA new push is reviewed again; a user with "
             f"write access can also comment `{self.settings.review_comment_trigger}`.",
         )
-        self.state.put(
-            outbox.with_writes(
-                item, [notice], status=Status.FAILED, last_error=error, finished_at=utcnow()
-            )
+        data = {k: v for k, v in item.data.items() if k != FORCED_KEY}
+        self._outbox.queue(
+            item.evolve(data=data),
+            [notice],
+            status=Status.FAILED,
+            last_error=error,
+            finished_at=utcnow(),
         )
         await self._outbox.try_send(pull.number)
 

@@ -119,7 +119,9 @@ def query_choice(req: Request, name: str, choices: tuple[str, ...], default: str
 
 
 def query_since(req: Request) -> datetime | None:
-    """The `since` filter; GitHub keeps items updated at or after it (inclusive)."""
+    """The `since` filter. GitHub documents it as "last updated *after* the given time"; the
+    fake keeps exactly that (exclusive), the narrower reading, so a client that relies on an
+    item updated at `since` coming back is caught here."""
     raw = req.query.get("since")
     if raw is None:
         return None

@@ -60,7 +60,7 @@ def list_issues(store: Store, req: Request) -> Reply:
         for i in store.issues.values()
         if (state == "all" or i.state == state)
         and wanted <= {n.lower() for n in i.labels}
-        and (since is None or i.updated_at >= since)
+        and (since is None or i.updated_at > since)
         and (not creator or i.user.lower() == creator)
     ]
     if sort == "comments":
@@ -196,7 +196,7 @@ def list_repo_comments(store: Store, req: Request) -> Reply:
     if "sort" not in req.query:
         direction = "asc"
     since = query_since(req)
-    items = [c for c in store.comments.values() if since is None or c.updated_at >= since]
+    items = [c for c in store.comments.values() if since is None or c.updated_at > since]
     if sort == "updated":
         items = ordered(items, lambda c: (c.updated_at, c.id), direction)
     else:
@@ -211,7 +211,7 @@ def list_comments(store: Store, req: Request) -> Reply:
     items = [
         c
         for c in store.comments_on(req.int_param("number"))
-        if since is None or c.updated_at >= since
+        if since is None or c.updated_at > since
     ]
     return Reply(body=[shapes.comment(store, c) for c in items], paginate=True)
 
