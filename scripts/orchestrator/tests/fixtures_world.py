@@ -61,6 +61,14 @@ class World:
         with State(self.state_file) as state:
             return await serve(self.settings, state, once=True, github=github, claude=claude)
 
+    def bot_comments(self, number: int) -> list[str]:
+        """The bodies of the daemon's own comments on issue or pull request `number`."""
+        return [
+            c["body"]
+            for c in self.github.comments_on(number)
+            if c["user"]["login"] == "orchestrator-bot"
+        ]
+
     def item(self, kind: WorkItemType, number: int) -> WorkItem | None:
         with State(self.state_file, lock=False) as state:
             return state.get(kind, number)

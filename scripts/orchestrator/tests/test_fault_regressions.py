@@ -21,7 +21,6 @@ from scripts.orchestrator.worktree_manager import GitError, WorktreeManager
 from .fixtures_world import World
 from .test_implement import _pulls, _ready_issue, _success_script
 from .test_triggers import REVIEW_TEXT, _chatter, _pending, _pull, _watching_one_pull
-from .test_triggers import _bot_comments as _bot
 
 
 async def test_a_resumed_update_of_an_open_pull_pushes_the_kept_commit(
@@ -54,7 +53,7 @@ async def test_a_resumed_update_of_an_open_pull_pushes_the_kept_commit(
     item = world.item(WorkItemType.ISSUE, number)
     assert item is not None and item.status is Status.DONE
     assert world.git.file_at("feature/issue-1", "more.py") == "X = 1"  # the kept commit
-    assert sum("Updated for #1" in c for c in _bot(world, _pulls(world)[0]["number"])) == 1
+    assert sum("Updated for #1" in c for c in world.bot_comments(_pulls(world)[0]["number"])) == 1
 
 
 async def test_a_definite_refusal_in_the_outbox_blocks_nothing(world: World) -> None:
@@ -126,7 +125,7 @@ async def test_a_lost_merge_answer_and_an_outage_still_clean_up(
     monkeypatch.setattr(GitHubClient, "merge_pull", merge_then_outage)
     for _ in range(3):
         await world.once()
-    bot = _bot(world, number)
+    bot = world.bot_comments(number)
     assert world.github.pull(number)["merged"] is True
     assert not any("already merged" in c for c in bot), bot
 

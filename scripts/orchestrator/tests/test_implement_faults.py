@@ -43,14 +43,6 @@ def _claude_runs(world: World) -> int:
     return len({r.session_id for r in world.model.main_requests(MARKER)})
 
 
-def _bot_comments(world: World, number: int) -> list[str]:
-    return [
-        c["body"]
-        for c in world.github.comments_on(number)
-        if c["user"]["login"] == "orchestrator-bot"
-    ]
-
-
 async def _until_done(world: World, number: int, cycles: int = 10) -> int:
     for cycle in range(1, cycles + 1):
         await world.once()
@@ -76,7 +68,7 @@ async def test_a_flaky_github_delays_the_work_but_never_loses_it(world: World, s
     assert _claude_runs(world) == 1
     assert len(_pulls(world)) == 1
     assert world.github.labels_of(number) == []
-    assert _bot_comments(world, number) == []
+    assert world.bot_comments(number) == []
 
 
 async def test_failure_writes_land_once_despite_faults(world: World) -> None:
@@ -91,7 +83,7 @@ async def test_failure_writes_land_once_despite_faults(world: World) -> None:
     for _ in range(5):
         await world.once()
     assert world.github.labels_of(number) == ["claude-failed"]
-    failures = _bot_comments(world, number)
+    failures = world.bot_comments(number)
     assert len(failures) == 1 and "Claude could not implement this issue" in failures[0]
     item = world.item(WorkItemType.ISSUE, number)
     assert item is not None and item.status is Status.FAILED and not item.data.get(OUTBOX_KEY)

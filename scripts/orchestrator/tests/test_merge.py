@@ -35,14 +35,6 @@ def _pull(world: World, branch: str = "topic", files: dict[str, str] | None = No
     return world.github.create_pull(f"Change {branch}", branch, body=body, user="dave")
 
 
-def _bot_comments(world: World, number: int) -> list[str]:
-    return [
-        c["body"]
-        for c in world.github.comments_on(number)
-        if c["user"]["login"] == "orchestrator-bot"
-    ]
-
-
 def _merge_request(world: World, number: int, user: str = "carol") -> int:
     world.github.set_permission(user, "write")
     return world.github.comment(number, "/merge", user=user)
@@ -69,7 +61,7 @@ async def test_happy_path(world: World) -> None:
     merge_calls = world.github.mutations_named("merge_pull")
     assert [m.body["sha"] for m in merge_calls] == [world.github.pull(number)["head"]["sha"]]
     assert merge_calls[0].body["merge_method"] == "squash"
-    summary = _bot_comments(world, number)
+    summary = world.bot_comments(number)
     assert len(summary) == 1
     assert "merged as" in summary[0] and main[:12] in summary[0]
     assert "pytest" in summary[0] and "passed" in summary[0]
@@ -89,7 +81,7 @@ async def test_a_readers_merge_is_refused_with_one_reply(world: World) -> None:
     world.github.comment(number, "/merge", user="eve")
     await world.once()
     await world.once()
-    replies = _bot_comments(world, number)
+    replies = world.bot_comments(number)
     assert len(replies) == 1 and "@eve" in replies[0] and "write access" in replies[0]
     assert world.github.pull(number)["merged"] is False
 
@@ -102,7 +94,7 @@ async def test_merge_quoted_in_prose_is_ignored(world: World) -> None:
     world.github.comment(number, "LGTM\n/merge", user="carol")
     await world.once()
     assert world.github.pull(number)["merged"] is False
-    assert _bot_comments(world, number) == []
+    assert world.bot_comments(number) == []
 
 
 async def test_disabled_auto_merge_ignores_triggers(world: World) -> None:
@@ -112,7 +104,7 @@ async def test_disabled_auto_merge_ignores_triggers(world: World) -> None:
     _merge_request(world, number)
     await world.once()
     assert world.github.pull(number)["merged"] is False
-    assert _bot_comments(world, number) == []
+    assert world.bot_comments(number) == []
 
 
 async def test_a_failing_command_puts_its_output_in_the_comment(world: World) -> None:
@@ -122,7 +114,7 @@ async def test_a_failing_command_puts_its_output_in_the_comment(world: World) ->
     _merge_request(world, number)
     await world.once()
     await world.once()
-    comments = _bot_comments(world, number)
+    comments = world.bot_comments(number)
     assert len(comments) == 1
     assert "not merged" in comments[0] and "pytest" in comments[0]
     assert "assert 1 == 2" in comments[0] and "exited with code 1" in comments[0]
@@ -139,7 +131,7 @@ async def test_a_timed_out_command_leaves_no_process(world: World) -> None:
     number = _pull(world)
     _merge_request(world, number)
     await world.once()
-    assert "timed out after" in _bot_comments(world, number)[0]
+    assert "timed out after" in world.bot_comments(number)[0]
     assert wait_until_gone("TAG", tag) == []
     assert world.github.pull(number)["merged"] is False
 
@@ -152,7 +144,7 @@ async def test_a_failing_check_run_blocks_the_merge(world: World) -> None:
     world.github.set_check_run(head, "lint", status="completed", conclusion="failure")
     _merge_request(world, number)
     await world.once()
-    comments = _bot_comments(world, number)
+    comments = world.bot_comments(number)
     assert len(comments) == 1 and "lint" in comments[0] and "CI failed" in comments[0]
     assert world.github.pull(number)["merged"] is False
 
@@ -172,7 +164,7 @@ async def test_pending_ci_past_the_bound_gets_a_comment(world: World) -> None:
     world.github.set_status(world.git.sha("topic"), "ci/slow", "pending")
     _merge_request(world, number)
     await world.once()
-    comments = _bot_comments(world, number)
+    comments = world.bot_comments(number)
     assert len(comments) == 1 and "still running" in comments[0] and "ci/slow" in comments[0]
     assert world.github.pull(number)["merged"] is False
 
@@ -207,7 +199,7 @@ async def test_the_head_moving_after_the_tests_goes_down_the_409_path(world: Wor
     number = _pull(world)
     _merge_request(world, number)
     await world.once()
-    comments = _bot_comments(world, number)
+    comments = world.bot_comments(number)
     assert len(comments) == 1 and "new commits arrived" in comments[0] and "/merge" in comments[0]
     assert world.github.pull(number)["merged"] is False
 
@@ -218,7 +210,7 @@ async def test_a_conflict_names_the_files(world: World) -> None:
     world.git.push_branch("main", {"calc.py": "def add(a, b):\n    return a + b  # main\n"})
     _merge_request(world, number)
     await world.once()
-    comments = _bot_comments(world, number)
+    comments = world.bot_comments(number)
     assert len(comments) == 1 and "conflicts" in comments[0] and "`calc.py`" in comments[0]
 
 
@@ -232,7 +224,7 @@ async def test_two_merges_on_one_base_are_tested_one_on_top_of_the_other(world: 
     await world.once()
     assert world.github.pull(first)["merged"] is True
     assert world.github.pull(second)["merged"] is False
-    comments = _bot_comments(world, second)
+    comments = world.bot_comments(second)
     assert len(comments) == 1 and "conflicts" in comments[0] and "`calc.py`" in comments[0]
     assert world.git.file_at("main", "calc.py").endswith("# one")
 
@@ -249,7 +241,7 @@ async def test_a_second_merge_is_tested_on_the_first_merges_result(world: World)
     await world.once()
     assert world.github.pull(first)["merged"] is True
     assert world.github.pull(second)["merged"] is False
-    assert "exited with code 1" in _bot_comments(world, second)[0]
+    assert "exited with code 1" in world.bot_comments(second)[0]
 
 
 async def test_an_error_after_the_merge_finishes_on_the_next_run(world: World) -> None:
@@ -266,7 +258,7 @@ async def test_an_error_after_the_merge_finishes_on_the_next_run(world: World) -
     await world.once()
     await world.once()
     assert len(world.github.mutations_named("merge_pull")) == 1
-    summaries = _bot_comments(world, number)
+    summaries = world.bot_comments(number)
     assert len(summaries) == 1 and "merged as" in summaries[0]
     assert world.github.issue(issue)["state"] == "closed"
     assert world.item(WorkItemType.MERGE, number).status is Status.DONE  # type: ignore[union-attr]
@@ -278,7 +270,7 @@ async def test_merge_on_an_issue_gets_a_reply(world: World) -> None:
     _merge_request(world, issue)
     await world.once()
     await world.once()
-    replies = _bot_comments(world, issue)
+    replies = world.bot_comments(issue)
     assert len(replies) == 1 and "open pull requests only" in replies[0]
 
 
@@ -290,7 +282,7 @@ async def test_a_lost_merge_answer_is_recognised(world: World) -> None:
     world.github.faults.fail_next(502, method="PUT", path=r"/merge$", after=True)
     await world.once()
     assert world.github.pull(number)["merged"] is True
-    comments = _bot_comments(world, number)
+    comments = world.bot_comments(number)
     assert len(comments) == 1 and "merged as" in comments[0] and "not merged" not in comments[0]
 
 

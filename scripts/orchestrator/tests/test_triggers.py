@@ -20,14 +20,6 @@ def _pull(world: World) -> int:
     return world.github.create_pull("Change topic", "topic", body="", user="dave")
 
 
-def _bot_comments(world: World, number: int) -> list[str]:
-    return [
-        c["body"]
-        for c in world.github.comments_on(number)
-        if c["user"]["login"] == "orchestrator-bot"
-    ]
-
-
 def _chatter(world: World, number: int) -> None:
     """A later comment: the cursor must not move past the unsettled command to reach it."""
     world.github.advance(5)
@@ -74,7 +66,7 @@ async def test_a_writers_merge_survives_a_fault_on_each_call(
     assert _pending(world) == []
     await world.once()
     assert len(world.github.mutations_named("merge_pull")) == 1
-    assert sum("merged as" in c for c in _bot_comments(world, number)) == 1
+    assert sum("merged as" in c for c in world.bot_comments(number)) == 1
 
 
 @pytest.mark.parametrize(
@@ -97,7 +89,7 @@ async def test_a_readers_merge_is_refused_once_despite_a_fault(
     world.github.faults.clear()
     await world.once()
     await world.once()
-    replies = _bot_comments(world, number)
+    replies = world.bot_comments(number)
     assert len(replies) == 1 and "@eve" in replies[0]
     assert world.github.pull(number)["merged"] is False
     assert _pending(world) == []

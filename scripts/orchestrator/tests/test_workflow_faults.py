@@ -10,8 +10,8 @@ from scripts.orchestrator.workflows import merge, review
 from scripts.orchestrator.workflows.outbox import OUTBOX_KEY
 
 from .fixtures_world import World
+from .test_triggers import REVIEW_TEXT, _pull
 
-REVIEW_TEXT = "## Summary\nFine.\n\n## Findings\nNo findings.\n\n## Verdict\nVERDICT: COMMENT"
 FAILING = "import sys\nsys.exit(1)\n"
 
 
@@ -19,19 +19,6 @@ FAILING = "import sys\nsys.exit(1)\n"
 def _no_waits(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(review, "RETRY_BACKOFF", 0.0)
     monkeypatch.setattr(merge, "CI_POLL", 0.2)
-
-
-def _pull(world: World, files: dict[str, str] | None = None) -> int:
-    world.git.push_branch("topic", files or {"feature.py": "VALUE = 1\n"}, "work on topic")
-    return world.github.create_pull("Change topic", "topic", body="", user="dave")
-
-
-def _bot_comments(world: World, number: int) -> list[str]:
-    return [
-        c["body"]
-        for c in world.github.comments_on(number)
-        if c["user"]["login"] == "orchestrator-bot"
-    ]
 
 
 def _review_runs(world: World, number: int) -> int:
@@ -66,7 +53,7 @@ async def test_a_github_outage_never_fails_a_review(world: World) -> None:
         await world.once()
     item = world.item(WorkItemType.PR_REVIEW, number)
     assert item is not None and item.status is Status.PENDING
-    assert _bot_comments(world, number) == []
+    assert world.bot_comments(number) == []
     await world.once()
     assert len(world.github.reviews_on(number)) == 1
     assert _review_runs(world, number) == 1
@@ -84,7 +71,7 @@ async def test_a_stop_comment_lands_once_despite_a_fault(world: World, applied: 
                                   after=applied)  # fmt: skip
     await world.once()
     await world.once()
-    stops = [c for c in _bot_comments(world, number) if "not merged" in c]
+    stops = [c for c in world.bot_comments(number) if "not merged" in c]
     assert len(stops) == 1
     item = world.item(WorkItemType.MERGE, number)
     assert item is not None and item.status is Status.FAILED and not item.data.get(OUTBOX_KEY)
@@ -107,4 +94,4 @@ async def test_a_fault_on_the_merge_call_does_not_run_the_checks_again(world: Wo
     await world.once()
     assert world.github.pull(number)["merged"] is True
     assert marker.read_text().splitlines() == ["run"]
-    assert sum("merged as" in c for c in _bot_comments(world, number)) == 1
+    assert sum("merged as" in c for c in world.bot_comments(number)) == 1
