@@ -95,3 +95,18 @@ async def test_a_fault_on_the_merge_call_does_not_run_the_checks_again(world: Wo
     assert world.github.pull(number)["merged"] is True
     assert marker.read_text().splitlines() == ["run"]
     assert sum("merged as" in c for c in world.bot_comments(number)) == 1
+
+
+async def test_a_refused_review_is_written_anew(world: World) -> None:
+    """GitHub refuses the written review for good (422): it is not posted again as it was;
+    the next attempt runs Claude for a new one (the control to the kept review above)."""
+    assert await world.once() == 0
+    number = _pull(world)
+    world.model.script_for(f"Review pull request #{number}", [Text(REVIEW_TEXT), Text(REVIEW_TEXT)])
+    world.github.faults.fail_next(
+        422, method="POST", path=r"/reviews$", body={"message": "Unprocessable Entity"}
+    )
+    await world.once()
+    await world.once()
+    assert len(world.github.reviews_on(number)) == 1
+    assert _review_runs(world, number) == 2

@@ -287,6 +287,11 @@ class ReviewWorkflow:
     async def _failed(self, pull: PullRequest, error: str, *, transient: bool = False) -> None:
         """Retry later with a growing pause; after `MAX_ATTEMPTS`, say so once. A transient
         fault (GitHub or the network) never ends the retries."""
+        if not transient and KEPT_KEY in self._items.get(pull.number).data:
+            # GitHub refused the written review itself: the next attempt writes a new one.
+            item = self._items.get(pull.number)
+            rest = {k: v for k, v in item.data.items() if k != KEPT_KEY}
+            self.state.put(item.evolve(data=rest))
         item = self._items.get(pull.number)
         error = self._redactor.redact(error)  # it is also posted, not only stored
         if item.attempts < MAX_ATTEMPTS or transient:
