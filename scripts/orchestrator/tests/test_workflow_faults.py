@@ -110,3 +110,18 @@ async def test_a_refused_review_is_written_anew(world: World) -> None:
     await world.once()
     assert len(world.github.reviews_on(number)) == 1
     assert _review_runs(world, number) == 2
+
+
+async def test_an_outage_does_not_use_up_a_reviews_attempts(world: World) -> None:
+    """More GitHub faults than `MAX_ATTEMPTS`: the attempts a failing review has are intact."""
+    assert await world.once() == 0
+    number = _pull(world)
+    for _ in range(review.MAX_ATTEMPTS + 1):
+        world.github.faults.fail_next(502, count=6, method="GET", path=r"/pulls/\d+/reviews$")
+        await world.once()
+        item = world.item(WorkItemType.PR_REVIEW, number)
+        assert item is not None and item.status is Status.PENDING and item.attempts == 0
+    world.github.faults.clear()
+    world.model.script_for(f"Review pull request #{number}", [Text(REVIEW_TEXT)])
+    await world.once()
+    assert len(world.github.reviews_on(number)) == 1

@@ -298,8 +298,12 @@ class ReviewWorkflow:
             delay = RETRY_BACKOFF * 2 ** (min(item.attempts, MAX_ATTEMPTS) - 1)
             retry_at = (utcnow() + timedelta(seconds=delay)).isoformat()
             log.warning("review of #%d failed (%s); retrying in %gs", pull.number, error, delay)
+            # GitHub's faults do not use up the attempts a failing review has.
+            attempts = item.attempts - 1 if transient else item.attempts
             with self.state.batch():
-                self._items.update(pull.number, status=Status.PENDING, last_error=error)
+                self._items.update(
+                    pull.number, status=Status.PENDING, last_error=error, attempts=attempts
+                )
                 self._items.update_data(pull.number, **{RETRY_AT_KEY: retry_at})
             return
         log.warning("review of #%d failed %d times: %s", pull.number, item.attempts, error)
