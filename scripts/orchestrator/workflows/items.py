@@ -77,16 +77,19 @@ class Items:
         once definite errors are used up (the caller then reports the failure). A transient
         fault never fails an item: what was done so far is kept and the rest is retried."""
         transient = is_transient(exc)
-        errors = int(self.get(number).data.get(ERRORS_KEY, 0)) + (0 if transient else 1)
-        self.update_data(number, **{ERRORS_KEY: errors})
+        data = self.get(number).data
+        errors = int(data.get(ERRORS_KEY, 0)) + (0 if transient else 1)
+        counted = {**data, ERRORS_KEY: errors}
         step = after_error(transient=transient, errors=errors, limit=MAX_INFRASTRUCTURE_ERRORS)
         if step is AfterError.GIVE_UP:
+            self.update(number, data=counted)
             return False
         kind = (
             "a transient fault" if transient else f"error {errors} of {MAX_INFRASTRUCTURE_ERRORS}"
         )
         log.warning("#%d: %s (%s); will retry on the next poll", number, exc, kind)
-        self.update(number, status=Status.PENDING, last_error=str(exc))
+        # One state write: the count, the status and the error together.
+        self.update(number, status=Status.PENDING, last_error=str(exc), data=counted)
         return True
 
 
