@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 
-from scripts.orchestrator.sandbox.fake_github import FakeGitHub
-from scripts.orchestrator.sandbox.fake_github.contract import Contract
-from scripts.orchestrator.sandbox.fake_github.openapi import Description
-from scripts.orchestrator.sandbox.git_world import make_world
+from scripts.orchestrator.fakes.fake_github import FakeGitHub
+from scripts.orchestrator.fakes.fake_github.contract import Contract
+from scripts.orchestrator.fakes.fake_github.openapi import Description
+from scripts.orchestrator.fakes.git_world import make_world
 
 VERSION = "2022-11-28"
 REPEATS = 15

@@ -30,12 +30,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.orchestrator.sandbox.fake_github.fake import build_router  # noqa: E402
-from scripts.orchestrator.sandbox.fake_github.openapi import (  # noqa: E402
+from scripts.orchestrator.fakes.fake_github.fake import build_router  # noqa: E402
+from scripts.orchestrator.fakes.fake_github.openapi import (  # noqa: E402
     description_path,
     template_shape,
 )
-from scripts.orchestrator.sandbox.fake_github.versions import VERSIONS  # noqa: E402
+from scripts.orchestrator.fakes.fake_github.versions import VERSIONS  # noqa: E402
 
 PACKAGE = "@octokit/openapi"
 VERSION = "23.0.2"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from scripts.orchestrator.config import Settings
-from scripts.orchestrator.sandbox.git_world import GitWorld, git, make_world
+from scripts.orchestrator.fakes.git_world import GitWorld, git, make_world
 
 SETTINGS_VARS = tuple(name.upper() for name in Settings.model_fields)
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}

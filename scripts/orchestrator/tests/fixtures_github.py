@@ -9,8 +9,8 @@ import pytest
 from githubkit import GitHub, TokenAuthStrategy
 from githubkit.cache import MemCacheStrategy
 
-from scripts.orchestrator.sandbox.fake_github import FakeClock, FakeGitHub
-from scripts.orchestrator.sandbox.git_world import GitWorld
+from scripts.orchestrator.fakes.fake_github import FakeClock, FakeGitHub
+from scripts.orchestrator.fakes.git_world import GitWorld
 
 __all__ = ["fake_clock", "fake_github", "github_client"]
 

@@ -10,7 +10,7 @@ import pytest
 from claude_agent_sdk import ClaudeAgentOptions
 
 from scripts.orchestrator.proc import processes_with_env
-from scripts.orchestrator.sandbox.scripted_model import (
+from scripts.orchestrator.fakes.scripted_model import (
     ScriptedModel,
     bundled_cli_path,
     claude_cli_env,

@@ -16,8 +16,8 @@ from claude_agent_sdk import (
     query,
 )
 
-from scripts.orchestrator.sandbox.git_world import GitWorld, git
-from scripts.orchestrator.sandbox.model_script import (
+from scripts.orchestrator.fakes.git_world import GitWorld, git
+from scripts.orchestrator.fakes.model_script import (
     ApiError,
     Delay,
     Hang,
@@ -27,7 +27,7 @@ from scripts.orchestrator.sandbox.model_script import (
     overloaded,
     write,
 )
-from scripts.orchestrator.sandbox.scripted_model import (
+from scripts.orchestrator.fakes.scripted_model import (
     ScriptedModel,
     bundled_cli_path,
     claude_cli_env,

@@ -12,8 +12,8 @@ from scripts.orchestrator.claude_runner import (
     ClaudeRequest,
     SdkClaudeRunner,
 )
-from scripts.orchestrator.sandbox.model_script import ApiError, Hang, Text, bash, write
-from scripts.orchestrator.sandbox.scripted_model import ScriptedModel, bundled_cli_path
+from scripts.orchestrator.fakes.model_script import ApiError, Hang, Text, bash, write
+from scripts.orchestrator.fakes.scripted_model import ScriptedModel, bundled_cli_path
 
 from .fixtures_model import wait_until_gone
 

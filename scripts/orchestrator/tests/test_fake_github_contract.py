@@ -17,15 +17,15 @@ import pytest
 from githubkit.exception import RequestFailed
 
 from scripts.orchestrator.github_watcher import API_VERSION, GitHubClient
-from scripts.orchestrator.sandbox.fake_github import FakeGitHub, shapes_issues
-from scripts.orchestrator.sandbox.fake_github.fake import build_router
-from scripts.orchestrator.sandbox.fake_github.openapi import (
+from scripts.orchestrator.fakes.fake_github import FakeGitHub, shapes_issues
+from scripts.orchestrator.fakes.fake_github.fake import build_router
+from scripts.orchestrator.fakes.fake_github.openapi import (
     Description,
     description_path,
     template_shape,
 )
-from scripts.orchestrator.sandbox.fake_github.versions import VERSIONS
-from scripts.orchestrator.sandbox.git_world import GitWorld
+from scripts.orchestrator.fakes.fake_github.versions import VERSIONS
+from scripts.orchestrator.fakes.git_world import GitWorld
 
 from .fixtures_github import FAKE_TOKEN
 from .fixtures_world import FAST_RETRY

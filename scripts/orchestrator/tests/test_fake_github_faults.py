@@ -8,8 +8,8 @@ import httpx
 import pytest
 from githubkit.exception import RequestFailed, SecondaryRateLimitExceeded
 
-from scripts.orchestrator.sandbox.fake_github import FakeGitHub
-from scripts.orchestrator.sandbox.git_world import GitWorld
+from scripts.orchestrator.fakes.fake_github import FakeGitHub
+from scripts.orchestrator.fakes.git_world import GitWorld
 
 from .fixtures_github import FAKE_TOKEN
 

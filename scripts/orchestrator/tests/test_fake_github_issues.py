@@ -9,9 +9,9 @@ import httpx
 import pytest
 from githubkit.exception import RequestFailed
 
-from scripts.orchestrator.sandbox.fake_github import FakeClock, FakeGitHub
-from scripts.orchestrator.sandbox.fake_github.clock import iso
-from scripts.orchestrator.sandbox.git_world import GitWorld
+from scripts.orchestrator.fakes.fake_github import FakeClock, FakeGitHub
+from scripts.orchestrator.fakes.fake_github.clock import iso
+from scripts.orchestrator.fakes.git_world import GitWorld
 
 from .fixtures_github import FAKE_TOKEN
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from githubkit.exception import RequestFailed
 
-from scripts.orchestrator.sandbox.fake_github import FakeGitHub
-from scripts.orchestrator.sandbox.git_world import GitWorld, git
+from scripts.orchestrator.fakes.fake_github import FakeGitHub
+from scripts.orchestrator.fakes.git_world import GitWorld, git
 
 from .fixtures_github import FAKE_TOKEN, make_client
 

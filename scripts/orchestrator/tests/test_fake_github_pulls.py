@@ -8,9 +8,9 @@ from typing import Any, cast
 import pytest
 from githubkit.exception import RequestFailed
 
-from scripts.orchestrator.sandbox.fake_github import FakeClock, FakeGitHub
-from scripts.orchestrator.sandbox.fake_github.clock import iso
-from scripts.orchestrator.sandbox.git_world import GitWorld, git
+from scripts.orchestrator.fakes.fake_github import FakeClock, FakeGitHub
+from scripts.orchestrator.fakes.fake_github.clock import iso
+from scripts.orchestrator.fakes.git_world import GitWorld, git
 
 from .fixtures_github import make_client
 

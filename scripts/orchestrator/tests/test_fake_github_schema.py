@@ -15,9 +15,9 @@ from githubkit.exception import RequestFailed
 from githubkit.response import Response
 from pydantic import BaseModel
 
-from scripts.orchestrator.sandbox.fake_github import FakeGitHub
-from scripts.orchestrator.sandbox.fake_github.fake import build_router
-from scripts.orchestrator.sandbox.git_world import GitWorld
+from scripts.orchestrator.fakes.fake_github import FakeGitHub
+from scripts.orchestrator.fakes.fake_github.fake import build_router
+from scripts.orchestrator.fakes.git_world import GitWorld
 
 from .fixtures_github import make_client
 

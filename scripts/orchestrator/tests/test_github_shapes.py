@@ -16,8 +16,8 @@ import pytest
 from scripts.orchestrator import github_parse as gp
 from scripts.orchestrator.github_http import GitHubError, MalformedAnswer
 from scripts.orchestrator.github_watcher import GitHubClient
-from scripts.orchestrator.sandbox.fake_github import FakeGitHub
-from scripts.orchestrator.sandbox.git_world import GitWorld
+from scripts.orchestrator.fakes.fake_github import FakeGitHub
+from scripts.orchestrator.fakes.git_world import GitWorld
 
 from .fixtures_world import FAST_RETRY
 

@@ -37,8 +37,8 @@ from scripts.orchestrator.github_watcher import (
     github_time,
 )
 from scripts.orchestrator.redact import REDACTED
-from scripts.orchestrator.sandbox.fake_github import FakeGitHub
-from scripts.orchestrator.sandbox.fake_github.faults import SECONDARY_MESSAGE
+from scripts.orchestrator.fakes.fake_github import FakeGitHub
+from scripts.orchestrator.fakes.fake_github.faults import SECONDARY_MESSAGE
 
 from .fixtures_world import FAST_RETRY
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.orchestrator.decide import LABEL_EVENTS_KEY
-from scripts.orchestrator.sandbox.model_script import ApiError, Hang, Text, bash, write
+from scripts.orchestrator.fakes.model_script import ApiError, Hang, Text, bash, write
 from scripts.orchestrator.state import State, Status, WorkItem, WorkItemType
 
 from .fixtures_world import World

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.orchestrator.sandbox.fake_github import FakeGitHub
-from scripts.orchestrator.sandbox.git_world import GitWorld, git
+from scripts.orchestrator.fakes.fake_github import FakeGitHub
+from scripts.orchestrator.fakes.git_world import GitWorld, git
 
 TOKEN = "ghp_" + "cli0" * 10
 DEADLINE = 30.0

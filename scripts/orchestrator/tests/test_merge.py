@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from scripts.orchestrator.sandbox.git_world import git
+from scripts.orchestrator.fakes.git_world import git
 from scripts.orchestrator.state import Status, WorkItemType
 from scripts.orchestrator.workflows import merge
 from scripts.orchestrator.workflows.outbox import OUTBOX_KEY

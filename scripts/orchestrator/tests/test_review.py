@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from scripts.orchestrator.decide import REVIEWED_KEY
-from scripts.orchestrator.sandbox.model_script import ApiError, Text
+from scripts.orchestrator.fakes.model_script import ApiError, Text
 from scripts.orchestrator.state import Status, WorkItemType
 from scripts.orchestrator.workflows import review
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from scripts.orchestrator.sandbox.model_script import (
+from scripts.orchestrator.fakes.model_script import (
     ApiError,
     Delay,
     Hang,
@@ -25,7 +25,7 @@ from scripts.orchestrator.sandbox.model_script import (
     overloaded,
     write,
 )
-from scripts.orchestrator.sandbox.scripted_model import ScriptedModel, claude_cli_env
+from scripts.orchestrator.fakes.scripted_model import ScriptedModel, claude_cli_env
 
 CWD = "/work/tree"
 

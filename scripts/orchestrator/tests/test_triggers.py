@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from scripts.orchestrator.comment_feed import PENDING_META
-from scripts.orchestrator.sandbox.model_script import Text
+from scripts.orchestrator.fakes.model_script import Text
 from scripts.orchestrator.state import State, Status, WorkItemType
 
 from .fixtures_world import World

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.orchestrator.sandbox.model_script import Text
+from scripts.orchestrator.fakes.model_script import Text
 from scripts.orchestrator.state import Status, WorkItemType
 from scripts.orchestrator.workflows import merge, review
 from scripts.orchestrator.workflows.outbox import OUTBOX_KEY

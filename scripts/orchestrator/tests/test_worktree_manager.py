@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.orchestrator.sandbox.git_world import GitWorld, git, write_files
+from scripts.orchestrator.fakes.git_world import GitWorld, git, write_files
 from scripts.orchestrator.worktree_manager import (
     COMMIT_EMAIL,
     COMMIT_NAME,
