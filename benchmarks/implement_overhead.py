@@ -20,10 +20,10 @@ from pydantic import SecretStr
 
 from scripts.orchestrator.claude_runner import ClaudeRequest, ClaudeResult
 from scripts.orchestrator.config import Settings
-from scripts.orchestrator.github_http import RetryPolicy
-from scripts.orchestrator.github_watcher import GitHubClient
 from scripts.orchestrator.fakes.fake_github import FakeGitHub
 from scripts.orchestrator.fakes.git_world import SAMPLE_PROJECT, make_world
+from scripts.orchestrator.github_http import RetryPolicy
+from scripts.orchestrator.github_watcher import GitHubClient
 from scripts.orchestrator.state import State, Status, WorkItemType
 from scripts.orchestrator.workflows.implement import ImplementWorkflow
 from scripts.orchestrator.worktree_manager import WorktreeManager

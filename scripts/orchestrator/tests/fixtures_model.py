@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from claude_agent_sdk import ClaudeAgentOptions
 
-from scripts.orchestrator.proc import processes_with_env
 from scripts.orchestrator.fakes.scripted_model import (
     ScriptedModel,
     bundled_cli_path,
     claude_cli_env,
 )
+from scripts.orchestrator.proc import processes_with_env
 
 __all__ = [
     "claude_env",

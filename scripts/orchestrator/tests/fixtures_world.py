@@ -15,12 +15,12 @@ from pydantic import SecretStr
 
 from scripts.orchestrator.claude_runner import SdkClaudeRunner
 from scripts.orchestrator.config import Settings
-from scripts.orchestrator.github_http import RetryPolicy
-from scripts.orchestrator.github_watcher import GitHubClient
-from scripts.orchestrator.main import serve
 from scripts.orchestrator.fakes.fake_github import FakeGitHub
 from scripts.orchestrator.fakes.git_world import GitWorld
 from scripts.orchestrator.fakes.scripted_model import ScriptedModel, bundled_cli_path
+from scripts.orchestrator.github_http import RetryPolicy
+from scripts.orchestrator.github_watcher import GitHubClient
+from scripts.orchestrator.main import serve
 from scripts.orchestrator.state import State, WorkItem, WorkItemType
 
 __all__ = ["World", "world"]

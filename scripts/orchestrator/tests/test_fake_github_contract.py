@@ -16,7 +16,6 @@ import httpx
 import pytest
 from githubkit.exception import RequestFailed
 
-from scripts.orchestrator.github_watcher import API_VERSION, GitHubClient
 from scripts.orchestrator.fakes.fake_github import FakeGitHub, shapes_issues
 from scripts.orchestrator.fakes.fake_github.fake import build_router
 from scripts.orchestrator.fakes.fake_github.openapi import (
@@ -26,6 +25,7 @@ from scripts.orchestrator.fakes.fake_github.openapi import (
 )
 from scripts.orchestrator.fakes.fake_github.versions import VERSIONS
 from scripts.orchestrator.fakes.git_world import GitWorld
+from scripts.orchestrator.github_watcher import API_VERSION, GitHubClient
 
 from .fixtures_github import FAKE_TOKEN
 from .fixtures_world import FAST_RETRY

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from scripts.orchestrator.fakes.model_script import ApiError, Text, write
 from scripts.orchestrator.github_watcher import GitHubClient
 from scripts.orchestrator.models import Comment
 from scripts.orchestrator.proc import Completed
 from scripts.orchestrator.redact import Redactor
-from scripts.orchestrator.fakes.model_script import ApiError, Text, write
 from scripts.orchestrator.state import State, Status, WorkItem, WorkItemType
 from scripts.orchestrator.workflows import outbox
 from scripts.orchestrator.workflows.outbox import OUTBOX_KEY

@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from scripts.orchestrator import github_parse as gp
-from scripts.orchestrator.github_http import GitHubError, MalformedAnswer
-from scripts.orchestrator.github_watcher import GitHubClient
 from scripts.orchestrator.fakes.fake_github import FakeGitHub
 from scripts.orchestrator.fakes.git_world import GitWorld
+from scripts.orchestrator.github_http import GitHubError, MalformedAnswer
+from scripts.orchestrator.github_watcher import GitHubClient
 
 from .fixtures_world import FAST_RETRY
 

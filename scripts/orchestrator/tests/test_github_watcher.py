@@ -19,6 +19,8 @@ from githubkit.exception import (
     SecondaryRateLimitExceeded,
 )
 
+from scripts.orchestrator.fakes.fake_github import FakeGitHub
+from scripts.orchestrator.fakes.fake_github.faults import SECONDARY_MESSAGE
 from scripts.orchestrator.github_http import (
     Conflict,
     GitHubError,
@@ -37,8 +39,6 @@ from scripts.orchestrator.github_watcher import (
     github_time,
 )
 from scripts.orchestrator.redact import REDACTED
-from scripts.orchestrator.fakes.fake_github import FakeGitHub
-from scripts.orchestrator.fakes.fake_github.faults import SECONDARY_MESSAGE
 
 from .fixtures_world import FAST_RETRY
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from scripts.orchestrator.proc import Completed
 from scripts.orchestrator.fakes.model_script import ApiError, Text, write
+from scripts.orchestrator.proc import Completed
 from scripts.orchestrator.state import Status, WorkItemType
 from scripts.orchestrator.workflows.outbox import OUTBOX_KEY
 from scripts.orchestrator.worktree_manager import GitError, WorktreeManager
