@@ -5,10 +5,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal, Protocol
+from collections.abc import Mapping
+from typing import Protocol
 
 import anyio
 from claude_agent_sdk import (
@@ -20,6 +18,10 @@ from claude_agent_sdk import (
     query,
 )
 
+from .core.models import (
+    ClaudeRequest,
+    ClaudeResult,
+)
 from .proc import SECRET_ENV_VARS, kill_processes_with_env
 
 log = logging.getLogger(__name__)
@@ -27,43 +29,6 @@ log = logging.getLogger(__name__)
 RUN_MARKER_ENV = "CLAUDE_ORCHESTRATOR_RUN"  # tags every process of one run, to reap leftovers
 STDERR_TAIL = 40
 REAP_SETTLE = 0.2  # seconds between the two passes that kill a run's leftovers
-
-# Read-only tools: what a review of untrusted code may use.
-READ_ONLY_TOOLS = ("Read", "Grep", "Glob")
-# An implementation edits files and runs commands inside its worktree; no web tools.
-IMPLEMENT_TOOLS = ("Read", "Grep", "Glob", "Edit", "Write", "Bash")
-
-SettingSource = Literal["user", "project", "local"]
-
-
-@dataclass(frozen=True)
-class ClaudeRequest:
-    """One Claude Code run."""
-
-    prompt: str
-    cwd: Path
-    guidelines: str  # appended to Claude Code's own system prompt
-    tools: Sequence[str]  # the tools offered; nothing else exists for the model
-    max_turns: int
-    timeout: float
-    # Filesystem settings the CLI may load; [] for untrusted checkouts (project settings
-    # can define hooks that run commands).
-    setting_sources: Sequence[SettingSource] = ()
-
-
-@dataclass(frozen=True)
-class ClaudeResult:
-    """What a run produced; `error` says why it failed, in words fit for a GitHub comment."""
-
-    ok: bool
-    text: str
-    cost_usd: float | None = None
-    turns: int = 0
-    duration_s: float = 0.0
-    session_id: str | None = None
-    error: str | None = None
-    timed_out: bool = False
-    stderr_tail: list[str] = field(default_factory=list)
 
 
 class ClaudeRunner(Protocol):

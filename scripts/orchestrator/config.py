@@ -6,7 +6,6 @@ import json
 import re
 import shutil
 import subprocess
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
@@ -21,6 +20,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from .core.models import ReviewEvent
+
 TOKEN_REQUIRED_MESSAGE = "GITHUB_TOKEN environment variable is required"  # noqa: S105
 GH_CLI_TIMEOUT = 10.0
 GIT_CHECK_TIMEOUT = 10.0
@@ -31,14 +32,6 @@ _LABEL_MAX = 50  # GitHub rejects longer label names.
 
 class ConfigError(Exception):
     """A configuration mistake, reported to the user as one line (exit code 2)."""
-
-
-class ReviewEvent(str, Enum):
-    """The strongest review verdict the model may post (DESIGN §5: real verdicts, opt-in)."""
-
-    COMMENT = "COMMENT"
-    REQUEST_CHANGES = "REQUEST_CHANGES"
-    APPROVE = "APPROVE"
 
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]

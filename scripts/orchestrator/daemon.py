@@ -7,41 +7,15 @@ import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
+from .core.work import Status, utcnow
 from .logs import item_context
-from .state import StateStore, Status, WorkItemType, item_key, utcnow
+from .ports import Job, StateStore, Workflow
 
 log = logging.getLogger(__name__)
 
 FIRST_WATCHED_META = "first_watched_at"
 LAST_CYCLE_META = "last_cycle_at"
-
-
-@dataclass(frozen=True)
-class Job:
-    """One piece of work a source asks the daemon to run, e.g. implementing issue #42."""
-
-    kind: WorkItemType
-    number: int
-    run: Callable[[], Awaitable[None]]
-
-    @property
-    def key(self) -> str:
-        return item_key(self.kind, self.number)
-
-    @property
-    def label(self) -> str:
-        return f"{self.kind.value}#{self.number}"
-
-
-class WorkSource(Protocol):
-    """A workflow's detector: looks at GitHub and the state, returns the jobs to start."""
-
-    name: str
-
-    async def poll(self) -> Sequence[Job]: ...
 
 
 class Daemon:
@@ -50,7 +24,7 @@ class Daemon:
     def __init__(
         self,
         state: StateStore,
-        sources: Sequence[WorkSource],
+        sources: Sequence[Workflow],
         *,
         max_concurrent: int,
         poll_interval: float,

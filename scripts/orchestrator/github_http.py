@@ -21,49 +21,32 @@ from githubkit.exception import (
 from githubkit.retry import RetryOption
 from githubkit.throttling import LocalThrottler
 
+from .core.errors import (
+    Conflict,
+    GitHubError,
+    MalformedAnswer,
+    NotFound,
+    NotMergeable,
+    RateLimited,
+    Unprocessable,
+)
+
+__all__ = [
+    "Conflict",
+    "GitHubError",
+    "MalformedAnswer",
+    "NotFound",
+    "NotMergeable",
+    "RateLimited",
+    "RetryPolicy",
+    "Unprocessable",
+    "WriteSpacingThrottler",
+    "map_error",
+]
+
 log = logging.getLogger(__name__)
 
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-class GitHubError(Exception):
-    """A GitHub API call failed; `status` is the HTTP status (0 when no answer came)."""
-
-    def __init__(self, status: int, message: str, method: str = "", url: str = "") -> None:
-        super().__init__(f"GitHub {method} {url} answered {status}: {message}".strip())
-        self.status = status
-        self.message = message
-
-
-class NotFound(GitHubError):
-    """404."""
-
-
-class Conflict(GitHubError):
-    """409: e.g. the merge `sha` no longer matches the head."""
-
-
-class NotMergeable(GitHubError):
-    """405: GitHub refuses the merge (conflicts, branch protection, ...)."""
-
-
-class Unprocessable(GitHubError):
-    """422: validation failed, e.g. a pull request for this head already exists."""
-
-
-class RateLimited(GitHubError):
-    """A rate limit that lasts longer than the daemon is willing to wait inside a call."""
-
-
-class MalformedAnswer(GitHubError):
-    """GitHub answered, but a field the daemon reads is missing or of another type.
-
-    `status` is the answer's (2xx); `field` is the JSON path, e.g. `[3].user.login`.
-    """
-
-    def __init__(self, status: int, method: str, url: str, field: str, problem: str) -> None:
-        super().__init__(status, f"unreadable answer: {field} {problem}", method, url)
-        self.field = field
 
 
 _BY_STATUS: dict[int, type[GitHubError]] = {

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticError
 
-from .models import CheckRun, Comment, CommitStatus, Issue, MergeOutcome, PullRequest, Review
+from .core.models import CheckRun, Comment, CommitStatus, Issue, MergeOutcome, PullRequest, Review
 
 T = TypeVar("T")
 _DATETIME = TypeAdapter(datetime)

@@ -15,6 +15,17 @@ from githubkit.cache import MemCacheStrategy
 from githubkit.exception import GitHubException
 
 from . import github_parse as gp
+from .core.models import (
+    CheckRun,
+    Comment,
+    CommitStatus,
+    Issue,
+    MergeOutcome,
+    PullRequest,
+    Review,
+)
+from .core.redact import Redactor
+from .core.text import fit_body
 from .github_http import (
     GitHubError,
     MalformedAnswer,
@@ -25,13 +36,10 @@ from .github_http import (
     map_error,
 )
 from .github_parse import Json
-from .models import CheckRun, Comment, CommitStatus, Issue, MergeOutcome, PullRequest, Review
-from .redact import Redactor
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-MAX_BODY = 65_536  # GitHub's limit for comment, review and pull request bodies
 PER_PAGE = 100
 # The REST API version every request asks for. GitHub.com serves 2022-11-28 until at least
 # March 2028 (24 months after 2026-03-10), and so does every GitHub Enterprise Server since 3.9;
@@ -55,16 +63,6 @@ class _TimeoutTransport(httpx.AsyncHTTPTransport):
         return await super().handle_async_request(request)
 
 
-def fit_body(text: str, limit: int = MAX_BODY) -> str:
-    """Cut `text` to GitHub's limit, keeping its start and its end (where errors usually are)."""
-    if len(text) <= limit:
-        return text
-    marker = "\n\n… (truncated) …\n\n"
-    keep = limit - len(marker)
-    head = keep // 3
-    return text[:head] + marker + text[len(text) - (keep - head) :]
-
-
 class GitHubClient:
     """The daemon's only door to GitHub; returns plain models, raises `GitHubError`s."""
 
@@ -78,12 +76,14 @@ class GitHubClient:
         write_interval: float = 1.0,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         """`transport` replaces the HTTP transport (the tests replay recorded answers with it);
-        the default one enforces `timeout` on every request."""
+        the default one enforces `timeout` on every request. Every body sent is redacted by
+        `redactor` (the daemon's one, which knows the token), or by one made for `token`."""
         self.owner, self.repo = repo.split("/", 1)
         self.full_name = repo
-        self._redactor = Redactor([token])
+        self._redactor = redactor or Redactor([token])
         self._gh = GitHub(
             token,
             base_url=api_url,

@@ -6,9 +6,9 @@ import contextlib
 import contextvars
 import logging
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
-from .redact import Redactor
+from .core.redact import Redactor
 
 # The item a log line concerns ("issue#42"); asyncio tasks copy it when they start.
 current_item: contextvars.ContextVar[str] = contextvars.ContextVar("current_item", default="-")
@@ -44,11 +44,12 @@ class _ContextFilter(logging.Filter):
         return True
 
 
-def configure(verbose: bool, secrets: Iterable[str] = ()) -> None:
-    """Send logs to stderr; debug level with `verbose`; never print a secret."""
+def configure(verbose: bool, redactor: Redactor | None = None) -> None:
+    """Send logs to stderr; debug level with `verbose`; never print a secret `redactor` knows
+    (secret-shaped strings are redacted even without one)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
-    handler.addFilter(_ContextFilter(Redactor(secrets)))
+    handler.addFilter(_ContextFilter(redactor or Redactor()))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -9,21 +9,26 @@ import re
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from . import __version__, logs
-from .claude_runner import ClaudeRunner, SdkClaudeRunner
-from .comment_feed import CommentFeed
+from .checks import ShellChecks
+from .claude_runner import SdkClaudeRunner
+from .clock import SystemClock
 from .config import ConfigError, Settings, load_settings
-from .daemon import Daemon, WorkSource
-from .github_http import GitHubError, MalformedAnswer
+from .core.errors import GitError, GitHubError, MalformedAnswer
+from .core.redact import Redactor
+from .daemon import Daemon
 from .github_watcher import GitHubClient
+from .ports import Checks, Claude, Clock, Git, GitHub, StateStore, Workflow
 from .proc import SECRET_ENV_VARS
-from .state import State, StateError, StateStore
+from .state import State, StateError
+from .workflows.comment_feed import CommentFeed
 from .workflows.implement import ImplementWorkflow
 from .workflows.merge import MergeWorkflow
 from .workflows.review import ReviewWorkflow
-from .worktree_manager import GitError, WorktreeManager
+from .worktree_manager import WorktreeManager
 
 PROG = "claude-orchestrator"
 EXIT_CONFIG = 2
@@ -50,19 +55,27 @@ class StartupError(Exception):
     """The daemon cannot work with this repository; one line for the user, exit code 2."""
 
 
-def build_sources(
-    settings: Settings,
-    state: StateStore,
-    github: GitHubClient,
-    claude: ClaudeRunner,
-    feed: CommentFeed,
-    worktrees: WorktreeManager,
-) -> list[WorkSource]:
-    """The workflows' detectors, wired to their adapters."""
+@dataclass(frozen=True)
+class Adapters:
+    """What the workflows work through; `serve` builds the real ones, tests pass fakes."""
+
+    github: GitHub
+    git: Git
+    claude: Claude
+    checks: Checks
+    clock: Clock
+    redactor: Redactor
+
+
+def build_workflows(
+    settings: Settings, state: StateStore, adapters: Adapters, feed: CommentFeed
+) -> list[Workflow]:
+    """The three workflows, wired to their ports."""
+    a = adapters
     return [
-        ImplementWorkflow(settings, state, github, worktrees, claude),
-        ReviewWorkflow(settings, state, github, worktrees, claude, feed),
-        MergeWorkflow(settings, state, github, worktrees, feed),
+        ImplementWorkflow(settings, state, a.github, a.git, a.claude, a.redactor),
+        ReviewWorkflow(settings, state, a.github, a.git, a.claude, feed, a.redactor, a.clock),
+        MergeWorkflow(settings, state, a.github, a.git, a.checks, feed, a.redactor, a.clock),
     ]
 
 
@@ -72,14 +85,18 @@ async def serve(
     *,
     once: bool,
     github: GitHubClient | None = None,
-    claude: ClaudeRunner | None = None,
+    claude: Claude | None = None,
 ) -> int:
     """Run the daemon until it is stopped by a signal (or after one cycle with `once`).
 
     `github` and `claude` replace the real adapters (the tests and the demo use local ones).
     """
+    redactor = Redactor([settings.token])
     if github is None:
-        github = GitHubClient(settings.token, settings.github_repo, api_url=settings.github_api_url)
+        github = GitHubClient(
+            settings.token, settings.github_repo, api_url=settings.github_api_url,
+            redactor=redactor,
+        )  # fmt: skip
     if claude is None:
         assert settings.claude_cli_path is not None
         claude = SdkClaudeRunner(settings.claude_cli_path, model=settings.claude_model)
@@ -92,9 +109,10 @@ async def serve(
     async with github:
         await check_start(settings, github, worktrees)
         feed = CommentFeed(github, state)
+        adapters = Adapters(github, worktrees, claude, ShellChecks(), SystemClock(), redactor)
         daemon = Daemon(
             state,
-            build_sources(settings, state, github, claude, feed, worktrees),
+            build_workflows(settings, state, adapters, feed),
             max_concurrent=settings.max_concurrent,
             poll_interval=settings.poll_interval,
             repo=settings.github_repo,
@@ -165,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
     except ConfigError as exc:
         return _fail(str(exc))
-    logs.configure(args.verbose, secrets=[settings.token])
+    logs.configure(args.verbose, Redactor([settings.token]))
     # Children inherit our environment (the Claude SDK passes all of it on): the token lives
     # in `settings` only from here on.
     for name in SECRET_ENV_VARS:

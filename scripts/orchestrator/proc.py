@@ -8,8 +8,9 @@ import os
 import signal
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+
+from .core.models import Completed
 
 # Credentials that no child process gets: Claude and pre-merge commands run untrusted code.
 SECRET_ENV_VARS = frozenset({"GITHUB_TOKEN", "GH_TOKEN", "GITHUB_PAT", "GH_ENTERPRISE_TOKEN"})
@@ -26,27 +27,6 @@ def child_env(
     if extra:
         env.update(extra)
     return env
-
-
-@dataclass(frozen=True)
-class Completed:
-    """What a finished (or timed-out) child process did."""
-
-    args: tuple[str, ...]
-    returncode: int | None  # None when it was killed for its timeout
-    stdout: str
-    stderr: str
-    duration_s: float
-    timed_out: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
-
-    @property
-    def output(self) -> str:
-        """Standard output and error together, for messages."""
-        return "\n".join(part for part in (self.stdout.strip(), self.stderr.strip()) if part)
 
 
 async def run(

@@ -8,71 +8,29 @@ import json
 import os
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timezone
-from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-STATE_VERSION = 1
+from .core.work import Status, WorkItem, WorkItemType, item_key, utcnow
+from .ports import StateStore
+from .state_migrations import migrate
 
+STATE_VERSION = 2  # 1: free `data` keys per item; 2: typed facts (core/work.py)
 
-class WorkItemType(str, Enum):
-    """What a work item is about."""
-
-    ISSUE = "issue"  # an issue to implement
-    PR_REVIEW = "pr_review"  # a pull request to review
-    MERGE = "merge"  # a pull request to test and merge
-
-
-class Status(str, Enum):
-    """Where a work item stands."""
-
-    PENDING = "pending"
-    IN_PROGRESS = "in_progress"
-    DONE = "done"
-    FAILED = "failed"
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class WorkItem(BaseModel):
-    """One unit of work and what came of it; immutable, replaced through `State.put`."""
-
-    model_config = ConfigDict(frozen=True)
-
-    type: WorkItemType
-    number: int
-    status: Status = Status.PENDING
-    attempts: int = 0
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    head_sha: str | None = None
-    pr_number: int | None = None
-    cost_usd: float | None = None
-    turns: int | None = None
-    duration_s: float | None = None
-    last_error: str | None = None
-    # Workflow-specific facts (e.g. the trigger comment a merge answers); JSON values only.
-    data: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return item_key(self.type, self.number)
-
-    def evolve(self, **changes: Any) -> WorkItem:
-        """A copy with `changes` applied and `updated_at` refreshed."""
-        changes.setdefault("updated_at", utcnow())
-        return self.model_copy(update=changes)
-
-
-def item_key(kind: WorkItemType, number: int) -> str:
-    return f"{kind.value}:{number}"
+__all__ = [
+    "STATE_VERSION",
+    "State",
+    "StateError",
+    "StateLockedError",
+    "StateStore",
+    "Status",
+    "WorkItem",
+    "WorkItemType",
+    "item_key",
+    "utcnow",
+]
 
 
 class StateFile(BaseModel):
@@ -92,30 +50,6 @@ class StateError(Exception):
 
 class StateLockedError(StateError):
     """Another orchestrator holds the state file."""
-
-
-class StateStore(Protocol):
-    """What the daemon needs from a state backend (a JSON file today, a database later)."""
-
-    def get(self, kind: WorkItemType, number: int) -> WorkItem | None: ...
-
-    def put(self, item: WorkItem) -> None: ...
-
-    def items(self, kind: WorkItemType | None = None) -> list[WorkItem]: ...
-
-    def clear_item(self, kind: WorkItemType, number: int) -> bool: ...
-
-    def get_meta(self, key: str, default: Any = None) -> Any: ...
-
-    def set_meta(self, key: str, value: Any) -> None: ...
-
-    def batch(self) -> contextlib.AbstractContextManager[None]:
-        """Group changes into one atomic write."""
-        ...
-
-    def save(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class State:
@@ -263,19 +197,37 @@ class State:
         except OSError as exc:
             raise StateError(f"cannot read state file {self.path}: {exc.strerror}") from None
         try:
-            doc = _FILE.validate_json(raw)
+            document = json.loads(raw)
+        except ValueError as exc:
+            raise StateError(
+                f"state file {self.path} is corrupted (not JSON: {exc}); {recover}"
+            ) from None
+        version = document.get("version") if isinstance(document, dict) else None
+        if isinstance(version, int) and version > STATE_VERSION:
+            raise StateError(
+                f"state file {self.path} has version {version}, written by a newer "
+                f"orchestrator; this one reads versions up to {STATE_VERSION}: upgrade, or "
+                f"{recover}"
+            )
+        if isinstance(version, int) and version < STATE_VERSION:
+            self._keep_copy(raw, version)
+            document = migrate(document, STATE_VERSION)
+        try:
+            doc = _FILE.validate_python(document)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "document"
             raise StateError(
                 f"state file {self.path} is corrupted ({where}: {first['msg']}); {recover}"
             ) from None
-        if doc.version != STATE_VERSION:
-            raise StateError(
-                f"state file {self.path} has version {doc.version}, this orchestrator reads "
-                f"version {STATE_VERSION}; {recover}"
-            )
         return doc
+
+    def _keep_copy(self, raw: bytes, version: int) -> None:
+        """Before the first write in the new format, the old file is kept next to it."""
+        copy = self.path.with_name(f"{self.path.name}.v{version}.bak")
+        if not copy.exists():
+            copy.write_bytes(raw)
+            copy.chmod(0o600)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -10,11 +10,14 @@ import re
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from . import proc
+from .core.errors import GitError
+from .core.models import Completed, MergeResult
+
+__all__ = ["GitError", "MergeResult", "WorktreeManager"]
 
 log = logging.getLogger(__name__)
 
@@ -25,26 +28,6 @@ COMMIT_EMAIL = "claude-orchestrator@users.noreply.github.com"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 # Parallel checkout, one worker per core: halves a 10,000-file checkout (docs/benchmarks.md).
 _CHECKOUT = ("-c", "checkout.workers=0")
-
-
-class GitError(Exception):
-    """A git command failed; the message holds the command and git's own words."""
-
-    def __init__(self, args: Sequence[str], result: proc.Completed) -> None:
-        what = "timed out" if result.timed_out else f"exited {result.returncode}"
-        detail = result.stderr.strip() or result.stdout.strip()
-        super().__init__(f"git {' '.join(args)} {what}: {detail}")
-        self.result = result
-
-
-@dataclass(frozen=True)
-class MergeResult:
-    """A worktree holding `head` merged onto `base`, or the files that conflicted."""
-
-    path: Path
-    base_sha: str
-    head_sha: str
-    conflicts: tuple[str, ...] = ()
 
 
 class WorktreeManager:
@@ -81,7 +64,7 @@ class WorktreeManager:
         check: bool = True,
         extra_env: dict[str, str] | None = None,
         shared: bool = False,
-    ) -> proc.Completed:
+    ) -> Completed:
         if shared:
             # Git fails rather than waits on a ref or worktree lock ("cannot lock ref"), and
             # jobs run concurrently on one clone: writes to its shared refs take turns.
@@ -272,6 +255,11 @@ class WorktreeManager:
 
     async def commits_between(self, base: str, head: str, cwd: Path | None = None) -> int:
         return int(await self.git("rev-list", "--count", f"{base}..{head}", cwd=cwd))
+
+    async def read_file(self, commit: str, path: str) -> str | None:
+        """`path` as it is in `commit`, or None if it is not there."""
+        result = await self._git(["show", f"{commit}:{path}"], check=False)
+        return result.stdout if result.ok else None
 
     async def diff(self, base: str, head: str, cwd: Path | None = None) -> str:
         """The diff a pull request shows: from the merge base of `base` and `head` to `head`."""

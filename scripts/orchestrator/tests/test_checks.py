@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from scripts.orchestrator import checks
-from scripts.orchestrator.checks import CiResult, CommandResult, Verdict, evaluate_ci
-from scripts.orchestrator.github_watcher import MAX_BODY
-from scripts.orchestrator.models import CheckRun, CommitStatus
-from scripts.orchestrator.redact import REDACTED
+from scripts.orchestrator.core import ci
+from scripts.orchestrator.core.ci import CiResult, Verdict, evaluate_ci
+from scripts.orchestrator.core.models import CheckRun, CommandResult, CommitStatus
+from scripts.orchestrator.core.redact import REDACTED, Redactor
+from scripts.orchestrator.core.text import MAX_BODY
 
 from .fixtures_model import wait_until_gone
 
@@ -45,7 +46,7 @@ async def test_a_passing_sequence_runs_every_command_in_order(tmp_path: Path) ->
     ]
     assert results[1].output == "one\ntwo"
     assert all(r.duration_s >= 0 and not r.timed_out for r in results)
-    assert checks.first_failure(results) is None
+    assert ci.first_failure(results) is None
     assert [p.name for p in tmp_path.iterdir()] == ["log"]  # no output file left here
 
 
@@ -56,7 +57,7 @@ async def test_the_first_failure_stops_the_run(tmp_path: Path) -> None:
         ("true", 0, True),
         ("echo boom; exit 3", 3, False),
     ]
-    assert checks.first_failure(results) == results[1]
+    assert ci.first_failure(results) == results[1]
     assert results[1].output == "boom"
     assert not (tmp_path / "ran-after-failure").exists()
 
@@ -118,26 +119,26 @@ def test_check_env_strips_credentials_from_any_base() -> None:
 
 
 def test_a_failure_names_the_command_and_its_exit_code_and_shows_the_output() -> None:
-    comment = checks.format_failure(failed("collected 3 items\nFAILED test_x.py::test_y"))
+    comment = ci.format_failure(failed("collected 3 items\nFAILED test_x.py::test_y"))
     assert comment.splitlines()[0] == "**Pre-merge check failed:** `pytest` exited with code 1."
     assert code_block(comment) == ("```", "collected 3 items\nFAILED test_x.py::test_y")
 
 
 def test_a_timeout_is_reported_with_its_limit() -> None:
     result = CommandResult("npm test", None, True, 600.2, 600.0, "still going")
-    assert "`npm test` timed out after 10 min." in checks.format_failure(result)
+    assert "`npm test` timed out after 10 min." in ci.format_failure(result)
     quick = CommandResult("npm test", None, True, 0.6, 0.5, "")
-    assert "timed out after 0.5 s" in checks.format_failure(quick)
+    assert "timed out after 0.5 s" in ci.format_failure(quick)
 
 
 def test_a_failure_without_output_says_so() -> None:
-    comment = checks.format_failure(failed("", code=2))
+    comment = ci.format_failure(failed("", code=2))
     assert comment.endswith("exited with code 2.\n\nIt printed nothing.")
 
 
 def test_secrets_are_redacted_from_the_command_and_the_output() -> None:
     result = failed(f"token={TOKEN}\nleaked {GHP} here", command=f"deploy --token {TOKEN}")
-    comment = checks.format_failure(result, secrets=[TOKEN])
+    comment = ci.format_failure(result, Redactor([TOKEN]))
     assert TOKEN not in comment and GHP not in comment
     assert f"deploy --token {REDACTED}" in comment
     assert code_block(comment)[1] == f"token={REDACTED}\nleaked {REDACTED} here"
@@ -147,7 +148,7 @@ def test_a_huge_output_keeps_its_tail_within_githubs_limit() -> None:
     lines = [f"line {i:06d} " + "x" * 80 for i in range(2300)]
     output = "\n".join([*lines, "=== 1 failed, 2299 passed ==="])
     assert len(output) > 200_000
-    comment = checks.format_failure(failed(output))
+    comment = ci.format_failure(failed(output))
     assert len(comment) <= MAX_BODY
     _, shown = code_block(comment)
     assert output.endswith(shown)  # a tail of whole lines
@@ -157,14 +158,14 @@ def test_a_huge_output_keeps_its_tail_within_githubs_limit() -> None:
 
 
 def test_a_smaller_limit_is_respected_too() -> None:
-    comment = checks.format_failure(failed("y\n" * 10_000), limit=1_000)
+    comment = ci.format_failure(failed("y\n" * 10_000), limit=1_000)
     assert len(comment) <= 1_000
     assert code_block(comment)[1].endswith("y\ny")
 
 
 def test_a_secret_cut_in_half_by_the_limit_is_still_redacted() -> None:
     output = "a" * 5_000 + TOKEN + "b" * 480
-    comment = checks.format_failure(failed(output), secrets=[TOKEN], limit=600)
+    comment = ci.format_failure(failed(output), Redactor([TOKEN]), limit=600)
     assert len(comment) <= 600
     assert TOKEN[len(TOKEN) // 2 :] not in comment
 
@@ -179,7 +180,7 @@ def test_a_secret_cut_in_half_by_the_limit_is_still_redacted() -> None:
     ],
 )
 def test_backtick_fences_in_the_output_do_not_end_the_block(output: str) -> None:
-    comment = checks.format_failure(failed(output), limit=8_000)
+    comment = ci.format_failure(failed(output), limit=8_000)
     assert len(comment) <= 8_000
     fence, shown = code_block(comment)
     assert shown and output.endswith(shown)
@@ -187,7 +188,7 @@ def test_backtick_fences_in_the_output_do_not_end_the_block(output: str) -> None
 
 
 def test_a_command_with_backticks_stays_one_code_span() -> None:
-    comment = checks.format_failure(failed("", command="echo `date`"))
+    comment = ci.format_failure(failed("", command="echo `date`"))
     assert comment.startswith("**Pre-merge check failed:** `` echo `date` `` exited")
 
 
@@ -196,13 +197,13 @@ def test_the_success_summary_is_a_table_with_durations() -> None:
         CommandResult("pytest -q", 0, False, 12.34, 600.0, ""),
         CommandResult("ruff check . | tee ruff.log", 0, False, 95.0, 600.0, ""),
     ]
-    assert checks.format_success(results).splitlines() == [
+    assert ci.format_success(results).splitlines() == [
         "| Pre-merge command | Result | Duration |",
         "| --- | --- | --- |",
         "| `pytest -q` | ✅ passed | 12.3 s |",
         r"| `ruff check . \| tee ruff.log` | ✅ passed | 1 min 35 s |",
     ]
-    assert checks.format_success([]) == "No pre-merge commands are configured."
+    assert ci.format_success([]) == "No pre-merge commands are configured."
 
 
 # -- GitHub CI ---------------------------------------------------------------------------------
@@ -231,7 +232,7 @@ def test_the_success_summary_is_a_table_with_durations() -> None:
 )
 def test_check_run_verdicts(status: str, conclusion: str | None, verdict: Verdict) -> None:
     run = CheckRun("build", status, conclusion)
-    assert checks.check_run_verdict(run) is verdict
+    assert ci.check_run_verdict(run) is verdict
     names = {
         Verdict.GREEN: ((), ()),
         Verdict.RED: (("build",), ()),
@@ -252,7 +253,7 @@ def test_check_run_verdicts(status: str, conclusion: str | None, verdict: Verdic
 )
 def test_status_verdicts(state: str, verdict: Verdict) -> None:
     status = CommitStatus("ci/jenkins", state)
-    assert checks.status_verdict(status) is verdict
+    assert ci.status_verdict(status) is verdict
     assert evaluate_ci([], [status]).verdict is verdict
 
 
@@ -312,8 +313,8 @@ def test_a_status_and_a_check_run_with_one_name_are_both_judged() -> None:
 
 def test_the_ci_comments_name_the_checks() -> None:
     sha = "0123456789abcdef0123456789abcdef01234567"
-    red = checks.format_ci_failure(CiResult(Verdict.RED, ("test", "lint"), ("e2e",)), sha)
+    red = ci.format_ci_failure(CiResult(Verdict.RED, ("test", "lint"), ("e2e",)), sha)
     assert red.startswith("**GitHub CI failed** on 0123456789ab")
     assert "- ❌ `test`\n- ❌ `lint`" in red and "Still running: `e2e`." in red
-    pending = checks.format_ci_pending(CiResult(Verdict.PENDING, (), ("e2e",)), sha, waited_s=900)
+    pending = ci.format_ci_pending(CiResult(Verdict.PENDING, (), ("e2e",)), sha, waited_s=900)
     assert "after 15 min" in pending and "- ⏳ `e2e`" in pending

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from scripts.orchestrator.claude_runner import (
+from scripts.orchestrator.claude_runner import SdkClaudeRunner
+from scripts.orchestrator.core.models import (
     IMPLEMENT_TOOLS,
     READ_ONLY_TOOLS,
     ClaudeRequest,
-    SdkClaudeRunner,
 )
 from scripts.orchestrator.fakes.model_script import ApiError, Hang, Text, bash, write
 from scripts.orchestrator.fakes.scripted_model import ScriptedModel, bundled_cli_path

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from scripts.orchestrator.comment_feed import CommentFeed, is_command
 from scripts.orchestrator.fakes.fake_github import FakeGitHub
 from scripts.orchestrator.github_watcher import GitHubClient
 from scripts.orchestrator.state import State
+from scripts.orchestrator.workflows.comment_feed import CommentFeed, is_command
 
 from .fixtures_world import FAST_RETRY
 

@@ -11,10 +11,10 @@ from scripts.orchestrator import config
 from scripts.orchestrator.config import (
     TOKEN_REQUIRED_MESSAGE,
     ConfigError,
-    ReviewEvent,
     Settings,
     load_settings,
 )
+from scripts.orchestrator.core.models import ReviewEvent
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 

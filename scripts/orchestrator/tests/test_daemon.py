@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from scripts.orchestrator.daemon import FIRST_WATCHED_META, Daemon, Job
+from scripts.orchestrator.daemon import FIRST_WATCHED_META, Daemon
 from scripts.orchestrator.logs import current_item
+from scripts.orchestrator.ports import Job
 from scripts.orchestrator.state import State, Status, WorkItem, WorkItemType
 
 

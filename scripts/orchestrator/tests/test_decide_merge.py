@@ -7,9 +7,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from scripts.orchestrator.checks import Verdict
-from scripts.orchestrator.decide import AfterError, after_error
-from scripts.orchestrator.decide_merge import (
+from scripts.orchestrator.core.ci import Verdict
+from scripts.orchestrator.core.decide_merge import (
     MAX_BASE_ROUNDS,
     AfterRefusal,
     Ci,
@@ -25,7 +24,7 @@ from scripts.orchestrator.decide_merge import (
     on_start,
     pushed_since_request,
 )
-from scripts.orchestrator.models import PullRequest
+from scripts.orchestrator.core.models import PullRequest
 
 OPEN = PullRequest(
     7, "t", "b", "dave", "open", False, False, "topic", "h1", "acme/widgets",
@@ -136,18 +135,3 @@ def test_after_refusal(
 ) -> None:
     decision = after_refusal(refusal, merged_now=merged_now, head_now=head_now, tested_head="h1")
     assert decision == expected
-
-
-@pytest.mark.parametrize(
-    ("transient", "errors", "expected"),
-    [
-        (True, 0, AfterError.RETRY),
-        (True, 99, AfterError.RETRY),  # an outage never ends an attempt
-        (False, 1, AfterError.RETRY),
-        (False, 2, AfterError.RETRY),
-        (False, 3, AfterError.GIVE_UP),  # the error limit
-        (False, 4, AfterError.GIVE_UP),
-    ],
-)
-def test_after_error(transient: bool, errors: int, expected: AfterError) -> None:
-    assert after_error(transient=transient, errors=errors, limit=3) is expected

@@ -8,14 +8,12 @@ from typing import Any
 
 import pytest
 
+from scripts.orchestrator.core.models import Comment, Completed
+from scripts.orchestrator.core.redact import Redactor
 from scripts.orchestrator.fakes.model_script import ApiError, Text, write
 from scripts.orchestrator.github_watcher import GitHubClient
-from scripts.orchestrator.models import Comment
-from scripts.orchestrator.proc import Completed
-from scripts.orchestrator.redact import Redactor
 from scripts.orchestrator.state import State, Status, WorkItem, WorkItemType
 from scripts.orchestrator.workflows import outbox
-from scripts.orchestrator.workflows.outbox import OUTBOX_KEY
 from scripts.orchestrator.worktree_manager import GitError, WorktreeManager
 
 from .fixtures_world import World
@@ -75,7 +73,7 @@ async def test_a_definite_refusal_in_the_outbox_blocks_nothing(world: World) -> 
     for _ in range(3):
         await world.once()
     item1 = world.item(WorkItemType.ISSUE, one)
-    assert item1 is not None and not item1.data.get(OUTBOX_KEY)
+    assert item1 is not None and not item1.outbox
     item2 = world.item(WorkItemType.ISSUE, two)
     assert item2 is not None and item2.status is Status.DONE, f"#2 never started: {item2}"
 
@@ -163,7 +161,7 @@ async def test_two_concurrent_senders_post_once_and_drop_nothing(tmp_path: Any) 
             outbox.remove_label(1, "ready"),
             outbox.add_label(1, "claude-failed"),
         ]
-        box = outbox.Outbox(state, WorkItemType.ISSUE, gh, Redactor([]))
+        box = outbox.Outbox(state, WorkItemType.ISSUE, gh, Redactor([]))  # type: ignore[arg-type]
         box.queue(item, writes)
         job = asyncio.create_task(box.try_send(1))
         await asyncio.sleep(0)

@@ -9,9 +9,9 @@ from datetime import datetime, timezone
 
 import pytest
 
+from scripts.orchestrator.core.models import CommitStatus
 from scripts.orchestrator.github_http import GitHubError, RetryPolicy, Unprocessable
 from scripts.orchestrator.github_watcher import API_VERSION, GitHubClient
-from scripts.orchestrator.models import CommitStatus
 
 from .replay import RECORDINGS, ReplayTransport, load, source
 

@@ -19,6 +19,8 @@ from githubkit.exception import (
     SecondaryRateLimitExceeded,
 )
 
+from scripts.orchestrator.core.redact import REDACTED
+from scripts.orchestrator.core.text import MAX_BODY, fit_body
 from scripts.orchestrator.fakes.fake_github import FakeGitHub
 from scripts.orchestrator.fakes.fake_github.faults import SECONDARY_MESSAGE
 from scripts.orchestrator.github_http import (
@@ -33,12 +35,9 @@ from scripts.orchestrator.github_http import (
 )
 from scripts.orchestrator.github_watcher import (
     API_VERSION,
-    MAX_BODY,
     GitHubClient,
-    fit_body,
     github_time,
 )
-from scripts.orchestrator.redact import REDACTED
 
 from .fixtures_world import FAST_RETRY
 

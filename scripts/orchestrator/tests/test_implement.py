@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from scripts.orchestrator.decide import LABEL_EVENTS_KEY
+from scripts.orchestrator.core.work import IssueFacts
 from scripts.orchestrator.fakes.model_script import ApiError, Hang, Text, bash, write
 from scripts.orchestrator.state import State, Status, WorkItem, WorkItemType
 
@@ -221,7 +221,7 @@ async def test_restart_after_push_opens_the_pull_without_running_claude(world: W
             number=number,
             status=Status.IN_PROGRESS,
             attempts=1,
-            data={LABEL_EVENTS_KEY: 1, "summary": "Did it.", "pushed_sha": sha},
+            facts=IssueFacts(label_events=1, summary="Did it.", pushed_sha=sha),
         ),
     )
     await world.once()
@@ -271,7 +271,7 @@ async def test_restart_after_done_only_removes_the_leftover_label(world: World) 
             status=Status.DONE,
             attempts=1,
             pr_number=9,
-            data={LABEL_EVENTS_KEY: 1},
+            facts=IssueFacts(label_events=1),
         ),
     )
     await world.once()

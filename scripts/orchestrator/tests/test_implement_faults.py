@@ -6,10 +6,9 @@ from typing import Any
 
 import pytest
 
+from scripts.orchestrator.core.models import Completed
 from scripts.orchestrator.fakes.model_script import ApiError, Text, write
-from scripts.orchestrator.proc import Completed
 from scripts.orchestrator.state import Status, WorkItemType
-from scripts.orchestrator.workflows.outbox import OUTBOX_KEY
 from scripts.orchestrator.worktree_manager import GitError, WorktreeManager
 
 from .fixtures_world import World
@@ -47,7 +46,7 @@ async def _until_done(world: World, number: int, cycles: int = 10) -> int:
     for cycle in range(1, cycles + 1):
         await world.once()
         item = world.item(WorkItemType.ISSUE, number)
-        if item is not None and item.status is Status.DONE and not item.data.get(OUTBOX_KEY):
+        if item is not None and item.status is Status.DONE and not item.outbox:
             return cycle
     raise AssertionError(f"issue #{number} not done after {cycles} cycles: {item}")
 
@@ -86,7 +85,7 @@ async def test_failure_writes_land_once_despite_faults(world: World) -> None:
     failures = world.bot_comments(number)
     assert len(failures) == 1 and "Claude could not implement this issue" in failures[0]
     item = world.item(WorkItemType.ISSUE, number)
-    assert item is not None and item.status is Status.FAILED and not item.data.get(OUTBOX_KEY)
+    assert item is not None and item.status is Status.FAILED and not item.outbox
     assert _claude_runs(world) == 1
 
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from scripts.orchestrator.core.errors import GitError, is_transient
+from scripts.orchestrator.core.models import Completed
+from scripts.orchestrator.core.redact import Redactor
 from scripts.orchestrator.github_http import GitHubError, NotFound, RateLimited, Unprocessable
-from scripts.orchestrator.proc import Completed
-from scripts.orchestrator.redact import Redactor
 from scripts.orchestrator.state import State, Status, WorkItem, WorkItemType
-from scripts.orchestrator.workflows.items import MAX_INFRASTRUCTURE_ERRORS, Items, is_transient
-from scripts.orchestrator.worktree_manager import GitError
+from scripts.orchestrator.workflows.items import MAX_INFRASTRUCTURE_ERRORS, Items
 
 TOKEN = "configured-secret-token-1"
 

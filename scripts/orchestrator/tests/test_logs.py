@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from scripts.orchestrator import logs
-from scripts.orchestrator.redact import REDACTED, Redactor
+from scripts.orchestrator.core.redact import REDACTED, Redactor
 
 TOKEN = "configured-token-value-123"
 
@@ -24,7 +24,7 @@ def configured() -> Iterator[None]:
 
 @pytest.mark.usefixtures("configured")
 def test_lines_carry_time_level_and_item(capsys: pytest.CaptureFixture[str]) -> None:
-    logs.configure(verbose=True, secrets=[TOKEN])
+    logs.configure(verbose=True, redactor=Redactor([TOKEN]))
     log = logging.getLogger("scripts.orchestrator.test")
     log.info("outside")
     with logs.item_context("issue#42"):
@@ -39,7 +39,7 @@ def test_lines_carry_time_level_and_item(capsys: pytest.CaptureFixture[str]) -> 
 def test_secrets_are_redacted_from_messages_args_and_tracebacks(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    logs.configure(verbose=True, secrets=[TOKEN])
+    logs.configure(verbose=True, redactor=Redactor([TOKEN]))
     log = logging.getLogger("scripts.orchestrator.test")
     log.info("token is %s", TOKEN)
     try:

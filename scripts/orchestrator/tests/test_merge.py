@@ -12,7 +12,6 @@ import pytest
 from scripts.orchestrator.fakes.git_world import git
 from scripts.orchestrator.state import Status, WorkItemType
 from scripts.orchestrator.workflows import merge
-from scripts.orchestrator.workflows.outbox import OUTBOX_KEY
 
 from .fixtures_model import wait_until_gone
 from .fixtures_world import World
@@ -254,7 +253,7 @@ async def test_an_error_after_the_merge_finishes_on_the_next_run(world: World) -
     await world.once()
     assert world.github.pull(number)["merged"] is True
     waiting = world.item(WorkItemType.MERGE, number)
-    assert waiting is not None and waiting.data[OUTBOX_KEY]  # the summary, not yet posted
+    assert waiting is not None and waiting.outbox  # the summary, not yet posted
     await world.once()
     await world.once()
     assert len(world.github.mutations_named("merge_pull")) == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.orchestrator.workflows.merge_text import linked_issues
+from scripts.orchestrator.core.merge_text import linked_issues
 
 
 @pytest.mark.parametrize(

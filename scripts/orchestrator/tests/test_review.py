@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.orchestrator.decide import REVIEWED_KEY
 from scripts.orchestrator.fakes.model_script import ApiError, Text
 from scripts.orchestrator.state import Status, WorkItemType
 from scripts.orchestrator.workflows import review
@@ -45,7 +44,7 @@ async def test_a_pull_request_is_reviewed_exactly_once(world: World) -> None:
     assert [(m.params["number"], m.body["content"]) for m in reactions] == [(str(number), "eyes")]
     item = world.item(WorkItemType.PR_REVIEW, number)
     assert item is not None and item.status is Status.DONE
-    assert item.data[REVIEWED_KEY] == [world.git.sha("topic")]
+    assert item.review.reviewed == (world.git.sha("topic"),)
 
 
 async def test_the_review_run_is_read_only_and_sees_the_diff(world: World) -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.orchestrator.claude_runner import ClaudeResult
-from scripts.orchestrator.config import ReviewEvent
-from scripts.orchestrator.github_watcher import MAX_BODY
-from scripts.orchestrator.workflows.review_text import choose_event, parse_verdict, review_body
+from scripts.orchestrator.core.models import ClaudeResult, ReviewEvent
+from scripts.orchestrator.core.review_text import choose_event, parse_verdict, review_body
+from scripts.orchestrator.core.text import MAX_BODY
 
 
 @pytest.mark.parametrize(

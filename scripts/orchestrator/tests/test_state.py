@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts.orchestrator.core.work import ReviewFacts
 from scripts.orchestrator.state import (
     State,
     StateError,
@@ -51,7 +52,7 @@ def test_items_and_meta_survive_a_restart(path: Path) -> None:
         turns=9,
         duration_s=41.5,
         last_error="Claude timed out after 1800 s",
-        data={"reviewed": ["b" * 40]},
+        facts=ReviewFacts(reviewed=("b" * 40,)),
     )
     with State(path) as state:
         state.put(item)

@@ -7,7 +7,6 @@ import pytest
 from scripts.orchestrator.fakes.model_script import Text
 from scripts.orchestrator.state import Status, WorkItemType
 from scripts.orchestrator.workflows import merge, review
-from scripts.orchestrator.workflows.outbox import OUTBOX_KEY
 
 from .fixtures_world import World
 from .test_triggers import REVIEW_TEXT, _pull
@@ -74,7 +73,7 @@ async def test_a_stop_comment_lands_once_despite_a_fault(world: World, applied: 
     stops = [c for c in world.bot_comments(number) if "not merged" in c]
     assert len(stops) == 1
     item = world.item(WorkItemType.MERGE, number)
-    assert item is not None and item.status is Status.FAILED and not item.data.get(OUTBOX_KEY)
+    assert item is not None and item.status is Status.FAILED and not item.outbox
 
 
 async def test_a_fault_on_the_merge_call_does_not_run_the_checks_again(world: World) -> None:

@@ -5,70 +5,66 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .. import checks
-from .. import decide_merge as decide
-from ..comment_feed import CommentFeed
 from ..config import Settings
-from ..daemon import Job
-from ..github_http import Conflict, GitHubError, NotFound, NotMergeable
-from ..github_watcher import GitHubClient
-from ..models import WRITE_PERMISSIONS, Comment, PullRequest
-from ..redact import Redactor
-from ..state import StateStore, Status, WorkItem, WorkItemType, utcnow
-from ..worktree_manager import GitError, WorktreeManager
-from . import merge_text as text
+from ..core import ci as ci_rules
+from ..core import decide_merge as decide
+from ..core import merge_text as text
+from ..core.errors import Conflict, GitError, GitHubError, NotFound, NotMergeable
+from ..core.models import CommandResult, Comment, PullRequest
+from ..core.redact import Redactor
+from ..core.text import cut
+from ..core.work import MergeFacts, PassedCommand, Status, WorkItem, WorkItemType
+from ..ports import Checks, Clock, Git, GitHub, Job, StateStore
 from . import outbox
-from .items import MAX_INFRASTRUCTURE_ERRORS, Items, settle_each
+from .commands import acknowledge, authorised, settle_each
+from .comment_feed import CommentFeed
+from .items import MAX_INFRASTRUCTURE_ERRORS, Items
 
 log = logging.getLogger(__name__)
 
 CI_POLL = 15.0  # seconds between looks at pending GitHub CI
-TRIGGER_KEY = "trigger_comment_id"
-BASE_KEY = "base_ref"
-HEAD_KEY = "requested_head"  # the head when the trigger was accepted
-MERGING_KEY = "merging_head"  # the head the merge call was sent for
+MAX_STORED_ERROR = 500  # characters of a stop's comment kept as the item's last error
 
 
-class Stop(Exception):
+@dataclass(frozen=True)
+class Stopped:
     """The attempt ends without a merge; `comment` says why on the pull request."""
 
-    def __init__(self, comment: str) -> None:
-        super().__init__(comment)
-        self.comment = comment
+    comment: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class Tested:
     """What passed: the head, the base it was merged onto, the commands and CI."""
 
     head_sha: str
     base_sha: str
-    results: list[checks.CommandResult]
+    results: tuple[PassedCommand, ...]
     ci: str
 
 
 @dataclass
 class MergeWorkflow:
-    """Turns `/merge` comments into merge items (a `WorkSource`) and merges them, one per base
-    branch at a time, so each pull request is tested on the base the previous merge produced."""
+    """Turns `/merge` comments into merge items and merges them, one per base branch at a
+    time, so each pull request is tested on the base the previous merge produced."""
 
     settings: Settings
     state: StateStore
-    github: GitHubClient
-    worktrees: WorktreeManager
+    github: GitHub
+    worktrees: Git
+    checks: Checks
     feed: CommentFeed
+    redactor: Redactor
+    clock: Clock
     name: str = "merge"
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, init=False)
-    _redactor: Redactor = field(init=False)
 
     def __post_init__(self) -> None:
-        self._redactor = Redactor([self.settings.token])
-        self._items = Items(self.state, WorkItemType.MERGE, self._redactor)
-        self._outbox = outbox.Outbox(self.state, WorkItemType.MERGE, self.github, self._redactor)
+        self._items = Items(self.state, WorkItemType.MERGE, self.redactor)
+        self._outbox = outbox.Outbox(self.state, WorkItemType.MERGE, self.github, self.redactor)
         if self.settings.auto_merge_enabled:
             self.feed.watch(self.settings.merge_comment_trigger)
 
@@ -82,7 +78,7 @@ class MergeWorkflow:
         items = self.state.items(WorkItemType.MERGE)
         waiting = [i for i in items if i.status in (Status.PENDING, Status.IN_PROGRESS)]
         # In trigger order, so the per-base lock (first come, first served) keeps that order.
-        waiting.sort(key=lambda i: (i.data.get(TRIGGER_KEY, 0), i.number))
+        waiting.sort(key=lambda i: (i.merge.trigger_comment_id, i.number))
         return [
             Job(WorkItemType.MERGE, i.number, functools.partial(self.run, i.number))
             for i in waiting
@@ -95,92 +91,86 @@ class MergeWorkflow:
         except NotFound:
             pull = None  # a comment on an issue
         if pull is None or pull.state != "open":
-            await self.github.create_comment(
-                comment.issue_number,
-                f"{text.PREFIX} `{trigger}` works on open pull requests only; nothing was done.",
-            )
+            await self.github.create_comment(comment.issue_number, text.not_a_pull(trigger))
             self.feed.mark_handled(comment.id)
             return
-        if await self.github.permission(comment.author) not in WRITE_PERMISSIONS:
-            await self.github.create_comment(pull.number, text.not_allowed(comment.author, trigger))
-            self.feed.mark_handled(comment.id)
+        if not await authorised(self.github, self.feed, comment, trigger, "merge"):
             return
-        await self.github.react_to_comment(comment.id, "eyes")
         known = self.state.get(WorkItemType.MERGE, pull.number)
         with self.state.batch():  # the item and the handled mark land in one write
             if known is None or known.status in (Status.DONE, Status.FAILED):
                 base = known or WorkItem(type=WorkItemType.MERGE, number=pull.number)
+                facts = MergeFacts(
+                    trigger_comment_id=comment.id,
+                    requested_by=comment.author,
+                    base_ref=pull.base_ref,
+                    # The head the writer saw (or could have): the only one to land.
+                    requested_head=pull.head_sha,
+                )
                 self.state.put(
                     base.evolve(
                         status=Status.PENDING,
                         attempts=base.attempts + 1,
+                        errors=0,
                         last_error=None,
                         head_sha=None,
-                        data={
-                            TRIGGER_KEY: comment.id,
-                            BASE_KEY: pull.base_ref,
-                            # The head the writer saw (or could have): the only one to land.
-                            HEAD_KEY: pull.head_sha,
-                            "requested_by": comment.author,
-                            **outbox.carried(known),
-                        },
+                        facts=facts,
                     )
                 )
             self.feed.mark_handled(comment.id)
         log.info("merge of #%d requested by %s", pull.number, comment.author)
+        await acknowledge(self.github, comment, "merge")
 
     # -- one merge ----------------------------------------------------------------------------
 
     async def run(self, number: int) -> None:
         # The lock is taken before any await: jobs start in trigger order and must queue in
         # that order. It is the base recorded with the trigger; `_merge` stops on a retarget.
-        base_ref = str(self._items.get(number).data.get(BASE_KEY, ""))
+        base_ref = self._items.get(number).merge.base_ref or ""
         async with self._locks.setdefault(base_ref, asyncio.Lock()):
-            self._items.update(number, status=Status.IN_PROGRESS, started_at=utcnow())
+            self._items.update(number, status=Status.IN_PROGRESS, started_at=self.clock.now())
             try:
-                await self._merge(await self.github.get_pull(number))
-            except Stop as stop:
-                await self._stop(number, stop.comment)
+                stopped = await self._merge(await self.github.get_pull(number))
             except (GitHubError, GitError) as exc:
                 await self._infrastructure_error(number, exc)
+                return
+            if stopped is not None:
+                await self._stop(number, stopped.comment)
 
-    async def _merge(self, pull: PullRequest) -> None:
-        item = self._items.get(pull.number)
+    async def _merge(self, pull: PullRequest) -> Stopped | None:
+        facts = self._items.get(pull.number).merge
         start = decide.on_start(
             pull,
-            requested_base=item.data.get(BASE_KEY),
-            requested_head=item.data.get(HEAD_KEY),
-            merged_by_us=item.data.get("merge_sha") is not None
-            or item.data.get(MERGING_KEY) == pull.head_sha,
+            requested_base=facts.base_ref,
+            requested_head=facts.requested_head,
+            merged_by_us=decide.merged_by_us(facts, pull.head_sha),
         )
         match start.step:
             case decide.Start.ALREADY_MERGED:
-                await self._end(
-                    pull.number,
-                    Status.DONE,
-                    f"{text.PREFIX} nothing to do: this pull request is already merged.",
-                )
-                return
+                await self._end(pull.number, Status.DONE, text.ALREADY_MERGED)
+                return None
             case decide.Start.FINISH:
-                await self._clean_up(pull, item)  # a restart after the merge itself
-                return
+                await self._clean_up(pull)  # a restart after the merge itself
+                return None
             case decide.Start.STOP:
                 assert start.stop is not None
-                raise Stop(self._stop_text(start.stop, pull))
+                return self._stopped(start.stop, pull)
             case decide.Start.TEST:
                 pass
-        tested = await self._tested_before(pull, item) or await self._test(
-            pull, item.data.get(HEAD_KEY)
-        )
+        tested = await self._tested_before(pull, facts) or await self._test(pull, facts)
+        if isinstance(tested, Stopped):
+            return tested
         # Before the call: a lost answer and an outage after it must not read as "merged by
         # someone else" on the next attempt.
-        self._items.update(pull.number, head_sha=tested.head_sha)
-        self._items.update_data(
+        self._items.update(
             pull.number,
-            **{MERGING_KEY: tested.head_sha},
-            tested_base=tested.base_sha,
-            results=[(r.command, r.duration_s) for r in tested.results],
-            ci=tested.ci,
+            head_sha=tested.head_sha,
+            facts=facts.but(
+                merging_head=tested.head_sha,
+                tested_base=tested.base_sha,
+                results=tested.results,
+                ci=tested.ci,
+            ),
         )
         try:
             outcome = await self.github.merge_pull(
@@ -189,14 +179,20 @@ class MergeWorkflow:
                 title=f"{pull.title} (#{pull.number})",
                 message=pull.body,
             )
-            merge_sha = outcome.sha
+            merge_sha: str | None = outcome.sha
         except GitHubError as exc:
-            merge_sha = await self._merged_meanwhile(pull, tested, exc)
-        self._items.update_data(pull.number, merge_sha=merge_sha)
+            landed = await self._merged_meanwhile(pull, tested, exc)
+            if isinstance(landed, Stopped):
+                return landed
+            merge_sha = landed
+        self._items.update_facts(pull.number, merge_sha=merge_sha)
         log.info("merged #%d as %s", pull.number, (merge_sha or "?")[:12])
-        await self._clean_up(pull, self._items.get(pull.number), tested)
+        await self._clean_up(pull)
+        return None
 
-    async def _merged_meanwhile(self, pull: PullRequest, tested: Tested, exc: GitHubError) -> str:
+    async def _merged_meanwhile(
+        self, pull: PullRequest, tested: Tested, exc: GitHubError
+    ) -> str | Stopped:
         """After a refused or unanswered merge: did our merge land anyway (a lost answer)?"""
         current = await self.github.get_pull(pull.number)
         refusal = (
@@ -217,117 +213,111 @@ class MergeWorkflow:
                 return await self.worktrees.fetch_branch(pull.base_ref)
             case decide.AfterRefusal.STOP:
                 assert after.stop is not None
-                raise Stop(self._stop_text(after.stop, pull, tested.head_sha, exc.message)) from exc
+                return self._stopped(after.stop, pull, tested.head_sha, exc.message)
             case decide.AfterRefusal.RETRY:
                 raise exc
 
-    def _stop_text(
+    def _stopped(
         self, stop: decide.Stop, pull: PullRequest, head: str = "", message: str = ""
-    ) -> str:
-        trigger = self.settings.merge_comment_trigger
-        match stop:
-            case decide.Stop.CLOSED:
-                return f"{text.PREFIX} not merged: the pull request is closed."
-            case decide.Stop.DRAFT:
-                return f"{text.PREFIX} not merged: the pull request is a draft."
-            case decide.Stop.RETARGETED:
-                return (
-                    f"{text.PREFIX} not merged: the base branch changed to `{pull.base_ref}` "
-                    f"after the request. {text.retry_hint(trigger)}"
-                )
-            case decide.Stop.BASE_KEPT_MOVING:
-                return text.base_kept_moving(pull.base_ref, trigger)
-            case decide.Stop.HEAD_MOVED:
-                return text.head_moved(head, trigger)
-            case decide.Stop.REFUSED:
-                return text.refused(message, trigger)
-            case decide.Stop.PUSHED_SINCE_REQUEST:
-                return text.pushed_since_request(head or pull.head_sha, trigger)
+    ) -> Stopped:
+        return Stopped(
+            text.stop_text(
+                stop,
+                base_ref=pull.base_ref,
+                head=head or pull.head_sha,
+                message=message,
+                trigger=self.settings.merge_comment_trigger,
+            )
+        )
 
-    async def _tested_before(self, pull: PullRequest, item: WorkItem) -> Tested | None:
+    async def _tested_before(self, pull: PullRequest, facts: MergeFacts) -> Tested | Stopped | None:
         """What an attempt stopped by a fault after its checks passed tested, if it still is
         what would land (same head, base not moved): the checks are not run again."""
-        head, base = item.data.get(MERGING_KEY), item.data.get("tested_base")
-        if head is None or head != pull.head_sha or base is None:
+        if facts.merging_head != pull.head_sha or facts.tested_base is None:
             return None
-        if await self.worktrees.fetch_branch(pull.base_ref) != base:
+        base_tip = await self.worktrees.fetch_branch(pull.base_ref)
+        if not decide.tested_before(facts, head=pull.head_sha, base_tip=base_tip):
             return None
         log.info("#%d: %s was tested on %s before a fault; merging it", pull.number,
-                 head[:12], base[:12])  # fmt: skip
-        ci = await self._ci(head, wait=True)  # still green: a re-run may have turned it
-        return Tested(head, base, _stored_results(item.data.get("results", [])), ci)
+                 pull.head_sha[:12], base_tip[:12])  # fmt: skip
+        ci = await self._ci(pull.head_sha, wait=True)  # still green: a re-run may have turned it
+        if isinstance(ci, Stopped):
+            return ci
+        return Tested(pull.head_sha, base_tip, facts.results, ci)
 
-    async def _test(self, pull: PullRequest, requested_head: str | None) -> Tested:
+    async def _test(self, pull: PullRequest, facts: MergeFacts) -> Tested | Stopped:
         """Test the head merged onto the base's tip; again if the base moved meanwhile."""
         rounds = 0
         while True:
             rounds += 1
             head = await self.worktrees.fetch_pull_head(pull.number)
-            if decide.pushed_since_request(requested_head, head):
-                raise Stop(self._stop_text(decide.Stop.PUSHED_SINCE_REQUEST, pull, head))
+            if decide.pushed_since_request(facts.requested_head, head):
+                return self._stopped(decide.Stop.PUSHED_SINCE_REQUEST, pull, head)
             base = await self.worktrees.fetch_branch(pull.base_ref)
-            await self._ci(head, wait=False)  # red already: fail before the long part
+            early = await self._ci(head, wait=False)  # red already: fail before the long part
+            if isinstance(early, Stopped):
+                return early
             results = await self._run_commands(pull, head, base)
+            if isinstance(results, Stopped):
+                return results
             ci = await self._ci(head, wait=True)
+            if isinstance(ci, Stopped):
+                return ci
             base_now = await self.worktrees.fetch_branch(pull.base_ref)
             match decide.after_round(tested_base=base, base_now=base_now, rounds=rounds):
                 case decide.Round.MERGE:
-                    return Tested(head, base, results, ci)
+                    passed = tuple(PassedCommand(command=r.command, duration_s=r.duration_s)
+                                   for r in results)  # fmt: skip
+                    return Tested(head, base, passed, ci)
                 case decide.Round.RETEST:
                     log.info("#%d: %s moved during the checks; again", pull.number, pull.base_ref)
                 case decide.Round.STOP:
-                    raise Stop(self._stop_text(decide.Stop.BASE_KEPT_MOVING, pull))
+                    return self._stopped(decide.Stop.BASE_KEPT_MOVING, pull)
 
     async def _run_commands(
         self, pull: PullRequest, head: str, base: str
-    ) -> list[checks.CommandResult]:
+    ) -> list[CommandResult] | Stopped:
         merged = await self.worktrees.merge_worktree(f"merge-{pull.number}", base, head)
         try:
             if merged.conflicts:
-                raise Stop(
-                    text.conflict(
-                        pull.base_ref, base, merged.conflicts, self.settings.merge_comment_trigger
-                    )
-                )
-            results = await checks.run_commands(
+                trigger = self.settings.merge_comment_trigger
+                return Stopped(text.conflict(pull.base_ref, base, merged.conflicts, trigger))
+            results = await self.checks.run(
                 self.settings.pre_merge_commands,
                 cwd=merged.path,
                 timeout=self.settings.check_timeout,
             )
         finally:
             await self.worktrees.remove(merged.path)
-        failed = checks.first_failure(results)
+        failed = ci_rules.first_failure(results)
         if failed is not None:
-            report = checks.format_failure(failed, secrets=[self.settings.token])
-            raise Stop(f"{text.PREFIX} not merged.\n\n{report}")
+            return Stopped(text.check_failed(ci_rules.format_failure(failed, self.redactor)))
         return results
 
-    async def _ci(self, sha: str, *, wait: bool) -> str:
-        """GitHub CI of `sha`: returns a description when green, stops the merge when red
-        (or still pending after `CI_WAIT_TIMEOUT` when `wait`)."""
-        started = time.monotonic()
+    async def _ci(self, sha: str, *, wait: bool) -> str | Stopped:
+        """GitHub CI of `sha`: a description when green (or pending, without `wait`); a stop
+        when red, or still pending after `CI_WAIT_TIMEOUT` with `wait`."""
+        started = self.clock.monotonic()
         timeout = self.settings.ci_wait_timeout
         while True:
-            result = checks.evaluate_ci(
+            result = ci_rules.evaluate_ci(
                 await self.github.check_runs(sha), await self.github.statuses(sha)
             )
-            waited = time.monotonic() - started
+            waited = self.clock.monotonic() - started
             match decide.on_ci(result.verdict, wait=wait, waited_s=waited, timeout_s=timeout):
                 case decide.Ci.RED:
-                    raise Stop(f"{text.PREFIX} {checks.format_ci_failure(result, sha)}")
+                    return Stopped(text.ci_stopped(ci_rules.format_ci_failure(result, sha)))
                 case decide.Ci.TIMED_OUT:
-                    report = checks.format_ci_pending(result, sha, waited_s=waited)
-                    raise Stop(f"{text.PREFIX} {report}")
+                    report = ci_rules.format_ci_pending(result, sha, waited_s=waited)
+                    return Stopped(text.ci_stopped(report))
                 case decide.Ci.PASSED:
                     return "passed"
                 case decide.Ci.PENDING:
                     return "pending"
                 case decide.Ci.WAIT:
-                    await asyncio.sleep(min(CI_POLL, timeout - waited))
+                    await self.clock.sleep(min(CI_POLL, timeout - waited))
 
-    async def _clean_up(
-        self, pull: PullRequest, item: WorkItem, tested: Tested | None = None
-    ) -> None:
+    async def _clean_up(self, pull: PullRequest) -> None:
         """Delete the branch (not a fork's), close linked issues, post the one summary."""
         default = await self.github.default_branch()
         if not pull.is_fork and pull.head_ref != default:
@@ -351,15 +341,15 @@ class MergeWorkflow:
             if issue.state == "open" and not issue.is_pull_request:
                 await self.github.close_issue(number)
                 closed.append(number)
-        data = item.data
-        results = tested.results if tested else _stored_results(data.get("results", []))
+        item = self._items.get(pull.number)
+        facts = item.merge
         body = text.summary(
-            head_sha=tested.head_sha if tested else (item.head_sha or ""),
+            head_sha=item.head_sha or "",
             base_ref=pull.base_ref,
-            base_sha=tested.base_sha if tested else str(data.get("tested_base", "")),
-            merge_sha=data.get("merge_sha"),
-            results=results,
-            ci=str(data.get("ci", "passed")),
+            base_sha=facts.tested_base or "",
+            merge_sha=facts.merge_sha,
+            results=[_passed(r) for r in facts.results],
+            ci=facts.ci or "passed",
             closed=closed,
         )
         await self._end(pull.number, Status.DONE, body)
@@ -368,32 +358,24 @@ class MergeWorkflow:
 
     async def _stop(self, number: int, comment: str) -> None:
         log.warning("merge of #%d stopped: %s", number, comment.splitlines()[0])
-        await self._end(
-            number, Status.FAILED, comment, last_error=self._redactor.redact(comment[:500])
-        )
+        error = self.redactor.redact(cut(comment, MAX_STORED_ERROR, ""))
+        await self._end(number, Status.FAILED, comment, last_error=error)
 
     async def _end(self, number: int, status: Status, comment: str, **changes: object) -> None:
         """Record the outcome and the comment that tells it in one state write, then post the
         comment: a fault delays it to a later cycle, never loses or doubles it."""
         item = self._items.get(number)
         writes = [outbox.comment(number, comment)]
-        self._outbox.queue(item, writes, status=status, finished_at=utcnow(), **changes)
+        self._outbox.queue(item, writes, status=status, finished_at=self.clock.now(), **changes)
         await self._outbox.try_send(number)
 
     async def _infrastructure_error(self, number: int, exc: Exception) -> None:
         if self._items.retry_later(number, exc):
             return
-        await self._stop(
-            number,
-            f"{text.PREFIX} not merged: the daemon hit an error {MAX_INFRASTRUCTURE_ERRORS} "
-            f"times:\n\n```\n{exc}\n```\n\n"
-            f"{text.retry_hint(self.settings.merge_comment_trigger)}",
-        )
+        trigger = self.settings.merge_comment_trigger
+        await self._stop(number, text.gave_up(str(exc), MAX_INFRASTRUCTURE_ERRORS, trigger))
 
 
-def _stored_results(rows: list[list[object]]) -> list[checks.CommandResult]:
-    """The passed commands recorded before a restart, for the summary."""
-    return [
-        checks.CommandResult(str(cmd), 0, False, float(str(duration)), 0.0, "")
-        for cmd, duration in rows
-    ]
+def _passed(command: PassedCommand) -> CommandResult:
+    """A passed command recorded before a restart, for the summary."""
+    return CommandResult(command.command, 0, False, command.duration_s, 0.0, "")

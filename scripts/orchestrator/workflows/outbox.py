@@ -11,66 +11,29 @@ the marker among the thread's comments. Label changes are idempotent and are sim
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from ..github_http import GitHubError
-from ..models import Comment
-from ..redact import Redactor
-from ..state import StateStore, WorkItem, WorkItemType
-from .items import is_transient
+from ..core.errors import GitHubError, is_transient
+from ..core.redact import Redactor
+from ..core.work import WorkItem, WorkItemType, Write
+from ..ports import GitHub, StateStore
 
 log = logging.getLogger(__name__)
 
-OUTBOX_KEY = "outbox"  # in WorkItem.data: the writes not yet taken by GitHub, in order
-
-
-class OutboxGitHub(Protocol):
-    """The GitHub calls the outbox makes."""
-
-    async def create_comment(self, number: int, body: str) -> Comment: ...
-
-    async def list_issue_comments(self, number: int) -> list[Comment]: ...
-
-    async def add_labels(self, number: int, *labels: str) -> None: ...
-
-    async def remove_label(self, number: int, label: str) -> bool: ...
-
-
-@dataclass(frozen=True)
-class Write:
-    """One write to an issue or pull request: `comment` (text), `add_label` or `remove_label`."""
-
-    op: str
-    number: int
-    text: str
-    id: str = ""
-    tried: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.op, "number": self.number, "text": self.text, "id": self.id,
-                "tried": self.tried}  # fmt: skip
-
-    @staticmethod
-    def from_json(raw: dict[str, Any]) -> Write:
-        return Write(str(raw["op"]), int(raw["number"]), str(raw["text"]), str(raw.get("id", "")),
-                     bool(raw.get("tried", False)))  # fmt: skip
-
 
 def comment(number: int, body: str) -> Write:
-    return Write("comment", number, body, id=secrets.token_hex(8))
+    return Write(op="comment", number=number, text=body, id=secrets.token_hex(8))
 
 
 def add_label(number: int, label: str) -> Write:
-    return Write("add_label", number, label, id=secrets.token_hex(8))
+    return Write(op="add_label", number=number, text=label, id=secrets.token_hex(8))
 
 
 def remove_label(number: int, label: str) -> Write:
-    return Write("remove_label", number, label, id=secrets.token_hex(8))
+    return Write(op="remove_label", number=number, text=label, id=secrets.token_hex(8))
 
 
 def marker(write: Write) -> str:
@@ -78,21 +41,11 @@ def marker(write: Write) -> str:
     return f"<!-- claude-orchestrator:{write.id} -->"
 
 
-def queued(item: WorkItem) -> list[Write]:
-    return [Write.from_json(w) for w in item.data.get(OUTBOX_KEY, [])]
-
-
-def carried(item: WorkItem | None) -> dict[str, Any]:
-    """The writes still waiting, for an item whose data a new attempt starts afresh."""
-    waiting = item.data.get(OUTBOX_KEY) if item is not None else None
-    return {OUTBOX_KEY: waiting} if waiting else {}
-
-
 class Outbox:
     """Queues writes in one kind of work item and sends them, one sender per item at a time."""
 
     def __init__(
-        self, state: StateStore, kind: WorkItemType, github: OutboxGitHub, redactor: Redactor
+        self, state: StateStore, kind: WorkItemType, github: GitHub, redactor: Redactor
     ) -> None:
         self._state = state
         self._kind = kind
@@ -104,13 +57,12 @@ class Outbox:
         """Store `item` with `changes` applied and `writes` queued after any still waiting: one
         state write, so a crash cannot record an outcome without the writes that announce it.
         Texts are redacted here, as every stored text is."""
-        clean = [dataclasses.replace(w, text=self._redactor.redact(w.text)) for w in writes]
-        outbox = [*item.data.get(OUTBOX_KEY, []), *(w.to_json() for w in clean)]
-        self._state.put(item.evolve(data={**item.data, OUTBOX_KEY: outbox}, **changes))
+        clean = tuple(w.but(text=self._redactor.redact(w.text)) for w in writes)
+        self._state.put(item.evolve(outbox=(*item.outbox, *clean), **changes))
 
     def waiting(self) -> list[int]:
         """Items with writes GitHub has not taken yet."""
-        return [i.number for i in self._state.items(self._kind) if i.data.get(OUTBOX_KEY)]
+        return [i.number for i in self._state.items(self._kind) if i.outbox]
 
     async def send_all(self) -> None:
         """Send every waiting item's writes; a transient fault leaves them for the next cycle."""
@@ -134,13 +86,13 @@ class Outbox:
         async with self._locks.setdefault(number, asyncio.Lock()):
             while True:
                 item = self._state.get(self._kind, number)
-                writes = queued(item) if item is not None else []
+                writes = item.outbox if item is not None else ()
                 if not writes:
                     return
                 write = writes[0]
                 if write.op == "comment" and not write.tried:
                     # Recorded before the POST: after a lost answer, look before posting again.
-                    self._settle(number, write.id, dataclasses.replace(write, tried=True))
+                    self._settle(number, write.id, write.but(tried=True))
                 try:
                     await self._send(write)
                 except GitHubError as exc:
@@ -155,15 +107,12 @@ class Outbox:
         item = self._state.get(self._kind, number)
         if item is None:
             return
-        outbox = [
-            replacement.to_json() if w.get("id") == write_id and replacement else w
-            for w in item.data.get(OUTBOX_KEY, [])
-            if w.get("id") != write_id or replacement
-        ]
-        data = {k: v for k, v in item.data.items() if k != OUTBOX_KEY}
-        if outbox:
-            data[OUTBOX_KEY] = outbox
-        self._state.put(item.evolve(data=data))
+        outbox = tuple(
+            replacement if w.id == write_id and replacement else w
+            for w in item.outbox
+            if w.id != write_id or replacement
+        )
+        self._state.put(item.evolve(outbox=outbox))
 
     async def _send(self, write: Write) -> None:
         github = self._github
@@ -179,5 +128,5 @@ class Outbox:
             await github.add_labels(write.number, write.text)
         elif write.op == "remove_label":
             await github.remove_label(write.number, write.text)  # False if already gone: fine
-        else:
+        else:  # the type allows no other; a new op must be sent here
             raise ValueError(f"unknown outbox write {write.op!r}")

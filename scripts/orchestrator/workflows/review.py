@@ -5,63 +5,58 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
 
-from ..claude_runner import READ_ONLY_TOOLS, ClaudeRequest, ClaudeResult, ClaudeRunner
-from ..comment_feed import CommentFeed
 from ..config import Settings
-from ..daemon import Job
-from ..decide import (
-    BASELINE_KEY,
-    RETRY_AT_KEY,
-    REVIEWED_KEY,
-    ReviewPlan,
-    ReviewStep,
-    plan_reviews,
-)
-from ..github_http import GitHubError
-from ..github_watcher import GitHubClient
+from ..core import review_text as text
+from ..core.decide_review import ReviewPlan, ReviewStep, plan_reviews
+from ..core.errors import GitError, GitHubError, is_transient
+from ..core.models import READ_ONLY_TOOLS, ClaudeRequest, Comment, PullRequest
+from ..core.redact import Redactor
+from ..core.retry import GiveUp, after_failure
+from ..core.text import tail
+from ..core.work import KeptReview, ReviewFacts, Status, WorkItem, WorkItemType
 from ..guidelines import guidelines, repo_guidelines_path
-from ..models import WRITE_PERMISSIONS, Comment, PullRequest
-from ..redact import Redactor
-from ..state import StateStore, Status, WorkItem, WorkItemType, utcnow
-from ..worktree_manager import GitError, WorktreeManager
+from ..ports import Claude, Clock, Git, GitHub, Job, StateStore
 from . import outbox
-from .items import Items, is_transient, settle_each
-from .review_text import choose_event, review_body, review_prompt
+from .commands import acknowledge, authorised, settle_each
+from .comment_feed import CommentFeed
+from .items import Items
 
 log = logging.getLogger(__name__)
 
 BASELINE_META = "review_baseline_at"  # when the open pull requests were first remembered
 MAX_ATTEMPTS = 3
 RETRY_BACKOFF = 60.0  # seconds before the second attempt at a head; doubled for the third
-LAST_BODY_KEY = "last_review"  # in WorkItem.data: the last review, so the next one adds to it
-REQUESTED_KEY = "requested"  # in WorkItem.data: a writer asked for a review, not yet started
-FORCED_KEY = "forced"  # in WorkItem.data: this attempt answers a writer's request
-KEPT_KEY = "unposted_review"  # in WorkItem.data: a written review GitHub has not taken yet
+MAX_REVIEWED = 20  # reviewed heads remembered per pull request
+MAX_LAST_REVIEW = 20_000  # characters of the last review kept for the next one
+
+
+@dataclass(frozen=True)
+class NotReviewed:
+    """Claude could not produce a review; `error` says why."""
+
+    error: str
 
 
 @dataclass
 class ReviewWorkflow:
-    """Detects pull requests to review (a `WorkSource`) and reviews them, one job per head."""
+    """Detects pull requests to review and reviews them, one job per head."""
 
     settings: Settings
     state: StateStore
-    github: GitHubClient
-    worktrees: WorktreeManager
-    claude: ClaudeRunner
+    github: GitHub
+    worktrees: Git
+    claude: Claude
     feed: CommentFeed
+    redactor: Redactor
+    clock: Clock
     name: str = "review"
-    _redactor: Redactor = field(init=False)
 
     def __post_init__(self) -> None:
-        self._redactor = Redactor([self.settings.token])
-        self._items = Items(self.state, WorkItemType.PR_REVIEW, self._redactor)
+        self._items = Items(self.state, WorkItemType.PR_REVIEW, self.redactor)
         self.feed.watch(self.settings.review_comment_trigger)
-        self._outbox = outbox.Outbox(
-            self.state, WorkItemType.PR_REVIEW, self.github, self._redactor
-        )
+        self._outbox = outbox.Outbox(self.state, WorkItemType.PR_REVIEW, self.github, self.redactor)
 
     async def poll(self) -> Sequence[Job]:
         await self._outbox.send_all()  # failure comments a fault held back
@@ -75,18 +70,19 @@ class ReviewWorkflow:
             baseline_taken=baseline_taken,
             review_on_push=self.settings.review_on_push,
             requested=requested,
-            now=utcnow(),
+            now=self.clock.now(),
         )
         jobs = []
         with self.state.batch():
             for plan in plans:
-                if plan.step is ReviewStep.BASELINE:
-                    self._remember(plan)
-                else:
-                    run = functools.partial(self.run, plan.number, plan.step)
-                    jobs.append(Job(WorkItemType.PR_REVIEW, plan.number, run))
+                match plan.step:
+                    case ReviewStep.BASELINE:
+                        self._remember(plan)
+                    case ReviewStep.REVIEW | ReviewStep.RETRY:
+                        run = functools.partial(self.run, plan.number, plan.step)
+                        jobs.append(Job(WorkItemType.PR_REVIEW, plan.number, run))
             if not baseline_taken:
-                self.state.set_meta(BASELINE_META, utcnow().isoformat())
+                self.state.set_meta(BASELINE_META, self.clock.now().isoformat())
                 log.info("remembered %d open pull request(s); new commits get reviews", len(plans))
         return jobs
 
@@ -97,7 +93,7 @@ class ReviewWorkflow:
                 number=plan.number,
                 status=Status.DONE,
                 head_sha=plan.head_sha,
-                data={BASELINE_KEY: True},
+                facts=ReviewFacts(baseline=True),
             )
         )
 
@@ -107,36 +103,28 @@ class ReviewWorkflow:
         A writer's request is stored in the item in the same write that settles the comment,
         so no fault between here and the posted review can lose it.
         """
+        trigger = self.settings.review_comment_trigger
 
         async def accept(comment: Comment) -> None:
             number = comment.issue_number
             if number not in open_numbers:
                 self.feed.mark_handled(comment.id)  # an issue, or a closed pull request
                 return
-            if await self.github.permission(comment.author) not in WRITE_PERMISSIONS:
-                await self.github.create_comment(
-                    number,
-                    f"@{comment.author} only people with write access to this repository can "
-                    f"ask for a review with `{self.settings.review_comment_trigger}`.",
-                )
-                self.feed.mark_handled(comment.id)
+            if not await authorised(self.github, self.feed, comment, trigger, "ask for a review"):
                 return
             item = self.state.get(WorkItemType.PR_REVIEW, number) or WorkItem(
                 type=WorkItemType.PR_REVIEW, number=number, status=Status.DONE
             )
             with self.state.batch():
-                self.state.put(item.evolve(data={**item.data, REQUESTED_KEY: True}))
+                self.state.put(item.with_facts(requested=True))
                 self.feed.mark_handled(comment.id)
-            try:
-                await self.github.react_to_comment(comment.id, "eyes")
-            except GitHubError as exc:  # only an acknowledgement: the review goes ahead
-                log.warning("could not acknowledge %s on #%d: %s", "review", number, exc)
+            await acknowledge(self.github, comment, "review")
 
-        await settle_each(self.feed, self.settings.review_comment_trigger, accept)
+        await settle_each(self.feed, trigger, accept)
         return {
             i.number
             for i in self.state.items(WorkItemType.PR_REVIEW)
-            if i.data.get(REQUESTED_KEY) and i.number in open_numbers
+            if i.review.requested and i.number in open_numbers
         }
 
     async def run(self, number: int, step: ReviewStep) -> None:
@@ -147,37 +135,39 @@ class ReviewWorkflow:
             # request for it) again.
             log.warning("pull request #%d not read, review planned again: %s", number, exc)
             return
+        if pull.state != "open":
+            return
         item = self.state.get(WorkItemType.PR_REVIEW, number) or WorkItem(
             type=WorkItemType.PR_REVIEW, number=number
         )
-        if pull.state != "open":
-            return
         new_head = item.head_sha != pull.head_sha or step is ReviewStep.REVIEW
-        attempts = 1 if new_head else item.attempts + 1
         # A writer's request is taken up here; its retries keep it as `forced`.
-        forced = bool(item.data.get(REQUESTED_KEY) or item.data.get(FORCED_KEY))
-        dropped = (RETRY_AT_KEY, BASELINE_KEY, REQUESTED_KEY, FORCED_KEY)
-        data = {k: v for k, v in item.data.items() if k not in dropped}
+        facts = item.review
+        forced = facts.requested or facts.forced
         item = item.evolve(
             status=Status.IN_PROGRESS,
             head_sha=pull.head_sha,
-            attempts=attempts,
-            started_at=utcnow(),
-            data={**data, FORCED_KEY: True} if forced else data,
+            attempts=1 if new_head else item.attempts + 1,
+            started_at=self.clock.now(),
+            facts=facts.but(retry_at=None, baseline=False, requested=False, forced=forced),
         )
         self.state.put(item)
         try:
             if not forced and await self._already_reviewed(pull):
                 self._finish(number, pull.head_sha, None)
                 return
-            if attempts == 1:
+            if item.attempts == 1:
                 await self._acknowledge(number)
-            if not await self._post_kept_review(pull, item):
-                await self._review(pull, item)
+            kept = item.review.unposted
+            if kept is not None and kept.commit_id == pull.head_sha:
+                log.info("posting the review of #%d written before a fault", pull.number)
+                await self._post(pull.number, kept)
+                return
+            outcome = await self._review(pull, item)
+            if isinstance(outcome, NotReviewed):
+                await self._failed(pull, outcome.error)
         except (GitHubError, GitError) as exc:
             await self._failed(pull, str(exc), transient=is_transient(exc))
-        except ReviewFailed as exc:
-            await self._failed(pull, str(exc))
 
     async def _acknowledge(self, number: int) -> None:
         try:
@@ -193,19 +183,21 @@ class ReviewWorkflow:
         reviews = await self.github.list_reviews(pull.number)
         return any(r.author == login and r.commit_id == pull.head_sha for r in reviews)
 
-    async def _review(self, pull: PullRequest, item: WorkItem) -> None:
+    async def _review(self, pull: PullRequest, item: WorkItem) -> NotReviewed | None:
         head = await self.worktrees.fetch_pull_head(pull.number)  # works for forks too
         base = await self.worktrees.fetch_branch(pull.base_ref)
         previous = await self._previous_head(item, head)
         worktree = await self.worktrees.detached_worktree(f"pr-review-{pull.number}", head)
         try:
             diff = await self.worktrees.diff(previous or base, head, cwd=worktree)
+            # The repository's own guidelines come from the base branch, never the PR.
+            own = await self.worktrees.read_file(base, repo_guidelines_path("review"))
             request = ClaudeRequest(
-                prompt=review_prompt(
-                    pull, diff, previous=previous, last_review=item.data.get(LAST_BODY_KEY)
+                prompt=text.review_prompt(
+                    pull, diff, previous=previous, last_review=item.review.last_review
                 ),
                 cwd=worktree,
-                guidelines=await self._guidelines(base),
+                guidelines=guidelines("review", own),
                 tools=READ_ONLY_TOOLS,
                 max_turns=self.settings.max_turns,
                 timeout=self.settings.claude_timeout,
@@ -215,114 +207,95 @@ class ReviewWorkflow:
         finally:
             await self.worktrees.remove(worktree)
         if not result.ok:
-            raise ReviewFailed(result.error or "Claude failed")
+            return NotReviewed(result.error or "Claude failed")
         login = await self.github.login()
-        event = choose_event(result.text, self.settings.review_event, own=pull.author == login)
-        body = self._redactor.redact(review_body(result, head, previous))
+        event = text.choose_event(result.text, self.settings.review_event, own=pull.author == login)
+        kept = KeptReview(
+            body=self.redactor.redact(text.review_body(result, head, previous)),
+            event=event,
+            commit_id=head,
+            text=self.redactor.redact(result.text),
+        )
         # Kept until GitHub takes it: a fault while posting costs a retry, not a new run.
-        kept = {"body": body, "event": event, "commit_id": head,
-                "text": self._redactor.redact(result.text)}  # fmt: skip
         self._items.update(
             pull.number,
             cost_usd=result.cost_usd,
             turns=result.turns,
             duration_s=round(result.duration_s, 1),
-            data={**self._items.get(pull.number).data, KEPT_KEY: kept},
+            facts=self._items.get(pull.number).review.but(unposted=kept),
         )
         await self._post(pull.number, kept)
+        return None
 
-    async def _post_kept_review(self, pull: PullRequest, item: WorkItem) -> bool:
-        """Post the review an earlier attempt wrote for this head, if a fault kept it back."""
-        kept = item.data.get(KEPT_KEY)
-        if not kept or kept.get("commit_id") != pull.head_sha:
-            return False
-        log.info("posting the review of #%d written before a fault", pull.number)
-        await self._post(pull.number, kept)
-        return True
-
-    async def _post(self, number: int, kept: dict[str, str]) -> None:
-        head = kept["commit_id"]
+    async def _post(self, number: int, kept: KeptReview) -> None:
         await self.github.create_review(
-            number, body=kept["body"], event=kept["event"], commit_id=head
+            number, body=kept.body, event=kept.event, commit_id=kept.commit_id
         )
-        self._finish(number, head, kept["text"])
-        log.info("reviewed pull request #%d at %s (%s)", number, head[:12], kept["event"])
+        self._finish(number, kept.commit_id, kept.text)
+        log.info("reviewed pull request #%d at %s (%s)", number, kept.commit_id[:12], kept.event)
 
     async def _previous_head(self, item: WorkItem, head: str) -> str | None:
         """The last reviewed head, if the new head builds on it (else review the whole diff)."""
-        reviewed = item.data.get(REVIEWED_KEY) or []
+        reviewed = item.review.reviewed
         if not reviewed or reviewed[-1] == head:
             return None
-        last = str(reviewed[-1])
+        last = reviewed[-1]
         return last if await self.worktrees.is_ancestor(last, head) else None
 
-    async def _guidelines(self, base_sha: str) -> str:
-        """review.md plus the repository's own, read from the base branch, never the PR."""
-        path = repo_guidelines_path("review")
-        custom = await self.worktrees.git("show", f"{base_sha}:{path}", check=False)
-        return guidelines("review", custom)
-
-    def _finish(
-        self, number: int, head: str, body: str | None, result: ClaudeResult | None = None
-    ) -> None:
-        done_with = (KEPT_KEY, FORCED_KEY)
-        data = {k: v for k, v in self._items.get(number).data.items() if k not in done_with}
-        reviewed = [*(data.get(REVIEWED_KEY) or []), head][-20:]
-        data = {**data, REVIEWED_KEY: reviewed}
-        if body is not None:
-            data[LAST_BODY_KEY] = body[-20_000:]
-        changes: dict[str, object] = {
-            "status": Status.DONE,
-            "head_sha": head,
-            "finished_at": utcnow(),
-            "last_error": None,
-            "data": data,
-        }
-        if result is not None:
-            changes.update(
-                cost_usd=result.cost_usd, turns=result.turns, duration_s=round(result.duration_s, 1)
-            )
-        self._items.update(number, **changes)
+    def _finish(self, number: int, head: str, body: str | None) -> None:
+        facts = self._items.get(number).review
+        facts = facts.but(
+            unposted=None,
+            forced=False,
+            reviewed=(*facts.reviewed, head)[-MAX_REVIEWED:],
+            last_review=facts.last_review if body is None else tail(body, MAX_LAST_REVIEW),
+        )
+        self._items.update(
+            number,
+            status=Status.DONE,
+            head_sha=head,
+            finished_at=self.clock.now(),
+            last_error=None,
+            facts=facts,
+        )
 
     async def _failed(self, pull: PullRequest, error: str, *, transient: bool = False) -> None:
         """Retry later with a growing pause; after `MAX_ATTEMPTS`, say so once. A transient
         fault (GitHub or the network) never ends the retries."""
-        if not transient and KEPT_KEY in self._items.get(pull.number).data:
-            # GitHub refused the written review itself: the next attempt writes a new one.
-            item = self._items.get(pull.number)
-            rest = {k: v for k, v in item.data.items() if k != KEPT_KEY}
-            self.state.put(item.evolve(data=rest))
         item = self._items.get(pull.number)
-        error = self._redactor.redact(error)  # it is also posted, not only stored
-        if item.attempts < MAX_ATTEMPTS or transient:
-            delay = RETRY_BACKOFF * 2 ** (min(item.attempts, MAX_ATTEMPTS) - 1)
-            retry_at = (utcnow() + timedelta(seconds=delay)).isoformat()
-            log.warning("review of #%d failed (%s); retrying in %gs", pull.number, error, delay)
+        if not transient and item.review.unposted is not None:
+            # GitHub refused the written review itself: the next attempt writes a new one.
+            item = item.with_facts(unposted=None)
+        error = self.redactor.redact(error)  # it is also posted, not only stored
+        step = after_failure(
+            transient=transient,
+            failures=item.attempts - 1,
+            limit=MAX_ATTEMPTS,
+            now=self.clock.now(),
+            backoff_s=RETRY_BACKOFF,
+        )
+        if not isinstance(step, GiveUp):
+            log.warning("review of #%d failed (%s); retrying at %s", pull.number, error,
+                        step.at.isoformat() if step.at else "the next poll")  # fmt: skip
             # GitHub's faults do not use up the attempts a failing review has.
-            attempts = item.attempts - 1 if transient else item.attempts
-            with self.state.batch():
-                self._items.update(
-                    pull.number, status=Status.PENDING, last_error=error, attempts=attempts
+            self.state.put(
+                item.evolve(
+                    status=Status.PENDING,
+                    last_error=error,
+                    attempts=step.failures,
+                    facts=item.review.but(retry_at=step.at),
                 )
-                self._items.update_data(pull.number, **{RETRY_AT_KEY: retry_at})
+            )
             return
         log.warning("review of #%d failed %d times: %s", pull.number, item.attempts, error)
-        notice = outbox.comment(
-            pull.number,
-            f"**Claude Orchestrator**: the automatic review of {pull.head_sha[:12]} failed "
-            f"{item.attempts} times: {error}.\n\nA new push is reviewed again; a user with "
-            f"write access can also comment `{self.settings.review_comment_trigger}`.",
+        notice = text.failed_notice(
+            pull.head_sha, item.attempts, error, self.settings.review_comment_trigger
         )
-        data = {k: v for k, v in item.data.items() if k != FORCED_KEY}
         self._outbox.queue(
-            item.evolve(data=data),
-            [notice],
+            item.with_facts(forced=False),
+            [outbox.comment(pull.number, notice)],
             status=Status.FAILED,
             last_error=error,
-            finished_at=utcnow(),
+            finished_at=self.clock.now(),
         )
         await self._outbox.try_send(pull.number)
-
-
-class ReviewFailed(Exception):
-    """Claude could not produce a review."""

@@ -6,9 +6,11 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
-from .github_watcher import GitHubClient
-from .models import Comment
-from .state import StateStore
+from ..core.models import Comment
+from ..core.triggers import is_command
+from ..ports import GitHub, StateStore
+
+__all__ = ["CommentFeed", "is_command"]
 
 log = logging.getLogger(__name__)
 
@@ -18,15 +20,6 @@ PENDING_META = "comments_pending"  # ids of trigger comments fetched but not yet
 MAX_HANDLED = 2000
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 OVERLAP = timedelta(seconds=1)  # the cursor steps back this much: see `commit`
-
-
-def is_command(body: str, trigger: str) -> bool:
-    """True if the comment's first line is exactly `trigger` (trailing whitespace allowed).
-
-    A trigger quoted in prose ("please don't /merge yet") or on a later line is not a command.
-    """
-    first_line = body.lstrip("\ufeff").split("\n", 1)[0]
-    return first_line.rstrip() == trigger
 
 
 class CommentFeed:
@@ -42,7 +35,7 @@ class CommentFeed:
     delivered: comments written before the daemon watched the repository trigger nothing.
     """
 
-    def __init__(self, github: GitHubClient, state: StateStore) -> None:
+    def __init__(self, github: GitHub, state: StateStore) -> None:
         self._github = github
         self._state = state
         self._fetched: list[Comment] = []

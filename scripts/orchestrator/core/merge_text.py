@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ..checks import CommandResult, format_success
+from .ci import format_success
+from .decide_merge import Stop
+from .models import CommandResult
+from .text import PREFIX
 
 # GitHub's closing keywords, e.g. "Closes #12", "fixes: #3" (same repository only).
 _CLOSING = re.compile(r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s*:?\s+#(\d+)\b", re.IGNORECASE)
-
-PREFIX = "**Claude Orchestrator**:"
 
 
 def linked_issues(body: str) -> list[int]:
@@ -25,13 +26,6 @@ def linked_issues(body: str) -> list[int]:
 
 def retry_hint(trigger: str) -> str:
     return f"Comment `{trigger}` again to retry."
-
-
-def not_allowed(author: str, trigger: str) -> str:
-    return (
-        f"{PREFIX} @{author} only people with write access to this repository can merge "
-        f"with `{trigger}`."
-    )
 
 
 def conflict(base_ref: str, base_sha: str, files: Sequence[str], trigger: str) -> str:
@@ -92,3 +86,47 @@ def summary(
     if closed:
         lines += ["", "Closed: " + ", ".join(f"#{n}" for n in closed) + "."]
     return "\n".join(lines)
+
+
+def stop_text(stop: Stop, *, base_ref: str, head: str, message: str, trigger: str) -> str:
+    """The comment for a merge request that ends without a merge, one per reason."""
+    match stop:
+        case Stop.CLOSED:
+            return f"{PREFIX} not merged: the pull request is closed."
+        case Stop.DRAFT:
+            return f"{PREFIX} not merged: the pull request is a draft."
+        case Stop.RETARGETED:
+            return (
+                f"{PREFIX} not merged: the base branch changed to `{base_ref}` "
+                f"after the request. {retry_hint(trigger)}"
+            )
+        case Stop.BASE_KEPT_MOVING:
+            return base_kept_moving(base_ref, trigger)
+        case Stop.HEAD_MOVED:
+            return head_moved(head, trigger)
+        case Stop.REFUSED:
+            return refused(message, trigger)
+        case Stop.PUSHED_SINCE_REQUEST:
+            return pushed_since_request(head, trigger)
+
+
+def not_a_pull(trigger: str) -> str:
+    return f"{PREFIX} `{trigger}` works on open pull requests only; nothing was done."
+
+
+ALREADY_MERGED = f"{PREFIX} nothing to do: this pull request is already merged."
+
+
+def check_failed(report: str) -> str:
+    return f"{PREFIX} not merged.\n\n{report}"
+
+
+def ci_stopped(report: str) -> str:
+    return f"{PREFIX} {report}"
+
+
+def gave_up(error: str, times: int, trigger: str) -> str:
+    return (
+        f"{PREFIX} not merged: the daemon hit an error {times} times:\n\n```\n{error}\n```\n\n"
+        f"{retry_hint(trigger)}"
+    )

@@ -5,10 +5,8 @@ from __future__ import annotations
 import re
 import secrets
 
-from ..claude_runner import ClaudeResult
-from ..config import ReviewEvent
-from ..github_watcher import MAX_BODY
-from ..models import PullRequest
+from .models import ClaudeResult, PullRequest, ReviewEvent
+from .text import MAX_BODY, PREFIX, cut
 
 MAX_DIFF = 120_000  # characters of diff in the prompt; Claude can read the files beyond it
 _VERDICT = re.compile(r"^\W*VERDICT\W*:?\W*(APPROVE|REQUEST[_ ]CHANGES|COMMENT)\b", re.I | re.M)
@@ -24,8 +22,7 @@ def review_prompt(
 ) -> str:
     """The task: title, body and diff of the pull request, marked as untrusted material."""
     tag = f"pull-request-{nonce or secrets.token_hex(4)}"
-    if len(diff) > MAX_DIFF:
-        diff = diff[:MAX_DIFF] + "\n[... diff truncated; read the changed files directly ...]\n"
+    diff = cut(diff, MAX_DIFF, "\n[... diff truncated; read the changed files directly ...]\n")
     scope = (
         f"This pull request was reviewed before, at {previous}. The diff below covers only "
         "the commits pushed since then. Review these changes; do not repeat findings from "
@@ -87,8 +84,13 @@ def review_body(result: ClaudeResult, head: str, previous: str | None) -> str:
         f"· {cost} · {result.turns} turns · {result.duration_s:.0f} s</sub>"
     )
     text = result.text.strip() or "(Claude returned an empty review.)"
-    room = MAX_BODY - len(footer)
-    if len(text) > room:
-        marker = "\n\n… (review truncated to fit GitHub's limit) …"
-        text = text[: room - len(marker)] + marker
-    return text + footer
+    marker = "\n\n… (review truncated to fit GitHub's limit) …"
+    return cut(text, MAX_BODY - len(footer), marker) + footer
+
+
+def failed_notice(head: str, attempts: int, error: str, trigger: str) -> str:
+    """The one comment after a head's reviews failed `attempts` times."""
+    return (
+        f"{PREFIX} the automatic review of {head[:12]} failed {attempts} times: {error}.\n\n"
+        f"A new push is reviewed again; a user with write access can also comment `{trigger}`."
+    )

@@ -10,8 +10,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from .checks import Verdict
+from .ci import Verdict
 from .models import PullRequest
+from .work import MergeFacts
 
 MAX_BASE_ROUNDS = 3  # test rounds when the base keeps moving during the checks
 
@@ -146,3 +147,20 @@ def after_refusal(
             return RefusalDecision(AfterRefusal.STOP, Stop.REFUSED)
         case Refusal.OTHER:
             return RefusalDecision(AfterRefusal.RETRY)
+
+
+def merged_by_us(facts: MergeFacts, head: str) -> bool:
+    """Whether a merged pull request is our merge: its answer came (`merge_sha`), or the call
+    was sent for the head that is now merged (its answer may have been lost)."""
+    return facts.merge_sha is not None or facts.merging_head == head
+
+
+def tested_before(facts: MergeFacts, *, head: str, base_tip: str | None) -> bool:
+    """Whether an earlier attempt, stopped by a fault after its checks passed, tested what
+    would land now (the same head on the same base tip): then the checks are not run again."""
+    return (
+        facts.merging_head is not None
+        and facts.merging_head == head
+        and facts.tested_base is not None
+        and facts.tested_base == base_tip
+    )

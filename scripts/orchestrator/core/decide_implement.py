@@ -1,0 +1,63 @@
+"""The implement workflow's decisions, pure: which ready issues to start, resume or tidy up."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .models import Issue
+from .work import Status, WorkItem
+
+
+class IssueStep(enum.Enum):
+    """What to do with an open issue that carries the ready label."""
+
+    START = "start"  # a new attempt
+    RESUME = "resume"  # an attempt that a crash or a stop interrupted
+    CLEAR_LABEL = "clear_label"  # the work is over; the label is a leftover of a crash
+
+
+@dataclass(frozen=True)
+class IssuePlan:
+    number: int
+    step: IssueStep
+
+
+def plan_issues(
+    issues: Sequence[Issue],
+    items: Mapping[int, WorkItem],
+    ready_label: str,
+    label_events: Mapping[int, int],
+) -> list[IssuePlan]:
+    """Plan the implement workflow.
+
+    `label_events` holds, for issues whose item is finished, how many times the ready label
+    has been applied. More than when the last attempt started means someone applied it again:
+    a request for a new attempt. The same number means the label is a leftover (the daemon
+    died before removing it). Counting events avoids comparing GitHub's clock with ours.
+    """
+    plans = []
+    for issue in sorted(issues, key=lambda i: i.number):
+        if issue.is_pull_request or issue.state != "open" or ready_label not in issue.labels:
+            continue
+        item = items.get(issue.number)
+        plans.append(IssuePlan(issue.number, _issue_step(item, label_events.get(issue.number))))
+    return plans
+
+
+def _issue_step(item: WorkItem | None, label_events: int | None) -> IssueStep:
+    if item is None:
+        return IssueStep.START
+    match item.status:
+        case Status.PENDING | Status.IN_PROGRESS:
+            return IssueStep.RESUME
+        case Status.DONE | Status.FAILED:
+            if label_events is not None and label_events > item.issue.label_events:
+                return IssueStep.START
+            return IssueStep.CLEAR_LABEL
+
+
+def needs_label_count(item: WorkItem | None) -> bool:
+    """Whether planning this issue needs its label events counted (one API call)."""
+    return item is not None and item.status in (Status.DONE, Status.FAILED)

@@ -1,0 +1,80 @@
+"""The review workflow's decisions, pure: which heads of which pull requests to review."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence, Set
+from dataclasses import dataclass
+from datetime import datetime
+
+from .models import PullRequest
+from .work import Status, WorkItem
+
+
+class ReviewStep(enum.Enum):
+    """What to do with an open pull request."""
+
+    BASELINE = "baseline"  # open before the daemon first watched: remember its head only
+    REVIEW = "review"  # review its current head (a new one, or asked for with /review)
+    RETRY = "retry"  # a failed or interrupted review of the same head, due again
+
+
+@dataclass(frozen=True)
+class ReviewPlan:
+    number: int
+    step: ReviewStep
+    head_sha: str
+
+
+def plan_reviews(
+    pulls: Sequence[PullRequest],
+    items: Mapping[int, WorkItem],
+    *,
+    baseline_taken: bool,
+    review_on_push: bool,
+    requested: Set[int],
+    now: datetime,
+) -> list[ReviewPlan]:
+    """Plan the review workflow: each head SHA is reviewed once, new pushes again if enabled.
+
+    Until `baseline_taken`, every open pull request is only remembered (no flood of reviews on
+    the first start in a busy repository); `requested` holds pull requests for which a user
+    with write permission commented the review trigger.
+    """
+    plans = []
+    for pull in sorted(pulls, key=lambda p: p.number):
+        if pull.state != "open":
+            continue
+        step = _review_step(pull, items.get(pull.number), baseline_taken, review_on_push, now)
+        if pull.number in requested and step is not ReviewStep.BASELINE:
+            step = ReviewStep.REVIEW
+        if step is not None:
+            plans.append(ReviewPlan(pull.number, step, pull.head_sha))
+    return plans
+
+
+def _review_step(
+    pull: PullRequest,
+    item: WorkItem | None,
+    baseline_taken: bool,
+    review_on_push: bool,
+    now: datetime,
+) -> ReviewStep | None:
+    if item is None:
+        if not baseline_taken:
+            return ReviewStep.BASELINE
+        return None if pull.draft else ReviewStep.REVIEW
+    if pull.draft:
+        return None
+    if item.head_sha != pull.head_sha:
+        ever_reviewed = bool(item.review.reviewed)
+        return ReviewStep.REVIEW if review_on_push or not ever_reviewed else None
+    match item.status:
+        case Status.DONE | Status.FAILED:
+            return None
+        case Status.IN_PROGRESS:
+            return ReviewStep.RETRY  # interrupted by a crash or a stop
+        case Status.PENDING:
+            retry_at = item.review.retry_at
+            due = retry_at is None or retry_at <= now
+            return ReviewStep.RETRY if due else None

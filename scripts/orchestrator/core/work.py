@@ -1,0 +1,182 @@
+"""Work items: one per issue, review or merge, with the typed facts each workflow keeps."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class WorkItemType(str, Enum):
+    """What a work item is about."""
+
+    ISSUE = "issue"  # an issue to implement
+    PR_REVIEW = "pr_review"  # a pull request to review
+    MERGE = "merge"  # a pull request to test and merge
+
+
+class Status(str, Enum):
+    """Where a work item stands."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    FAILED = "failed"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def but(self, **changes: Any) -> Any:
+        """A copy with `changes` applied, validated like the original."""
+        return type(self).model_validate({**self.model_dump(), **changes})
+
+
+class Write(_Frozen):
+    """One GitHub write an item still owes: a comment, or a label added or removed."""
+
+    op: Literal["comment", "add_label", "remove_label"]
+    number: int  # the issue or pull request written to
+    text: str  # the comment's body, or the label
+    id: str = ""  # names the write in the outbox, and marks a posted comment
+    tried: bool = False  # a comment was sent once: its answer may have been lost
+
+
+class IssueFacts(_Frozen):
+    """What the implement workflow keeps about one attempt at an issue."""
+
+    kind: Literal["issue"] = "issue"
+    label_events: int = 0  # `labeled` events seen when the attempt started
+    summary: str | None = None  # Claude's account of its work, redacted
+    pushed_sha: str | None = None  # the commit GitHub has on the branch
+    remote_sha: str | None = None  # where the remote branch was before our push (the lease)
+    updating_pull: int | None = None  # the open pull request this attempt updates
+
+
+class KeptReview(_Frozen):
+    """A written review GitHub has not taken yet: a fault costs a retry, not a new run."""
+
+    body: str
+    event: str
+    commit_id: str
+    text: str
+
+
+class ReviewFacts(_Frozen):
+    """What the review workflow keeps about a pull request across its heads."""
+
+    kind: Literal["pr_review"] = "pr_review"
+    reviewed: tuple[str, ...] = ()  # head SHAs reviewed so far, oldest first
+    baseline: bool = False  # only the head seen at the first watch is known
+    retry_at: datetime | None = None  # when a failed review may run again
+    last_review: str | None = None  # the last review, so the next one adds to it
+    requested: bool = False  # a writer asked for a review that has not started yet
+    forced: bool = False  # this attempt answers a writer's request
+    unposted: KeptReview | None = None
+
+
+class PassedCommand(_Frozen):
+    command: str
+    duration_s: float
+
+
+class MergeFacts(_Frozen):
+    """What the merge workflow keeps about one `/merge` request."""
+
+    kind: Literal["merge"] = "merge"
+    trigger_comment_id: int = 0
+    requested_by: str | None = None
+    base_ref: str | None = None  # the base when the request was accepted
+    requested_head: str | None = None  # the head when the request was accepted
+    merging_head: str | None = None  # the head the merge call was sent for
+    tested_base: str | None = None  # the base tip that head was tested on
+    results: tuple[PassedCommand, ...] = ()
+    ci: str | None = None  # GitHub CI when the checks passed: "passed" or "pending"
+    merge_sha: str | None = None
+
+
+Facts = Annotated[IssueFacts | ReviewFacts | MergeFacts, Field(discriminator="kind")]
+_FACTS: dict[str, type[IssueFacts | ReviewFacts | MergeFacts]] = {
+    WorkItemType.ISSUE.value: IssueFacts,
+    WorkItemType.PR_REVIEW.value: ReviewFacts,
+    WorkItemType.MERGE.value: MergeFacts,
+}
+
+
+class WorkItem(BaseModel):
+    """One unit of work and what came of it; immutable, replaced through `StateStore.put`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: WorkItemType
+    number: int
+    status: Status = Status.PENDING
+    attempts: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    head_sha: str | None = None
+    pr_number: int | None = None
+    cost_usd: float | None = None
+    turns: int | None = None
+    duration_s: float | None = None
+    last_error: str | None = None
+    errors: int = 0  # definite git or GitHub errors in this attempt
+    outbox: tuple[Write, ...] = ()  # GitHub writes not yet taken, in order
+    # Never None: `_facts_of_its_kind` fills in the empty facts of the item's kind.
+    facts: Facts = Field(default=None)  # type: ignore[assignment]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _facts_of_its_kind(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and raw.get("facts") is None:
+            kind = raw.get("type")
+            kind = kind.value if isinstance(kind, WorkItemType) else kind
+            if kind in _FACTS:
+                raw = {**raw, "facts": _FACTS[kind]()}
+        return raw
+
+    @model_validator(mode="after")
+    def _facts_match(self) -> WorkItem:
+        if self.facts.kind != self.type.value:
+            raise ValueError(f"{self.type.value} item holds {self.facts.kind} facts")
+        return self
+
+    @property
+    def key(self) -> str:
+        return item_key(self.type, self.number)
+
+    @property
+    def issue(self) -> IssueFacts:
+        assert isinstance(self.facts, IssueFacts), f"{self.key} is not an issue item"
+        return self.facts
+
+    @property
+    def review(self) -> ReviewFacts:
+        assert isinstance(self.facts, ReviewFacts), f"{self.key} is not a review item"
+        return self.facts
+
+    @property
+    def merge(self) -> MergeFacts:
+        assert isinstance(self.facts, MergeFacts), f"{self.key} is not a merge item"
+        return self.facts
+
+    def evolve(self, **changes: Any) -> WorkItem:
+        """A copy with `changes` applied and `updated_at` refreshed."""
+        changes.setdefault("updated_at", utcnow())
+        return self.model_copy(update=changes)
+
+    def with_facts(self, **changes: Any) -> WorkItem:
+        """A copy whose facts have `changes` applied (checked against their types)."""
+        return self.evolve(facts=self.facts.but(**changes))
+
+
+def item_key(kind: WorkItemType, number: int) -> str:
+    return f"{kind.value}:{number}"
