@@ -210,8 +210,14 @@ class State:
                 f"{recover}"
             )
         if isinstance(version, int) and version < STATE_VERSION:
+            try:
+                document = migrate(document, STATE_VERSION)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise StateError(
+                    f"state file {self.path} is corrupted (version {version} cannot be "
+                    f"migrated: {exc!r}); {recover}"
+                ) from None
             self._keep_copy(raw, version)
-            document = migrate(document, STATE_VERSION)
         try:
             doc = _FILE.validate_python(document)
         except ValidationError as exc:

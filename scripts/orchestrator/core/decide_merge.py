@@ -155,7 +155,7 @@ def merged_by_us(facts: MergeFacts, head: str) -> bool:
     return facts.merge_sha is not None or facts.merging_head == head
 
 
-def tested_before(facts: MergeFacts, *, head: str, base_tip: str | None) -> bool:
+def already_tested(facts: MergeFacts, *, head: str, base_tip: str | None) -> bool:
     """Whether an earlier attempt, stopped by a fault after its checks passed, tested what
     would land now (the same head on the same base tip): then the checks are not run again."""
     return (

@@ -20,11 +20,15 @@ from scripts.orchestrator.core.decide_merge import (
     Stop,
     after_refusal,
     after_round,
+    already_tested,
+    merged_by_us,
     on_ci,
     on_start,
     pushed_since_request,
 )
+from scripts.orchestrator.core.merge_text import stop_text
 from scripts.orchestrator.core.models import PullRequest
+from scripts.orchestrator.core.work import MergeFacts
 
 OPEN = PullRequest(
     7, "t", "b", "dave", "open", False, False, "topic", "h1", "acme/widgets",
@@ -135,3 +139,45 @@ def test_after_refusal(
 ) -> None:
     decision = after_refusal(refusal, merged_now=merged_now, head_now=head_now, tested_head="h1")
     assert decision == expected
+
+
+@pytest.mark.parametrize(
+    ("facts", "head", "expected"),
+    [
+        (MergeFacts(), "h1", False),  # never sent: merged by someone else
+        (MergeFacts(merge_sha="m1"), "h1", True),  # GitHub's answer came
+        (MergeFacts(merging_head="h1"), "h1", True),  # sent for this head, answer lost
+        (MergeFacts(merging_head="h0"), "h1", False),  # sent for another head
+    ],
+)
+def test_merged_by_us(facts: MergeFacts, head: str, expected: bool) -> None:
+    assert merged_by_us(facts, head) is expected
+
+
+TESTED = MergeFacts(merging_head="h1", tested_base="b1")
+
+
+@pytest.mark.parametrize(
+    ("facts", "head", "base_tip", "expected"),
+    [
+        (TESTED, "h1", "b1", True),  # the same head on the same base: merge it
+        (TESTED, "h2", "b1", False),  # a new head
+        (TESTED, "h1", "b2", False),  # the base moved
+        (TESTED, "h1", None, False),
+        (MergeFacts(merging_head="h1"), "h1", "b1", False),  # the base was not recorded
+        (MergeFacts(), "h1", "b1", False),  # never tested
+    ],
+)
+def test_tested_before(facts: MergeFacts, head: str, base_tip: str | None, expected: bool) -> None:
+    assert already_tested(facts, head=head, base_tip=base_tip) is expected
+
+
+@pytest.mark.parametrize("stop", list(Stop))
+def test_every_stop_has_its_own_comment_with_a_way_forward(stop: Stop) -> None:
+    comment = stop_text(stop, base_ref="release", head="h" * 40, message="Nope", trigger="/merge")
+    assert comment.startswith("**Claude Orchestrator**: not merged")
+    others = {stop_text(s, base_ref="release", head="h" * 40, message="Nope", trigger="/merge")
+              for s in Stop if s is not stop}  # fmt: skip
+    assert comment not in others
+    if stop not in (Stop.CLOSED, Stop.DRAFT):
+        assert "/merge" in comment  # how to ask again

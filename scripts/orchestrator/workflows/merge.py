@@ -236,7 +236,7 @@ class MergeWorkflow:
         if facts.merging_head != pull.head_sha or facts.tested_base is None:
             return None
         base_tip = await self.worktrees.fetch_branch(pull.base_ref)
-        if not decide.tested_before(facts, head=pull.head_sha, base_tip=base_tip):
+        if not decide.already_tested(facts, head=pull.head_sha, base_tip=base_tip):
             return None
         log.info("#%d: %s was tested on %s before a fault; merging it", pull.number,
                  pull.head_sha[:12], base_tip[:12])  # fmt: skip
