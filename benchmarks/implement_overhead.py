@@ -18,8 +18,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from scripts.orchestrator.claude_runner import ClaudeRequest, ClaudeResult
 from scripts.orchestrator.config import Settings
+from scripts.orchestrator.core.models import ClaudeRequest, ClaudeResult
+from scripts.orchestrator.core.redact import Redactor
 from scripts.orchestrator.fakes.fake_github import FakeGitHub
 from scripts.orchestrator.fakes.git_world import SAMPLE_PROJECT, make_world
 from scripts.orchestrator.github_http import RetryPolicy
@@ -269,7 +270,9 @@ async def run_scenario(scenario: Scenario, root: Path) -> list[IssueRun]:
             async with github:
                 # Clone set-up above ran without it: only the daemon's own git is affected.
                 with git_config_env(scenario.git_config):
-                    workflow = ImplementWorkflow(settings, state, github, worktrees, claude)
+                    workflow = ImplementWorkflow(
+                        settings, state, github, worktrees, claude, Redactor([settings.token])
+                    )
                     for _ in range(scenario.issues):
                         runs.append(await measure_issue(gh, workflow, state, recorder))
         if gh.unknown_routes or gh.server_errors:

@@ -8,6 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from scripts.orchestrator.core.work import MergeFacts
 from scripts.orchestrator.state import State, Status, WorkItem, WorkItemType
 
 SIZES = (100, 1_000, 10_000)
@@ -26,7 +27,7 @@ def _item(n: int) -> WorkItem:
         turns=12,
         duration_s=93.5,
         last_error=None,
-        data={"trigger_comment_id": 10_000_000 + n},
+        facts=MergeFacts(trigger_comment_id=10_000_000 + n) if kind is WorkItemType.MERGE else None,
     )
 
 

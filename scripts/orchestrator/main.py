@@ -86,12 +86,14 @@ async def serve(
     once: bool,
     github: GitHubClient | None = None,
     claude: Claude | None = None,
+    redactor: Redactor | None = None,
 ) -> int:
     """Run the daemon until it is stopped by a signal (or after one cycle with `once`).
 
-    `github` and `claude` replace the real adapters (the tests and the demo use local ones).
+    `github` and `claude` replace the real adapters (the tests and the demo use local ones);
+    `redactor` is the one the logs use (default: one that knows the token).
     """
-    redactor = Redactor([settings.token])
+    redactor = redactor or Redactor([settings.token])
     if github is None:
         github = GitHubClient(
             settings.token, settings.github_repo, api_url=settings.github_api_url,
@@ -183,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
     except ConfigError as exc:
         return _fail(str(exc))
-    logs.configure(args.verbose, Redactor([settings.token]))
+    redactor = Redactor([settings.token])  # the one redactor: logs, comments, state
+    logs.configure(args.verbose, redactor)
     # Children inherit our environment (the Claude SDK passes all of it on): the token lives
     # in `settings` only from here on.
     for name in SECRET_ENV_VARS:
@@ -194,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     with state:
         try:
-            return asyncio.run(serve(settings, state, once=args.once))
+            return asyncio.run(serve(settings, state, once=args.once, redactor=redactor))
         except StartupError as exc:
             return _fail(str(exc))
         except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed
