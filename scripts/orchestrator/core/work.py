@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import Self
 
 
 class WorkItemType(str, Enum):
@@ -33,7 +34,7 @@ def utcnow() -> datetime:
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    def but(self, **changes: Any) -> Any:
+    def but(self, **changes: Any) -> Self:
         """A copy with `changes` applied, validated like the original."""
         return type(self).model_validate({**self.model_dump(), **changes})
 
@@ -101,6 +102,7 @@ class MergeFacts(_Frozen):
     merge_sha: str | None = None
 
 
+FactsT = TypeVar("FactsT", "IssueFacts", "ReviewFacts", "MergeFacts")
 Facts = Annotated[IssueFacts | ReviewFacts | MergeFacts, Field(discriminator="kind")]
 _FACTS: dict[str, type[IssueFacts | ReviewFacts | MergeFacts]] = {
     WorkItemType.ISSUE.value: IssueFacts,
@@ -155,18 +157,15 @@ class WorkItem(BaseModel):
 
     @property
     def issue(self) -> IssueFacts:
-        assert isinstance(self.facts, IssueFacts), f"{self.key} is not an issue item"
-        return self.facts
+        return _as(IssueFacts, self)
 
     @property
     def review(self) -> ReviewFacts:
-        assert isinstance(self.facts, ReviewFacts), f"{self.key} is not a review item"
-        return self.facts
+        return _as(ReviewFacts, self)
 
     @property
     def merge(self) -> MergeFacts:
-        assert isinstance(self.facts, MergeFacts), f"{self.key} is not a merge item"
-        return self.facts
+        return _as(MergeFacts, self)
 
     def evolve(self, **changes: Any) -> WorkItem:
         """A copy with `changes` applied and `updated_at` refreshed."""
@@ -176,6 +175,12 @@ class WorkItem(BaseModel):
     def with_facts(self, **changes: Any) -> WorkItem:
         """A copy whose facts have `changes` applied (checked against their types)."""
         return self.evolve(facts=self.facts.but(**changes))
+
+
+def _as(kind: type[FactsT], item: WorkItem) -> FactsT:
+    if not isinstance(item.facts, kind):
+        raise TypeError(f"{item.key} holds {item.facts.kind} facts, not {kind.__name__}")
+    return item.facts
 
 
 def item_key(kind: WorkItemType, number: int) -> str:
