@@ -1,4 +1,5 @@
-"""Shared pytest fixtures: the test world (fake GitHub, scripted model, git) and a clean env."""
+"""Shared pytest fixtures: the test world (fake GitHub, scripted model, git), a clean env, and
+one recording fake per port for fast workflow unit tests (`tests/ports_fakes*.py`)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,28 @@ import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from pydantic import SecretStr
 
 from scripts.orchestrator.config import Settings
 from scripts.orchestrator.fakes.git_world import GitWorld, git, make_world
+
+from .ports_fakes import (
+    UNIT_TOKEN,
+    FakeClock,
+    MemoryState,
+    RecordingChecks,
+    RecordingGit,
+    Remote,
+    ScriptedClaude,
+    SettingsFactory,
+)
+from .ports_fakes_github import RecordingGitHub
+
+if TYPE_CHECKING:
+    from scripts.orchestrator.ports import Checks, Claude, Clock, Git, GitHub, StateStore
 
 SETTINGS_VARS = tuple(name.upper() for name in Settings.model_fields)
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
@@ -89,6 +106,85 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     git(project, "init", "--quiet")
     monkeypatch.chdir(project)
     return project
+
+
+# -- one recording fake per port (unit tests of the workflows) --------------------------------
+
+
+@pytest.fixture
+def remote() -> Remote:
+    """The repository as both fakes see it: `main` only, until a test adds to it."""
+    return Remote()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(name="gh")
+def recording_github(remote: Remote, clock: FakeClock) -> RecordingGitHub:
+    return RecordingGitHub(remote, clock.now)
+
+
+@pytest.fixture(name="git")
+def recording_git(remote: Remote, tmp_path: Path) -> RecordingGit:
+    return RecordingGit(tmp_path / "worktrees", remote)
+
+
+@pytest.fixture
+def claude() -> Iterator[ScriptedClaude]:
+    fake = ScriptedClaude()
+    yield fake
+    assert not fake.unused, "Claude results were queued but never asked for"
+
+
+@pytest.fixture
+def checks() -> RecordingChecks:
+    return RecordingChecks()
+
+
+@pytest.fixture
+def memory_state() -> MemoryState:
+    return MemoryState()
+
+
+@pytest.fixture
+def make_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> SettingsFactory:
+    """Settings for unit tests, from the arguments only (the environment is ignored):
+    `make_settings(pre_merge_commands=["pytest"])`."""
+    for var in SETTINGS_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "github_repo": "acme/widgets",
+            "github_token": SecretStr(UNIT_TOKEN),
+            "repo_path": tmp_path,
+            "worktree_base": tmp_path / "worktrees",
+            "state_file": tmp_path / "state.json",
+            "claude_cli_path": "claude",
+            "max_turns": 10,
+            "claude_timeout": 60,
+            "check_timeout": 60,
+            **overrides,
+        }
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return make
+
+
+if TYPE_CHECKING:  # mypy holds each fake to its port
+
+    def _fakes_fit_their_ports(
+        gh: RecordingGitHub,
+        git: RecordingGit,
+        claude: ScriptedClaude,
+        checks: RecordingChecks,
+        clock: FakeClock,
+        state: MemoryState,
+    ) -> tuple[GitHub, Git, Claude, Checks, Clock, StateStore]:
+        return gh, git, claude, checks, clock, state
 
 
 from .fixtures_github import *  # noqa: E402, F403

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
-from scripts.orchestrator.core.models import Comment, Completed
+from scripts.orchestrator.core.models import Completed
 from scripts.orchestrator.core.redact import Redactor
 from scripts.orchestrator.fakes.model_script import ApiError, Text, write
 from scripts.orchestrator.github_watcher import GitHubClient
@@ -17,6 +16,7 @@ from scripts.orchestrator.workflows import outbox
 from scripts.orchestrator.worktree_manager import GitError, WorktreeManager
 
 from .fixtures_world import World
+from .ports_fakes_github import RecordingGitHub
 from .test_implement import _pulls, _ready_issue, _success_script
 from .test_triggers import REVIEW_TEXT, _chatter, _pending, _pull, _watching_one_pull
 
@@ -131,29 +131,9 @@ async def test_a_lost_merge_answer_and_an_outage_still_clean_up(
 async def test_two_concurrent_senders_post_once_and_drop_nothing(tmp_path: Any) -> None:
     """A job's `try_send` and the next cycle's `send_all` on the same item."""
 
-    class SlowGitHub:
-        def __init__(self) -> None:
-            self.posted: list[str] = []
-            self.labels: list[tuple[str, str]] = []
-            self.gate = asyncio.Event()
-
-        async def create_comment(self, number: int, body: str) -> Comment:
-            await self.gate.wait()  # a slow GitHub
-            self.posted.append(body)
-            now = datetime.now(timezone.utc)
-            return Comment(1, number, "bot", body, now, now)
-
-        async def list_issue_comments(self, number: int) -> list[Comment]:
-            return []  # the first POST has not landed yet
-
-        async def add_labels(self, number: int, *labels: str) -> None:
-            self.labels += [("add", label) for label in labels]
-
-        async def remove_label(self, number: int, label: str) -> bool:
-            self.labels.append(("remove", label))
-            return True
-
-    gh = SlowGitHub()
+    gh = RecordingGitHub()
+    gh.add_issue("Failed work")
+    gate = gh.gate("create_comment")  # a slow GitHub
     with State(tmp_path / "s.json") as state:
         item = WorkItem(type=WorkItemType.ISSUE, number=1, status=Status.FAILED)
         writes = [
@@ -161,16 +141,18 @@ async def test_two_concurrent_senders_post_once_and_drop_nothing(tmp_path: Any) 
             outbox.remove_label(1, "ready"),
             outbox.add_label(1, "claude-failed"),
         ]
-        box = outbox.Outbox(state, WorkItemType.ISSUE, gh, Redactor([]))  # type: ignore[arg-type]
+        box = outbox.Outbox(state, WorkItemType.ISSUE, gh, Redactor([]))
         box.queue(item, writes)
         job = asyncio.create_task(box.try_send(1))
         await asyncio.sleep(0)
         poll = asyncio.create_task(box.send_all())
         await asyncio.sleep(0)
-        gh.gate.set()
+        gate.set()
         await asyncio.gather(job, poll)
-    assert len(gh.posted) == 1, f"comment posted {len(gh.posted)} times"
-    assert ("remove", "ready") in gh.labels and ("add", "claude-failed") in gh.labels, gh.labels
+    posted = gh.bot_comments(1)
+    assert len(posted) == 1, f"comment posted {len(posted)} times"
+    assert gh.called("remove_label") == [(1, "ready")], gh.calls
+    assert gh.called("add_labels") == [(1, "claude-failed")], gh.calls
 
 
 async def test_outbox_text_is_stored_redacted(
