@@ -95,6 +95,8 @@ class MergeFacts(_Frozen):
     requested_by: str | None = None
     base_ref: str | None = None  # the base when the request was accepted
     requested_head: str | None = None  # the head when the request was accepted
+    # A writer's later `/merge` for a newer head, while this attempt ran: the next attempt's.
+    rerequested_head: str | None = None
     merging_head: str | None = None  # the head the merge call was sent for
     tested_base: str | None = None  # the base tip that head was tested on
     results: tuple[PassedCommand, ...] = ()

@@ -3,107 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
-from scripts.orchestrator.config import Settings
-from scripts.orchestrator.core.errors import GitHubError, NotFound
-from scripts.orchestrator.core.redact import REDACTED, Redactor
-from scripts.orchestrator.core.work import MergeFacts, PassedCommand, Status, WorkItem, WorkItemType
-from scripts.orchestrator.workflows.comment_feed import CommentFeed
-from scripts.orchestrator.workflows.merge import CI_POLL, MergeWorkflow
+from scripts.orchestrator.core.errors import GitHubError
+from scripts.orchestrator.core.redact import REDACTED
+from scripts.orchestrator.core.work import PassedCommand, Status
+from scripts.orchestrator.workflows.merge import CI_POLL
 
-from .ports_fakes import (
-    UNIT_TOKEN,
-    FakeClock,
-    MemoryState,
-    RecordingChecks,
-    RecordingGit,
-    SettingsFactory,
-    sha,
-)
+from .merge_rig import COMMANDS, Rig, build, moves_main, rig
+from .ports_fakes import UNIT_TOKEN, sha
 from .ports_fakes_github import RecordingGitHub
 
-COMMANDS = ["pytest -q", "ruff check ."]
-
-
-@dataclass
-class Rig:
-    settings: Settings
-    state: MemoryState
-    gh: RecordingGitHub
-    git: RecordingGit
-    checks: RecordingChecks
-    clock: FakeClock
-    feed: CommentFeed
-    wf: MergeWorkflow
-
-    def item(self, number: int) -> WorkItem:
-        item = self.state.get(WorkItemType.MERGE, number)
-        assert item is not None
-        return item
-
-    def request(self, number: int, **facts: Any) -> str:
-        """A writer's accepted `/merge` of `number` as it stands; its head."""
-        pull = self.gh.pulls[number]
-        recorded = MergeFacts(trigger_comment_id=1, requested_by="carol", base_ref=pull.base_ref,
-                              requested_head=pull.head_sha, **facts)  # fmt: skip
-        self.state.put(WorkItem(type=WorkItemType.MERGE, number=number, facts=recorded))
-        return pull.head_sha
-
-    def requested(self, **pull: Any) -> tuple[int, str]:
-        """A new pull request, and a writer's accepted `/merge` of it; its number and head."""
-        number = self.gh.add_pull(**pull)
-        return number, self.request(number)
-
-    async def cycle(self) -> list[int]:
-        """One daemon cycle of the feed and the poll; the numbers of the jobs asked for."""
-        await self.feed.refresh()
-        jobs = await self.wf.poll()
-        await self.feed.commit()
-        return [job.number for job in jobs]
-
-    def one_comment(self, number: int) -> str:
-        comments = self.gh.bot_comments(number)
-        assert len(comments) == 1, comments
-        return comments[0]
-
-
-@pytest.fixture
-def build(
-    make_settings: SettingsFactory,
-    memory_state: MemoryState,
-    gh: RecordingGitHub,
-    git: RecordingGit,
-    checks: RecordingChecks,
-    clock: FakeClock,
-) -> Callable[..., Rig]:
-    def make(**settings: Any) -> Rig:
-        s = make_settings(**{"pre_merge_commands": COMMANDS, **settings})
-        feed = CommentFeed(gh, memory_state)
-        wf = MergeWorkflow(s, memory_state, gh, git, checks, feed, Redactor([s.token]), clock)
-        return Rig(s, memory_state, gh, git, checks, clock, feed, wf)
-
-    return make
-
-
-@pytest.fixture
-def rig(build: Callable[..., Rig]) -> Rig:
-    return build()
-
-
-def moves_main(rig: Rig, rounds: int | None = None) -> Callable[..., None]:
-    """A hook that moves `main` (during the checks, say), `rounds` times at most."""
-    moved: list[str] = []
-
-    def move(*_: object) -> None:
-        if rounds is None or len(moved) < rounds:
-            moved.append(sha(f"main-{len(moved) + 1}"))
-            rig.gh.remote.branches["main"] = moved[-1]
-
-    return move
+__all__ = ["build", "rig"]  # fixtures
 
 
 # -- a merge from start to end ------------------------------------------------------------------
@@ -137,81 +49,6 @@ async def test_a_request_is_tested_on_the_base_then_merged_and_cleaned_up(rig: R
     assert item.status is Status.DONE and not item.outbox and item.finished_at == rig.clock.now()
     assert item.merge.merge_sha == merged and item.merge.tested_base == main
     assert [r.command for r in item.merge.results] == COMMANDS and item.merge.ci == "passed"
-
-
-async def test_a_writers_merge_comment_becomes_a_job(rig: Rig) -> None:
-    await rig.cycle()  # the first watch: the feed starts here
-    number = rig.gh.add_pull()
-    rig.gh.permissions["carol"] = "write"
-    comment = rig.gh.comment(number, "/merge", user="carol")
-    assert await rig.cycle() == [number]
-    facts = rig.item(number).merge
-    assert (facts.trigger_comment_id, facts.requested_by) == (comment, "carol")
-    assert (facts.base_ref, facts.requested_head) == ("main", rig.gh.pulls[number].head_sha)
-    assert rig.gh.reactions == [("comment", comment, "eyes")]
-    await rig.wf.run(number)
-    assert rig.gh.pulls[number].merged
-    assert await rig.cycle() == [] and len(rig.gh.bot_comments(number)) == 1
-
-
-@pytest.mark.parametrize("permission", ["read", "triage", "none"])
-async def test_a_readers_merge_gets_one_reply(rig: Rig, permission: str) -> None:
-    await rig.cycle()
-    number = rig.gh.add_pull()
-    rig.gh.permissions["eve"] = permission
-    rig.gh.comment(number, "/merge", user="eve")
-    assert await rig.cycle() == []
-    assert await rig.cycle() == []
-    reply = rig.one_comment(number)
-    assert "@eve only people with write access" in reply and "`/merge`" in reply
-    assert rig.state.get(WorkItemType.MERGE, number) is None
-    assert "merge_pull" not in rig.gh.names()
-
-
-@pytest.mark.parametrize("target", ["issue", "closed pull request", "missing"])
-async def test_a_merge_of_what_is_no_open_pull_gets_one_reply(rig: Rig, target: str) -> None:
-    await rig.cycle()
-    number = rig.gh.add_issue() if target == "issue" else rig.gh.add_pull()
-    if target == "closed pull request":
-        rig.gh.edit_pull(number, state="closed")
-    if target == "missing":  # there for the comment, gone when it is read
-        rig.gh.fail("get_pull", NotFound(404, "Not Found"), times=None)
-    rig.gh.comment(number, "/merge")
-    assert await rig.cycle() == []
-    assert await rig.cycle() == []
-    assert "works on open pull requests only" in rig.one_comment(number)
-    assert "permission" not in rig.gh.names() and rig.state.items() == []
-
-
-async def test_merge_disabled_ignores_the_command(build: Callable[..., Rig]) -> None:
-    rig = build(auto_merge_enabled=False)
-    await rig.cycle()
-    number = rig.gh.add_pull()
-    rig.gh.comment(number, "/merge")
-    assert await rig.cycle() == []
-    assert rig.gh.bot_comments(number) == [] and "get_pull" not in rig.gh.names()
-    assert rig.state.items() == []
-
-
-@pytest.mark.parametrize(
-    ("fault", "jobs", "asked"),
-    [
-        (("permission", GitHubError(502, "Bad Gateway")), [[], [1]], 2),  # waits a cycle
-        (("permission", GitHubError(403, "Must have push access")), [[], []], 1),  # dropped
-        (("react_to_comment", GitHubError(502, "Bad Gateway")), [[1], [1]], 1),  # a courtesy
-    ],
-    ids=["transient", "refused", "acknowledgement"],
-)
-async def test_a_fault_while_accepting(
-    rig: Rig, fault: tuple[str, Exception], jobs: list[list[int]], asked: int
-) -> None:
-    await rig.cycle()
-    number = rig.gh.add_pull()
-    rig.gh.permissions["carol"] = "write"
-    rig.gh.comment(number, "/merge")
-    rig.gh.fail(*fault)
-    assert [await rig.cycle(), await rig.cycle()] == jobs
-    assert len(rig.gh.called("permission")) == asked
 
 
 # -- on start -----------------------------------------------------------------------------------
@@ -530,24 +367,3 @@ async def test_a_summary_held_back_by_a_fault_is_posted_once_by_the_next_poll(ri
     await rig.wf.poll()
     assert "merged as" in rig.one_comment(number) and not rig.item(number).outbox
     assert len(rig.gh.called("list_issue_comments")) == 1  # looked for the lost one first
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="a writer's /merge while an earlier one waits is acknowledged but dropped: the item "
-    "keeps the old requested_head, so a push before it stops with 'pushed after the request'",
-)
-async def test_a_new_merge_after_a_push_while_the_first_waits_merges_the_new_head(rig: Rig) -> None:
-    await rig.cycle()
-    number = rig.gh.add_pull()
-    rig.gh.permissions["carol"] = "write"
-    rig.gh.comment(number, "/merge")
-    assert await rig.cycle() == [number]
-    rig.gh.fail("get_pull", GitHubError(502, "Bad Gateway"))  # the job meets an outage
-    await rig.wf.run(number)
-    assert rig.item(number).status is Status.PENDING
-    rig.gh.push(number, sha("fix"))
-    rig.gh.comment(number, "/merge")  # carol saw the new head, and asks again
-    assert await rig.cycle() == [number]
-    await rig.wf.run(number)
-    assert rig.gh.pulls[number].merged, rig.gh.bot_comments(number)

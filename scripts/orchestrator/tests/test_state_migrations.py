@@ -12,6 +12,8 @@ from scripts.orchestrator.core.work import KeptReview, PassedCommand, Write
 from scripts.orchestrator.state import STATE_VERSION, State, StateError, Status, WorkItemType
 from scripts.orchestrator.state_migrations import migrate
 
+from .fixtures_world import World
+
 # Written by the orchestrator at fddab25 (state version 1): every `data` key its workflows
 # kept, for all three kinds, with an outbox and an error count.
 V1 = Path(__file__).parent / "data" / "state-v1.json"
@@ -124,3 +126,31 @@ def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps({"version": STATE_VERSION + 1, "items": []}))
     with pytest.raises(StateError, match="newer orchestrator"):
         State(path)
+
+
+async def test_the_daemon_resumes_a_merge_from_a_version_1_file(world: World) -> None:
+    """Upgrading in place: the daemon stopped with a merge waiting, in the old format; the new
+    daemon lands it, does not review the pull request again, and keeps the old file."""
+    assert await world.once() == 0
+    world.git.push_branch("topic", {"feature.py": "VALUE = 1\n"}, "work on topic")
+    number = world.github.create_pull("Change topic", "topic", body="", user="dave")
+    head = world.github.pull(number)["head"]["sha"]
+    meta = json.loads(world.state_file.read_text())["meta"]
+    old = {
+        "version": 1,
+        "meta": meta,
+        "items": [
+            {"type": "pr_review", "number": number, "status": "done", "head_sha": head,
+             "data": {"reviewed": [head], "last_review": "Fine."}},
+            {"type": "merge", "number": number, "status": "pending", "attempts": 1,
+             "data": {"trigger_comment_id": 1, "base_ref": "main", "requested_head": head,
+                      "requested_by": "carol"}},
+        ],
+    }  # fmt: skip
+    world.state_file.write_text(json.dumps(old))
+
+    assert await world.once() == 0
+    assert world.github.pull(number)["merged"] is True
+    assert not world.github.mutations_named("create_review"), "reviewed again after upgrade"
+    assert json.loads(world.state_file.read_text())["version"] == STATE_VERSION
+    assert json.loads(world.state_file.with_name("state.json.v1.bak").read_text()) == old

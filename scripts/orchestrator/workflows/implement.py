@@ -81,7 +81,12 @@ class ImplementWorkflow:
         # means the work was done: reconcile instead of running Claude again.
         reconcile = fresh and known is None
         if fresh:
-            seen = await self.github.count_labelled(number, self.settings.ready_label)
+            try:
+                seen = await self.github.count_labelled(number, self.settings.ready_label)
+            except GitHubError as exc:
+                # Nothing is recorded yet: the next poll plans this issue again.
+                log.warning("issue #%d not started, planned again next poll: %s", number, exc)
+                return
             item = item.evolve(
                 attempts=item.attempts + 1,
                 facts=IssueFacts(label_events=seen),

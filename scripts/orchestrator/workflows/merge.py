@@ -98,7 +98,19 @@ class MergeWorkflow:
             return
         known = self.state.get(WorkItemType.MERGE, pull.number)
         with self.state.batch():  # the item and the handled mark land in one write
-            if known is None or known.status in (Status.DONE, Status.FAILED):
+            if known is not None and known.status is Status.PENDING:
+                # Asked again before the attempt ran: what the writer sees now is what lands.
+                self.state.put(
+                    known.with_facts(
+                        requested_head=pull.head_sha,
+                        requested_by=comment.author,
+                        base_ref=pull.base_ref,
+                    )
+                )
+            elif known is not None and known.status is Status.IN_PROGRESS:
+                if pull.head_sha != known.merge.requested_head:  # served when this one ends
+                    self.state.put(known.with_facts(rerequested_head=pull.head_sha))
+            else:
                 base = known or WorkItem(type=WorkItemType.MERGE, number=pull.number)
                 facts = MergeFacts(
                     trigger_comment_id=comment.id,
@@ -165,7 +177,7 @@ class MergeWorkflow:
         self._items.update(
             pull.number,
             head_sha=tested.head_sha,
-            facts=facts.but(
+            facts=self._items.get(pull.number).merge.but(  # fresh: a re-request may be in it
                 merging_head=tested.head_sha,
                 tested_base=tested.base_sha,
                 results=tested.results,
@@ -359,7 +371,17 @@ class MergeWorkflow:
     async def _stop(self, number: int, comment: str) -> None:
         log.warning("merge of #%d stopped: %s", number, comment.splitlines()[0])
         error = self.redactor.redact(cut(comment, MAX_STORED_ERROR, ""))
-        await self._end(number, Status.FAILED, comment, last_error=error)
+        again = self._items.get(number).merge.rerequested_head
+        if again is None:
+            await self._end(number, Status.FAILED, comment, last_error=error)
+            return
+        # A writer asked again for a newer head while this attempt ran: say why this one
+        # stopped, and test that head next.
+        log.info("merge of #%d asked again for %s; testing it next", number, again[:12])
+        facts = self._items.get(number).merge.but(
+            requested_head=again, rerequested_head=None, merging_head=None, tested_base=None
+        )
+        await self._end(number, Status.PENDING, comment, last_error=error, facts=facts)
 
     async def _end(self, number: int, status: Status, comment: str, **changes: object) -> None:
         """Record the outcome and the comment that tells it in one state write, then post the

@@ -1,0 +1,104 @@
+"""The merge workflow wired to the port fakes, for its unit tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from scripts.orchestrator.config import Settings
+from scripts.orchestrator.core.redact import Redactor
+from scripts.orchestrator.core.work import MergeFacts, WorkItem, WorkItemType
+from scripts.orchestrator.workflows.comment_feed import CommentFeed
+from scripts.orchestrator.workflows.merge import MergeWorkflow
+
+from .ports_fakes import (
+    FakeClock,
+    MemoryState,
+    RecordingChecks,
+    RecordingGit,
+    SettingsFactory,
+    sha,
+)
+from .ports_fakes_github import RecordingGitHub
+
+COMMANDS = ["pytest -q", "ruff check ."]
+
+
+@dataclass
+class Rig:
+    settings: Settings
+    state: MemoryState
+    gh: RecordingGitHub
+    git: RecordingGit
+    checks: RecordingChecks
+    clock: FakeClock
+    feed: CommentFeed
+    wf: MergeWorkflow
+
+    def item(self, number: int) -> WorkItem:
+        item = self.state.get(WorkItemType.MERGE, number)
+        assert item is not None
+        return item
+
+    def request(self, number: int, **facts: Any) -> str:
+        """A writer's accepted `/merge` of `number` as it stands; its head."""
+        pull = self.gh.pulls[number]
+        recorded = MergeFacts(trigger_comment_id=1, requested_by="carol", base_ref=pull.base_ref,
+                              requested_head=pull.head_sha, **facts)  # fmt: skip
+        self.state.put(WorkItem(type=WorkItemType.MERGE, number=number, facts=recorded))
+        return pull.head_sha
+
+    def requested(self, **pull: Any) -> tuple[int, str]:
+        """A new pull request, and a writer's accepted `/merge` of it; its number and head."""
+        number = self.gh.add_pull(**pull)
+        return number, self.request(number)
+
+    async def cycle(self) -> list[int]:
+        """One daemon cycle of the feed and the poll; the numbers of the jobs asked for."""
+        await self.feed.refresh()
+        jobs = await self.wf.poll()
+        await self.feed.commit()
+        return [job.number for job in jobs]
+
+    def one_comment(self, number: int) -> str:
+        comments = self.gh.bot_comments(number)
+        assert len(comments) == 1, comments
+        return comments[0]
+
+
+@pytest.fixture
+def build(
+    make_settings: SettingsFactory,
+    memory_state: MemoryState,
+    gh: RecordingGitHub,
+    git: RecordingGit,
+    checks: RecordingChecks,
+    clock: FakeClock,
+) -> Callable[..., Rig]:
+    def make(**settings: Any) -> Rig:
+        s = make_settings(**{"pre_merge_commands": COMMANDS, **settings})
+        feed = CommentFeed(gh, memory_state)
+        wf = MergeWorkflow(s, memory_state, gh, git, checks, feed, Redactor([s.token]), clock)
+        return Rig(s, memory_state, gh, git, checks, clock, feed, wf)
+
+    return make
+
+
+@pytest.fixture
+def rig(build: Callable[..., Rig]) -> Rig:
+    return build()
+
+
+def moves_main(rig: Rig, rounds: int | None = None) -> Callable[..., None]:
+    """A hook that moves `main` (during the checks, say), `rounds` times at most."""
+    moved: list[str] = []
+
+    def move(*_: object) -> None:
+        if rounds is None or len(moved) < rounds:
+            moved.append(sha(f"main-{len(moved) + 1}"))
+            rig.gh.remote.branches["main"] = moved[-1]
+
+    return move

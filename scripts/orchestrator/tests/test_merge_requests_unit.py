@@ -1,0 +1,151 @@
+"""Unit tests of `/merge` requests through the port fakes: who may ask, faults, asking again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from scripts.orchestrator.core.errors import GitHubError, NotFound
+from scripts.orchestrator.core.work import Status, WorkItemType
+
+from .merge_rig import Rig, build, rig
+from .ports_fakes import sha
+
+__all__ = ["build", "rig"]  # fixtures
+
+
+async def test_a_writers_merge_comment_becomes_a_job(rig: Rig) -> None:
+    await rig.cycle()  # the first watch: the feed starts here
+    number = rig.gh.add_pull()
+    rig.gh.permissions["carol"] = "write"
+    comment = rig.gh.comment(number, "/merge", user="carol")
+    assert await rig.cycle() == [number]
+    facts = rig.item(number).merge
+    assert (facts.trigger_comment_id, facts.requested_by) == (comment, "carol")
+    assert (facts.base_ref, facts.requested_head) == ("main", rig.gh.pulls[number].head_sha)
+    assert rig.gh.reactions == [("comment", comment, "eyes")]
+    await rig.wf.run(number)
+    assert rig.gh.pulls[number].merged
+    assert await rig.cycle() == [] and len(rig.gh.bot_comments(number)) == 1
+
+
+@pytest.mark.parametrize("permission", ["read", "triage", "none"])
+async def test_a_readers_merge_gets_one_reply(rig: Rig, permission: str) -> None:
+    await rig.cycle()
+    number = rig.gh.add_pull()
+    rig.gh.permissions["eve"] = permission
+    rig.gh.comment(number, "/merge", user="eve")
+    assert await rig.cycle() == []
+    assert await rig.cycle() == []
+    reply = rig.one_comment(number)
+    assert "@eve only people with write access" in reply and "`/merge`" in reply
+    assert rig.state.get(WorkItemType.MERGE, number) is None
+    assert "merge_pull" not in rig.gh.names()
+
+
+@pytest.mark.parametrize("target", ["issue", "closed pull request", "missing"])
+async def test_a_merge_of_what_is_no_open_pull_gets_one_reply(rig: Rig, target: str) -> None:
+    await rig.cycle()
+    number = rig.gh.add_issue() if target == "issue" else rig.gh.add_pull()
+    if target == "closed pull request":
+        rig.gh.edit_pull(number, state="closed")
+    if target == "missing":  # there for the comment, gone when it is read
+        rig.gh.fail("get_pull", NotFound(404, "Not Found"), times=None)
+    rig.gh.comment(number, "/merge")
+    assert await rig.cycle() == []
+    assert await rig.cycle() == []
+    assert "works on open pull requests only" in rig.one_comment(number)
+    assert "permission" not in rig.gh.names() and rig.state.items() == []
+
+
+async def test_merge_disabled_ignores_the_command(build: Callable[..., Rig]) -> None:
+    rig = build(auto_merge_enabled=False)
+    await rig.cycle()
+    number = rig.gh.add_pull()
+    rig.gh.comment(number, "/merge")
+    assert await rig.cycle() == []
+    assert rig.gh.bot_comments(number) == [] and "get_pull" not in rig.gh.names()
+    assert rig.state.items() == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "jobs", "asked"),
+    [
+        (("permission", GitHubError(502, "Bad Gateway")), [[], [1]], 2),  # waits a cycle
+        (("permission", GitHubError(403, "Must have push access")), [[], []], 1),  # dropped
+        (("react_to_comment", GitHubError(502, "Bad Gateway")), [[1], [1]], 1),  # a courtesy
+    ],
+    ids=["transient", "refused", "acknowledgement"],
+)
+async def test_a_fault_while_accepting(
+    rig: Rig, fault: tuple[str, Exception], jobs: list[list[int]], asked: int
+) -> None:
+    await rig.cycle()
+    number = rig.gh.add_pull()
+    rig.gh.permissions["carol"] = "write"
+    rig.gh.comment(number, "/merge")
+    rig.gh.fail(*fault)
+    assert [await rig.cycle(), await rig.cycle()] == jobs
+    assert len(rig.gh.called("permission")) == asked
+
+
+# -- a writer asks again ---------------------------------------------------------------------
+
+
+async def test_a_new_merge_after_a_push_while_the_first_waits_merges_the_new_head(rig: Rig) -> None:
+    await rig.cycle()
+    number = rig.gh.add_pull()
+    rig.gh.permissions["carol"] = "write"
+    rig.gh.comment(number, "/merge")
+    assert await rig.cycle() == [number]
+    rig.gh.fail("get_pull", GitHubError(502, "Bad Gateway"))  # the job meets an outage
+    await rig.wf.run(number)
+    assert rig.item(number).status is Status.PENDING
+    rig.gh.push(number, sha("fix"))
+    rig.gh.comment(number, "/merge")  # carol saw the new head, and asks again
+    assert await rig.cycle() == [number]
+    await rig.wf.run(number)
+    assert rig.gh.pulls[number].merged, rig.gh.bot_comments(number)
+
+
+async def test_a_new_merge_while_the_first_runs_lands_the_new_head_next(rig: Rig) -> None:
+    await rig.cycle()
+    number = rig.gh.add_pull()
+    head = rig.gh.pulls[number].head_sha
+    rig.gh.permissions["carol"] = "write"
+    rig.gh.comment(number, "/merge")
+    assert await rig.cycle() == [number]
+    gate = rig.checks.gate("run")
+    job = asyncio.create_task(rig.wf.run(number))
+    while not rig.checks.called("run"):  # the first attempt is in its checks
+        await asyncio.sleep(0)
+    rig.gh.push(number, sha("fix"))
+    rig.gh.comment(number, "/merge")  # carol saw the new head and asks again
+    assert await rig.cycle() == [number]
+    assert rig.item(number).merge.rerequested_head == sha("fix")
+    gate.set()
+    await job  # the old head is refused (409): the stop is told, the new head is next
+    assert rig.item(number).status is Status.PENDING
+    assert rig.item(number).merge.requested_head == sha("fix")
+    assert "new commits arrived" in rig.one_comment(number)
+    await rig.wf.run(number)
+    assert rig.gh.pulls[number].merged
+    assert [args[1] for args in rig.gh.called("merge_pull")] == [head, sha("fix")]
+
+
+async def test_the_same_merge_asked_twice_while_it_runs_is_one_merge(rig: Rig) -> None:
+    await rig.cycle()
+    number = rig.gh.add_pull()
+    rig.gh.permissions["carol"] = "write"
+    rig.gh.comment(number, "/merge")
+    assert await rig.cycle() == [number]
+    rig.state.put(rig.item(number).evolve(status=Status.IN_PROGRESS))
+    rig.gh.comment(number, "/merge")  # no new head: nothing to do twice
+    await rig.cycle()
+    assert rig.item(number).merge.rerequested_head is None
+    rig.state.put(rig.item(number).evolve(status=Status.PENDING))
+    await rig.wf.run(number)
+    assert rig.gh.pulls[number].merged
+    assert len(rig.gh.called("merge_pull")) == 1
