@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from scripts.orchestrator.clock import SystemClock
 from scripts.orchestrator.config import Settings
 from scripts.orchestrator.core.models import ClaudeRequest, ClaudeResult
 from scripts.orchestrator.core.redact import Redactor
@@ -270,8 +271,9 @@ async def run_scenario(scenario: Scenario, root: Path) -> list[IssueRun]:
             async with github:
                 # Clone set-up above ran without it: only the daemon's own git is affected.
                 with git_config_env(scenario.git_config):
+                    redactor = Redactor([settings.token])
                     workflow = ImplementWorkflow(
-                        settings, state, github, worktrees, claude, Redactor([settings.token])
+                        settings, state, github, worktrees, claude, redactor, SystemClock()
                     )
                     for _ in range(scenario.issues):
                         runs.append(await measure_issue(gh, workflow, state, recorder))

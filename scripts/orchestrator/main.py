@@ -73,7 +73,7 @@ def build_workflows(
     """The three workflows, wired to their ports."""
     a = adapters
     return [
-        ImplementWorkflow(settings, state, a.github, a.git, a.claude, a.redactor),
+        ImplementWorkflow(settings, state, a.github, a.git, a.claude, a.redactor, a.clock),
         ReviewWorkflow(settings, state, a.github, a.git, a.claude, feed, a.redactor, a.clock),
         MergeWorkflow(settings, state, a.github, a.git, a.checks, feed, a.redactor, a.clock),
     ]

@@ -202,22 +202,28 @@ class State:
             raise StateError(
                 f"state file {self.path} is corrupted (not JSON: {exc}); {recover}"
             ) from None
-        version = document.get("version") if isinstance(document, dict) else None
-        if isinstance(version, int) and version > STATE_VERSION:
+        if not isinstance(document, dict):
+            raise StateError(f"state file {self.path} is corrupted (not an object); {recover}")
+        # Version 1 was the first; its files always said so, but one edited by hand may not.
+        version = document.get("version", 1)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise StateError(
+                f"state file {self.path} is corrupted (version: expected a number); {recover}"
+            )
+        if version > STATE_VERSION:
             raise StateError(
                 f"state file {self.path} has version {version}, written by a newer "
                 f"orchestrator; this one reads versions up to {STATE_VERSION}: upgrade, or "
                 f"{recover}"
             )
-        if isinstance(version, int) and version < STATE_VERSION:
+        if version < STATE_VERSION:
             try:
                 document = migrate(document, STATE_VERSION)
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise StateError(
                     f"state file {self.path} is corrupted (version {version} cannot be "
                     f"migrated: {exc!r}); {recover}"
                 ) from None
-            self._keep_copy(raw, version)
         try:
             doc = _FILE.validate_python(document)
         except ValidationError as exc:
@@ -226,14 +232,27 @@ class State:
             raise StateError(
                 f"state file {self.path} is corrupted ({where}: {first['msg']}); {recover}"
             ) from None
+        if version < STATE_VERSION:
+            self._keep_copy(raw, version)
         return doc
 
     def _keep_copy(self, raw: bytes, version: int) -> None:
         """Before the first write in the new format, the old file is kept next to it."""
         copy = self.path.with_name(f"{self.path.name}.v{version}.bak")
-        if not copy.exists():
-            copy.write_bytes(raw)
-            copy.chmod(0o600)
+        if copy.exists():
+            return
+        try:
+            fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, raw)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StateError(
+                f"cannot keep a copy of state file {self.path} before upgrading it "
+                f"({copy}: {exc.strerror}); make its directory writable"
+            ) from None
 
 
 def _fsync_dir(directory: Path) -> None:

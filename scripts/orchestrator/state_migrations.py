@@ -74,6 +74,6 @@ _STEPS: dict[int, Callable[[Document], Document]] = {1: _v1_to_v2}
 
 def migrate(document: Document, target: int) -> Document:
     """`document` brought from its version up to `target`, one step at a time."""
-    while (version := int(document.get("version", target))) < target:
+    while (version := int(document.get("version", 1))) < target:
         document = _STEPS[version](document)
     return document

@@ -258,7 +258,8 @@ class WorktreeManager:
 
     async def read_file(self, commit: str, path: str) -> str | None:
         """`path` as it is in `commit`, or None if it is not there."""
-        result = await self._git(["show", f"{commit}:{path}"], check=False)
+        # A blob only: `git show` would print a directory's listing as if it were the file.
+        result = await self._git(["cat-file", "blob", f"{commit}:{path}"], check=False)
         return result.stdout if result.ok else None
 
     async def diff(self, base: str, head: str, cwd: Path | None = None) -> str:

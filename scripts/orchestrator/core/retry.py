@@ -31,11 +31,12 @@ def after_failure(
 ) -> Retry | GiveUp:
     """`failures` counts the definite failures before this one. A transient fault (GitHub or
     the network) is not counted and never ends an attempt; the `limit`-th definite failure
-    does. With `backoff_s`, the n-th retry waits backoff_s * 2**(n-1) from `now`."""
+    does. With `backoff_s`, a retry after the n-th attempt (this one: `failures` + 1) waits
+    backoff_s * 2**(n-1) from `now`, at most as long as after the `limit`-th."""
     counted = failures if transient else failures + 1
     if not transient and counted >= limit:
         return GiveUp(counted)
     if backoff_s <= 0 or now is None:
         return Retry(counted)
-    delay = backoff_s * 2 ** (min(max(counted, 1), limit) - 1)
+    delay = backoff_s * 2 ** (min(failures + 1, limit) - 1)
     return Retry(counted, now + timedelta(seconds=delay))

@@ -16,6 +16,7 @@ from scripts.orchestrator.workflows.implement import ImplementWorkflow
 
 from .ports_fakes import (
     UNIT_TOKEN,
+    FakeClock,
     MemoryState,
     RecordingGit,
     ScriptedClaude,
@@ -67,9 +68,10 @@ def rig(
     gh: RecordingGitHub,
     git: RecordingGit,
     claude: ScriptedClaude,
+    clock: FakeClock,
 ) -> Rig:
     s = make_settings()
-    wf = ImplementWorkflow(s, memory_state, gh, git, claude, Redactor([s.token]))
+    wf = ImplementWorkflow(s, memory_state, gh, git, claude, Redactor([s.token]), clock)
     gh.add_issue("Add a greeting", "Write greet.py", labels=("ready",))
     return Rig(s, memory_state, gh, git, claude, wf)
 

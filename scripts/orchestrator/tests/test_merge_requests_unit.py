@@ -128,7 +128,8 @@ async def test_a_new_merge_while_the_first_runs_lands_the_new_head_next(rig: Rig
     gate.set()
     await job  # the old head is refused (409): the stop is told, the new head is next
     assert rig.item(number).status is Status.PENDING
-    assert rig.item(number).merge.requested_head == sha("fix")
+    assert rig.item(number).merge.rerequested_head == sha("fix")  # the next attempt's head
+    assert rig.item(number).errors == 0 and rig.item(number).attempts == 2
     assert "new commits arrived" in rig.one_comment(number)
     await rig.wf.run(number)
     assert rig.gh.pulls[number].merged
@@ -149,3 +150,41 @@ async def test_the_same_merge_asked_twice_while_it_runs_is_one_merge(rig: Rig) -
     await rig.wf.run(number)
     assert rig.gh.pulls[number].merged
     assert len(rig.gh.called("merge_pull")) == 1
+
+
+async def test_a_new_merge_while_the_first_meets_a_fault_lands_the_new_head_quietly(
+    rig: Rig,
+) -> None:
+    await rig.cycle()
+    number = rig.gh.add_pull()
+    rig.gh.permissions["carol"] = "write"
+    rig.gh.comment(number, "/merge")
+    assert await rig.cycle() == [number]
+    rig.gh.fail("check_runs", GitHubError(502, "Bad Gateway"))
+    rig.state.put(rig.item(number).evolve(status=Status.IN_PROGRESS))
+    rig.gh.push(number, sha("fix"))
+    rig.gh.comment(number, "/merge")  # asked again while the attempt runs
+    await rig.cycle()
+    rig.state.put(rig.item(number).evolve(status=Status.PENDING))
+    await rig.wf.run(number)  # meets the outage: waits, with the newer request kept
+    assert rig.item(number).status is Status.PENDING
+    await rig.wf.run(number)
+    assert rig.gh.pulls[number].merged
+    assert [args[1] for args in rig.gh.called("merge_pull")] == [sha("fix")]
+    assert all("pushed after the request" not in c for c in rig.gh.bot_comments(number))
+
+
+async def test_asking_again_while_pending_replaces_an_older_re_request(rig: Rig) -> None:
+    await rig.cycle()
+    number = rig.gh.add_pull()
+    rig.gh.permissions["carol"] = "write"
+    rig.gh.comment(number, "/merge")
+    assert await rig.cycle() == [number]
+    rig.state.put(rig.item(number).with_facts(rerequested_head=sha("older")))
+    rig.gh.push(number, sha("newest"))
+    rig.gh.comment(number, "/merge")
+    await rig.cycle()
+    facts = rig.item(number).merge
+    assert (facts.requested_head, facts.rerequested_head) == (sha("newest"), None)
+    await rig.wf.run(number)
+    assert [args[1] for args in rig.gh.called("merge_pull")] == [sha("newest")]

@@ -34,7 +34,7 @@ def test_after_failure_counts_definite_failures(
         (False, 0, 60),  # the first retry waits the backoff
         (False, 1, 120),  # then twice as long
         (True, 0, 60),
-        (True, 1, 60),  # a transient fault does not grow the pause
+        (True, 1, 120),  # as long as a definite failure of the same attempt would wait
         (True, 7, 240),  # capped at the limit's pause
     ],
 )

@@ -154,3 +154,28 @@ async def test_the_daemon_resumes_a_merge_from_a_version_1_file(world: World) ->
     assert not world.github.mutations_named("create_review"), "reviewed again after upgrade"
     assert json.loads(world.state_file.read_text())["version"] == STATE_VERSION
     assert json.loads(world.state_file.with_name("state.json.v1.bak").read_text()) == old
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"items": [{"type": "issue", "number": 1, "data": "not a dict"}]}',
+        b'{"version": "1", "items": []}',
+    ],
+)
+def test_a_hand_edited_file_is_a_clear_error(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(content)
+    with pytest.raises(StateError, match="corrupted"):
+        State(path)
+    assert not list(tmp_path.glob("*.bak"))
+
+
+def test_a_file_without_a_version_is_version_1(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(
+        json.dumps({"items": [{"type": "issue", "number": 3, "data": {"label_events": 2}}]})
+    )
+    with State(path) as state:
+        item = state.get(WorkItemType.ISSUE, 3)
+        assert item is not None and item.issue.label_events == 2

@@ -14,9 +14,9 @@ from ..core.decide_implement import IssueStep, needs_label_count, plan_issues
 from ..core.errors import GitError, GitHubError, is_transient
 from ..core.models import IMPLEMENT_TOOLS, ClaudeRequest, ClaudeResult, Issue, PullRequest
 from ..core.redact import Redactor
-from ..core.work import IssueFacts, Status, WorkItem, WorkItemType, utcnow
+from ..core.work import IssueFacts, Status, WorkItem, WorkItemType
 from ..guidelines import guidelines, repo_guidelines_path
-from ..ports import Claude, Git, GitHub, Job, StateStore
+from ..ports import Claude, Clock, Git, GitHub, Job, StateStore
 from . import outbox
 from .items import MAX_INFRASTRUCTURE_ERRORS, Items
 
@@ -45,6 +45,7 @@ class ImplementWorkflow:
     worktrees: Git
     claude: Claude
     redactor: Redactor
+    clock: Clock
     name: str = "implement"
 
     def __post_init__(self) -> None:
@@ -94,7 +95,7 @@ class ImplementWorkflow:
                 last_error=None,
                 head_sha=None,
             )
-        item = item.evolve(status=Status.IN_PROGRESS, started_at=utcnow(), finished_at=None)
+        item = item.evolve(status=Status.IN_PROGRESS, started_at=self.clock.now(), finished_at=None)
         self.state.put(item)
         try:
             outcome = await self._attempt(number, fresh, reconcile=reconcile)
@@ -109,7 +110,7 @@ class ImplementWorkflow:
             [outbox.remove_label(number, self.settings.ready_label)],
             status=Status.DONE,
             pr_number=outcome.number,
-            finished_at=utcnow(),
+            finished_at=self.clock.now(),
         )
         log.info("issue #%d: pull request #%d is ready for review", number, outcome.number)
         await self._outbox.try_send(number)
@@ -301,6 +302,6 @@ class ImplementWorkflow:
             writes,
             status=Status.FAILED,
             last_error=self.redactor.redact(failure.reason),
-            finished_at=utcnow(),
+            finished_at=self.clock.now(),
         )
         await self._outbox.try_send(number)

@@ -99,16 +99,16 @@ class MergeWorkflow:
         known = self.state.get(WorkItemType.MERGE, pull.number)
         with self.state.batch():  # the item and the handled mark land in one write
             if known is not None and known.status is Status.PENDING:
-                # Asked again before the attempt ran: what the writer sees now is what lands.
-                self.state.put(
-                    known.with_facts(
-                        requested_head=pull.head_sha,
-                        requested_by=comment.author,
-                        base_ref=pull.base_ref,
-                    )
+                # Asked again before the attempt ran: the head the writer sees now is what
+                # lands. The base stays the one first asked for: a retarget still stops.
+                facts = known.merge.but(
+                    requested_head=pull.head_sha,
+                    requested_by=comment.author,
+                    rerequested_head=None,
                 )
+                self.state.put(known.evolve(facts=facts))
             elif known is not None and known.status is Status.IN_PROGRESS:
-                if pull.head_sha != known.merge.requested_head:  # served when this one ends
+                if pull.head_sha != known.merge.requested_head:  # the next attempt's head
                     self.state.put(known.with_facts(rerequested_head=pull.head_sha))
             else:
                 base = known or WorkItem(type=WorkItemType.MERGE, number=pull.number)
@@ -151,6 +151,11 @@ class MergeWorkflow:
 
     async def _merge(self, pull: PullRequest) -> Stopped | None:
         facts = self._items.get(pull.number).merge
+        if facts.rerequested_head is not None:
+            # A writer asked again, for a newer head, while an earlier attempt ran (and then
+            # stopped, met a fault or was interrupted): the newest request is the one served.
+            facts = facts.but(requested_head=facts.rerequested_head, rerequested_head=None)
+            self._items.update(pull.number, facts=facts)
         start = decide.on_start(
             pull,
             requested_base=facts.base_ref,
@@ -376,12 +381,12 @@ class MergeWorkflow:
             await self._end(number, Status.FAILED, comment, last_error=error)
             return
         # A writer asked again for a newer head while this attempt ran: say why this one
-        # stopped, and test that head next.
+        # stopped, and test that head next, as a new attempt (`_merge` takes it up).
         log.info("merge of #%d asked again for %s; testing it next", number, again[:12])
-        facts = self._items.get(number).merge.but(
-            requested_head=again, rerequested_head=None, merging_head=None, tested_base=None
+        item = self._items.get(number)
+        await self._end(
+            number, Status.PENDING, comment, last_error=error, errors=0, attempts=item.attempts + 1
         )
-        await self._end(number, Status.PENDING, comment, last_error=error, facts=facts)
 
     async def _end(self, number: int, status: Status, comment: str, **changes: object) -> None:
         """Record the outcome and the comment that tells it in one state write, then post the
