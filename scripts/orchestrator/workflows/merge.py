@@ -22,6 +22,7 @@ from . import outbox
 from .commands import acknowledge, authorised, settle_each
 from .comment_feed import CommentFeed
 from .items import MAX_INFRASTRUCTURE_ERRORS, Items
+from .merge_cleanup import clean_up
 
 log = logging.getLogger(__name__)
 
@@ -335,29 +336,8 @@ class MergeWorkflow:
                     await self.clock.sleep(min(CI_POLL, timeout - waited))
 
     async def _clean_up(self, pull: PullRequest) -> None:
-        """Delete the branch (not a fork's), close linked issues, post the one summary."""
-        default = await self.github.default_branch()
-        if not pull.is_fork and pull.head_ref != default:
-            others = await self.github.list_open_pulls()
-            if any(p.base_ref == pull.head_ref for p in others):
-                log.info("keeping %s: other pull requests target it", pull.head_ref)
-            else:
-                try:
-                    await self.github.delete_branch(pull.head_ref)
-                except GitHubError as exc:
-                    if exc.status not in (404, 422):  # already gone
-                        raise
-        closed = []
-        # Like GitHub: closing keywords act only on merges into the default branch.
-        linked = text.linked_issues(pull.body) if pull.base_ref == default else []
-        for number in linked:
-            try:
-                issue = await self.github.get_issue(number)
-            except NotFound:
-                continue
-            if issue.state == "open" and not issue.is_pull_request:
-                await self.github.close_issue(number)
-                closed.append(number)
+        """Delete the branch, close linked issues, post the one summary."""
+        closed = await clean_up(self.github, pull)
         item = self._items.get(pull.number)
         facts = item.merge
         body = text.summary(
