@@ -12,6 +12,7 @@ from pathlib import Path
 from . import proc
 from .core.ci import outcome
 from .core.models import CommandResult
+from .sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +50,33 @@ def check_env(
 
 
 async def run_command(
-    command: str, *, cwd: Path, timeout: float, extra_env: Mapping[str, str] | None = None
+    command: str,
+    *,
+    cwd: Path,
+    timeout: float,
+    extra_env: Mapping[str, str] | None = None,
+    sandbox: Sandbox | None = None,
 ) -> CommandResult:
-    """Run one shell command in `cwd`; on timeout its whole process group is killed."""
+    """Run one shell command in `cwd` (inside `sandbox` when given); on timeout its whole
+    process group, or with a sandbox its whole PID namespace, is killed."""
     with tempfile.TemporaryDirectory(prefix="pre-merge-") as scratch:
         log_file = Path(scratch) / "output.log"
         # A file, not a pipe: what a command printed before its timeout is still there to
         # show, stdout and stderr stay interleaved, and only the tail is read into memory.
         # The commands are the operator's own shell strings (PRE_MERGE_COMMANDS).
-        done = await proc.run(  # noqa: S604
-            [f"exec >{shlex.quote(str(log_file))} 2>&1\n{command}"],
-            cwd=cwd,
-            timeout=timeout,
-            env=check_env(extra_env),
-            shell=True,
-        )
+        script = f"exec >{shlex.quote(str(log_file))} 2>&1\n{command}"
+        if sandbox is None:
+            done = await proc.run(  # noqa: S604
+                [script], cwd=cwd, timeout=timeout, env=check_env(extra_env), shell=True
+            )
+        else:
+            argv = sandbox.wrap(
+                ["/bin/sh", "-c", script],
+                workdir=cwd,
+                write_paths=[Path(scratch)],
+                env={**CHECK_ENV, **(extra_env or {})},
+            )
+            done = await proc.run(argv, cwd=cwd, timeout=timeout, env=check_env(extra_env))
         output = _read_tail(log_file, MAX_OUTPUT_BYTES)
     result = CommandResult(
         command=command,
@@ -83,6 +96,7 @@ async def run_commands(
     cwd: Path,
     timeout: float,
     extra_env: Mapping[str, str] | None = None,
+    sandbox: Sandbox | None = None,
 ) -> list[CommandResult]:
     """Run `commands` in order until one fails; the results of those that ran.
 
@@ -90,7 +104,9 @@ async def run_commands(
     """
     results: list[CommandResult] = []
     for command in commands:
-        result = await run_command(command, cwd=cwd, timeout=timeout, extra_env=extra_env)
+        result = await run_command(
+            command, cwd=cwd, timeout=timeout, extra_env=extra_env, sandbox=sandbox
+        )
         results.append(result)
         if not result.ok:
             break
@@ -111,9 +127,13 @@ def _read_tail(path: Path, limit: int) -> str:
 
 
 class ShellChecks:
-    """The `Checks` port: the commands run by the shell, credentials withheld."""
+    """The `Checks` port: the commands run by the shell, credentials withheld, inside
+    `sandbox` (None only when the user turned it off with SANDBOX=off)."""
+
+    def __init__(self, sandbox: Sandbox | None) -> None:
+        self.sandbox = sandbox
 
     async def run(
         self, commands: Sequence[str], *, cwd: Path, timeout: float
     ) -> list[CommandResult]:
-        return await run_commands(commands, cwd=cwd, timeout=timeout)
+        return await run_commands(commands, cwd=cwd, timeout=timeout, sandbox=self.sandbox)

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     review_event: ReviewEvent = ReviewEvent.COMMENT
     review_on_push: bool = True
     ci_wait_timeout: PositiveFloat = 900
+    # Code the daemon did not write runs in a sandbox (bubblewrap); `off` only by choice.
+    sandbox: str = "bwrap"
+    sandbox_read_paths: list[Path] = Field(default_factory=list)
+    sandbox_check_network: bool = False
 
     @field_validator("github_repo")
     @classmethod
@@ -110,6 +114,25 @@ class Settings(BaseSettings):
             value = _json_list(value)
         if not isinstance(value, list) or not all(isinstance(c, str) and c.strip() for c in value):
             raise ValueError('expected a JSON array of non-empty strings, e.g. ["pytest"]')
+        return value
+
+    @field_validator("sandbox")
+    @classmethod
+    def _sandbox(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("bwrap", "off"):
+            raise ValueError("expected bwrap (the default) or off")
+        return value
+
+    @field_validator("sandbox_read_paths", mode="before")
+    @classmethod
+    def _read_paths(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = _json_list(value)
+        if not isinstance(value, list) or not all(
+            isinstance(p, str | Path) and Path(p).is_absolute() for p in value
+        ):
+            raise ValueError('expected a JSON array of absolute paths, e.g. ["/opt/venv"]')
         return value
 
     @field_validator("github_api_url")

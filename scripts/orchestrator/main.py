@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import re
 import signal
@@ -23,12 +24,15 @@ from .daemon import Daemon
 from .github_watcher import GitHubClient
 from .ports import Checks, Claude, Clock, Git, GitHub, StateStore, Workflow
 from .proc import SECRET_ENV_VARS
+from .sandbox import Bwrap, Sandbox, SandboxUnavailable
 from .state import State, StateError
 from .workflows.comment_feed import CommentFeed
 from .workflows.implement import ImplementWorkflow
 from .workflows.merge import MergeWorkflow
 from .workflows.review import ReviewWorkflow
 from .worktree_manager import WorktreeManager
+
+log = logging.getLogger(__name__)
 
 PROG = "claude-orchestrator"
 EXIT_CONFIG = 2
@@ -110,8 +114,10 @@ async def serve(
     )
     async with github:
         await check_start(settings, github, worktrees)
+        sandbox = await start_sandbox(settings)
         feed = CommentFeed(github, state)
-        adapters = Adapters(github, worktrees, claude, ShellChecks(), SystemClock(), redactor)
+        checks = ShellChecks(sandbox)
+        adapters = Adapters(github, worktrees, claude, checks, SystemClock(), redactor)
         daemon = Daemon(
             state,
             build_workflows(settings, state, adapters, feed),
@@ -129,6 +135,29 @@ async def serve(
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+
+
+async def start_sandbox(settings: Settings) -> Sandbox | None:
+    """The sandbox for pre-merge commands; refuse to start without one, unless SANDBOX=off."""
+    if settings.sandbox == "off":
+        log.warning(
+            "SANDBOX=off: pull requests' code runs with the daemon's own rights and can read "
+            "its token; turn the sandbox on (install bubblewrap) for any repository that "
+            "accepts outside contributions"
+        )
+        return None
+    bwrap = Bwrap()
+    try:
+        await bwrap.check()
+    except SandboxUnavailable as exc:
+        raise StartupError(
+            f"SANDBOX=bwrap: {exc}. Install bubblewrap, or set SANDBOX=off to run pull "
+            "requests' code without a sandbox (unsafe)"
+        ) from None
+    # The clone's git directory, read-only: a check may run git, never change the clone.
+    git_dir = (settings.repo_path / ".git").resolve()
+    reads = [*settings.sandbox_read_paths, git_dir]
+    return Sandbox(bwrap, read_paths=tuple(reads), network=settings.sandbox_check_network)
 
 
 async def check_start(settings: Settings, github: GitHubClient, worktrees: WorktreeManager) -> None:

@@ -122,6 +122,8 @@ def world(
         claude_timeout=60,
         check_timeout=60,
         ci_wait_timeout=5,
+        # The sandbox is on, as for users; the checks may read the Python running the tests.
+        sandbox_read_paths=sorted({Path(sys.prefix), Path(sys.base_prefix)}),
     )
     yield World(fake_github, scripted_model, git_world, claude_env, tmp_path, settings)
     assert fake_github.unknown_routes == [], "the daemon called routes the fake lacks"

@@ -87,6 +87,14 @@ EVERY_VARIABLE: list[tuple[str, str, str, Any]] = [
     ("REVIEW_EVENT", "APPROVE", "review_event", ReviewEvent.APPROVE),
     ("REVIEW_ON_PUSH", "false", "review_on_push", False),
     ("CI_WAIT_TIMEOUT", "60", "ci_wait_timeout", 60.0),
+    ("SANDBOX", "off", "sandbox", "off"),
+    (
+        "SANDBOX_READ_PATHS",
+        '["/opt/venv", "/srv/data"]',
+        "sandbox_read_paths",
+        [Path("/opt/venv"), Path("/srv/data")],
+    ),
+    ("SANDBOX_CHECK_NETWORK", "true", "sandbox_check_network", True),
 ]
 
 

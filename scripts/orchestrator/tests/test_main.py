@@ -31,7 +31,7 @@ def project(git_world: GitWorld) -> Path:
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for tool in ("git",):
+    for tool in ("git", "bwrap"):  # the tools the daemon needs on its PATH
         if not (bin_dir / tool).exists():
             os.symlink(shutil.which(tool) or tool, bin_dir / tool)
     env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "LANG": "C.UTF-8"}

@@ -193,7 +193,8 @@ async def test_the_head_moving_after_the_tests_goes_down_the_409_path(world: Wor
         "git -c user.name=x -c user.email=x@x commit -q --allow-empty -m late && "
         "git push -q origin topic"
     )
-    world.configure(pre_merge_commands=[push])
+    # The check plays a colleague pushing to origin meanwhile: the sandbox rightly forbids that.
+    world.configure(pre_merge_commands=[push], sandbox="off")
     await _watching(world)
     number = _pull(world)
     _merge_request(world, number)

