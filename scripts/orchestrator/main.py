@@ -175,6 +175,15 @@ async def check_start(settings: Settings, github: GitHubClient, worktrees: Workt
             f"GITHUB_REPO={settings.github_repo}: run the daemon in a clone of the watched "
             "repository, or set REPO_PATH to one"
         )
+    expected = git_host(settings.github_api_url)
+    host = foreign_host(url, settings.github_api_url)
+    if host is not None:
+        # The token goes with every push: only ever to the GitHub the settings name.
+        raise StartupError(
+            f"REPO_PATH={settings.repo_path} pushes to {host}, not to {expected} (the host of "
+            f"GITHUB_API_URL={settings.github_api_url}): point {settings.git_remote} at "
+            f"{expected}, or set GITHUB_API_URL to that host's API"
+        )
     try:
         await github.default_branch()
     except GitHubError as exc:
@@ -205,6 +214,30 @@ def repo_of_url(url: str) -> str | None:
         return None
     parts = path.strip("/").removesuffix(".git").split("/")
     return "/".join(parts[-2:]) if len(parts) >= 2 else None
+
+
+def host_of_url(url: str) -> str | None:
+    """The host a remote URL points at; None for a local path."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("http", "https", "ssh", "git"):
+        return parsed.hostname
+    if match := re.match(r"^[\w.-]+@([\w.-]+):", url):  # scp-like: git@github.com:o/r
+        return match.group(1)
+    return None
+
+
+def foreign_host(url: str, api_url: str) -> str | None:
+    """The host `url` points at if it is not the GitHub of `api_url` (a local path is fine)."""
+    host, expected = host_of_url(url), git_host(api_url)
+    if host is None or host.lower() in (expected, f"ssh.{expected}"):
+        return None
+    return host
+
+
+def git_host(api_url: str) -> str:
+    """The git host of a GitHub API root: github.com for api.github.com, else its own host."""
+    host = (urlparse(api_url).hostname or "").lower()
+    return "github.com" if host == "api.github.com" else host
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,6 +28,16 @@ COMMIT_EMAIL = "claude-orchestrator@users.noreply.github.com"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 # Parallel checkout, one worker per core: halves a 10,000-file checkout (docs/benchmarks.md).
 _CHECKOUT = ("-c", "checkout.workers=0")
+# The clone's config and hooks are writable from a job's worktree (its `.git` leads there), so
+# nothing in them may run a program inside the daemon's own git: command-line settings win
+# over every config file.
+SAFE_GIT = (
+    "-c", "core.hooksPath=/dev/null",
+    "-c", "core.fsmonitor=false",
+    "-c", "core.pager=cat",
+    "-c", "diff.external=",
+    "-c", "protocol.ext.allow=never",
+)  # fmt: skip
 
 
 class WorktreeManager:
@@ -72,7 +82,7 @@ class WorktreeManager:
                 return await self._git(args, cwd=cwd, check=check, extra_env=extra_env)
         env = proc.child_env(extra={"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(extra_env or {})})
         result = await proc.run(
-            ["git", *args], cwd=cwd or self.repo_path, timeout=self._timeout, env=env
+            ["git", *SAFE_GIT, *args], cwd=cwd or self.repo_path, timeout=self._timeout, env=env
         )
         if check and not result.ok:
             raise GitError(args, result)

@@ -244,6 +244,43 @@ def test_a_second_daemon_on_the_same_state_refuses_to_start(
 
 
 @pytest.mark.parametrize(
+    ("url", "api", "refused"),
+    [
+        ("https://github.com/acme/widgets.git", "https://api.github.com", False),
+        ("git@github.com:acme/widgets.git", "https://api.github.com", False),
+        ("ssh://git@ssh.github.com:443/acme/widgets.git", "https://api.github.com", False),
+        ("https://ghe.example.com/acme/widgets.git", "https://ghe.example.com/api/v3", False),
+        ("/srv/git/widgets.git", "https://api.github.com", False),  # a local mirror
+        ("https://evil.example/acme/widgets.git", "https://api.github.com", True),
+        ("git@evil.example:acme/widgets.git", "https://api.github.com", True),
+        ("https://github.com.evil.example/acme/widgets", "https://api.github.com", True),
+        ("https://github.com/acme/widgets.git", "https://ghe.example.com/api/v3", True),
+    ],
+)
+def test_pushes_go_only_to_the_configured_host(url: str, api: str, refused: bool) -> None:
+    from scripts.orchestrator.main import foreign_host
+
+    assert (foreign_host(url, api) is not None) is refused
+
+
+def test_a_clone_pointing_at_another_host_is_refused_at_start(
+    tmp_path: Path, fake_github: FakeGitHub, git_world: GitWorld
+) -> None:
+    git(git_world.clone, "remote", "set-url", "origin", "https://evil.example/acme/widgets.git")
+    env = _env(
+        tmp_path,
+        GITHUB_REPO="acme/widgets",
+        GITHUB_TOKEN=fake_github.token,
+        GITHUB_API_URL=fake_github.url,
+    )
+    result = _run(["--once"], git_world.clone, env)
+    assert result.returncode == 2
+    assert "pushes to evil.example, not to 127.0.0.1" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert fake_github.requests == []  # refused before any GitHub call
+
+
+@pytest.mark.parametrize(
     ("url", "expected"),
     [
         ("https://github.com/acme/widgets.git", "acme/widgets"),

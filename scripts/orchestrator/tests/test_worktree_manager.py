@@ -223,6 +223,41 @@ async def test_commit_all_skips_a_failing_pre_commit_hook(
     assert not ran.exists()
 
 
+async def test_hooks_and_fsmonitor_planted_in_the_clone_never_run(
+    manager: WorktreeManager, git_world: GitWorld, tmp_path: Path
+) -> None:
+    """A job's worktree leads to the clone's `.git`: what an earlier job planted there (a
+    post-checkout hook, `core.fsmonitor`, a hooks path) runs in none of the daemon's git."""
+    ran = tmp_path / "planted-ran"
+    planted = tmp_path / "planted-hooks"
+    for hooks in (git_world.clone / ".git" / "hooks", planted):
+        install_hook(hooks, "post-checkout", f"echo hook >> {ran}")
+        install_hook(hooks, "reference-transaction", f"echo hook >> {ran}")
+    git(git_world.clone, "config", "core.hooksPath", str(planted))
+    git(git_world.clone, "config", "core.fsmonitor", f"echo fsmonitor >> {ran}; false")
+    git(git_world.clone, "config", "core.pager", f"echo pager >> {ran}; cat")
+
+    path = await manager.branch_worktree("feature-issue-9", "claude/issue-9", "origin/main")
+    (path / "new.txt").write_text("x\n")
+    await manager.commit_all(path, "msg")
+    await manager.git("log", "-1", cwd=path)
+    await manager.diff("origin/main", "HEAD", cwd=path)
+    await manager.remove(path)
+    assert not ran.exists(), ran.read_text()
+
+    # The control: git run as usual in the same clone runs what was planted.
+    git(
+        git_world.clone,
+        "worktree",
+        "add",
+        "--quiet",
+        "--detach",
+        str(tmp_path / "w"),
+        "origin/main",
+    )
+    assert ran.exists()
+
+
 # -- push -----------------------------------------------------------------------------------
 
 
