@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Protocol
 
 import anyio
@@ -23,6 +25,7 @@ from .core.models import (
     ClaudeResult,
 )
 from .proc import SECRET_ENV_VARS, kill_processes_with_env
+from .sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +49,26 @@ class SdkClaudeRunner:
         *,
         model: str | None = None,
         env: Mapping[str, str] | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self._cli_path = cli_path
         self._model = model
         self._env = dict(env or {})
+        self.sandbox = sandbox
 
     async def run(self, request: ClaudeRequest) -> ClaudeResult:
+        if self.sandbox is None:
+            return await self._run(request, self._cli_path)
+        with tempfile.TemporaryDirectory(prefix="claude-run-") as scratch:
+            cli = self.sandbox.cli_wrapper(
+                self._cli_path,
+                workdir=request.cwd,
+                read_only=request.read_only,
+                directory=Path(scratch),
+            )
+            return await self._run(request, str(cli))
+
+    async def _run(self, request: ClaudeRequest, cli_path: str) -> ClaudeResult:
         marker = uuid.uuid4().hex
         # The SDK starts the CLI with our whole environment plus `env`, so the tokens are
         # blanked here even though main() already removed them from os.environ.
@@ -59,7 +76,7 @@ class SdkClaudeRunner:
         stderr: list[str] = []
         options = ClaudeAgentOptions(
             cwd=str(request.cwd),
-            cli_path=self._cli_path,
+            cli_path=cli_path,
             model=self._model,
             tools=list(request.tools),
             allowed_tools=list(request.tools),

@@ -103,9 +103,6 @@ async def serve(
             settings.token, settings.github_repo, api_url=settings.github_api_url,
             redactor=redactor,
         )  # fmt: skip
-    if claude is None:
-        assert settings.claude_cli_path is not None
-        claude = SdkClaudeRunner(settings.claude_cli_path, model=settings.claude_model)
     worktrees = WorktreeManager(
         settings.repo_path,
         settings.worktree_base,
@@ -115,6 +112,11 @@ async def serve(
     async with github:
         await check_start(settings, github, worktrees)
         sandbox = await start_sandbox(settings)
+        if claude is None:
+            assert settings.claude_cli_path is not None
+            claude = SdkClaudeRunner(
+                settings.claude_cli_path, model=settings.claude_model, sandbox=sandbox
+            )
         feed = CommentFeed(github, state)
         checks = ShellChecks(sandbox)
         adapters = Adapters(github, worktrees, claude, checks, SystemClock(), redactor)

@@ -10,9 +10,12 @@ environment is built from an allowlist: no token, no daemon settings.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shlex
 import shutil
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +53,7 @@ class Policy:
     write_paths: Sequence[Path] = ()  # read-write, at the same paths (e.g. a log file's folder)
     network: bool = False
     env: Mapping[str, str] = field(default_factory=dict)  # added to the inherited allowlist
+    read_only_workdir: bool = False  # e.g. a review: it reads the code, it changes nothing
 
 
 class Bwrap:
@@ -79,8 +83,10 @@ class Bwrap:
         args += ["--tmpfs", PRIVATE_TMP, "--tmpfs", "/home", "--dir", HOME]
         for read in policy.read_paths:
             args += ["--ro-bind-try", str(read), str(read)]
-        for write in (*policy.write_paths, policy.workdir):
+        for write in policy.write_paths:
             args += ["--bind", str(write), str(write)]
+        bind = "--ro-bind" if policy.read_only_workdir else "--bind"
+        args += [bind, str(policy.workdir), str(policy.workdir)]
         args += ["--clearenv"]
         for name, value in _environment(policy.env).items():
             args += ["--setenv", name, value]
@@ -146,3 +152,28 @@ class Sandbox:
             env=dict(env or {}),
         )
         return self.bwrap.command(argv, policy)
+
+    def cli_wrapper(self, cli: str, *, workdir: Path, read_only: bool, directory: Path) -> Path:
+        """An executable in `directory` that runs the CLI `cli` in this sandbox, for one run in
+        `workdir`: what the SDK is told the CLI is. It holds paths only, no secret."""
+        real = shutil.which(cli) or cli
+        spec = {
+            "bwrap": shutil.which(self.bwrap.executable) or self.bwrap.executable,
+            "cli": str(Path(real).resolve()),
+            "workdir": str(workdir),
+            # The CLI's own files, and (read-only) the clone's git the worktree leads to.
+            "read_paths": [str(Path(real).resolve().parent), *map(str, self.read_paths)],
+            "read_only_workdir": read_only,
+            "network": True,  # the model's API; see README, "The sandbox"
+        }
+        policy = directory / "policy.json"
+        policy.write_text(json.dumps(spec), encoding="utf-8")
+        wrapper = directory / "claude"
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            f"exec {shlex.quote(sys.executable)} -m scripts.orchestrator.sandbox_exec "
+            f'{shlex.quote(str(policy))} "$@"\n',
+            encoding="utf-8",
+        )
+        wrapper.chmod(0o700)
+        return wrapper

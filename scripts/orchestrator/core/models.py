@@ -114,6 +114,11 @@ class ClaudeRequest:
     # can define hooks that run commands).
     setting_sources: Sequence[SettingSource] = ()
 
+    @property
+    def read_only(self) -> bool:
+        """Whether the run only reads (a review): its sandbox mounts the worktree read-only."""
+        return set(self.tools) <= set(READ_ONLY_TOOLS)
+
 
 @dataclass(frozen=True)
 class ClaudeResult:

@@ -20,7 +20,7 @@ from scripts.orchestrator.fakes.git_world import GitWorld
 from scripts.orchestrator.fakes.scripted_model import ScriptedModel, bundled_cli_path
 from scripts.orchestrator.github_http import RetryPolicy
 from scripts.orchestrator.github_watcher import GitHubClient
-from scripts.orchestrator.main import serve
+from scripts.orchestrator.main import serve, start_sandbox
 from scripts.orchestrator.state import State, WorkItem, WorkItemType
 
 __all__ = ["World", "world"]
@@ -57,7 +57,9 @@ class World:
             retry=FAST_RETRY,
             write_interval=0,
         )
-        claude = SdkClaudeRunner(str(bundled_cli_path()), env=self.claude_env)
+        # The same sandbox the daemon builds for its own runner (None with SANDBOX=off).
+        sandbox = await start_sandbox(self.settings)
+        claude = SdkClaudeRunner(str(bundled_cli_path()), env=self.claude_env, sandbox=sandbox)
         with State(self.state_file) as state:
             return await serve(self.settings, state, once=True, github=github, claude=claude)
 

@@ -17,7 +17,9 @@ import pytest
 
 from scripts.orchestrator import checks
 from scripts.orchestrator.core.models import CommandResult
+from scripts.orchestrator.fakes.model_script import Text, ToolCall, ToolCalls, bash, write
 from scripts.orchestrator.sandbox import Bwrap, Policy, Sandbox, SandboxUnavailable
+from scripts.orchestrator.state import Status, WorkItemType
 
 from .fixtures_model import wait_until_gone
 from .fixtures_world import World
@@ -216,3 +218,59 @@ async def test_a_pull_requests_test_cannot_steal_the_daemons_token(
         assert merged, comments
     else:  # the control: without the sandbox the same test finds it
         assert not merged and "stole the token" in comments
+
+
+# -- Claude's runs -------------------------------------------------------------------------------
+
+
+def _daemon_secret(world: World) -> Path:
+    """A `.env` beside the worktrees, as the README's layout puts it."""
+    secret = world.settings.worktree_base.parent / ".env"
+    secret.write_text(f"GITHUB_TOKEN={world.github.token}\n")
+    return secret
+
+
+@pytest.mark.parametrize("sandboxed", [True, False])
+async def test_a_review_reads_its_worktree_but_not_the_daemons_env(
+    world: World, sandboxed: bool
+) -> None:
+    world.configure(sandbox="bwrap" if sandboxed else "off")
+    secret = _daemon_secret(world)
+    assert await world.once() == 0
+    world.git.push_branch("topic", {"calc.py": "X = 1\n"})
+    number = world.github.create_pull("Tweak", "topic", body="", user="mallory")
+    reads = ToolCalls((ToolCall("Read", {"file_path": "calc.py"}),
+                       ToolCall("Read", {"file_path": str(secret)})))  # fmt: skip
+    world.model.script_for(f"Review pull request #{number}", [reads, Text("VERDICT: COMMENT")])
+    assert await world.once() == 0
+    results = {r.tool_input["file_path"]: r for req in world.model.main_requests()
+               for r in req.all_tool_results if r.tool_name == "Read"}  # fmt: skip
+    inside = results[str(world.settings.worktree_base / "pr-review-1" / "calc.py")]
+    outside = results[str(secret)]
+    assert not inside.is_error and "X = 1" in inside.text  # the control
+    leaked = world.github.token in outside.text
+    assert leaked is not sandboxed, outside.text
+
+
+@pytest.mark.parametrize("sandboxed", [True, False])
+async def test_an_implement_runs_bash_cannot_read_the_daemons_env_or_processes(
+    world: World, sandboxed: bool
+) -> None:
+    world.configure(sandbox="bwrap" if sandboxed else "off")
+    secret = _daemon_secret(world)
+    world.github.create_issue("Add a greeting", "Write greet.py", user="alice")
+    world.github.add_labels(1, "ready", user="alice")
+    world.model.script_for(
+        "Implement GitHub issue #1",
+        [
+            bash(f"cat {secret}; ls /proc | grep -c '^[0-9]'"),
+            write({"greet.py": "X = 1\n"}),
+            Text("Added greet.py."),
+        ],
+    )
+    assert await world.once() == 0
+    (result,) = {r.tool_use_id: r for req in world.model.main_requests()
+                 for r in req.all_tool_results if r.tool_name == "Bash"}.values()  # fmt: skip
+    assert (world.github.token in result.text) is not sandboxed, result.text
+    item = world.item(WorkItemType.ISSUE, 1)
+    assert item is not None and item.status is Status.DONE  # the work itself went on
