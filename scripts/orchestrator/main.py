@@ -150,7 +150,7 @@ async def start_sandbox(settings: Settings) -> Sandbox | None:
         return None
     bwrap = Bwrap()
     try:
-        await bwrap.check()
+        version = await bwrap.check()
     except SandboxUnavailable as exc:
         raise StartupError(
             f"SANDBOX=bwrap: {exc}. Install bubblewrap, or set SANDBOX=off to run pull "
@@ -159,6 +159,8 @@ async def start_sandbox(settings: Settings) -> Sandbox | None:
     # The clone's git directory, read-only: a check may run git, never change the clone.
     git_dir = (settings.repo_path / ".git").resolve()
     reads = [*settings.sandbox_read_paths, git_dir]
+    network = "with" if settings.sandbox_check_network else "without"
+    log.info("sandbox: %s; pre-merge commands run %s network", version, network)
     return Sandbox(bwrap, read_paths=tuple(reads), network=settings.sandbox_check_network)
 
 

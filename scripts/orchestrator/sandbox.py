@@ -93,8 +93,8 @@ class Bwrap:
         args += ["--chdir", str(policy.workdir), "--", *argv]
         return args
 
-    async def check(self) -> None:
-        """Fail with `SandboxUnavailable` unless a job can be started here."""
+    async def check(self) -> str:
+        """bubblewrap's version, or `SandboxUnavailable` unless a job can be started here."""
         if shutil.which(self.executable) is None:
             raise SandboxUnavailable(
                 f"{self.executable} is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
@@ -109,6 +109,8 @@ class Bwrap:
                 f"{self.executable} cannot create a sandbox here ({why[0]}); user namespaces "
                 "may be disabled (sysctl kernel.unprivileged_userns_clone=1)"
             )
+        version = await proc.run([self.executable, "--version"], cwd=Path("/"), timeout=30)
+        return version.stdout.strip() or self.executable
 
 
 def _environment(extra: Mapping[str, str]) -> dict[str, str]:

@@ -121,6 +121,7 @@ def test_once_runs_a_cycle_and_saves_the_state(
     result = _run(["--once", "--verbose"], project, env)
     assert result.returncode == 0, result.stderr
     assert "watching acme/widgets" in result.stderr
+    assert "sandbox: bubblewrap" in result.stderr  # which sandbox guards the untrusted work
     meta = json.loads((project / "s.json").read_text())["meta"]
     assert meta["first_watched_at"] and meta["last_cycle_at"]
     assert fake_github.token not in result.stderr
@@ -340,3 +341,23 @@ def test_github_refusals_are_one_line_at_start(
     assert len(lines) == 1 and expected in lines[0]
     assert "Traceback" not in result.stderr
     assert "ghp_wrong_token_value_1234" not in result.stderr
+
+
+def test_without_bubblewrap_the_daemon_refuses_unless_told_otherwise(
+    project: Path, tmp_path: Path, fake_github: FakeGitHub
+) -> None:
+    env = _env(
+        tmp_path,
+        GITHUB_REPO="acme/widgets",
+        GITHUB_TOKEN=fake_github.token,
+        GITHUB_API_URL=fake_github.url,
+        STATE_FILE="s.json",
+    )
+    (tmp_path / "bin" / "bwrap").unlink()  # a machine without bubblewrap
+    refused = _run(["--once"], project, env)
+    assert refused.returncode == 2
+    assert "SANDBOX=bwrap: bwrap is not installed" in refused.stderr
+    assert "set SANDBOX=off" in refused.stderr and "Traceback" not in refused.stderr
+    allowed = _run(["--once"], project, {**env, "SANDBOX": "off"})
+    assert allowed.returncode == 0, allowed.stderr
+    assert "SANDBOX=off: pull requests' code runs with the daemon's own rights" in allowed.stderr
