@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import re
 import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse
+
+from pydantic import SecretStr
 
 from . import __version__, logs
 from .checks import ShellChecks
@@ -23,7 +25,7 @@ from .core.redact import Redactor
 from .daemon import Daemon
 from .github_watcher import GitHubClient
 from .ports import Checks, Claude, Clock, Git, GitHub, StateStore, Workflow
-from .proc import SECRET_ENV_VARS
+from .reexec import inherited_token, restart_without_secrets, secrets_in_environment
 from .sandbox import Bwrap, Sandbox, SandboxUnavailable
 from .state import State, StateError
 from .workflows.comment_feed import CommentFeed
@@ -247,16 +249,17 @@ def git_host(api_url: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure(args.verbose)
+    handed_over = inherited_token()
     try:
-        settings = load_settings()
+        overrides: dict[str, Any] = {"github_token": SecretStr(handed_over)} if handed_over else {}
+        settings = load_settings(**overrides)
     except ConfigError as exc:
         return _fail(str(exc))
+    if secrets_in_environment():
+        # /proc/<pid>/environ would show the token for the daemon's whole life.
+        restart_without_secrets(settings.token, sys.argv[1:] if argv is None else argv)
     redactor = Redactor([settings.token])  # the one redactor: logs, comments, state
     logs.configure(args.verbose, redactor)
-    # Children inherit our environment (the Claude SDK passes all of it on): the token lives
-    # in `settings` only from here on.
-    for name in SECRET_ENV_VARS:
-        os.environ.pop(name, None)
     try:
         state = State(settings.state_file)
     except StateError as exc:

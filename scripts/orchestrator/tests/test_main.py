@@ -361,3 +361,15 @@ def test_without_bubblewrap_the_daemon_refuses_unless_told_otherwise(
     allowed = _run(["--once"], project, {**env, "SANDBOX": "off"})
     assert allowed.returncode == 0, allowed.stderr
     assert "SANDBOX=off: pull requests' code runs with the daemon's own rights" in allowed.stderr
+
+
+def test_the_running_daemon_has_no_token_in_its_environment(
+    daemon: _Daemon, fake_github: FakeGitHub
+) -> None:
+    """Started with GITHUB_TOKEN in its environment (the control: Popen was given it), the
+    daemon restarts itself without it: /proc/<pid>/environ no longer shows it."""
+    daemon.wait_for("watching acme/widgets")
+    environ = Path(f"/proc/{daemon.proc.pid}/environ").read_bytes()
+    assert fake_github.token.encode() not in environ
+    assert b"GITHUB_REPO=acme/widgets" in environ  # the control: the rest is still there
+    assert fake_github.requests_to("GET", "/repos/acme/widgets")  # and the token still works
