@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from .config import Settings
 from .sandbox import Bwrap, Policy
 
 # What the CLI reads from its environment; everything else (the daemon's settings) stays out.
@@ -23,12 +24,18 @@ CLI_ENV_NAMES = frozenset(
 )  # fmt: skip
 
 
+# The daemon's own settings (CLAUDE_TIMEOUT, CLAUDE_CLI_PATH ...) share a prefix with the
+# CLI's: they stay out all the same.
+DAEMON_SETTINGS = frozenset(name.upper() for name in Settings.model_fields)
+
+
 def cli_env(environ: dict[str, str]) -> dict[str, str]:
     """The part of `environ` the CLI may see."""
     return {
         name: value
         for name, value in environ.items()
-        if name in CLI_ENV_NAMES or name.startswith(CLI_ENV_PREFIXES)
+        if (name in CLI_ENV_NAMES or name.startswith(CLI_ENV_PREFIXES))
+        and name not in DAEMON_SETTINGS
     }
 
 

@@ -274,3 +274,25 @@ async def test_an_implement_runs_bash_cannot_read_the_daemons_env_or_processes(
     assert (world.github.token in result.text) is not sandboxed, result.text
     item = world.item(WorkItemType.ISSUE, 1)
     assert item is not None and item.status is Status.DONE  # the work itself went on
+
+
+def test_the_cli_gets_its_own_variables_and_nothing_of_the_daemons() -> None:
+    from scripts.orchestrator.sandbox_exec import cli_env
+
+    environ = {
+        "ANTHROPIC_API_KEY": "sk-ant-x",
+        "CLAUDE_CODE_OAUTH_TOKEN": "oauth",
+        "CLAUDE_ORCHESTRATOR_RUN": "marker",
+        "HTTPS_PROXY": "http://proxy:3128",
+        "CLAUDE_TIMEOUT": "1800",  # the daemon's settings, despite the prefix
+        "CLAUDE_CLI_PATH": "/opt/claude",
+        "GITHUB_TOKEN": TOKEN,
+        "GITHUB_REPO": "acme/widgets",
+        "HOME": "/root",
+    }
+    assert cli_env(environ) == {
+        "ANTHROPIC_API_KEY": "sk-ant-x",
+        "CLAUDE_CODE_OAUTH_TOKEN": "oauth",
+        "CLAUDE_ORCHESTRATOR_RUN": "marker",
+        "HTTPS_PROXY": "http://proxy:3128",
+    }
