@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -19,8 +21,9 @@ from claude_agent_sdk import (
 from scripts.orchestrator.fakes.git_world import GitWorld, git
 from scripts.orchestrator.fakes.model_script import (
     ApiError,
-    Delay,
     Hang,
+    RecordedRequest,
+    Step,
     Text,
     bash,
     invalid_request,
@@ -216,14 +219,24 @@ async def test_interrupt_ends_a_hung_run_promptly(
 async def test_concurrent_runs_follow_their_own_scripts(
     scripted_model: ScriptedModel, claude_env: dict[str, str], git_world: GitWorld
 ) -> None:
-    delay = 1.0
+    # Neither run gets its first reply before both have asked: they overlap by construction,
+    # not by timing (a loaded machine once started the second CLI after the first finished).
+    both_asked = threading.Barrier(2, timeout=60)
+
+    def after_both_asked(step: Step) -> Callable[[RecordedRequest], Step]:
+        def answer(_request: RecordedRequest) -> Step:
+            both_asked.wait()
+            return step
+
+        return answer
+
     trees = {}
     for issue in ("issue-7", "issue-8"):
         trees[issue] = git_world.clone.parent / "worktrees" / issue
         git(git_world.clone, "worktree", "add", "--quiet", "-b", issue, str(trees[issue]))
         scripted_model.script_for(
             issue,
-            [Delay(delay, write({f"{issue}.txt": issue})), Delay(delay, Text(f"{issue} done"))],
+            [after_both_asked(write({f"{issue}.txt": issue})), Text(f"{issue} done")],
         )
     results: dict[str, ResultMessage] = {}
 
@@ -240,7 +253,7 @@ async def test_concurrent_runs_follow_their_own_scripts(
         assert results[issue].result == f"{issue} done"
         requests = scripted_model.main_requests(issue)
         assert len(requests) == 2 and len({r.session_id for r in requests}) == 1
-    # The runs overlapped: each started before the other's first (delayed) reply was answered.
+    # The runs overlapped: each started before the other's first reply was answered.
     firsts = [scripted_model.main_requests(issue)[0].received_at for issue in trees]
     lasts = [scripted_model.main_requests(issue)[-1].received_at for issue in trees]
     assert max(firsts) < min(lasts)
