@@ -1,4 +1,4 @@
-"""Benchmark: what the sandbox adds to one pre-merge command (bubblewrap start and teardown)."""
+"""Benchmark: what the sandbox adds to a pre-merge command and to starting the Claude Code CLI."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from scripts.orchestrator import checks
+from scripts.orchestrator import checks, proc
+from scripts.orchestrator.fakes.scripted_model import bundled_cli_path
 from scripts.orchestrator.sandbox import Bwrap, Sandbox
 
 COMMANDS = {
@@ -41,6 +42,28 @@ async def main(repeats: int) -> None:
             plain = await measure(command, None, repeats, cwd)
             boxed = await measure(command, sandbox, repeats, cwd)
             print(f"{name:>16} {plain:9.1f} {boxed:11.1f} {boxed - plain:12.1f}")
+        plain, boxed = await measure_cli(sandbox, repeats, cwd)
+        print(f"{'claude --version':>16} {plain:9.1f} {boxed:11.1f} {boxed - plain:12.1f}")
+
+
+async def measure_cli(sandbox: Sandbox, repeats: int, cwd: Path) -> tuple[float, float]:
+    """Median ms of `claude --version`: run directly, and through the sandbox's CLI wrapper."""
+    cli = str(bundled_cli_path())
+    wrapper = sandbox.cli_wrapper(
+        cli, workdir=cwd, read_only=True, directory=cwd, env_names=["ANTHROPIC_API_KEY"]
+    )
+
+    async def median(argv: list[str]) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            done = await proc.run(argv, cwd=cwd, timeout=60)
+            times.append(time.perf_counter() - start)
+            if not done.ok:
+                raise RuntimeError(f"{argv} failed: {done.stderr}")
+        return statistics.median(times) * 1e3
+
+    return await median([cli, "--version"]), await median([str(wrapper), "--version"])
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 import uuid
@@ -29,6 +30,7 @@ from .sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
+SDK_ENV = ("CLAUDE_CODE_ENTRYPOINT", "CLAUDE_AGENT_SDK_VERSION")  # set by claude-agent-sdk
 RUN_MARKER_ENV = "CLAUDE_ORCHESTRATOR_RUN"  # tags every process of one run, to reap leftovers
 STDERR_TAIL = 40
 REAP_SETTLE = 0.2  # seconds between the two passes that kill a run's leftovers
@@ -65,6 +67,8 @@ class SdkClaudeRunner:
                 workdir=request.cwd,
                 read_only=request.read_only,
                 directory=Path(scratch),
+                # What the SDK passes: our environment, the run's, and its own two.
+                env_names={*os.environ, *self._env, RUN_MARKER_ENV, *SDK_ENV},
             )
             return await self._run(request, str(cli))
 

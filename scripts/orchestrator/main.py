@@ -163,7 +163,12 @@ async def start_sandbox(settings: Settings) -> Sandbox | None:
     reads = [*settings.sandbox_read_paths, git_dir]
     network = "with" if settings.sandbox_check_network else "without"
     log.info("sandbox: %s; pre-merge commands run %s network", version, network)
-    return Sandbox(bwrap, read_paths=tuple(reads), network=settings.sandbox_check_network)
+    return Sandbox(
+        bwrap,
+        read_paths=tuple(reads),
+        network=settings.sandbox_check_network,
+        withheld_env=frozenset(name.upper() for name in Settings.model_fields),
+    )
 
 
 async def check_start(settings: Settings, github: GitHubClient, worktrees: WorktreeManager) -> None:

@@ -11,9 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .core.models import Completed
+from .core.redact import SECRET_ENV_VARS as SECRET_ENV_VARS  # callers know it from here
 
-# Credentials that no child process gets: Claude and pre-merge commands run untrusted code.
-SECRET_ENV_VARS = frozenset({"GITHUB_TOKEN", "GH_TOKEN", "GITHUB_PAT", "GH_ENTERPRISE_TOKEN"})
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 
 

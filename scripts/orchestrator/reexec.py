@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from .proc import SECRET_ENV_VARS
+from .core.redact import SECRET_ENV_VARS
 
 # The pipe's descriptor number travels in this variable; the number is no secret.
 TOKEN_FD_ENV = "CLAUDE_ORCHESTRATOR_TOKEN_FD"  # noqa: S105

@@ -6,6 +6,8 @@ import re
 from collections.abc import Iterable
 
 REDACTED = "[REDACTED]"
+# GitHub credentials no child process gets: Claude and pre-merge commands run untrusted code.
+SECRET_ENV_VARS = frozenset({"GITHUB_TOKEN", "GH_TOKEN", "GITHUB_PAT", "GH_ENTERPRISE_TOKEN"})
 
 # Shapes of credentials that must never be echoed, whoever's they are (DESIGN §1).
 SECRET_PATTERNS = (

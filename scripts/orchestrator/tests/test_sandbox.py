@@ -16,9 +16,16 @@ from pathlib import Path
 import pytest
 
 from scripts.orchestrator import checks
+from scripts.orchestrator.config import Settings
 from scripts.orchestrator.core.models import CommandResult
 from scripts.orchestrator.fakes.model_script import Text, ToolCall, ToolCalls, bash, write
-from scripts.orchestrator.sandbox import Bwrap, Policy, Sandbox, SandboxUnavailable
+from scripts.orchestrator.sandbox import (
+    Bwrap,
+    Policy,
+    Sandbox,
+    SandboxUnavailable,
+    cli_env_names,
+)
 from scripts.orchestrator.state import Status, WorkItemType
 
 from .fixtures_model import wait_until_gone
@@ -277,22 +284,25 @@ async def test_an_implement_runs_bash_cannot_read_the_daemons_env_or_processes(
 
 
 def test_the_cli_gets_its_own_variables_and_nothing_of_the_daemons() -> None:
-    from scripts.orchestrator.sandbox_exec import cli_env
+    names = {
+        "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "CLAUDE_ORCHESTRATOR_RUN", "HTTPS_PROXY",
+        "CLAUDE_TIMEOUT", "CLAUDE_CLI_PATH",  # the daemon's settings, despite the prefix
+        "GITHUB_TOKEN", "GITHUB_REPO", "HOME", "CLAUDE_X; rm -rf /",
+    }  # fmt: skip
+    withheld = frozenset(name.upper() for name in Settings.model_fields)
+    assert cli_env_names(names, withheld) == [
+        "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "CLAUDE_ORCHESTRATOR_RUN", "HTTPS_PROXY",
+    ]  # fmt: skip
 
-    environ = {
-        "ANTHROPIC_API_KEY": "sk-ant-x",
-        "CLAUDE_CODE_OAUTH_TOKEN": "oauth",
-        "CLAUDE_ORCHESTRATOR_RUN": "marker",
-        "HTTPS_PROXY": "http://proxy:3128",
-        "CLAUDE_TIMEOUT": "1800",  # the daemon's settings, despite the prefix
-        "CLAUDE_CLI_PATH": "/opt/claude",
-        "GITHUB_TOKEN": TOKEN,
-        "GITHUB_REPO": "acme/widgets",
-        "HOME": "/root",
-    }
-    assert cli_env(environ) == {
-        "ANTHROPIC_API_KEY": "sk-ant-x",
-        "CLAUDE_CODE_OAUTH_TOKEN": "oauth",
-        "CLAUDE_ORCHESTRATOR_RUN": "marker",
-        "HTTPS_PROXY": "http://proxy:3128",
-    }
+
+def test_the_cli_wrapper_holds_no_secret(tmp_path: Path, sandbox: Sandbox) -> None:
+    os.environ["ANTHROPIC_API_KEY"] = "sk-ant-" + "k" * 20
+    try:
+        wrapper = sandbox.cli_wrapper(
+            "/bin/true", workdir=tmp_path, read_only=True, directory=tmp_path,
+            env_names=["ANTHROPIC_API_KEY"],
+        )  # fmt: skip
+    finally:
+        del os.environ["ANTHROPIC_API_KEY"]
+    text = wrapper.read_text()
+    assert "sk-ant-" not in text and '--setenv ANTHROPIC_API_KEY "${ANTHROPIC_API_KEY}"' in text
