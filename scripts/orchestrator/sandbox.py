@@ -38,6 +38,11 @@ ETC_FILES = (
 )  # fmt: skip
 # Variables a job may inherit from the daemon: how to find programs and speak its language.
 INHERITED_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ")
+# Parts of /proc a job must not write (or read), as Docker's defaults have it: a job started
+# by a root daemon is root in the host's eyes, and /proc/sys/kernel/core_pattern alone would
+# let it run a program on the host. With every capability dropped it cannot remount them.
+PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
+PROC_MASKED = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug")
 
 
 class SandboxUnavailable(Exception):
@@ -67,9 +72,16 @@ class Bwrap:
         args = [self.executable, "--unshare-all"]
         if policy.network:
             args.append("--share-net")
+        # No capability, and no user namespace of its own inside: nothing to remount with.
+        args += ["--unshare-user", "--disable-userns", "--cap-drop", "ALL"]
         # --die-with-parent: the job dies with the daemon; --new-session: no terminal to
         # inject keystrokes into (TIOCSTI).
         args += ["--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev"]
+        for path in PROC_READ_ONLY:
+            args += ["--ro-bind-try", path, path]
+        for path in PROC_MASKED:
+            if os.path.exists(path):  # the new /proc has what the host's has
+                args += ["--ro-bind", "/dev/null", path]
         for path in SYSTEM_DIRS:
             args += ["--ro-bind-try", path, path]
         for path in MERGED_USR:
@@ -81,12 +93,16 @@ class Bwrap:
         for name in ETC_FILES:
             args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
         args += ["--tmpfs", PRIVATE_TMP, "--tmpfs", "/home", "--dir", HOME]
-        for read in policy.read_paths:
-            args += ["--ro-bind-try", str(read), str(read)]
-        for write in policy.write_paths:
-            args += ["--bind", str(write), str(write)]
-        bind = "--ro-bind" if policy.read_only_workdir else "--bind"
-        args += [bind, str(policy.workdir), str(policy.workdir)]
+        workdir = "--ro-bind" if policy.read_only_workdir else "--bind"
+        binds = [
+            *(("--ro-bind-try", Path(read)) for read in policy.read_paths),
+            *(("--bind", Path(write)) for write in policy.write_paths),
+            (workdir, policy.workdir),
+        ]
+        # Outer paths first: a path inside another keeps its own mode (the clone's .git stays
+        # read-only even when a worktree around it is writable, and the other way round).
+        for option, mount in sorted(binds, key=lambda bind: len(bind[1].parts)):
+            args += [option, str(mount), str(mount)]
         args += ["--clearenv"]
         for name, value in _environment(policy.env).items():
             args += ["--setenv", name, value]

@@ -122,6 +122,28 @@ async def test_a_check_cannot_touch_the_daemons_clone(
     assert after == before, "the daemon's clone changed"
 
 
+async def test_a_check_run_by_a_root_daemon_has_no_root_power(
+    tmp_path: Path, sandbox: Sandbox, git_world: object
+) -> None:
+    """An outside review escaped a first version through /proc/sys/kernel/core_pattern and
+    remounted read-only binds: bwrap started by root keeps every capability inside."""
+    git_dir: Path = git_world.clone / ".git"  # type: ignore[attr-defined]
+    sandbox = Sandbox(Bwrap(), read_paths=(*sandbox.read_paths, git_dir))
+    before = (Path("/proc/sys/kernel/core_pattern").read_text(), (git_dir / "config").read_bytes())
+    attack = (
+        "grep CapEff /proc/self/status; "
+        "echo '|/bin/sh -c id' > /proc/sys/kernel/core_pattern; "
+        f"mount -o remount,bind,rw {git_dir}; echo owned >> {git_dir}/config; "
+        "mount -t proc proc /tmp; unshare -U true; "
+        "echo mine > mine.txt"
+    )
+    result = await run(attack, tmp_path, sandbox)
+    assert "CapEff:\t0000000000000000" in result.output, result.output
+    after = (Path("/proc/sys/kernel/core_pattern").read_text(), (git_dir / "config").read_bytes())
+    assert after == before, result.output
+    assert (tmp_path / "mine.txt").read_text() == "mine\n"  # the control
+
+
 async def test_a_check_reads_its_worktree_but_not_the_daemons_files(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
