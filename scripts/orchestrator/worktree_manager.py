@@ -59,6 +59,10 @@ class WorktreeManager:
         self._timeout = timeout
         self._push_url: str | None = None
         self._shared_lock = asyncio.Lock()
+        # Each worktree's git directory, read when it was made, before any job ran in it: a job
+        # can replace the worktree's `.git` with a repository of its own (hooks, filters), and
+        # the daemon's git must never use that one.
+        self._gitdirs: dict[Path, str] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -80,6 +84,9 @@ class WorktreeManager:
             # jobs run concurrently on one clone: writes to its shared refs take turns.
             async with self._shared_lock:
                 return await self._git(args, cwd=cwd, check=check, extra_env=extra_env)
+        pinned = self._gitdirs.get(cwd) if cwd is not None else None
+        if pinned is not None:
+            extra_env = {**(extra_env or {}), "GIT_DIR": pinned, "GIT_WORK_TREE": str(cwd)}
         env = proc.child_env(extra={"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(extra_env or {})})
         result = await proc.run(
             ["git", *SAFE_GIT, *args], cwd=cwd or self.repo_path, timeout=self._timeout, env=env
@@ -188,6 +195,7 @@ class WorktreeManager:
         await self._git(
             [*_CHECKOUT, "worktree", "add", "--quiet", "-B", branch, str(path), start], shared=True
         )
+        await self._pin(path)
         return path
 
     async def detached_worktree(self, name: str, commit: str) -> Path:
@@ -197,7 +205,11 @@ class WorktreeManager:
         await self._git(
             [*_CHECKOUT, "worktree", "add", "--quiet", "--detach", str(path), commit], shared=True
         )
+        await self._pin(path)
         return path
+
+    async def _pin(self, path: Path) -> None:
+        self._gitdirs[path] = await self.git("rev-parse", "--absolute-git-dir", cwd=path)
 
     async def merge_worktree(self, name: str, base_sha: str, head_sha: str) -> MergeResult:
         """A detached worktree at `base_sha` with `head_sha` merged in (what would land)."""
@@ -221,6 +233,7 @@ class WorktreeManager:
         await self._discard_worktree(path)
 
     async def _discard_worktree(self, path: Path) -> None:
+        self._gitdirs.pop(path, None)
         if path.exists():
             await self._git(
                 ["worktree", "remove", "--force", "--force", str(path)], check=False, shared=True

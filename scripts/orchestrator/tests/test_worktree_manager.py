@@ -258,6 +258,29 @@ async def test_hooks_and_fsmonitor_planted_in_the_clone_never_run(
     assert ran.exists()
 
 
+async def test_a_job_that_replaces_its_worktrees_git_cannot_steer_the_daemons_git(
+    manager: WorktreeManager, tmp_path: Path
+) -> None:
+    """A job (Claude's implement run) owns its worktree: it can swap the `.git` file for a
+    repository with a clean filter. The daemon's own `git add` must not run that filter."""
+    ran = tmp_path / "filter-ran"
+    path = await manager.branch_worktree("feature-issue-9", "claude/issue-9", "origin/main")
+    (path / ".git").unlink()
+    git(path, "init", "--quiet")
+    git(path, "config", "filter.x.clean", f"sh -c 'echo filter >> {ran}; cat'")
+    (path / ".gitattributes").write_text("* filter=x\n")
+    (path / "new.txt").write_text("x\n")
+
+    sha = await manager.commit_all(path, "msg")
+
+    assert not ran.exists()
+    assert sha is not None and await manager.head(path) == sha
+    assert "new.txt" in git(manager.repo_path, "show", "--name-only", "--format=", sha)
+    # The control: git used as usual in that worktree runs the job's filter.
+    git(path, "add", "new.txt")
+    assert ran.exists()
+
+
 # -- push -----------------------------------------------------------------------------------
 
 
