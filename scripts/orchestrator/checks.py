@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -63,21 +62,25 @@ async def run_command(
         log_file = Path(scratch) / "output.log"
         # A file, not a pipe: what a command printed before its timeout is still there to
         # show, stdout and stderr stay interleaved, and only the tail is read into memory.
+        # The daemon opens it and hands the command only the descriptor: the file is not in
+        # the sandbox, so the command cannot swap it for a link to a secret, or a FIFO.
         # The commands are the operator's own shell strings (PRE_MERGE_COMMANDS).
-        script = f"exec >{shlex.quote(str(log_file))} 2>&1\n{command}"
-        if sandbox is None:
-            done = await proc.run(  # noqa: S604
-                [script], cwd=cwd, timeout=timeout, env=check_env(extra_env), shell=True
-            )
-        else:
-            argv = sandbox.wrap(
-                ["/bin/sh", "-c", script],
-                workdir=cwd,
-                write_paths=[Path(scratch)],
-                env={**CHECK_ENV, **(extra_env or {})},
-            )
-            done = await proc.run(argv, cwd=cwd, timeout=timeout, env=check_env(extra_env))
-        output = _read_tail(log_file, MAX_OUTPUT_BYTES)
+        fd = os.open(log_file, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            if sandbox is None:
+                done = await proc.run(  # noqa: S604
+                    [command], cwd=cwd, timeout=timeout, env=check_env(extra_env), shell=True,
+                    output=fd,
+                )  # fmt: skip
+            else:
+                env = {**CHECK_ENV, **(extra_env or {})}
+                argv = sandbox.wrap(["/bin/sh", "-c", command], workdir=cwd, env=env)
+                done = await proc.run(
+                    argv, cwd=cwd, timeout=timeout, env=sandbox.env(env), output=fd
+                )
+            output = _read_tail(fd, MAX_OUTPUT_BYTES)
+        finally:
+            os.close(fd)
     result = CommandResult(
         command=command,
         returncode=done.returncode,
@@ -113,14 +116,11 @@ async def run_commands(
     return results
 
 
-def _read_tail(path: Path, limit: int) -> str:
-    try:
-        with path.open("rb") as file:
-            size = file.seek(0, os.SEEK_END)
-            file.seek(max(0, size - limit))
-            data = file.read()
-    except FileNotFoundError:  # the shell died before its redirection
-        return ""
+def _read_tail(fd: int, limit: int) -> str:
+    """The last `limit` bytes written to `fd`, read through the descriptor itself: whatever a
+    command did to the file's path (a link to a secret, a FIFO) changes nothing here."""
+    size = os.fstat(fd).st_size
+    data = os.pread(fd, min(size, limit), max(0, size - limit))
     text = data.decode("utf-8", errors="replace")
     # A cut through the middle of a line (or a character) would open the output with garbage.
     return text.split("\n", 1)[-1] if size > limit else text

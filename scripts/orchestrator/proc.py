@@ -36,18 +36,20 @@ async def run(
     env: Mapping[str, str] | None = None,
     stdin: bytes | None = None,
     shell: bool = False,
+    output: int | None = None,
 ) -> Completed:
     """Run a command in its own process group; on timeout or cancellation kill the group.
 
-    `env` is used as given (build it with `child_env`); None means `child_env()`.
+    `env` is used as given (build it with `child_env`); None means `child_env()`. `output`, a
+    file descriptor, takes stdout and stderr both (then `Completed` holds neither).
     """
     started = time.monotonic()
     kwargs: dict[str, object] = {
         "cwd": cwd,
         "env": child_env() if env is None else dict(env),
         "stdin": asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        "stdout": asyncio.subprocess.PIPE,
-        "stderr": asyncio.subprocess.PIPE,
+        "stdout": asyncio.subprocess.PIPE if output is None else output,
+        "stderr": asyncio.subprocess.PIPE if output is None else output,
         # A new session makes the child a group leader, so a timeout can kill its descendants
         # too (the original daemon killed the shell and left pytest running).
         "start_new_session": True,

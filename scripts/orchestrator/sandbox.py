@@ -173,6 +173,12 @@ class Sandbox:
         )
         return self.bwrap.command(argv, policy)
 
+    @staticmethod
+    def env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment to start bwrap itself with: the job's own. The namespace's first
+        process is bwrap's, and the job can read its environment in /proc/1/environ."""
+        return _environment(extra or {})
+
     def cli_wrapper(
         self,
         cli: str,
@@ -203,9 +209,13 @@ class Sandbox:
         forwarded = [
             f'--setenv {name} "${{{name}}}"' for name in cli_env_names(env_names, self.withheld_env)
         ]
+        # `env -i`: bwrap itself starts with nothing (see `env`); what the CLI gets is set by
+        # --setenv. The forwarded values do show in bwrap's command line, to the job as well,
+        # which holds them anyway (they are its own credentials).
         line = " ".join(
-            [*map(shlex.quote, args[:cut]), *forwarded, *map(shlex.quote, args[cut:]), '"$@"']
-        )
+            ["env", "-i", *map(shlex.quote, args[:cut]), *forwarded, *map(shlex.quote, args[cut:]),
+             '"$@"']
+        )  # fmt: skip
         wrapper = directory / "claude"
         wrapper.write_text(f"#!/bin/sh\nexec {line}\n", encoding="utf-8")
         wrapper.chmod(0o700)

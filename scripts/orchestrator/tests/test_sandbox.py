@@ -87,7 +87,13 @@ async def test_a_check_sees_only_its_own_processes(tmp_path: Path, sandbox: Sand
 
 async def test_a_setsid_child_dies_with_its_job(tmp_path: Path, sandbox: Sandbox) -> None:
     tag = uuid.uuid4().hex
-    escape = f"setsid -f env ESCAPE_TAG={tag} sleep 300; echo started"
+    seconds = 300 + uuid.uuid4().int % 1000  # tells this test's child from any other sleep
+    # The job ends only once its child runs on its own (left its process group), as an
+    # attacker's would; otherwise the job's group kill could catch it mid-`setsid`.
+    escape = (
+        f"setsid -f env ESCAPE_TAG={tag} sleep {seconds}; "
+        f"until pgrep -f 'sleep {seconds}' >/dev/null; do :; done; echo started"
+    )
     outside = await run(escape, tmp_path, None)
     assert outside.ok
     survivors = wait_until_gone("ESCAPE_TAG", tag, timeout=0.5)
@@ -142,6 +148,37 @@ async def test_a_check_run_by_a_root_daemon_has_no_root_power(
     after = (Path("/proc/sys/kernel/core_pattern").read_text(), (git_dir / "config").read_bytes())
     assert after == before, result.output
     assert (tmp_path / "mine.txt").read_text() == "mine\n"  # the control
+
+
+@pytest.mark.parametrize("sandboxed", [True, False])
+async def test_a_check_cannot_swap_its_log_for_a_secret(
+    tmp_path: Path, sandbox: Sandbox, sandboxed: bool
+) -> None:
+    """The daemon posts the tail of a failed check's output: the check must not be able to
+    turn its log into a link to a secret (or a FIFO that would hang the daemon)."""
+    secret = tmp_path / "secret.env"
+    secret.write_text(f"GITHUB_TOKEN={TOKEN}\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    swap = (
+        "for d in /tmp/pre-merge-*; do rm -f $d/output.log; "
+        f"ln -s {secret} $d/output.log || mkfifo $d/output.log; done; echo printed; exit 1"
+    )
+    result = await run(swap, work, sandbox if sandboxed else None)
+    assert not result.ok and "printed" in result.output  # the control: its real output
+    assert TOKEN not in result.output
+
+
+async def test_the_first_process_of_the_sandbox_holds_no_daemon_environment(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    os.environ["ORCHESTRATOR_DAEMON_ONLY"] = "daemon-secret-value"
+    try:
+        result = await run("cat /proc/1/environ | tr '\\0' '\\n'", tmp_path, sandbox)
+    finally:
+        del os.environ["ORCHESTRATOR_DAEMON_ONLY"]
+    assert "daemon-secret-value" not in result.output
+    assert "PATH=" in result.output  # the control: the job's own environment is there
 
 
 async def test_a_check_reads_its_worktree_but_not_the_daemons_files(
