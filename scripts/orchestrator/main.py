@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import logging
 import re
+import shutil
 import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -116,6 +118,12 @@ async def serve(
         sandbox = await start_sandbox(settings)
         if claude is None:
             assert settings.claude_cli_path is not None
+            if sandbox is not None and (exposed := exposed_by_cli(settings.claude_cli_path)):
+                raise StartupError(
+                    f"CLAUDE_CLI_PATH={settings.claude_cli_path} sits in {exposed}, which the "
+                    "sandbox would then show to Claude's runs: install the CLI in a folder of "
+                    "its own (e.g. npm's global prefix) and point CLAUDE_CLI_PATH at it"
+                )
             claude = SdkClaudeRunner(
                 settings.claude_cli_path, model=settings.claude_model, sandbox=sandbox
             )
@@ -179,6 +187,15 @@ async def check_start(settings: Settings, github: GitHubClient, worktrees: Workt
         raise StartupError(
             f"GIT_REMOTE={settings.git_remote!r} is not a remote of REPO_PATH={settings.repo_path}"
         ) from None
+    parsed = urlparse(url)
+    if parsed.scheme in ("http", "https") and (parsed.username or parsed.password):
+        # Jobs read the clone's .git (read-only): a credential in its config is theirs.
+        raise StartupError(
+            f"the {settings.git_remote} URL of REPO_PATH={settings.repo_path} carries a "
+            f"credential ({parsed.scheme}://…@{parsed.hostname}): remove it (git remote "
+            f"set-url {settings.git_remote} {parsed.scheme}://{parsed.hostname}{parsed.path}); "
+            "the daemon authenticates its pushes with GITHUB_TOKEN"
+        )
     named = repo_of_url(url)
     if named is not None and named.lower() != settings.github_repo.lower():
         raise StartupError(
@@ -225,6 +242,13 @@ def repo_of_url(url: str) -> str | None:
         return None
     parts = path.strip("/").removesuffix(".git").split("/")
     return "/".join(parts[-2:]) if len(parts) >= 2 else None
+
+
+def exposed_by_cli(cli: str) -> Path | None:
+    """The home directory (or /) if the CLI's folder, which Claude's sandbox can read, holds it."""
+    folder = Path(shutil.which(cli) or cli).resolve().parent
+    home = Path.home().resolve()
+    return folder if folder == Path("/") or home.is_relative_to(folder) else None
 
 
 def host_of_url(url: str) -> str | None:

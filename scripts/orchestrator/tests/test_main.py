@@ -373,3 +373,31 @@ def test_the_running_daemon_has_no_token_in_its_environment(
     assert fake_github.token.encode() not in environ
     assert b"GITHUB_REPO=acme/widgets" in environ  # the control: the rest is still there
     assert fake_github.requests_to("GET", "/repos/acme/widgets")  # and the token still works
+
+
+def test_a_remote_url_with_a_credential_is_refused_at_start(
+    tmp_path: Path, fake_github: FakeGitHub, git_world: GitWorld
+) -> None:
+    secret = "ghp_" + "R" * 36
+    url = f"https://x-access-token:{secret}@github.com/acme/widgets.git"
+    git(git_world.clone, "remote", "set-url", "origin", url)
+    env = _env(
+        tmp_path,
+        GITHUB_REPO="acme/widgets",
+        GITHUB_TOKEN=fake_github.token,
+        GITHUB_API_URL=fake_github.url,
+    )
+    result = _run(["--once"], git_world.clone, env)
+    assert result.returncode == 2
+    assert "carries a credential" in result.stderr and secret not in result.stderr
+    assert fake_github.requests == []
+
+
+def test_a_cli_in_the_home_directory_is_refused(tmp_path: Path) -> None:
+    from scripts.orchestrator.main import exposed_by_cli
+
+    home = Path.home()
+    assert exposed_by_cli(str(home / "claude")) == home.resolve()
+    assert exposed_by_cli("/claude") == Path("/")
+    assert exposed_by_cli(str(home / ".local" / "bin" / "claude")) is None
+    assert exposed_by_cli("/usr/local/bin/claude") is None
