@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import uuid
 from pathlib import Path
 
@@ -11,26 +10,11 @@ import pytest
 
 from scripts.orchestrator import checks
 from scripts.orchestrator.core import ci
-from scripts.orchestrator.core.models import CommandResult
 
 from .fixtures_model import wait_until_gone
 
 TOKEN = "s3cret-daemon-token-value"
 GHP = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4"
-
-
-def failed(output: str, *, command: str = "pytest", code: int = 1) -> CommandResult:
-    return CommandResult(command, code, False, 2.5, 600.0, output)
-
-
-def code_block(comment: str) -> tuple[str, str]:
-    """The fence and the content of the comment's one fenced block (it ends the comment)."""
-    match = re.search(r"^(`{3,})text\n(.*)\n\1\Z", comment, re.S | re.M)
-    assert match, comment[-300:]
-    return match.group(1), match.group(2)
-
-
-# -- running the commands ---------------------------------------------------------------------
 
 
 async def test_a_passing_sequence_runs_every_command_in_order(tmp_path: Path) -> None:

@@ -264,23 +264,6 @@ def test_pushes_go_only_to_the_configured_host(url: str, api: str, refused: bool
     assert (foreign_host(url, api) is not None) is refused
 
 
-def test_a_clone_pointing_at_another_host_is_refused_at_start(
-    tmp_path: Path, fake_github: FakeGitHub, git_world: GitWorld
-) -> None:
-    git(git_world.clone, "remote", "set-url", "origin", "https://evil.example/acme/widgets.git")
-    env = _env(
-        tmp_path,
-        GITHUB_REPO="acme/widgets",
-        GITHUB_TOKEN=fake_github.token,
-        GITHUB_API_URL=fake_github.url,
-    )
-    result = _run(["--once"], git_world.clone, env)
-    assert result.returncode == 2
-    assert "pushes to evil.example, not to 127.0.0.1" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert fake_github.requests == []  # refused before any GitHub call
-
-
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
@@ -296,23 +279,6 @@ def test_repo_of_url(url: str, expected: str | None) -> None:
     from scripts.orchestrator.main import repo_of_url
 
     assert repo_of_url(url) == expected
-
-
-def test_a_clone_of_another_repository_is_refused_at_start(
-    tmp_path: Path, fake_github: FakeGitHub, git_world: GitWorld
-) -> None:
-    git(git_world.clone, "remote", "set-url", "origin", "https://github.com/someone/else.git")
-    env = _env(
-        tmp_path,
-        GITHUB_REPO="acme/widgets",
-        GITHUB_TOKEN=fake_github.token,
-        GITHUB_API_URL=fake_github.url,
-    )
-    result = _run(["--once"], git_world.clone, env)
-    assert result.returncode == 2
-    assert "is a clone of someone/else, not of GITHUB_REPO=acme/widgets" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert fake_github.requests == []  # refused before any GitHub call
 
 
 @pytest.mark.parametrize(
@@ -375,24 +341,6 @@ def test_the_running_daemon_has_no_token_in_its_environment(
     assert fake_github.requests_to("GET", "/repos/acme/widgets")  # and the token still works
 
 
-def test_a_remote_url_with_a_credential_is_refused_at_start(
-    tmp_path: Path, fake_github: FakeGitHub, git_world: GitWorld
-) -> None:
-    secret = "ghp_" + "R" * 36
-    url = f"https://x-access-token:{secret}@github.com/acme/widgets.git"
-    git(git_world.clone, "remote", "set-url", "origin", url)
-    env = _env(
-        tmp_path,
-        GITHUB_REPO="acme/widgets",
-        GITHUB_TOKEN=fake_github.token,
-        GITHUB_API_URL=fake_github.url,
-    )
-    result = _run(["--once"], git_world.clone, env)
-    assert result.returncode == 2
-    assert "carries a credential" in result.stderr and secret not in result.stderr
-    assert fake_github.requests == []
-
-
 def test_a_cli_in_the_home_directory_is_refused(tmp_path: Path) -> None:
     from scripts.orchestrator.main import exposed_by_cli
 
@@ -401,3 +349,33 @@ def test_a_cli_in_the_home_directory_is_refused(tmp_path: Path) -> None:
     assert exposed_by_cli("/claude") == Path("/")
     assert exposed_by_cli(str(home / ".local" / "bin" / "claude")) is None
     assert exposed_by_cli("/usr/local/bin/claude") is None
+
+
+SECRET_IN_URL = "ghp_" + "R" * 36
+
+
+@pytest.mark.parametrize(
+    ("remote", "words"),
+    [
+        ("https://github.com/someone/else.git",
+         "is a clone of someone/else, not of GITHUB_REPO=acme/widgets"),
+        ("https://evil.example/acme/widgets.git", "pushes to evil.example, not to 127.0.0.1"),
+        (f"https://x-access-token:{SECRET_IN_URL}@github.com/acme/widgets.git",
+         "carries a credential"),
+    ],
+)  # fmt: skip
+def test_a_clone_the_daemon_must_not_push_from_is_refused_at_start(
+    tmp_path: Path, fake_github: FakeGitHub, git_world: GitWorld, remote: str, words: str
+) -> None:
+    git(git_world.clone, "remote", "set-url", "origin", remote)
+    env = _env(
+        tmp_path,
+        GITHUB_REPO="acme/widgets",
+        GITHUB_TOKEN=fake_github.token,
+        GITHUB_API_URL=fake_github.url,
+    )
+    result = _run(["--once"], git_world.clone, env)
+    assert result.returncode == 2
+    assert words in result.stderr and SECRET_IN_URL not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert fake_github.requests == []  # refused before any GitHub call
