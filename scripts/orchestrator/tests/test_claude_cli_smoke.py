@@ -184,12 +184,15 @@ async def test_hang_is_cut_by_a_timeout_and_the_cli_exits(
     scripted_model.script(Hang())
     started = time.monotonic()
 
+    # Long enough for the CLI to start and send its request on a loaded machine (1 s was
+    # not, once in CI: the run timed out before the request existed).
+    timeout = 5.0
     with pytest.raises(TimeoutError):
-        await run_claude("Go", claude_options(worktree, claude_env), timeout=1.0)
+        await run_claude("Go", claude_options(worktree, claude_env), timeout=timeout)
 
     # query() closes stdin, then gives the CLI 5 s to finish before SIGTERM: a hung request
     # therefore costs the timeout plus about 5 s.
-    assert time.monotonic() - started < 1.0 + 5.0 + 5.0
+    assert time.monotonic() - started < timeout + 5.0 + 5.0
     assert len(scripted_model.main_requests()) == 1
     assert wait_until_gone("ANTHROPIC_BASE_URL", scripted_model.url, timeout=5.0) == []
 
