@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
@@ -109,12 +110,11 @@ class Settings(BaseSettings):
     @field_validator("pre_merge_commands", mode="before")
     @classmethod
     def _commands(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            # The dotenv source hands over raw text when the value is not valid JSON.
-            value = _json_list(value)
-        if not isinstance(value, list) or not all(isinstance(c, str) and c.strip() for c in value):
-            raise ValueError('expected a JSON array of non-empty strings, e.g. ["pytest"]')
-        return value
+        return _json_array(
+            value,
+            lambda c: isinstance(c, str) and bool(c.strip()),
+            'expected a JSON array of non-empty strings, e.g. ["pytest"]',
+        )
 
     @field_validator("sandbox")
     @classmethod
@@ -127,13 +127,11 @@ class Settings(BaseSettings):
     @field_validator("sandbox_read_paths", mode="before")
     @classmethod
     def _read_paths(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = _json_list(value)
-        if not isinstance(value, list) or not all(
-            isinstance(p, str | Path) and Path(p).is_absolute() for p in value
-        ):
-            raise ValueError('expected a JSON array of absolute paths, e.g. ["/opt/venv"]')
-        return value
+        return _json_array(
+            value,
+            lambda p: isinstance(p, str | Path) and Path(p).is_absolute(),
+            'expected a JSON array of absolute paths, e.g. ["/opt/venv"]',
+        )
 
     @field_validator("github_api_url")
     @classmethod
@@ -157,6 +155,16 @@ class Settings(BaseSettings):
         if self.github_token is None:
             raise ConfigError(TOKEN_REQUIRED_MESSAGE)
         return self.github_token.get_secret_value()
+
+
+def _json_array(value: Any, valid: Callable[[Any], bool], expected: str) -> Any:
+    """`value` as a list whose every element is `valid`; text is read as JSON first."""
+    if isinstance(value, str):
+        # The dotenv source hands over raw text when the value is not valid JSON.
+        value = _json_list(value)
+    if not isinstance(value, list) or not all(valid(v) for v in value):
+        raise ValueError(expected)
+    return value
 
 
 def _json_list(text: str) -> Any:
