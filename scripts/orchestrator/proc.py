@@ -37,11 +37,13 @@ async def run(
     stdin: bytes | None = None,
     shell: bool = False,
     output: int | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Completed:
     """Run a command in its own process group; on timeout or cancellation kill the group.
 
     `env` is used as given (build it with `child_env`); None means `child_env()`. `output`, a
-    file descriptor, takes stdout and stderr both (then `Completed` holds neither).
+    file descriptor, takes stdout and stderr both (then `Completed` holds neither). `pass_fds`
+    stay open in the child, at the same numbers (e.g. a credential only it may read).
     """
     started = time.monotonic()
     kwargs: dict[str, object] = {
@@ -53,6 +55,7 @@ async def run(
         # A new session makes the child a group leader, so a timeout can kill its descendants
         # too (the original daemon killed the shell and left pytest running).
         "start_new_session": True,
+        "pass_fds": tuple(pass_fds),
     }
     if shell:
         (command,) = args

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import base64
+import contextlib
 import logging
 import os
 import re
+import shlex
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -78,18 +79,23 @@ class WorktreeManager:
         check: bool = True,
         extra_env: dict[str, str] | None = None,
         shared: bool = False,
+        fds: Sequence[int] = (),
     ) -> Completed:
         if shared:
             # Git fails rather than waits on a ref or worktree lock ("cannot lock ref"), and
             # jobs run concurrently on one clone: writes to its shared refs take turns.
             async with self._shared_lock:
-                return await self._git(args, cwd=cwd, check=check, extra_env=extra_env)
+                return await self._git(args, cwd=cwd, check=check, extra_env=extra_env, fds=fds)
         pinned = self._gitdirs.get(cwd) if cwd is not None else None
         if pinned is not None:
             extra_env = {**(extra_env or {}), "GIT_DIR": pinned, "GIT_WORK_TREE": str(cwd)}
         env = proc.child_env(extra={"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(extra_env or {})})
         result = await proc.run(
-            ["git", *SAFE_GIT, *args], cwd=cwd or self.repo_path, timeout=self._timeout, env=env
+            ["git", *SAFE_GIT, *args],
+            cwd=cwd or self.repo_path,
+            timeout=self._timeout,
+            env=env,
+            pass_fds=fds,
         )
         if check and not result.ok:
             raise GitError(args, result)
@@ -103,7 +109,7 @@ class WorktreeManager:
 
     async def fetch(self, *refspecs: str) -> None:
         """Fetch refspecs (e.g. `+refs/heads/main:refs/remotes/origin/main`) from the remote."""
-        await self._git(["fetch", "--quiet", "--no-tags", self.remote, *refspecs], shared=True)
+        await self._remote(["fetch", "--quiet", "--no-tags", "{url}", *refspecs], shared=True)
 
     async def fetch_branch(self, branch: str) -> str:
         """Fetch a branch of the remote; return its SHA."""
@@ -119,12 +125,32 @@ class WorktreeManager:
 
     async def remote_branch_sha(self, branch: str) -> str | None:
         """The SHA of a branch on the remote, or None if it does not exist there."""
-        out = await self.git("ls-remote", "--heads", self.remote, f"refs/heads/{branch}")
+        out = (await self._remote(["ls-remote", "--heads", "{url}", f"refs/heads/{branch}"])).stdout
         for line in out.splitlines():
             sha, _, ref = line.partition("\t")
             if ref == f"refs/heads/{branch}":
                 return sha
         return None
+
+    async def _remote(
+        self,
+        args: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        extra_env: dict[str, str] | None = None,
+        shared: bool = False,
+    ) -> Completed:
+        """A git command that talks to the remote: at the URL recorded at start (`{url}` in
+        `args`), with the token handed over as `credential` says."""
+        url = self._push_url or await self.record_remote()
+        with credential(url, self._token) as (env, fds):
+            return await self._git(
+                [url if arg == "{url}" else arg for arg in args],
+                cwd=cwd,
+                extra_env={**(extra_env or {}), **env},
+                shared=shared,
+                fds=fds,
+            )
 
     async def record_remote(self) -> str:
         """Read the push URL once, at start, before any Claude run could change the config."""
@@ -134,12 +160,8 @@ class WorktreeManager:
     async def push(self, worktree: Path, branch: str, *, expected_remote_sha: str | None) -> None:
         """Push HEAD to `branch`, replacing the remote branch only if it is still where we saw it.
 
-        Claude edits files in worktrees that share the clone's `.git/config`, so it could point
-        the remote, `insteadOf`, a proxy or hooks anywhere. The push therefore runs from a
-        temporary bare repository that borrows the clone's objects but none of its config,
-        to the URL recorded at start, with hooks off. The token, when one is needed (https),
-        lives only in that process's environment; then the user's global and system git
-        config are ignored too.
+        The push runs from a temporary bare repository that borrows the clone's objects but
+        none of its config, to the URL recorded at start, with hooks off.
         """
         await self.push_commit(await self.head(worktree), branch, expected_remote_sha)
 
@@ -159,31 +181,15 @@ class WorktreeManager:
         await self._clean_push([f":refs/heads/{branch}"])
 
     async def _clean_push(self, args: Sequence[str]) -> None:
-        url = self._push_url or await self.record_remote()
         objects = Path(await self.git("rev-parse", "--path-format=absolute", "--git-common-dir"))
         with tempfile.TemporaryDirectory(prefix="orchestrator-push-") as scratch:
             bare = Path(scratch) / "push.git"
             await self._git(["init", "--quiet", "--bare", str(bare)], cwd=Path(scratch))
-            env = {"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects / "objects")}
-            env.update(self._auth_env(url))
-            await self._git(
-                ["-c", "core.hooksPath=/dev/null", "push", "--quiet", "--no-verify", url, *args],
+            await self._remote(
+                ["push", "--quiet", "--no-verify", "{url}", *args],
                 cwd=bare,
-                extra_env=env,
+                extra_env={"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects / "objects")},
             )
-
-    def _auth_env(self, url: str) -> dict[str, str]:
-        """For https: an `http.extraHeader` for this one process, and no other git config."""
-        if not self._token or urlparse(url).scheme != "https":
-            return {}  # ssh or a local path: the user's own git setup authenticates
-        basic = base64.b64encode(f"x-access-token:{self._token}".encode()).decode()
-        return {
-            "GIT_CONFIG_GLOBAL": os.devnull,
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_COUNT": "1",
-            "GIT_CONFIG_KEY_0": "http.extraHeader",
-            "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
-        }
 
     # -- worktrees --------------------------------------------------------------------------
 
@@ -288,3 +294,66 @@ class WorktreeManager:
     async def diff(self, base: str, head: str, cwd: Path | None = None) -> str:
         """The diff a pull request shows: from the merge base of `base` and `head` to `head`."""
         return await self.git("diff", "--no-color", "--no-ext-diff", f"{base}...{head}", cwd=cwd)
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@contextlib.contextmanager
+def credential(url: str, token: str | None) -> Iterator[tuple[dict[str, str], tuple[int, ...]]]:
+    """The environment and file descriptors that let one git command authenticate to `url`.
+
+    The token is in no environment, argument or file: it sits in an anonymous in-memory file
+    whose descriptor only this git command and its children hold, read by a credential helper
+    that answers only for the recorded host (a redirect elsewhere gets nothing). Every other
+    credential helper, and the user's global and system git config, are ignored. Nothing for
+    ssh or a local path (the user's own setup), nor for plain http beyond loopback.
+    """
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    if not token or not (
+        parsed.scheme == "https" or (parsed.scheme == "http" and host in LOOPBACK)
+    ):
+        yield {}, ()
+        return
+    fd = _secret_fd(token)
+    try:
+        netloc = parsed.netloc.rpartition("@")[2]
+        yield (
+            {
+                "GIT_CONFIG_GLOBAL": os.devnull,
+                "GIT_CONFIG_NOSYSTEM": "1",
+                "GIT_CONFIG_COUNT": "2",
+                "GIT_CONFIG_KEY_0": "credential.helper",
+                "GIT_CONFIG_VALUE_0": "",  # forget the helpers configured anywhere else
+                "GIT_CONFIG_KEY_1": "credential.helper",
+                "GIT_CONFIG_VALUE_1": _helper(netloc, fd),
+            },
+            (fd,),
+        )
+    finally:
+        os.close(fd)
+
+
+def _helper(netloc: str, fd: int) -> str:
+    """A credential helper (git runs it with `sh`) that gives the token at `fd` to `netloc`."""
+    expected = shlex.quote(f"host={netloc}")
+    return (
+        '!f() { test "$1" = get || { cat >/dev/null; exit 0; }; ok=; '
+        f'while IFS= read -r line && [ -n "$line" ]; do [ "$line" = {expected} ] && ok=1; done; '
+        '[ -n "$ok" ] || exit 0; '
+        f"printf 'username=x-access-token\\npassword='; cat /dev/fd/{fd}; echo; }}; f"
+    )
+
+
+def _secret_fd(secret: str) -> int:
+    """A descriptor of an anonymous file holding `secret`: every open of /dev/fd/N reads it
+    from the start (git may ask twice), and it is gone when the last holder closes it."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("orchestrator-credential", os.MFD_CLOEXEC)
+        os.write(fd, secret.encode())
+        return fd
+    read, write = os.pipe()  # no memfd (macOS): one read is enough for one push
+    os.write(write, secret.encode())
+    os.close(write)
+    return read

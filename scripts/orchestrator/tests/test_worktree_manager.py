@@ -338,32 +338,6 @@ async def test_push_skips_a_pre_push_hook(
     assert git_world.sha("refs/heads/claude/issue-12") == sha
 
 
-async def test_no_hook_runs_beside_the_token_during_push(
-    manager: WorktreeManager, git_world: GitWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The env an https push gets (built for real, without network), used for a local push.
-    https_env = manager._auth_env("https://example.invalid/o/r.git")
-    assert https_env
-
-    def token_env(url: str) -> dict[str, str]:
-        return https_env
-
-    monkeypatch.setattr(manager, "_auth_env", token_env)
-    # A husky-style setup: hooks live in the repository's files, which Claude edits.
-    git(git_world.clone, "config", "core.hooksPath", ".githooks")
-    path = await manager.branch_worktree("feature-issue-13", "claude/issue-13", "origin/main")
-    (path / "new.txt").write_text("x\n")
-    await manager.commit_all(path, "msg")
-    seen = tmp_path / "hook-saw"
-    body = f'printf "%s\\n" "$GIT_CONFIG_VALUE_0" >> {seen}'
-    install_hook(path / ".githooks", "reference-transaction", body)
-
-    await manager.push(path, "claude/issue-13", expected_remote_sha=None)
-
-    assert git_world.branch_exists("claude/issue-13")
-    assert not seen.exists(), seen.read_text()
-
-
 async def test_push_leaves_no_token_on_disk(manager: WorktreeManager, git_world: GitWorld) -> None:
     path = await manager.branch_worktree("feature-issue-14", "claude/issue-14", "origin/main")
     (path / "new.txt").write_text("x\n")
@@ -382,32 +356,6 @@ async def test_push_leaves_no_token_on_disk(manager: WorktreeManager, git_world:
     assert TOKEN not in git(git_world.clone, "config", "--list", "--show-origin")
 
 
-# Calling the private `_auth_env` directly: the only way to see the push environment for an
-# https remote without sending anything over the network.
-async def test_auth_env_for_an_https_remote(manager: WorktreeManager, git_world: GitWorld) -> None:
-    env = manager._auth_env("https://example.invalid/o/r.git")
-
-    assert env["GIT_CONFIG_COUNT"] == "1"
-    assert env["GIT_CONFIG_KEY_0"] == "http.extraHeader"
-    scheme, _, encoded = env["GIT_CONFIG_VALUE_0"].partition("Authorization: Basic ")
-    assert scheme == ""
-    assert base64.b64decode(encoded).decode() == f"x-access-token:{TOKEN}"
-    # Nothing else of the user's or the clone's git config applies to that process.
-    assert env["GIT_CONFIG_NOSYSTEM"] == "1"
-    assert env["GIT_CONFIG_GLOBAL"] == os.devnull
-    assert "extraheader" not in git(git_world.clone, "config", "--list").lower()
-
-
-@pytest.mark.parametrize(
-    "url",
-    ["LOCAL", "git@github.com:o/r.git", "ssh://git@example.invalid/o/r.git", "http://h.invalid/r"],
-)
-async def test_auth_env_is_empty_for_other_remotes(
-    manager: WorktreeManager, git_world: GitWorld, url: str
-) -> None:
-    assert manager._auth_env(str(git_world.origin) if url == "LOCAL" else url) == {}
-
-
 async def test_a_push_url_changed_after_start_is_not_followed(
     manager: WorktreeManager, git_world: GitWorld, tmp_path: Path
 ) -> None:
@@ -423,11 +371,6 @@ async def test_a_push_url_changed_after_start_is_not_followed(
     await manager.push(path, "claude/issue-15", expected_remote_sha=None)
     assert git_world.branch_exists("claude/issue-15")
     assert git(elsewhere, "for-each-ref") == ""
-
-
-async def test_auth_env_is_empty_without_a_token(git_world: GitWorld, tmp_path: Path) -> None:
-    manager = WorktreeManager(git_world.clone, tmp_path / "worktrees")
-    assert manager._auth_env("https://example.invalid/o/r.git") == {}
 
 
 async def test_the_push_url_is_recorded(manager: WorktreeManager, git_world: GitWorld) -> None:
