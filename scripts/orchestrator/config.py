@@ -150,6 +150,11 @@ class Settings(BaseSettings):
         return self.github_repo.split("/", 1)[1]
 
     @property
+    def git_mirror(self) -> Path:
+        """The daemon's own bare repository, which jobs can read but not write."""
+        return self.worktree_base / ".mirrors" / f"{self.owner}+{self.repo}.git"
+
+    @property
     def token(self) -> str:
         """The GitHub token; `load_settings` guarantees one is present."""
         if self.github_token is None:

@@ -115,6 +115,7 @@ async def serve(
     )
     async with github:
         await check_start(settings, github, worktrees)
+        await open_mirror(settings, worktrees)
         sandbox = await start_sandbox(settings)
         if claude is None:
             assert settings.claude_cli_path is not None
@@ -166,9 +167,8 @@ async def start_sandbox(settings: Settings) -> Sandbox | None:
             f"SANDBOX=bwrap: {exc}. Install bubblewrap, or set SANDBOX=off to run pull "
             "requests' code without a sandbox (unsafe)"
         ) from None
-    # The clone's git directory, read-only: a check may run git, never change the clone.
-    git_dir = (settings.repo_path / ".git").resolve()
-    reads = [*settings.sandbox_read_paths, git_dir]
+    # The daemon's mirror, read-only: a check may run git, never change the daemon's git.
+    reads = [*settings.sandbox_read_paths, settings.git_mirror]
     network = "with" if settings.sandbox_check_network else "without"
     log.info("sandbox: %s; pre-merge commands run %s network", version, network)
     return Sandbox(
@@ -229,6 +229,21 @@ async def check_start(settings: Settings, github: GitHubClient, worktrees: Workt
         else:
             why = f"cannot reach GitHub at GITHUB_API_URL={settings.github_api_url} ({exc.message})"
         raise StartupError(why) from None
+
+
+async def open_mirror(settings: Settings, worktrees: WorktreeManager) -> None:
+    """Move the daemon's git out of REPO_PATH into its private mirror (made on first start)."""
+    try:
+        made = await worktrees.use_mirror(settings.git_mirror)
+    except (OSError, GitError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else exc.result.stderr.strip()
+        raise StartupError(
+            f"WORKTREE_BASE={settings.worktree_base}: cannot keep the daemon's git in "
+            f"{settings.git_mirror} ({why}); expected a directory the daemon can write"
+        ) from None
+    if made:
+        log.info("git: made the daemon's own copy of %s in %s", settings.github_repo,
+                 settings.git_mirror)  # fmt: skip
 
 
 def repo_of_url(url: str) -> str | None:

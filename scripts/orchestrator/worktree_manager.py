@@ -152,6 +152,34 @@ class WorktreeManager:
                 fds=fds,
             )
 
+    async def use_mirror(self, mirror: Path) -> bool:
+        """From now on, keep the daemon's git in `mirror`, a bare repository of its own; True
+        if it was made just now.
+
+        Jobs see their worktree and, read-only, the mirror it leads to: neither the user's
+        clone (their local branches, stashes, config) nor anything they could write for the
+        daemon's git to run later. A new mirror takes the objects of the clone's
+        remote-tracking branches (what is on GitHub anyway), so the first fetch is short, and
+        the clone's commit identity; the remote's URL stays the one recorded at start.
+        """
+        if self._push_url is None:
+            await self.record_remote()  # from the clone, before leaving it
+        made = not (mirror / "HEAD").is_file()
+        if made:
+            mirror.mkdir(parents=True, exist_ok=True)
+            await self._git(["init", "--quiet", "--bare", str(mirror)], cwd=mirror)
+            tracking = f"refs/remotes/{self.remote}/*"
+            await self._git(
+                ["fetch", "--quiet", "--no-tags", str(self.repo_path), f"+{tracking}:{tracking}"],
+                cwd=mirror,
+            )
+            for key in ("user.name", "user.email"):
+                value = await self.git("config", "--get", key, check=False)
+                if value:
+                    await self._git(["config", key, value], cwd=mirror)
+        self.repo_path = mirror
+        return made
+
     async def record_remote(self) -> str:
         """Read the push URL once, at start, before any Claude run could change the config."""
         self._push_url = await self.git("remote", "get-url", "--push", self.remote)

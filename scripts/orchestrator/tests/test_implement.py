@@ -308,11 +308,13 @@ async def test_the_token_never_leaks(world: World) -> None:
     assert len(pulls) == 1 and token not in pulls[0]["body"]
     for comment in world.github.comments_on(number):
         assert token not in comment["body"]
-    for path in (world.git.clone / ".git").rglob("*"):
-        if path.is_file():
-            assert token.encode() not in path.read_bytes(), path
+    for git_dir in (world.git.clone / ".git", world.settings.git_mirror):
+        for path in git_dir.rglob("*"):
+            if path.is_file():
+                assert token.encode() not in path.read_bytes(), path
     assert token not in world.state_file.read_text()
-    assert not list(Path(world.settings.worktree_base).glob("*")), "worktrees are cleaned up"
+    left = Path(world.settings.worktree_base).glob("*")
+    assert [p.name for p in left] == [".mirrors"], "worktrees are cleaned up"
 
 
 async def test_an_issue_with_closed_and_reopened_events_can_be_asked_again(world: World) -> None:
