@@ -39,6 +39,14 @@ SAFE_GIT = (
     "-c", "diff.external=",
     "-c", "protocol.ext.allow=never",
 )  # fmt: skip
+# Nor does the user's global or system config apply: its filters (git-lfs), signing programs
+# and URL rewrites would run on, or redirect, pull requests' content. The few settings a user's
+# network or identity needs are copied into the mirror's own config instead (`use_mirror`).
+NO_USER_CONFIG = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+CARRIED_CONFIG = (
+    "user.name", "user.email", "http.proxy", "https.proxy", "http.sslCAInfo", "http.sslCAPath",
+    "core.sshCommand",
+)  # fmt: skip
 
 
 class WorktreeManager:
@@ -89,7 +97,9 @@ class WorktreeManager:
         pinned = self._gitdirs.get(cwd) if cwd is not None else None
         if pinned is not None:
             extra_env = {**(extra_env or {}), "GIT_DIR": pinned, "GIT_WORK_TREE": str(cwd)}
-        env = proc.child_env(extra={"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(extra_env or {})})
+        env = proc.child_env(
+            extra={"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **NO_USER_CONFIG, **(extra_env or {})}
+        )
         result = await proc.run(
             ["git", *SAFE_GIT, *args],
             cwd=cwd or self.repo_path,
@@ -173,12 +183,19 @@ class WorktreeManager:
                 ["fetch", "--quiet", "--no-tags", str(self.repo_path), f"+{tracking}:{tracking}"],
                 cwd=mirror,
             )
-            for key in ("user.name", "user.email"):
-                value = await self.git("config", "--get", key, check=False)
-                if value:
-                    await self._git(["config", key, value], cwd=mirror)
+        for key in CARRIED_CONFIG:
+            await self._git(["config", "--unset-all", key], cwd=mirror, check=False)
+            if value := await self._user_config(key):
+                await self._git(["config", key, value], cwd=mirror)
         self.repo_path = mirror
         return made
+
+    async def _user_config(self, key: str) -> str:
+        """`key` as the user's own git sees it in the clone (system, global and local)."""
+        done = await proc.run(
+            ["git", *SAFE_GIT, "config", "--get", key], cwd=self.repo_path, timeout=self._timeout
+        )
+        return done.stdout.strip() if done.ok else ""
 
     async def record_remote(self) -> str:
         """Read the push URL once, at start, before any Claude run could change the config."""
@@ -293,7 +310,7 @@ class WorktreeManager:
         return await self.git("rev-parse", "HEAD", cwd=worktree)
 
     async def _identity_args(self, worktree: Path) -> list[str]:
-        """The user's configured identity if any, else the orchestrator's."""
+        """The user's identity (in the mirror's config) if any, else the orchestrator's."""
         email = await self.git("config", "user.email", cwd=worktree, check=False)
         name = await self.git("config", "user.name", cwd=worktree, check=False)
         args = []
@@ -334,7 +351,7 @@ def credential(url: str, token: str | None) -> Iterator[tuple[dict[str, str], tu
     The token is in no environment, argument or file: it sits in an anonymous in-memory file
     whose descriptor only this git command and its children hold, read by a credential helper
     that answers only for the recorded host (a redirect elsewhere gets nothing). Every other
-    credential helper, and the user's global and system git config, are ignored. Nothing for
+    credential helper is ignored. Nothing for
     ssh or a local path (the user's own setup), nor for plain http beyond loopback.
     """
     parsed = urlparse(url)
@@ -349,8 +366,6 @@ def credential(url: str, token: str | None) -> Iterator[tuple[dict[str, str], tu
         netloc = parsed.netloc.rpartition("@")[2]
         yield (
             {
-                "GIT_CONFIG_GLOBAL": os.devnull,
-                "GIT_CONFIG_NOSYSTEM": "1",
                 "GIT_CONFIG_COUNT": "2",
                 "GIT_CONFIG_KEY_0": "credential.helper",
                 "GIT_CONFIG_VALUE_0": "",  # forget the helpers configured anywhere else

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -73,6 +75,42 @@ async def test_an_unusable_worktree_base_is_refused_at_start(world: World, tmp_p
     with pytest.raises(StartupError) as refused:
         await world.once()
     assert str(refused.value).startswith(f"WORKTREE_BASE={blocker / 'worktrees'}: cannot keep")
+
+
+async def test_the_users_global_git_config_runs_nothing_on_pull_requests(
+    git_world: GitWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filter in the user's global config (git-lfs is one) would run on a pull request's
+    files in the daemon's own checkouts, outside any sandbox; the user's network settings
+    still apply."""
+    mark = tmp_path / "filter-ran"
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text(
+        f'[filter "any"]\n\tsmudge = touch {mark}; cat\n\tclean = cat\n'
+        "[http]\n\tproxy = http://127.0.0.1:3128\n"
+    )
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    head = git_world.push_branch("topic", {".gitattributes": "* filter=any\n", "a.txt": "a\n"})
+    manager = WorktreeManager(git_world.clone, tmp_path / "worktrees")
+    mirror = tmp_path / "worktrees" / ".mirrors" / "o+r.git"
+    await manager.use_mirror(mirror)
+
+    await manager.fetch_branch("topic")
+    path = await manager.detached_worktree("pr-merge-1", head)
+    merged = await manager.merge_worktree("pr-merge-2", await manager.fetch_branch("main"), head)
+
+    assert (path / "a.txt").read_text() == "a\n" and not merged.conflicts
+    assert not mark.exists(), "a filter from the user's global config ran"
+    assert git(mirror, "config", "--get", "http.proxy") == "http://127.0.0.1:3128"
+    assert git(mirror, "config", "--get-regexp", "^filter", check=False) == ""
+    # The control: the user's own git, with the same config, runs it.
+    subprocess.run(
+        ["git", "clone", "--quiet", "--branch", "topic", str(git_world.origin), "plain"],
+        cwd=tmp_path, env={**os.environ, "HOME": str(home)}, check=True, timeout=60,
+    )  # fmt: skip
+    assert mark.exists()
 
 
 # -- attacked from a pull request's tests ---------------------------------------------------------
