@@ -7,7 +7,8 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -25,6 +26,7 @@ from .core.models import (
     ClaudeRequest,
     ClaudeResult,
 )
+from .model_proxy import ModelProxy
 from .proc import SECRET_ENV_VARS, kill_processes_with_env
 from .sandbox import Sandbox
 
@@ -43,7 +45,11 @@ class ClaudeRunner(Protocol):
 
 
 class SdkClaudeRunner:
-    """The real runner: the Claude Code CLI driven by claude-agent-sdk."""
+    """The real runner: the Claude Code CLI driven by claude-agent-sdk.
+
+    With a sandbox, each run reaches the model only through a `ModelProxy`, which holds the
+    credential: one for all the runs inside `serving()` (the daemon's life), else one per run.
+    """
 
     def __init__(
         self,
@@ -57,20 +63,55 @@ class SdkClaudeRunner:
         self._model = model
         self._env = dict(env or {})
         self.sandbox = sandbox
+        self._serving = False
+        self._proxy: ModelProxy | None = None
+
+    @asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
+        """Share one model proxy between the runs made inside (started by the first one)."""
+        self._serving = True
+        try:
+            yield
+        finally:
+            self._serving = False
+            proxy, self._proxy = self._proxy, None
+            if proxy is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(proxy.stop)
 
     async def run(self, request: ClaudeRequest) -> ClaudeResult:
         if self.sandbox is None:
             return await self._run(request, self._cli_path)
-        with tempfile.TemporaryDirectory(prefix="claude-run-") as scratch:
-            cli = self.sandbox.cli_wrapper(
-                self._cli_path,
-                workdir=request.cwd,
-                read_only=request.read_only,
-                directory=Path(scratch),
-                # What the SDK passes: our environment, the run's, and its own two.
-                env_names={*os.environ, *self._env, RUN_MARKER_ENV, *SDK_ENV},
-            )
-            return await self._run(request, str(cli))
+        async with self._model_proxy() as proxy:
+            with tempfile.TemporaryDirectory(prefix="claude-run-") as scratch:
+                cli = self.sandbox.cli_wrapper(
+                    self._cli_path,
+                    workdir=request.cwd,
+                    read_only=request.read_only,
+                    directory=Path(scratch),
+                    # What the SDK passes: our environment, the run's, and its own two.
+                    env_names={*os.environ, *self._env, RUN_MARKER_ENV, *SDK_ENV},
+                    model_socket=proxy.socket_path,
+                    model_env=proxy.cli_env,
+                )
+                return await self._run(request, str(cli))
+
+    @asynccontextmanager
+    async def _model_proxy(self) -> AsyncIterator[ModelProxy]:
+        if self._proxy is not None:
+            yield self._proxy
+            return
+        # The CLI's environment as the SDK builds it: ours, then the runner's.
+        proxy = ModelProxy({**os.environ, **self._env}).start()
+        if self._serving:
+            self._proxy = proxy
+            yield proxy
+            return
+        try:
+            yield proxy
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(proxy.stop)
 
     async def _run(self, request: ClaudeRequest, cli_path: str) -> ClaudeResult:
         marker = uuid.uuid4().hex

@@ -5,7 +5,9 @@ namespaces, so it sees no other process's `/proc`, and every process it starts d
 `setsid` or not. Its filesystem is the system's own directories read-only, the paths the user
 listed read-only, its working directory read-write, and a throwaway HOME and /tmp; the
 daemon's home, `.env`, state, other worktrees and credentials do not exist in there. Its
-environment is built from an allowlist: no token, no daemon settings.
+environment is built from an allowlist: no token, no daemon settings. A Claude run has no
+network either: its only way out is the daemon's model proxy, whose Unix socket socat bridges
+to a loopback port inside.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ INHERITED_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ")
 # let it run a program on the host. With every capability dropped it cannot remount them.
 PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
 PROC_MASKED = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug")
+# Inside a Claude run: where the model proxy's socket is bound, and the loopback port socat
+# serves it on (the namespace's own loopback: any port is free; this one is unlikely to be
+# wanted by a project's own test servers).
+MODEL_SOCKET = "/run/model-api.sock"
+MODEL_PORT = 41999
 
 
 class SandboxUnavailable(Exception):
@@ -59,13 +66,15 @@ class Policy:
     network: bool = False
     env: Mapping[str, str] = field(default_factory=dict)  # added to the inherited allowlist
     read_only_workdir: bool = False  # e.g. a review: it reads the code, it changes nothing
+    ro_binds: Mapping[str, Path] = field(default_factory=dict)  # path inside -> path outside
 
 
 class Bwrap:
     """Builds and checks `bwrap` command lines."""
 
-    def __init__(self, executable: str = "bwrap") -> None:
+    def __init__(self, executable: str = "bwrap", socat: str = "socat") -> None:
         self.executable = executable
+        self.socat = socat
 
     def command(self, argv: Sequence[str], policy: Policy) -> list[str]:
         """`argv` wrapped so that it runs under `policy`."""
@@ -103,6 +112,8 @@ class Bwrap:
         # read-only even when a worktree around it is writable, and the other way round).
         for option, mount in sorted(binds, key=lambda bind: len(bind[1].parts)):
             args += [option, str(mount), str(mount)]
+        for inside, outside in policy.ro_binds.items():
+            args += ["--ro-bind", str(outside), inside]
         args += ["--clearenv"]
         for name, value in _environment(policy.env).items():
             args += ["--setenv", name, value]
@@ -129,6 +140,28 @@ class Bwrap:
         version = await proc.run([self.executable, "--version"], cwd=Path("/"), timeout=30)
         return version.stdout.strip() or self.executable
 
+    def socat_path(self) -> str | None:
+        """socat's own path (not a link's: the link's folder may not be in the sandbox)."""
+        found = shutil.which(self.socat)
+        return str(Path(found).resolve()) if found else None
+
+    async def check_socat(self) -> None:
+        """`SandboxUnavailable` unless socat, which bridges the model proxy into a Claude run,
+        runs inside a sandbox."""
+        socat = self.socat_path()
+        if socat is None:
+            raise SandboxUnavailable(
+                f"{self.socat} is not installed (Debian/Ubuntu: apt-get install socat)"
+            )
+        with tempfile.TemporaryDirectory(prefix="sandbox-probe-") as scratch:
+            probe = Path(scratch)
+            argv = self.command([socat, "-V"], Policy(workdir=probe))
+            done = await proc.run(argv, cwd=probe, timeout=30)
+        if not done.ok:
+            raise SandboxUnavailable(
+                f"{socat} does not run inside the sandbox (exit {done.returncode})"
+            )
+
 
 def _environment(extra: Mapping[str, str]) -> dict[str, str]:
     env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
@@ -152,7 +185,8 @@ class Sandbox:
     """The daemon's sandbox settings, applied to each job: `wrap` one job's command line."""
 
     bwrap: Bwrap
-    read_paths: Sequence[Path] = ()  # the user's SANDBOX_READ_PATHS and the clone's git dir
+    version: str = ""  # what `check` and the start log show, e.g. "bubblewrap 0.8.0"
+    read_paths: Sequence[Path] = ()  # the user's SANDBOX_READ_PATHS and the daemon's mirror
     network: bool = False
     withheld_env: frozenset[str] = frozenset()  # the daemon's settings, kept from the CLI
 
@@ -187,31 +221,48 @@ class Sandbox:
         read_only: bool,
         directory: Path,
         env_names: Iterable[str],
+        model_socket: Path,
+        model_env: Mapping[str, str],
     ) -> Path:
         """An executable in `directory` that runs the CLI `cli` in this sandbox, for one run in
         `workdir`: what the SDK is told the CLI is.
 
-        A shell script that execs bwrap (no interpreter to start: about 15 ms, measured). The
-        CLI's variables among `env_names` (the names the SDK will pass) are forwarded by name,
-        their values read when the script runs: the file holds paths and names, no secret.
+        A shell script that execs bwrap (no interpreter to start). Inside there is no network
+        but the namespace's own loopback: a socat started before the CLI serves the model
+        proxy's `model_socket` on MODEL_PORT, which is the CLI's ANTHROPIC_BASE_URL, and
+        `model_env` (the credential's placeholders) is set as it is. The CLI's other variables
+        among `env_names` (the names the SDK will pass) are forwarded by name, their values
+        read when the script runs: the file holds paths, names and placeholders, no secret.
         """
         real = Path(shutil.which(cli) or cli).resolve()
+        literal = {
+            **model_env,
+            "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{MODEL_PORT}",
+            # Telemetry, error reports and update checks cannot go out: do not wait for them.
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        }
         policy = Policy(
             workdir=workdir,
-            # The CLI's own files, and (read-only) the clone's git the worktree leads to.
+            # The CLI's own files, and (read-only) the daemon's mirror the worktree leads to.
             read_paths=(real.parent, *self.read_paths),
             read_only_workdir=read_only,
-            network=True,  # the model's API; see README, "The sandbox"
+            env=literal,
+            ro_binds={MODEL_SOCKET: model_socket},
         )
         bwrap = shutil.which(self.bwrap.executable) or self.bwrap.executable
-        args = Bwrap(bwrap).command([str(real)], policy)
+        socat = self.bwrap.socat_path() or self.bwrap.socat
+        args = Bwrap(bwrap).command(["/bin/sh", "-c", _bridge(socat), str(real)], policy)
         cut = args.index("--chdir")
+        names = cli_env_names(env_names, self.withheld_env)
         forwarded = [
-            f'--setenv {name} "${{{name}}}"' for name in cli_env_names(env_names, self.withheld_env)
+            f'--setenv {name} "${{{name}}}"'
+            for name in names
+            # A proxy setting would send the CLI's loopback requests to a host it cannot reach.
+            if name not in literal and name.upper() not in PROXY_ENV
         ]
         # `env -i`: bwrap itself starts with nothing (see `env`); what the CLI gets is set by
         # --setenv. The forwarded values do show in bwrap's command line, to the job as well,
-        # which holds them anyway (they are its own credentials).
+        # which holds them anyway (its own settings).
         line = " ".join(
             ["env", "-i", *map(shlex.quote, args[:cut]), *forwarded, *map(shlex.quote, args[cut:]),
              '"$@"']
@@ -222,8 +273,25 @@ class Sandbox:
         return wrapper
 
 
+def _bridge(socat: str) -> str:
+    """The sandbox's first command: serve the model socket on MODEL_PORT, wait until it
+    listens (the CLI's first request must not find the port closed), then become the CLI."""
+    listening = f"0100007F:{MODEL_PORT:04X} 00000000:0000 0A"  # 127.0.0.1:port, LISTEN
+    # nodelay: socat relays each piece of a streamed answer as it comes; with Nagle's algorithm
+    # a kept-alive connection waited for the CLI's delayed ACK, 40 ms per answer (measured).
+    return (
+        f"{shlex.quote(socat)} TCP-LISTEN:{MODEL_PORT},bind=127.0.0.1,fork,reuseaddr,nodelay "
+        f"UNIX-CONNECT:{MODEL_SOCKET} </dev/null >/dev/null &\n"
+        # Bounded: a socat that failed leaves the CLI to report the closed port.
+        f"i=0; while [ $i -lt 2000 ] && ! grep -q '{listening}' /proc/net/tcp; do "
+        "i=$((i+1)); done\n"
+        'exec "$0" "$@"'
+    )
+
+
 # What the CLI reads from its environment; everything else (the daemon's settings) stays out.
 CLI_ENV_PREFIXES = ("ANTHROPIC_", "CLAUDE_", "DISABLE_", "MCP_", "OTEL_")
+PROXY_ENV = frozenset({"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"})
 CLI_ENV_NAMES = frozenset(
     {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
      "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR", "DEBUG"}

@@ -115,19 +115,22 @@ def test_the_contracts_name_every_adapter() -> None:
     contracts = _contracts()
     layers = [layer.replace("|", ":").split(":") for layer in contracts["layers"]["layers"]]
     names = [{name.strip() for name in layer} for layer in layers]
-    assert len(names) == 5, names
-    top, middle, adapters_and_config, bottom, lowest = names
+    assert len(names) == 6, names
+    top, start, middle, adapters_and_config, bottom, lowest = names
     assert (top, middle, bottom, lowest) == ({"main"}, {"daemon", "workflows"}, {"ports"}, {"core"})
+    assert start == {"startup", "preflight"}
     assert contracts["layers"]["containers"] == [PACKAGE]
-    assert "|" in contracts["layers"]["layers"][1], "daemon and workflows must be independent"
+    assert "|" in contracts["layers"]["layers"][2], "daemon and workflows must be independent"
     adapters = adapters_and_config - {"config", "guidelines"}
     assert {"github_watcher", "worktree_manager", "claude_runner", "checks", "state"} <= adapters
 
     def forbidden(contract: str) -> set[str]:
         return {m.removeprefix(PACKAGE + ".") for m in contracts[contract]["forbidden_modules"]}
 
-    assert forbidden("workflows-adapters") == adapters | {"daemon", "main"}
-    assert forbidden("daemon-imports") == (adapters_and_config - {"logs"}) | {"workflows", "main"}
+    assert forbidden("workflows-adapters") == adapters | {"daemon", "main"} | start
+    assert forbidden("daemon-imports") == (
+        (adapters_and_config - {"logs"}) | {"workflows", "main"} | start
+    )
     assert contracts["fakes-for-tests"]["protected_modules"] == [f"{PACKAGE}.fakes"]
     assert contracts["fakes-for-tests"]["allowed_importers"] == [f"{PACKAGE}.tests"]
     assert contracts["core-alone"]["forbidden_modules"] == [f"{PACKAGE}.*"]

@@ -12,7 +12,7 @@ import pytest
 
 from scripts.orchestrator.fakes.git_world import GitWorld, git, write_files
 from scripts.orchestrator.fakes.model_script import Text
-from scripts.orchestrator.main import StartupError
+from scripts.orchestrator.startup import StartupError
 from scripts.orchestrator.worktree_manager import WorktreeManager
 
 from .fixtures_world import World

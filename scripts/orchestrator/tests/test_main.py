@@ -31,7 +31,7 @@ def project(git_world: GitWorld) -> Path:
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for tool in ("git", "bwrap"):  # the tools the daemon needs on its PATH
+    for tool in ("git", "bwrap", "socat"):  # the tools the daemon needs on its PATH
         if not (bin_dir / tool).exists():
             os.symlink(shutil.which(tool) or tool, bin_dir / tool)
     env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "LANG": "C.UTF-8"}
@@ -259,7 +259,7 @@ def test_a_second_daemon_on_the_same_state_refuses_to_start(
     ],
 )
 def test_pushes_go_only_to_the_configured_host(url: str, api: str, refused: bool) -> None:
-    from scripts.orchestrator.main import foreign_host
+    from scripts.orchestrator.startup import foreign_host
 
     assert (foreign_host(url, api) is not None) is refused
 
@@ -276,7 +276,7 @@ def test_pushes_go_only_to_the_configured_host(url: str, api: str, refused: bool
     ],
 )
 def test_repo_of_url(url: str, expected: str | None) -> None:
-    from scripts.orchestrator.main import repo_of_url
+    from scripts.orchestrator.startup import repo_of_url
 
     assert repo_of_url(url) == expected
 
@@ -342,7 +342,7 @@ def test_the_running_daemon_has_no_token_in_its_environment(
 
 
 def test_a_cli_in_the_home_directory_is_refused(tmp_path: Path) -> None:
-    from scripts.orchestrator.main import exposed_by_cli
+    from scripts.orchestrator.startup import exposed_by_cli
 
     home = Path.home()
     assert exposed_by_cli(str(home / "claude")) == home.resolve()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.orchestrator import checks
+from scripts.orchestrator import checks, startup
 from scripts.orchestrator.config import Settings
 from scripts.orchestrator.core.models import CommandResult
 from scripts.orchestrator.fakes.model_script import Text, ToolCall, ToolCalls, bash, write
@@ -241,6 +242,28 @@ async def test_a_missing_bwrap_is_a_clear_error() -> None:
         await Bwrap("bwrap-that-is-not-there").check()
 
 
+async def test_without_socat_the_daemon_refuses_to_start_unless_the_sandbox_is_off(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await Bwrap().check_socat()  # the control: socat, as installed here, runs in the sandbox
+    monkeypatch.setattr(startup, "Bwrap", lambda: Bwrap(socat="socat-that-is-not-there"))
+    with pytest.raises(startup.StartupError, match=r"not installed .*apt-get install socat"):
+        await startup.start_sandbox(world.settings)
+    world.configure(sandbox="off")
+    assert await startup.start_sandbox(world.settings) is None
+
+
+async def test_socat_found_through_a_link_outside_the_sandbox_still_runs_in_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    link = tmp_path / "bin" / "socat"  # e.g. a tools folder of links; the sandbox lacks it
+    link.parent.mkdir()
+    link.symlink_to(shutil.which("socat") or "socat")
+    monkeypatch.setenv("PATH", f"{link.parent}:{os.environ['PATH']}")
+    await Bwrap().check_socat()
+    assert Bwrap().socat_path() == str(link.resolve())
+
+
 @pytest.mark.parametrize("sandboxed", [True, False])
 async def test_a_pull_requests_test_cannot_steal_the_daemons_token(
     world: World, sandboxed: bool
@@ -354,14 +377,18 @@ def test_the_cli_gets_its_own_variables_and_nothing_of_the_daemons() -> None:
     ]  # fmt: skip
 
 
-def test_the_cli_wrapper_holds_no_secret(tmp_path: Path, sandbox: Sandbox) -> None:
-    os.environ["ANTHROPIC_API_KEY"] = "sk-ant-" + "k" * 20
-    try:
-        wrapper = sandbox.cli_wrapper(
-            "/bin/true", workdir=tmp_path, read_only=True, directory=tmp_path,
-            env_names=["ANTHROPIC_API_KEY"],
-        )  # fmt: skip
-    finally:
-        del os.environ["ANTHROPIC_API_KEY"]
+def test_the_cli_wrapper_holds_no_secret(
+    tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-" + "k" * 20)
+    monkeypatch.setenv("ANTHROPIC_MODEL", "claude-x")
+    wrapper = sandbox.cli_wrapper(
+        "/bin/true", workdir=tmp_path, read_only=True, directory=tmp_path,
+        env_names=["ANTHROPIC_API_KEY", "ANTHROPIC_MODEL", "HTTPS_PROXY"],
+        model_socket=tmp_path / "model.sock", model_env={"ANTHROPIC_API_KEY": "placeholder"},
+    )  # fmt: skip
     text = wrapper.read_text()
-    assert "sk-ant-" not in text and '--setenv ANTHROPIC_API_KEY "${ANTHROPIC_API_KEY}"' in text
+    assert "sk-ant-" not in text and "--setenv ANTHROPIC_API_KEY placeholder" in text
+    assert '"${ANTHROPIC_API_KEY}"' not in text  # the real key is not even forwarded by name
+    assert '--setenv ANTHROPIC_MODEL "${ANTHROPIC_MODEL}"' in text  # the CLI's other settings are
+    assert "HTTPS_PROXY" not in text  # a proxy would take the CLI's requests off loopback
