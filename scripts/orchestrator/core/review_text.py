@@ -61,16 +61,18 @@ def parse_verdict(text: str) -> ReviewEvent | None:
     return ReviewEvent(found[-1].upper().replace(" ", "_"))
 
 
-def choose_event(text: str, allowed: ReviewEvent, *, own: bool) -> str:
+def choose_event(text: str, allowed: ReviewEvent, *, own: bool, author_writes: bool) -> str:
     """The review event to post: the model's verdict, as far as `REVIEW_EVENT` allows it.
 
     COMMENT allows only comments; REQUEST_CHANGES also lets a review block; APPROVE allows
     both verdicts. GitHub refuses verdicts on one's own pull request, so those stay comments.
+    An approval is never given to an author without write permission, whatever the model says:
+    their pull request's text and code steer the model.
     """
     verdict = parse_verdict(text)
     if own or verdict is None or allowed == ReviewEvent.COMMENT:
         return ReviewEvent.COMMENT.value
-    if verdict == ReviewEvent.APPROVE and allowed != ReviewEvent.APPROVE:
+    if verdict == ReviewEvent.APPROVE and (allowed != ReviewEvent.APPROVE or not author_writes):
         return ReviewEvent.COMMENT.value
     return verdict.value
 

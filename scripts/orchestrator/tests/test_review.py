@@ -179,18 +179,23 @@ async def test_secrets_in_the_review_are_redacted(world: World) -> None:
 
 
 @pytest.mark.parametrize(
-    ("allowed", "verdict", "expected"),
+    ("allowed", "verdict", "author", "expected"),
     [
-        ("COMMENT", "REQUEST_CHANGES", "COMMENTED"),
-        ("REQUEST_CHANGES", "REQUEST_CHANGES", "CHANGES_REQUESTED"),
-        ("REQUEST_CHANGES", "APPROVE", "COMMENTED"),
-        ("APPROVE", "APPROVE", "APPROVED"),
+        ("COMMENT", "REQUEST_CHANGES", "write", "COMMENTED"),
+        ("REQUEST_CHANGES", "REQUEST_CHANGES", "write", "CHANGES_REQUESTED"),
+        ("REQUEST_CHANGES", "APPROVE", "write", "COMMENTED"),
+        ("APPROVE", "APPROVE", "write", "APPROVED"),
+        # An outsider's pull request steers the model: never approved, still blockable.
+        ("APPROVE", "APPROVE", "read", "COMMENTED"),
+        ("APPROVE", "APPROVE", "none", "COMMENTED"),
+        ("APPROVE", "REQUEST_CHANGES", "read", "CHANGES_REQUESTED"),
     ],
 )
 async def test_review_event_limits_the_verdict(
-    world: World, allowed: str, verdict: str, expected: str
+    world: World, allowed: str, verdict: str, author: str, expected: str
 ) -> None:
     world.configure(review_event=allowed)
+    world.github.set_permission("dave", author)
     await _watching(world)
     number = _open_pull(world)
     world.model.script_for(_marker(number), [Text(f"Summary.\n\nVERDICT: {verdict}")])

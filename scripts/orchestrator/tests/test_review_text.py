@@ -29,12 +29,27 @@ def test_parse_verdict(text: str, expected: ReviewEvent | None) -> None:
 
 def test_own_pull_requests_only_get_comments() -> None:
     text = "VERDICT: REQUEST_CHANGES"
-    assert choose_event(text, ReviewEvent.APPROVE, own=False) == "REQUEST_CHANGES"
-    assert choose_event(text, ReviewEvent.APPROVE, own=True) == "COMMENT"
+    assert choose_event(text, ReviewEvent.APPROVE, own=False, author_writes=True) == (
+        "REQUEST_CHANGES"
+    )
+    assert choose_event(text, ReviewEvent.APPROVE, own=True, author_writes=True) == "COMMENT"
 
 
 def test_a_missing_verdict_is_a_comment() -> None:
-    assert choose_event("no verdict here", ReviewEvent.APPROVE, own=False) == "COMMENT"
+    assert choose_event("no verdict here", ReviewEvent.APPROVE, own=False, author_writes=True) == (
+        "COMMENT"
+    )
+
+
+def test_an_outsiders_pull_request_is_never_approved() -> None:
+    text = "VERDICT: APPROVE"
+    assert choose_event(text, ReviewEvent.APPROVE, own=False, author_writes=True) == "APPROVE"
+    assert choose_event(text, ReviewEvent.APPROVE, own=False, author_writes=False) == "COMMENT"
+    # Asking for changes needs no trust in the author.
+    changes = "VERDICT: REQUEST_CHANGES"
+    assert choose_event(changes, ReviewEvent.APPROVE, own=False, author_writes=False) == (
+        "REQUEST_CHANGES"
+    )
 
 
 def test_a_huge_review_fits_with_its_footer() -> None:

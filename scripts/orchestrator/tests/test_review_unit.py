@@ -283,6 +283,7 @@ async def test_the_verdict_posted_is_the_models_as_far_as_allowed(
     build: Callable[..., Rig], allowed: ReviewEvent, verdict: str, own: bool, event: str
 ) -> None:
     rig = build(review_event=allowed)
+    rig.gh.permissions["dave"] = "write"
     await rig.watching()
     number = rig.gh.add_pull(author=BOT if own else "dave")
     rig.claude.succeed(f"Findings.\n\nVERDICT: {verdict}")

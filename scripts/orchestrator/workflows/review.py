@@ -11,10 +11,11 @@ from ..config import Settings
 from ..core import review_text as text
 from ..core.decide_review import ReviewPlan, ReviewStep, plan_reviews
 from ..core.errors import GitError, GitHubError, is_transient
-from ..core.models import READ_ONLY_TOOLS, ClaudeRequest, Comment, PullRequest
+from ..core.models import READ_ONLY_TOOLS, ClaudeRequest, Comment, PullRequest, ReviewEvent
 from ..core.redact import Redactor
 from ..core.retry import GiveUp, after_failure
 from ..core.text import tail
+from ..core.triggers import may_command
 from ..core.work import KeptReview, ReviewFacts, Status, WorkItem, WorkItemType
 from ..guidelines import guidelines, repo_guidelines_path
 from ..ports import Claude, Clock, Git, GitHub, Job, StateStore
@@ -209,7 +210,17 @@ class ReviewWorkflow:
         if not result.ok:
             return NotReviewed(result.error or "Claude failed")
         login = await self.github.login()
-        event = text.choose_event(result.text, self.settings.review_event, own=pull.author == login)
+        self_authored = pull.author == login
+        # Asked only when an approval is possible: one request, not one per review.
+        writes = (
+            not self_authored
+            and self.settings.review_event == ReviewEvent.APPROVE
+            and text.parse_verdict(result.text) == ReviewEvent.APPROVE
+            and may_command(await self.github.permission(pull.author))
+        )
+        event = text.choose_event(
+            result.text, self.settings.review_event, own=self_authored, author_writes=writes
+        )
         kept = KeptReview(
             body=self.redactor.redact(text.review_body(result, head, previous)),
             event=event,
