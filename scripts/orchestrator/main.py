@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from .config import ConfigError, Settings, load_settings
 from .core.redact import Redactor
 from .daemon import Daemon
 from .github_watcher import GitHubClient
+from .model_proxy import CREDENTIAL_ENV
 from .ports import Checks, Claude, Clock, Git, GitHub, StateStore, Workflow
 from .preflight import Finding, Level, preflight, report
 from .reexec import inherited_token, restart_without_secrets, secrets_in_environment
@@ -106,7 +108,7 @@ async def serve(
     `github` and `claude` replace the real adapters (the tests and the demo use local ones);
     `redactor` is the one the logs use (default: one that knows the token).
     """
-    redactor = redactor or Redactor([settings.token])
+    redactor = redactor or known_secrets(settings)
     if github is None:
         github = GitHubClient(
             settings.token, settings.github_repo, api_url=settings.github_api_url,
@@ -174,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if secrets_in_environment():
         # /proc/<pid>/environ would show the token for the daemon's whole life.
         restart_without_secrets(settings.token, sys.argv[1:] if argv is None else argv)
-    redactor = Redactor([settings.token])  # the one redactor: logs, comments, state
+    redactor = known_secrets(settings)  # the one redactor: logs, comments, state
     logs.configure(args.verbose, redactor)
     if args.command == "check":
         return _report(asyncio.run(_preflight(settings, redactor)))
@@ -204,6 +206,12 @@ async def _preflight(settings: Settings, redactor: Redactor) -> list[Finding]:
 def _report(findings: list[Finding]) -> int:
     print(report(findings))
     return EXIT_CONFIG if any(f.level is Level.PROBLEM for f in findings) else 0
+
+
+def known_secrets(settings: Settings) -> Redactor:
+    """A redactor for the GitHub token and the model's credential, in every form it knows."""
+    model = [os.environ.get(name, "") for name in CREDENTIAL_ENV]
+    return Redactor([settings.token, *model])
 
 
 def _fail(message: str) -> int:

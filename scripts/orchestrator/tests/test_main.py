@@ -379,3 +379,23 @@ def test_a_clone_the_daemon_must_not_push_from_is_refused_at_start(
     assert words in result.stderr and SECRET_IN_URL not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert fake_github.requests == []  # refused before any GitHub call
+
+
+def test_the_one_redactor_knows_the_token_and_the_model_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import base64
+
+    from pydantic import SecretStr
+
+    from scripts.orchestrator.config import Settings
+    from scripts.orchestrator.main import known_secrets
+
+    key = "model-key-" + "k" * 30  # not an `sk-ant-` shape: only the literal can catch it
+    monkeypatch.setenv("ANTHROPIC_API_KEY", key)
+    token = "t0ken-" + "x" * 30
+    settings = Settings(_env_file=None, github_repo="o/r", github_token=SecretStr(token))  # type: ignore[call-arg]
+    redactor = known_secrets(settings)
+    shown = f"{key} {token} {base64.b64encode(key.encode()).decode()}"
+    # (base64's last group, which holds at most the key's last two bytes, may remain)
+    assert redactor.redact(shown).startswith("[REDACTED] [REDACTED] [REDACTED]")
