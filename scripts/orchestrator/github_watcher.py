@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -130,14 +132,25 @@ class GitHubClient:
         return _parsed(response, lambda data: gp.many(data, parse))
 
     async def _pages(self, url: str, parse: Callable[[Json], T], **params: Any) -> list[T]:
-        """Every item of a list endpoint. GitHub's `Link: rel="next"` is followed as given:
-        it may lead elsewhere (`/repositories/{id}/...`) and carries the query itself."""
+        return await self._stamped_pages(url, parse, params, None)
+
+    async def _stamped_pages(
+        self,
+        url: str,
+        parse: Callable[[Json], T],
+        params: dict[str, Any],
+        stamp: Callable[[T, Response[Any]], T] | None,
+    ) -> list[T]:
+        """Every item of a list endpoint, each passed with its page's answer to `stamp`.
+        GitHub's `Link: rel="next"` is followed as given: it may lead elsewhere
+        (`/repositories/{id}/...`) and carries the query itself."""
         next_url: str | None = url
         query: dict[str, Any] | None = {**params, "per_page": PER_PAGE}
         items: list[T] = []
         while next_url is not None:
             response = await self._send("GET", next_url, params=query)
-            items += _parsed(response, lambda data: gp.many(data, parse))
+            page = _parsed(response, lambda data: gp.many(data, parse))
+            items += [stamp(item, response) for item in page] if stamp else page
             next_url, query = _next_link(response.headers.get("link", "")), None
         return items
 
@@ -247,7 +260,8 @@ class GitHubClient:
     # -- pull requests ----------------------------------------------------------------------
 
     async def list_open_pulls(self) -> list[PullRequest]:
-        return await self._pages(self._repo_url("/pulls"), gp.pull, state="open")
+        url = self._repo_url("/pulls")
+        return await self._stamped_pages(url, gp.pull, {"state": "open"}, _seen)
 
     async def find_pull(self, head_branch: str, base: str) -> PullRequest | None:
         """The newest pull request (open or closed) from our `head_branch` into `base`."""
@@ -262,7 +276,8 @@ class GitHubClient:
         return max(ours, key=lambda p: p.number) if ours else None
 
     async def get_pull(self, number: int) -> PullRequest:
-        return await self._read(self._repo_url(f"/pulls/{number}"), gp.pull)
+        response = await self._send("GET", self._repo_url(f"/pulls/{number}"))
+        return _seen(_parsed(response, lambda data: gp.one(data, gp.pull)), response)
 
     async def create_pull(
         self, *, title: str, head: str, base: str, body: str, draft: bool = False
@@ -332,6 +347,17 @@ def github_time(when: datetime) -> str:
 def _next_link(header: str) -> str | None:
     match = re.search(r'<([^<>]+)>;\s*rel="next"', header)
     return match.group(1) if match else None
+
+
+def _seen(pull: PullRequest, response: Response[Any]) -> PullRequest:
+    """`pull` with the time GitHub gave its answer (the `Date` header), if it gave one."""
+    try:
+        seen = parsedate_to_datetime(response.headers.get("date", ""))
+    except (TypeError, ValueError):  # no Date, or one that is not a date
+        return pull
+    if seen.tzinfo is None:  # "-0000": GitHub's dates are GMT
+        seen = seen.replace(tzinfo=timezone.utc)
+    return dataclasses.replace(pull, seen_at=seen)
 
 
 def _parsed(response: Response[Any], read: Callable[[Any], T]) -> T:

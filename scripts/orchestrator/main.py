@@ -38,6 +38,7 @@ from .state import State, StateError
 from .workflows.comment_feed import CommentFeed
 from .workflows.implement import ImplementWorkflow
 from .workflows.merge import MergeWorkflow
+from .workflows.pull_heads import PullHeads
 from .workflows.review import ReviewWorkflow
 from .worktree_manager import WorktreeManager
 
@@ -83,14 +84,14 @@ class Adapters:
 
 
 def build_workflows(
-    settings: Settings, state: StateStore, adapters: Adapters, feed: CommentFeed
+    settings: Settings, state: StateStore, adapters: Adapters, feed: CommentFeed, heads: PullHeads
 ) -> list[Workflow]:
     """The three workflows, wired to their ports."""
     a = adapters
     return [
         ImplementWorkflow(settings, state, a.github, a.git, a.claude, a.redactor, a.clock),
         ReviewWorkflow(settings, state, a.github, a.git, a.claude, feed, a.redactor, a.clock),
-        MergeWorkflow(settings, state, a.github, a.git, a.checks, feed, a.redactor, a.clock),
+        MergeWorkflow(settings, state, a.github, a.git, a.checks, feed, heads, a.redactor, a.clock),
     ]
 
 
@@ -135,16 +136,19 @@ async def serve(
             claude = SdkClaudeRunner(
                 settings.claude_cli_path, model=settings.claude_model, sandbox=sandbox
             )
+        heads = PullHeads(github, state)
         feed = CommentFeed(github, state)
         checks = ShellChecks(sandbox)
         adapters = Adapters(github, worktrees, claude, checks, SystemClock(), redactor)
         daemon = Daemon(
             state,
-            build_workflows(settings, state, adapters, feed),
+            build_workflows(settings, state, adapters, feed, heads),
             max_concurrent=settings.max_concurrent,
             poll_interval=settings.poll_interval,
             repo=settings.github_repo,
-            before_cycle=[feed.refresh],
+            # The heads first: a comment read in this cycle was written after their answer,
+            # or its head is one the writer may not have seen.
+            before_cycle=[heads.refresh, feed.refresh],
             after_cycle=[feed.commit],
         )
         # Claude's sandboxed runs share one model proxy, stopped when the daemon stops.

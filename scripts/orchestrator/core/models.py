@@ -49,6 +49,8 @@ class PullRequest:
     base_repo: str
     created_at: datetime
     mergeable: bool | None = None  # None while GitHub is still computing it
+    # GitHub's clock (the answer's Date) when this view was read: the head was the head then.
+    seen_at: datetime | None = None
 
     @property
     def is_fork(self) -> bool:

@@ -64,6 +64,13 @@ class World:
         with State(self.state_file) as state:
             return await serve(self.settings, state, once=True, github=github, claude=claude)
 
+    def request_merge(self, number: int, user: str = "carol") -> int:
+        """A writer's `/merge` naming the head they checked (`/merge <sha>`), which is what
+        may land; an unnamed `/merge` needs the daemon to have seen the head before."""
+        self.github.set_permission(user, "write")
+        head = self.github.pull(number)["head"]["sha"]
+        return self.github.comment(number, f"/merge {head}", user=user)
+
     def bot_comments(self, number: int) -> list[str]:
         """The bodies of the daemon's own comments on issue or pull request `number`."""
         return [

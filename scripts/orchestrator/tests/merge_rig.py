@@ -13,6 +13,7 @@ from scripts.orchestrator.core.redact import Redactor
 from scripts.orchestrator.core.work import MergeFacts, WorkItem, WorkItemType
 from scripts.orchestrator.workflows.comment_feed import CommentFeed
 from scripts.orchestrator.workflows.merge import MergeWorkflow
+from scripts.orchestrator.workflows.pull_heads import PullHeads
 
 from .ports_fakes import (
     FakeClock,
@@ -36,6 +37,7 @@ class Rig:
     checks: RecordingChecks
     clock: FakeClock
     feed: CommentFeed
+    heads: PullHeads
     wf: MergeWorkflow
 
     def item(self, number: int) -> WorkItem:
@@ -56,8 +58,15 @@ class Rig:
         number = self.gh.add_pull(**pull)
         return number, self.request(number)
 
+    async def seen(self) -> None:
+        """The daemon lists the pull requests, then a second passes: a comment made after
+        this was written after the daemon saw the heads there are now."""
+        await self.heads.refresh()
+        self.clock.advance(1)
+
     async def cycle(self) -> list[int]:
         """One daemon cycle of the feed and the poll; the numbers of the jobs asked for."""
+        await self.heads.refresh()
         await self.feed.refresh()
         jobs = await self.wf.poll()
         await self.feed.commit()
@@ -81,8 +90,11 @@ def build(
     def make(**settings: Any) -> Rig:
         s = make_settings(**{"pre_merge_commands": COMMANDS, **settings})
         feed = CommentFeed(gh, memory_state)
-        wf = MergeWorkflow(s, memory_state, gh, git, checks, feed, Redactor([s.token]), clock)
-        return Rig(s, memory_state, gh, git, checks, clock, feed, wf)
+        heads = PullHeads(gh, memory_state)
+        wf = MergeWorkflow(
+            s, memory_state, gh, git, checks, feed, heads, Redactor([s.token]), clock
+        )
+        return Rig(s, memory_state, gh, git, checks, clock, feed, heads, wf)
 
     return make
 

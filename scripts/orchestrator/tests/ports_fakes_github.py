@@ -226,11 +226,14 @@ class RecordingGitHub(Recorder):
 
     @recorded
     async def list_open_pulls(self) -> list[PullRequest]:
-        return [p for p in self.pulls.values() if p.state == "open"]
+        return [self._seen(p) for p in self.pulls.values() if p.state == "open"]
 
     @recorded
     async def get_pull(self, number: int) -> PullRequest:
-        return self._pull(number)
+        return self._seen(self._pull(number))
+
+    def _seen(self, pull: PullRequest) -> PullRequest:
+        return dataclasses.replace(pull, seen_at=self.now())  # GitHub's Date header
 
     @recorded
     async def find_pull(self, head_branch: str, base: str) -> PullRequest | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts.orchestrator.core.triggers import Command, parse_command
 from scripts.orchestrator.fakes.fake_github import FakeGitHub
 from scripts.orchestrator.github_watcher import GitHubClient
 from scripts.orchestrator.state import State
@@ -33,6 +34,27 @@ from .fixtures_world import FAST_RETRY
 )
 def test_is_command(body: str, expected: bool) -> None:
     assert is_command(body, "/merge") is expected
+
+
+@pytest.mark.parametrize(
+    ("body", "sha"),
+    [
+        ("/merge", None),
+        ("/merge 1a2b3c4", "1a2b3c4"),
+        ("/merge  1A2B3C4D\nchecked it", "1a2b3c4d"),
+        ("/merge " + "f" * 40, "f" * 40),
+    ],
+)
+def test_a_command_may_name_the_head(body: str, sha: str | None) -> None:
+    assert parse_command(body, "/merge") == Command(sha)
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["/merge 1a2b3c", "/merge " + "f" * 41, "/merge 1a2b3c4 now", "/merge g1a2b3c4", "/merge main"],
+)
+def test_anything_else_after_the_trigger_is_no_command(body: str) -> None:
+    assert parse_command(body, "/merge") is None
 
 
 @pytest.fixture

@@ -92,7 +92,7 @@ async def test_one_unsettleable_merge_blocks_no_later_merge(world: World) -> Non
     )
     world.github.advance(5)
     world.github.set_permission("carol", "write")
-    world.github.comment(number, "/merge", user="carol")
+    world.request_merge(number)
     for _ in range(3):
         await world.once()
     assert world.github.pull(number)["merged"] is True, "writer's /merge never acted on"
@@ -109,7 +109,7 @@ async def test_a_lost_merge_answer_and_an_outage_still_clean_up(
     number = world.github.create_pull("Fix", "topic", body=f"Closes #{issue}", user="dave")
     assert await world.once() == 0
     world.github.set_permission("carol", "write")
-    world.github.comment(number, "/merge", user="carol")
+    world.request_merge(number)
     world.github.faults.fail_next(502, method="PUT", path=r"/merge$", after=True)
     real = GitHubClient.merge_pull
 
@@ -214,7 +214,7 @@ async def test_a_push_after_an_accepted_merge_is_not_merged(world: World) -> Non
     """The writer saw one head; a push after the trigger was accepted never rides on it."""
     number = await _watching_one_pull(world)
     world.github.set_permission("carol", "write")
-    world.github.comment(number, "/merge", user="carol")
+    world.request_merge(number)
     # The trigger is accepted; then GitHub's CI cannot be read, so the merge waits a cycle.
     world.github.faults.fail_next(502, count=6, method="GET", path=r"/check-runs$")
     main = world.git.sha("main")

@@ -166,7 +166,7 @@ async def test_a_pull_requests_test_cannot_write_any_git_directory(
     world.git.push_branch("topic", {"test_attack.py": ATTACK}, "a test")
     number = world.github.create_pull("Attack", "topic", body="", user="mallory")
     world.github.set_permission("carol", "write")
-    world.github.comment(number, "/merge", user="carol")
+    world.request_merge(number)
 
     await world.once()
     # Later work runs the daemon's git in fresh worktrees: nothing planted may run there.

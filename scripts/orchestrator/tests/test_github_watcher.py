@@ -510,6 +510,20 @@ async def test_pull_body_is_redacted(fake_github: FakeGitHub, client: GitHubClie
     assert fake_github.pull(pull.number)["body"] == f"uses {REDACTED}"
 
 
+async def test_pull_views_carry_githubs_time_of_answer(
+    fake_github: FakeGitHub, client: GitHubClient
+) -> None:
+    """The `Date` of the answer that showed a head: what a later `/merge` is compared with."""
+    fake_github.commit("feature", {"f.txt": "f\n"})
+    number = fake_github.create_pull("t", "feature")
+    listed_at = fake_github.advance(7)
+    (listed,) = await client.list_open_pulls()
+    fetched_at = fake_github.advance(3)
+    fetched = await client.get_pull(number)
+    assert (listed.seen_at, fetched.seen_at) == (listed_at, fetched_at)
+    assert listed.head_sha == fetched.head_sha
+
+
 # -- events, permissions, CI, branches ------------------------------------------------------
 
 

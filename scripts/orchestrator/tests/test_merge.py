@@ -35,8 +35,7 @@ def _pull(world: World, branch: str = "topic", files: dict[str, str] | None = No
 
 
 def _merge_request(world: World, number: int, user: str = "carol") -> int:
-    world.github.set_permission(user, "write")
-    return world.github.comment(number, "/merge", user=user)
+    return world.request_merge(number, user)
 
 
 async def test_happy_path(world: World) -> None:
@@ -267,7 +266,8 @@ async def test_an_error_after_the_merge_finishes_on_the_next_run(world: World) -
 async def test_merge_on_an_issue_gets_a_reply(world: World) -> None:
     await _watching(world)
     issue = world.github.create_issue("Not a PR", user="alice")
-    _merge_request(world, issue)
+    world.github.set_permission("carol", "write")
+    world.github.comment(issue, "/merge", user="carol")
     await world.once()
     await world.once()
     replies = world.bot_comments(issue)
@@ -301,3 +301,32 @@ async def test_cleanup_follows_github_for_other_bases(world: World) -> None:
     assert world.github.pull(number)["merged"] is True
     assert world.github.issue(issue)["state"] == "open"  # not the default branch: GitHub keeps it
     assert world.git.branch_exists("topic")  # another open pull request targets it
+
+
+@pytest.mark.parametrize("pushed_after", [True, False])
+async def test_only_a_head_the_writer_could_have_seen_is_merged(
+    world: World, pushed_after: bool
+) -> None:
+    """The attack: the pull request's author pushes right after a writer's `/merge`, before
+    the daemon's next look. The control: without that push, the same `/merge` merges."""
+    await _watching(world)
+    number = _pull(world)
+    await world.once()  # the daemon sees the pull request's head
+    world.github.advance(1)
+    world.github.set_permission("carol", "write")
+    world.github.comment(number, "/merge", user="carol")
+    if pushed_after:
+        world.github.advance(1)
+        world.git.push_branch("topic", {"backdoor.py": "STOLEN = True\n"}, "one more thing")
+
+    await world.once()
+
+    merged = world.github.pull(number)["merged"]
+    on_main = git(world.git.origin, "ls-tree", "--name-only", "main")
+    if pushed_after:
+        assert not merged and "backdoor.py" not in on_main
+        head = world.github.pull(number)["head"]["sha"]
+        (reply,) = [c for c in world.bot_comments(number) if "nothing was merged" in c]
+        assert f"`/merge {head[:12]}`" in reply
+    else:
+        assert merged and "feature.py" in on_main

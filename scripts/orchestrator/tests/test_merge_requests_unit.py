@@ -20,6 +20,7 @@ async def test_a_writers_merge_comment_becomes_a_job(rig: Rig) -> None:
     await rig.cycle()  # the first watch: the feed starts here
     number = rig.gh.add_pull()
     rig.gh.permissions["carol"] = "write"
+    await rig.seen()
     comment = rig.gh.comment(number, "/merge", user="carol")
     assert await rig.cycle() == [number]
     facts = rig.item(number).merge
@@ -36,6 +37,7 @@ async def test_a_readers_merge_gets_one_reply(rig: Rig, permission: str) -> None
     await rig.cycle()
     number = rig.gh.add_pull()
     rig.gh.permissions["eve"] = permission
+    await rig.seen()
     rig.gh.comment(number, "/merge", user="eve")
     assert await rig.cycle() == []
     assert await rig.cycle() == []
@@ -53,6 +55,7 @@ async def test_a_merge_of_what_is_no_open_pull_gets_one_reply(rig: Rig, target: 
         rig.gh.edit_pull(number, state="closed")
     if target == "missing":  # there for the comment, gone when it is read
         rig.gh.fail("get_pull", NotFound(404, "Not Found"), times=None)
+    await rig.seen()
     rig.gh.comment(number, "/merge")
     assert await rig.cycle() == []
     assert await rig.cycle() == []
@@ -64,6 +67,7 @@ async def test_merge_disabled_ignores_the_command(build: Callable[..., Rig]) -> 
     rig = build(auto_merge_enabled=False)
     await rig.cycle()
     number = rig.gh.add_pull()
+    await rig.seen()
     rig.gh.comment(number, "/merge")
     assert await rig.cycle() == []
     assert rig.gh.bot_comments(number) == [] and "get_pull" not in rig.gh.names()
@@ -85,6 +89,7 @@ async def test_a_fault_while_accepting(
     await rig.cycle()
     number = rig.gh.add_pull()
     rig.gh.permissions["carol"] = "write"
+    await rig.seen()
     rig.gh.comment(number, "/merge")
     rig.gh.fail(*fault)
     assert [await rig.cycle(), await rig.cycle()] == jobs
@@ -98,12 +103,14 @@ async def test_a_new_merge_after_a_push_while_the_first_waits_merges_the_new_hea
     await rig.cycle()
     number = rig.gh.add_pull()
     rig.gh.permissions["carol"] = "write"
+    await rig.seen()
     rig.gh.comment(number, "/merge")
     assert await rig.cycle() == [number]
     rig.gh.fail("get_pull", GitHubError(502, "Bad Gateway"))  # the job meets an outage
     await rig.wf.run(number)
     assert rig.item(number).status is Status.PENDING
     rig.gh.push(number, sha("fix"))
+    await rig.seen()
     rig.gh.comment(number, "/merge")  # carol saw the new head, and asks again
     assert await rig.cycle() == [number]
     await rig.wf.run(number)
@@ -115,6 +122,7 @@ async def test_a_new_merge_while_the_first_runs_lands_the_new_head_next(rig: Rig
     number = rig.gh.add_pull()
     head = rig.gh.pulls[number].head_sha
     rig.gh.permissions["carol"] = "write"
+    await rig.seen()
     rig.gh.comment(number, "/merge")
     assert await rig.cycle() == [number]
     gate = rig.checks.gate("run")
@@ -122,6 +130,7 @@ async def test_a_new_merge_while_the_first_runs_lands_the_new_head_next(rig: Rig
     while not rig.checks.called("run"):  # the first attempt is in its checks
         await asyncio.sleep(0)
     rig.gh.push(number, sha("fix"))
+    await rig.seen()
     rig.gh.comment(number, "/merge")  # carol saw the new head and asks again
     assert await rig.cycle() == [number]
     assert rig.item(number).merge.rerequested_head == sha("fix")
@@ -140,9 +149,11 @@ async def test_the_same_merge_asked_twice_while_it_runs_is_one_merge(rig: Rig) -
     await rig.cycle()
     number = rig.gh.add_pull()
     rig.gh.permissions["carol"] = "write"
+    await rig.seen()
     rig.gh.comment(number, "/merge")
     assert await rig.cycle() == [number]
     rig.state.put(rig.item(number).evolve(status=Status.IN_PROGRESS))
+    await rig.seen()
     rig.gh.comment(number, "/merge")  # no new head: nothing to do twice
     await rig.cycle()
     assert rig.item(number).merge.rerequested_head is None
@@ -158,11 +169,13 @@ async def test_a_new_merge_while_the_first_meets_a_fault_lands_the_new_head_quie
     await rig.cycle()
     number = rig.gh.add_pull()
     rig.gh.permissions["carol"] = "write"
+    await rig.seen()
     rig.gh.comment(number, "/merge")
     assert await rig.cycle() == [number]
     rig.gh.fail("check_runs", GitHubError(502, "Bad Gateway"))
     rig.state.put(rig.item(number).evolve(status=Status.IN_PROGRESS))
     rig.gh.push(number, sha("fix"))
+    await rig.seen()
     rig.gh.comment(number, "/merge")  # asked again while the attempt runs
     await rig.cycle()
     rig.state.put(rig.item(number).evolve(status=Status.PENDING))
@@ -178,13 +191,84 @@ async def test_asking_again_while_pending_replaces_an_older_re_request(rig: Rig)
     await rig.cycle()
     number = rig.gh.add_pull()
     rig.gh.permissions["carol"] = "write"
+    await rig.seen()
     rig.gh.comment(number, "/merge")
     assert await rig.cycle() == [number]
     rig.state.put(rig.item(number).with_facts(rerequested_head=sha("older")))
     rig.gh.push(number, sha("newest"))
+    await rig.seen()
     rig.gh.comment(number, "/merge")
     await rig.cycle()
     facts = rig.item(number).merge
     assert (facts.requested_head, facts.rerequested_head) == (sha("newest"), None)
     await rig.wf.run(number)
     assert [args[1] for args in rig.gh.called("merge_pull")] == [sha("newest")]
+
+
+# -- the head the writer saw ----------------------------------------------------------------
+
+
+async def test_a_push_between_the_merge_and_the_next_look_is_not_merged(rig: Rig) -> None:
+    """The attack: a fork pushes right after a writer's `/merge`, before the daemon reads it."""
+    await rig.cycle()
+    number = rig.gh.add_pull()
+    seen_head = rig.gh.pulls[number].head_sha
+    rig.gh.permissions["carol"] = "write"
+    await rig.seen()
+    rig.gh.comment(number, "/merge", user="carol")
+    rig.clock.advance(1)
+    rig.gh.push(number, sha("backdoor"))
+    assert await rig.cycle() == []
+    reply = rig.one_comment(number)
+    assert "nothing was merged" in reply and f"/merge {sha('backdoor')[:12]}" in reply
+    assert rig.state.get(WorkItemType.MERGE, number) is None
+    assert "merge_pull" not in rig.gh.names() and seen_head != sha("backdoor")
+    # The control: the writer checks the new head and names it.
+    rig.gh.comment(number, f"/merge {sha('backdoor')[:7]}", user="carol")
+    assert await rig.cycle() == [number]
+    assert rig.item(number).merge.requested_head == sha("backdoor")
+
+
+async def test_a_comment_in_the_second_the_head_was_first_seen_is_not_enough(rig: Rig) -> None:
+    await rig.cycle()
+    number = rig.gh.add_pull()
+    rig.gh.permissions["carol"] = "write"
+    await rig.heads.refresh()  # seen at T; the comment, also at T, may predate a push at T
+    rig.gh.comment(number, "/merge", user="carol")
+    assert await rig.cycle() == []
+    assert "cannot tell which commits you saw" in rig.one_comment(number)
+
+
+async def test_a_named_head_is_merged_only_while_it_is_the_head(rig: Rig) -> None:
+    await rig.cycle()
+    number = rig.gh.add_pull()  # never listed before the comment: naming it is enough
+    head = rig.gh.pulls[number].head_sha
+    rig.gh.permissions["carol"] = "write"
+    rig.gh.comment(number, f"/merge {sha('other')[:10]}", user="carol")
+    assert await rig.cycle() == []
+    assert f"the head is `{head[:12]}`, not `{sha('other')[:10]}`" in rig.one_comment(number)
+    rig.gh.comment(number, f"/merge {head.upper()}", user="carol")
+    assert await rig.cycle() == [number]
+    await rig.wf.run(number)
+    assert rig.gh.pulls[number].merged
+
+
+async def test_other_text_after_the_trigger_is_not_a_command(rig: Rig) -> None:
+    await rig.cycle()
+    number = rig.gh.add_pull()
+    rig.gh.permissions["carol"] = "write"
+    await rig.seen()
+    for body in ("/merge after lunch", "/merge 123456", "/merge please", "/merge abc1234 now"):
+        rig.gh.comment(number, body, user="carol")
+    assert await rig.cycle() == []
+    assert rig.gh.bot_comments(number) == [] and rig.state.items() == []
+
+
+async def test_what_was_seen_survives_a_restart(rig: Rig, build: Callable[..., Rig]) -> None:
+    await rig.cycle()
+    number = rig.gh.add_pull()
+    rig.gh.permissions["carol"] = "write"
+    await rig.seen()
+    rig.gh.comment(number, "/merge", user="carol")
+    restarted = build()  # new workflow and sightings over the same state
+    assert await restarted.cycle() == [number]

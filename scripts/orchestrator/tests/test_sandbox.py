@@ -295,7 +295,7 @@ async def test_a_pull_requests_test_cannot_steal_the_daemons_token(
     world.git.push_branch("topic", {"test_hunt.py": hunt}, "a test")
     number = world.github.create_pull("Hunt", "topic", body="", user="mallory")
     world.github.set_permission("carol", "write")
-    world.github.comment(number, "/merge", user="carol")
+    world.request_merge(number)
     try:
         await world.once()
     finally:

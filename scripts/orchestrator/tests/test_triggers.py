@@ -35,6 +35,7 @@ async def _watching_one_pull(world: World) -> int:
     assert await world.once() == 0
     number = _pull(world)
     assert await world.once() == 0  # the pull request is seen (and reviewed) before the fault
+    world.github.advance(1)  # a writer reads it, then comments
     return number
 
 

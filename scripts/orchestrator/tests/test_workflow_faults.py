@@ -64,7 +64,7 @@ async def test_a_stop_comment_lands_once_despite_a_fault(world: World, applied: 
     assert await world.once() == 0
     number = _pull(world)
     world.github.set_permission("carol", "write")
-    world.github.comment(number, "/merge", user="carol")
+    world.request_merge(number)
     world.model.script(Text(REVIEW_TEXT))
     world.github.faults.fail_next(502, method="POST", path=rf"/issues/{number}/comments$",
                                   after=applied)  # fmt: skip
@@ -85,7 +85,7 @@ async def test_a_fault_on_the_merge_call_does_not_run_the_checks_again(world: Wo
     assert await world.once() == 0
     number = _pull(world)
     world.github.set_permission("carol", "write")
-    world.github.comment(number, "/merge", user="carol")
+    world.request_merge(number)
     world.model.script(Text(REVIEW_TEXT))
     world.github.faults.fail_next(502, count=6, method="PUT", path=r"/merge$")
     await world.once()

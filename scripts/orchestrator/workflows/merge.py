@@ -16,6 +16,7 @@ from ..core.errors import Conflict, GitError, GitHubError, NotFound, NotMergeabl
 from ..core.models import CommandResult, Comment, PullRequest
 from ..core.redact import Redactor
 from ..core.text import cut
+from ..core.triggers import parse_command
 from ..core.work import MergeFacts, PassedCommand, Status, WorkItem, WorkItemType
 from ..ports import Checks, Clock, Git, GitHub, Job, StateStore
 from . import outbox
@@ -23,6 +24,7 @@ from .commands import acknowledge, authorised, settle_each
 from .comment_feed import CommentFeed
 from .items import MAX_INFRASTRUCTURE_ERRORS, Items
 from .merge_cleanup import clean_up
+from .pull_heads import PullHeads
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class MergeWorkflow:
     worktrees: Git
     checks: Checks
     feed: CommentFeed
+    heads: PullHeads
     redactor: Redactor
     clock: Clock
     name: str = "merge"
@@ -97,28 +100,40 @@ class MergeWorkflow:
             return
         if not await authorised(self.github, self.feed, comment, trigger, "merge"):
             return
+        command = parse_command(comment.body, trigger)
+        named = command.sha if command is not None else None
+        pinned = decide.pinned_head(
+            named, pull.head_sha, self.heads.sighting(pull.number), comment.created_at
+        )
+        if pinned is None:
+            log.warning("merge of #%d by %s: the head it saw is not known", pull.number,
+                        comment.author)  # fmt: skip
+            reply = text.head_unknown(comment.author, pull.head_sha, named, trigger)
+            await self.github.create_comment(pull.number, reply)
+            self.feed.mark_handled(comment.id)
+            return
         known = self.state.get(WorkItemType.MERGE, pull.number)
         with self.state.batch():  # the item and the handled mark land in one write
             if known is not None and known.status is Status.PENDING:
                 # Asked again before the attempt ran: the head the writer sees now is what
                 # lands. The base stays the one first asked for: a retarget still stops.
                 facts = known.merge.but(
-                    requested_head=pull.head_sha,
+                    requested_head=pinned,
                     requested_by=comment.author,
                     rerequested_head=None,
                 )
                 self.state.put(known.evolve(facts=facts))
             elif known is not None and known.status is Status.IN_PROGRESS:
-                if pull.head_sha != known.merge.requested_head:  # the next attempt's head
-                    self.state.put(known.with_facts(rerequested_head=pull.head_sha))
+                if pinned != known.merge.requested_head:  # the next attempt's head
+                    self.state.put(known.with_facts(rerequested_head=pinned))
             else:
                 base = known or WorkItem(type=WorkItemType.MERGE, number=pull.number)
                 facts = MergeFacts(
                     trigger_comment_id=comment.id,
                     requested_by=comment.author,
                     base_ref=pull.base_ref,
-                    # The head the writer saw (or could have): the only one to land.
-                    requested_head=pull.head_sha,
+                    # The head the writer saw: the only one to land.
+                    requested_head=pinned,
                 )
                 self.state.put(
                     base.evolve(
