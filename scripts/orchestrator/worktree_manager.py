@@ -38,10 +38,16 @@ SAFE_GIT = (
     "-c", "core.pager=cat",
     "-c", "diff.external=",
     "-c", "protocol.ext.allow=never",
+    # A repository nested in a worktree (a job can `git init` one, with filters of its own)
+    # is never entered: git would run its config's programs to tell if it changed.
+    "-c", "diff.ignoreSubmodules=all",
+    "-c", "submodule.recurse=false",
+    "-c", "status.submoduleSummary=false",
 )  # fmt: skip
 # Nor does the user's global or system config apply: its filters (git-lfs), signing programs
 # and URL rewrites would run on, or redirect, pull requests' content. The few settings a user's
-# network or identity needs are copied into the mirror's own config instead (`use_mirror`).
+# network or identity needs are passed on each command line instead (`use_mirror`): not in
+# the mirror's config, which jobs read (a proxy URL may carry a password).
 NO_USER_CONFIG = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
 CARRIED_CONFIG = (
     "user.name", "user.email", "http.proxy", "https.proxy", "http.sslCAInfo", "http.sslCAPath",
@@ -72,6 +78,7 @@ class WorktreeManager:
         # can replace the worktree's `.git` with a repository of its own (hooks, filters), and
         # the daemon's git must never use that one.
         self._gitdirs: dict[Path, str] = {}
+        self._carried: list[str] = []  # `-c key=value` of the user's CARRIED_CONFIG
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -101,7 +108,7 @@ class WorktreeManager:
             extra={"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **NO_USER_CONFIG, **(extra_env or {})}
         )
         result = await proc.run(
-            ["git", *SAFE_GIT, *args],
+            ["git", *SAFE_GIT, *self._carried, *args],
             cwd=cwd or self.repo_path,
             timeout=self._timeout,
             env=env,
@@ -170,7 +177,9 @@ class WorktreeManager:
         clone (their local branches, stashes, config) nor anything they could write for the
         daemon's git to run later. A new mirror takes the objects of the clone's
         remote-tracking branches (what is on GitHub anyway), so the first fetch is short, and
-        the clone's commit identity; the remote's URL stays the one recorded at start.
+        the remote's URL stays the one recorded at start. The user's settings in
+        `CARRIED_CONFIG` (identity, proxy, CA, ssh), as the clone sees them, go on every
+        command line from now on.
         """
         if self._push_url is None:
             await self.record_remote()  # from the clone, before leaving it
@@ -183,10 +192,12 @@ class WorktreeManager:
                 ["fetch", "--quiet", "--no-tags", str(self.repo_path), f"+{tracking}:{tracking}"],
                 cwd=mirror,
             )
+        carried = []
         for key in CARRIED_CONFIG:
-            await self._git(["config", "--unset-all", key], cwd=mirror, check=False)
+            await self._git(["config", "--unset-all", key], cwd=mirror, check=False)  # older
             if value := await self._user_config(key):
-                await self._git(["config", key, value], cwd=mirror)
+                carried += ["-c", f"{key}={value}"]
+        self._carried = carried
         self.repo_path = mirror
         return made
 
@@ -296,9 +307,19 @@ class WorktreeManager:
     # -- commits ----------------------------------------------------------------------------
 
     async def commit_all(self, worktree: Path, message: str) -> str | None:
-        """Commit every change in the worktree; return the new SHA, or None if nothing changed."""
+        """Commit every change in the worktree; return the new SHA, or None if nothing changed.
+
+        A git repository a job made inside the worktree is not committed as one: its `.git`
+        is removed first (its files are committed as files), so nothing of its config runs.
+        """
+        for nested in _nested_git(worktree):
+            log.warning("removing a nested git repository a job left: %s", nested)
+            if nested.is_dir() and not nested.is_symlink():
+                shutil.rmtree(nested)
+            else:
+                nested.unlink()
         await self._git(["add", "--all"], cwd=worktree)
-        status = await self.git("status", "--porcelain", cwd=worktree)
+        status = await self.git("status", "--porcelain", "--ignore-submodules=all", cwd=worktree)
         if not status:
             return None
         identity = await self._identity_args(worktree)
@@ -342,6 +363,19 @@ class WorktreeManager:
 
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _nested_git(worktree: Path) -> list[Path]:
+    """Every `.git` (directory, file or link) below the worktree's top, symlinks not followed."""
+    found = []
+    for folder, dirs, files in os.walk(worktree):
+        here = Path(folder)
+        if ".git" in dirs or ".git" in files:
+            if here != worktree:  # the worktree's own `.git` file is the daemon's
+                found.append(here / ".git")
+            if ".git" in dirs:
+                dirs.remove(".git")
+    return found
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from scripts.orchestrator.fakes.git_world import GitWorld, git, write_files
-from scripts.orchestrator.fakes.model_script import Text
+from scripts.orchestrator.fakes.model_script import Text, bash, write
 from scripts.orchestrator.startup import StartupError
 from scripts.orchestrator.worktree_manager import WorktreeManager
 
@@ -103,7 +103,10 @@ async def test_the_users_global_git_config_runs_nothing_on_pull_requests(
 
     assert (path / "a.txt").read_text() == "a\n" and not merged.conflicts
     assert not mark.exists(), "a filter from the user's global config ran"
-    assert git(mirror, "config", "--get", "http.proxy") == "http://127.0.0.1:3128"
+    # The user's proxy applies to the daemon's git, from its command line: not written into
+    # the mirror, which jobs read (a proxy URL may hold a password).
+    assert await manager.git("config", "--get", "http.proxy") == "http://127.0.0.1:3128"
+    assert git(mirror, "config", "--get", "http.proxy", check=False) == ""
     assert git(mirror, "config", "--get-regexp", "^filter", check=False) == ""
     # The control: the user's own git, with the same config, runs it.
     subprocess.run(
@@ -185,3 +188,33 @@ async def test_a_pull_requests_test_cannot_write_any_git_directory(
     else:  # the control: the same test, unsandboxed, reaches them all
         assert "clone-visible=True wrote=6" in comments  # 2 files in 3 git directories
         assert (mirror / "config").read_bytes() != mirror_config
+
+
+async def test_a_nested_repository_left_by_claude_runs_nothing_in_the_daemons_git(
+    world: World, tmp_path: Path
+) -> None:
+    """Found by an outside review: a repository Claude's Bash makes inside its worktree, with a
+    clean filter in its own config, ran that filter in the daemon's `git status`, outside
+    the sandbox. Now its `.git` is removed before the commit and git never enters it."""
+    mark = tmp_path / "filter-ran"
+    attack = (
+        "mkdir sub && cd sub && git init -q && echo hi > f && echo '* filter=x' > .gitattributes"
+        " && git add . && git -c user.name=a -c user.email=b commit -q -m s"
+        f" && git config filter.x.clean 'touch {mark}; cat' && echo changed >> f"
+        " && test -d .git && echo planted"
+    )
+    issue = world.github.create_issue("Add a greeting", "Write greet.py", user="alice")
+    world.github.add_labels(issue, "ready", user="alice")
+    steps = [bash(attack), write({"greet.py": "X = 1\n"}), Text("Added greet.py.")]
+    world.model.script_for(f"Implement GitHub issue #{issue}", steps)
+
+    assert await world.once() == 0
+
+    outputs = [r.text for req in world.model.main_requests() for r in req.all_tool_results]
+    assert any("planted" in out for out in outputs), outputs  # the control: it was there
+    assert not mark.exists(), "the nested repository's filter ran"
+    head = world.github.pull(issue + 1)["head"]["sha"]  # the pull request the run opened
+    tree = git(world.git.origin, "ls-tree", "-r", head, "sub")
+    assert "160000" not in tree and "sub/f" in tree  # committed as files, not a gitlink
+    names = git(world.git.origin, "ls-tree", "-r", "--name-only", head).splitlines()
+    assert not [n for n in names if n.startswith("sub/.git/")]
