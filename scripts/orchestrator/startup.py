@@ -144,13 +144,17 @@ async def open_mirror(settings: Settings, worktrees: WorktreeManager) -> None:
                  settings.git_mirror)  # fmt: skip
 
 
+# git's scp-like syntax, `[user@]host:path`: a colon before any slash (else a local path).
+_SCP_LIKE = re.compile(r"^(?:[^@/:]+@)?\[?([^@/:\]]+)\]?:(.*)$")
+
+
 def repo_of_url(url: str) -> str | None:
     """`owner/repo` of a GitHub-style remote URL; None for a local path."""
     parsed = urlparse(url)
     if parsed.scheme in ("http", "https", "ssh", "git"):
         path = parsed.path
-    elif match := re.match(r"^[\w.-]+@[\w.-]+:(.+)$", url):  # scp-like: git@github.com:o/r
-        path = match.group(1)
+    elif "://" not in url and (match := _SCP_LIKE.match(url)):
+        path = match.group(2)
     else:
         return None
     parts = path.strip("/").removesuffix(".git").split("/")
@@ -169,7 +173,7 @@ def host_of_url(url: str) -> str | None:
     parsed = urlparse(url)
     if parsed.scheme in ("http", "https", "ssh", "git"):
         return parsed.hostname
-    if match := re.match(r"^[\w.-]+@([\w.-]+):", url):  # scp-like: git@github.com:o/r
+    if "://" not in url and (match := _SCP_LIKE.match(url)):
         return match.group(1)
     return None
 

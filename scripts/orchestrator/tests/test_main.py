@@ -256,6 +256,10 @@ def test_a_second_daemon_on_the_same_state_refuses_to_start(
         ("git@evil.example:acme/widgets.git", "https://api.github.com", True),
         ("https://github.com.evil.example/acme/widgets", "https://api.github.com", True),
         ("https://github.com/acme/widgets.git", "https://ghe.example.com/api/v3", True),
+        # git's scp-like syntax needs no user (found by an outside review)
+        ("evil.example:acme/widgets.git", "https://api.github.com", True),
+        ("[evil.example]:acme/widgets.git", "https://api.github.com", True),
+        ("github.com:acme/widgets.git", "https://api.github.com", False),
     ],
 )
 def test_pushes_go_only_to_the_configured_host(url: str, api: str, refused: bool) -> None:
@@ -270,6 +274,7 @@ def test_pushes_go_only_to_the_configured_host(url: str, api: str, refused: bool
         ("https://github.com/acme/widgets.git", "acme/widgets"),
         ("https://github.com/acme/widgets", "acme/widgets"),
         ("git@github.com:acme/widgets.git", "acme/widgets"),
+        ("github.com:acme/widgets.git", "acme/widgets"),  # scp-like without a user
         ("ssh://git@ghe.example.com/acme/widgets.git", "acme/widgets"),
         ("/srv/git/widgets.git", None),
         ("../origin.git", None),
