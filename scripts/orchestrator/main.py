@@ -32,6 +32,7 @@ from .startup import (
     check_start,
     exposed_by_cli,
     open_mirror,
+    raise_fd_limit,
     start_sandbox,
 )
 from .state import State, StateError
@@ -182,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         restart_without_secrets(settings.token, sys.argv[1:] if argv is None else argv)
     redactor = known_secrets(settings)  # the one redactor: logs, comments, state
     logs.configure(args.verbose, redactor)
+    raise_fd_limit()
     if args.command == "check":
         return _report(asyncio.run(_preflight(settings, redactor)))
     try:

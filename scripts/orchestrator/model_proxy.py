@@ -10,6 +10,7 @@ place of the placeholder, and streams the answer back as it arrives.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import socket
 import tempfile
@@ -47,6 +48,11 @@ NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "expect"}
 # An answer streams for minutes, with pauses while the model thinks; the CLI's own API timeout
 # is 10 minutes.
 UPSTREAM_TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=10.0)
+# The Messages API takes requests up to 32 MB; a run may not make the daemon hold more.
+MAX_BODY = 32 * 1024 * 1024
+# Connections at once (each run makes a few): beyond, uvicorn answers 503 instead of holding a
+# file descriptor per connection a hijacked run opens.
+MAX_CONNECTIONS = 64
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 
@@ -108,6 +114,7 @@ class ModelProxy:
             server_header=False,  # the upstream's own `server` and `date` pass through
             date_header=False,
             timeout_keep_alive=30,
+            limit_concurrency=MAX_CONNECTIONS,
             timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)
@@ -183,7 +190,12 @@ class _Forward:
                 scope, receive, send
             )
             return
-        body = await request.body()
+        body = await _body(request)
+        if body is None:
+            await _error(413, f"model proxy: a request body is limited to {MAX_BODY} bytes")(
+                scope, receive, send
+            )
+            return
         headers = forwarded_headers(request.headers.raw, self.credentials)
         # httpx.Request, not client.build_request: no header of httpx's own is added.
         outgoing = httpx.Request(request.method, url, headers=headers, content=body)
@@ -224,6 +236,19 @@ async def _relay(reply: httpx.Response, send: Send) -> None:
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+async def _body(request: Request) -> bytes | None:
+    """The request's body, or None past MAX_BODY (read no further)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            return None
+    return bytes(body)
+
+
 async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
     # Once the body is read, `receive` answers only when the client is gone (or the answer
     # is complete, when there is nothing left to cancel).
@@ -233,13 +258,20 @@ async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> N
 
 
 def upstream_url(upstream: httpx.URL, raw_path: bytes, query: bytes) -> httpx.URL | None:
-    """`raw_path?query` on the upstream, below its own path; None unless it stays there."""
-    if not raw_path.startswith(b"/"):
+    """`raw_path?query` on the upstream, below its own path; None unless it stays there.
+
+    A dot segment (`/../`, also percent-encoded) would climb out of the upstream's own path,
+    to another route of a gateway that holds the same key: refused.
+    """
+    if not raw_path.startswith(b"/") or _DOT_SEGMENT.search(raw_path.split(b"?")[0]):
         return None
     path = upstream.raw_path.split(b"?")[0].rstrip(b"/") + raw_path
     url = upstream.copy_with(raw_path=path + (b"?" + query if query else b""))
     same = (url.scheme, url.host, url.port) == (upstream.scheme, upstream.host, upstream.port)
     return url if same else None
+
+
+_DOT_SEGMENT = re.compile(rb"(?:^|/)(?:\.|%2e){1,2}(?:/|$)", re.IGNORECASE)
 
 
 def forwarded_headers(

@@ -280,7 +280,9 @@ def _bridge(socat: str) -> str:
     # nodelay: socat relays each piece of a streamed answer as it comes; with Nagle's algorithm
     # a kept-alive connection waited for the CLI's delayed ACK, 40 ms per answer (measured).
     return (
-        f"{shlex.quote(socat)} TCP-LISTEN:{MODEL_PORT},bind=127.0.0.1,fork,reuseaddr,nodelay "
+        # max-children: a hijacked run cannot open connections to the proxy without bound.
+        f"{shlex.quote(socat)} TCP-LISTEN:{MODEL_PORT},bind=127.0.0.1,fork,reuseaddr,nodelay,"
+        "max-children=16 "
         f"UNIX-CONNECT:{MODEL_SOCKET} </dev/null >/dev/null &\n"
         # Bounded: a socat that failed leaves the CLI to report the closed port.
         f"i=0; while [ $i -lt 2000 ] && ! grep -q '{listening}' /proc/net/tcp; do "
@@ -297,6 +299,12 @@ CLI_ENV_NAMES = frozenset(
      "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR", "DEBUG"}
 )  # fmt: skip
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A credential by its name (ANTHROPIC_CUSTOM_HEADERS, OTEL_EXPORTER_OTLP_HEADERS,
+# ANTHROPIC_FOUNDRY_API_KEY ...): never forwarded. The model's own credentials reach the CLI
+# as the proxy's placeholders; CLAUDE_CODE_MAX_OUTPUT_TOKENS and the like are no secrets.
+_SECRET_NAME = re.compile(
+    r"(?:^|_)(?:KEY|TOKEN|SECRET|PASSWORD|PASSWD|HEADERS|CREDENTIALS?|AUTH)(?:_|$)", re.I
+)
 
 
 def cli_env_names(names: Iterable[str], withheld: frozenset[str] = frozenset()) -> list[str]:
@@ -308,5 +316,6 @@ def cli_env_names(names: Iterable[str], withheld: frozenset[str] = frozenset()) 
         if (name in CLI_ENV_NAMES or name.startswith(CLI_ENV_PREFIXES))
         and name not in withheld
         and name not in SECRET_ENV_VARS
+        and not _SECRET_NAME.search(name)
         and _NAME.match(name)  # it is written into a shell script
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import resource
 import shutil
 from pathlib import Path
 from urllib.parse import urlparse
@@ -19,6 +20,18 @@ log = logging.getLogger(__name__)
 
 class StartupError(Exception):
     """The daemon cannot work with this repository; one line for the user, exit code 2."""
+
+
+def raise_fd_limit() -> None:
+    """Open files up to the hard limit: the soft one (often 1,024) is soon reached by a daemon
+    whose jobs' connections and pipes all end in it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:  # e.g. a container's cap; the soft limit stays
+            log.debug("open-file limit left at %d: %s", soft, exc)
 
 
 async def start_sandbox(settings: Settings) -> Sandbox | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from scripts.orchestrator.fakes.git_world import GitWorld, git, write_files
-from scripts.orchestrator.fakes.model_script import Text, bash, write
+from scripts.orchestrator.fakes.model_script import Step, Text, bash, write
 from scripts.orchestrator.startup import StartupError
 from scripts.orchestrator.worktree_manager import WorktreeManager
 
@@ -205,7 +205,7 @@ async def test_a_nested_repository_left_by_claude_runs_nothing_in_the_daemons_gi
     )
     issue = world.github.create_issue("Add a greeting", "Write greet.py", user="alice")
     world.github.add_labels(issue, "ready", user="alice")
-    steps = [bash(attack), write({"greet.py": "X = 1\n"}), Text("Added greet.py.")]
+    steps: list[Step] = [bash(attack), write({"greet.py": "X = 1\n"}), Text("Added greet.py.")]
     world.model.script_for(f"Implement GitHub issue #{issue}", steps)
 
     assert await world.once() == 0

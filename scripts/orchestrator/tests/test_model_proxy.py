@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from scripts.orchestrator import model_proxy
 from scripts.orchestrator.model_proxy import ModelProxy, placeholder
 
 KEY = "sk-ant-real-" + "k" * 20
@@ -246,3 +247,46 @@ def test_the_socket_is_private_and_gone_after_stop(upstream: Upstream) -> None:
     finally:
         proxy.stop()
     assert not path.parent.exists()
+
+
+# -- limits a hijacked run cannot pass (found by an outside review) ------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [b"/../admin/keys", b"/v1/../../admin", b"/%2e%2e/admin", b"/v1/%2E%2E/x", b"/./v1/messages"],
+)
+def test_a_dot_segment_cannot_climb_out_of_the_upstreams_path(
+    upstream: Upstream, proxy: ModelProxy, path: bytes
+) -> None:
+    """On a gateway (`ANTHROPIC_BASE_URL=https://gw/anthropic`), other routes of the same host
+    would otherwise get the real key."""
+    answer = raw_request(proxy, b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+    assert upstream.requests == []
+    with client(proxy) as http:  # the control: a path below the gateway's goes through
+        assert http.post("/v1/messages", json={}).status_code == 200
+    assert [path for _, path, _, _ in upstream.requests] == ["/gateway/v1/messages"]
+
+
+def test_a_body_beyond_the_limit_is_refused_unread(
+    upstream: Upstream, proxy: ModelProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(model_proxy, "MAX_BODY", 1000)
+    with client(proxy) as http:
+        assert http.post("/v1/messages", content=b"x" * 1001).status_code == 413
+        chunks = (b"x" * 400 for _ in range(3))  # no length given: counted as it comes
+        assert http.post("/v1/messages", content=chunks).status_code == 413
+        assert upstream.requests == []
+        assert http.post("/v1/messages", content=b"x" * 1000).status_code == 200  # the control
+    assert len(upstream.requests) == 1
+
+
+def test_the_daemon_may_open_as_many_files_as_its_hard_limit_allows() -> None:
+    import resource
+
+    from scripts.orchestrator.startup import raise_fd_limit
+
+    raise_fd_limit()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert soft == hard or hard == resource.RLIM_INFINITY

@@ -367,13 +367,20 @@ async def test_an_implement_runs_bash_cannot_read_the_daemons_env_or_processes(
 
 def test_the_cli_gets_its_own_variables_and_nothing_of_the_daemons() -> None:
     names = {
-        "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "CLAUDE_ORCHESTRATOR_RUN", "HTTPS_PROXY",
+        "CLAUDE_ORCHESTRATOR_RUN", "HTTPS_PROXY", "ANTHROPIC_MODEL",
+        "CLAUDE_CODE_MAX_OUTPUT_TOKENS", "DISABLE_AUTOUPDATER",
         "CLAUDE_TIMEOUT", "CLAUDE_CLI_PATH",  # the daemon's settings, despite the prefix
         "GITHUB_TOKEN", "GITHUB_REPO", "HOME", "CLAUDE_X; rm -rf /",
+        # Credentials, by their names (an outside review found these forwarded): the model's
+        # own reach the CLI only as the proxy's placeholders.
+        "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN",
+        "ANTHROPIC_CUSTOM_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS", "ANTHROPIC_FOUNDRY_API_KEY",
+        "MCP_SERVER_SECRET", "CLAUDE_PASSWORD",
     }  # fmt: skip
     withheld = frozenset(name.upper() for name in Settings.model_fields)
     assert cli_env_names(names, withheld) == [
-        "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "CLAUDE_ORCHESTRATOR_RUN", "HTTPS_PROXY",
+        "ANTHROPIC_MODEL", "CLAUDE_CODE_MAX_OUTPUT_TOKENS", "CLAUDE_ORCHESTRATOR_RUN",
+        "DISABLE_AUTOUPDATER", "HTTPS_PROXY",
     ]  # fmt: skip
 
 
