@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 from .config import Settings
 from .core.errors import GitError, GitHubError, MalformedAnswer
 from .github_watcher import GitHubClient
-from .sandbox import Bwrap, Sandbox, SandboxUnavailable
+from .sandbox import SYSTEM_DIRS, Bwrap, Sandbox, SandboxUnavailable
 from .worktree_manager import WorktreeManager
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ async def start_sandbox(settings: Settings) -> Sandbox | None:
             "socat, or set SANDBOX=off to run Claude and pull requests' code without a sandbox "
             "(unsafe)"
         ) from None
+    if exposed := exposed_daemon_file(settings):
+        raise StartupError(exposed)
     # The daemon's mirror, read-only: a check may run git, never change the daemon's git.
     reads = [*settings.sandbox_read_paths, settings.git_mirror]
     network = "with" if settings.sandbox_check_network else "without"
@@ -172,6 +174,31 @@ def repo_of_url(url: str) -> str | None:
         return None
     parts = path.strip("/").removesuffix(".git").split("/")
     return "/".join(parts[-2:]) if len(parts) >= 2 else None
+
+
+def exposed_daemon_file(settings: Settings) -> str | None:
+    """Why the daemon's own files would be readable in every job, if they would: they lie
+    under a folder the sandbox shows (/usr, /opt, SANDBOX_READ_PATHS, the CLI's folder)."""
+    shown = [Path(path) for path in SYSTEM_DIRS] + list(settings.sandbox_read_paths)
+    if cli := settings.claude_cli_path:
+        shown.append(Path(shutil.which(cli) or cli).resolve().parent)
+    env_file = Path(".env")
+    own = {
+        "STATE_FILE": settings.state_file,
+        "WORKTREE_BASE": settings.worktree_base,  # every job's worktree, and the mirror
+        "REPO_PATH": settings.repo_path,
+        **({".env": env_file} if env_file.is_file() else {}),
+    }
+    for name, path in own.items():
+        real = path.resolve()
+        for folder in shown:
+            if real.is_relative_to(folder.resolve()):
+                return (
+                    f"{name}={real} is inside {folder}, which the sandbox lets every job read: "
+                    "keep the daemon's files (its .env, state, worktrees and clone) out of "
+                    "/usr, /opt, SANDBOX_READ_PATHS and the Claude CLI's folder"
+                )
+    return None
 
 
 def exposed_by_cli(cli: str) -> Path | None:

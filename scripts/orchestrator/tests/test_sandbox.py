@@ -399,3 +399,20 @@ def test_the_cli_wrapper_holds_no_secret(
     assert '"${ANTHROPIC_API_KEY}"' not in text  # the real key is not even forwarded by name
     assert '--setenv ANTHROPIC_MODEL "${ANTHROPIC_MODEL}"' in text  # the CLI's other settings are
     assert "HTTPS_PROXY" not in text  # a proxy would take the CLI's requests off loopback
+
+
+@pytest.mark.parametrize("setting", ["state_file", "worktree_base"])
+async def test_daemon_files_a_job_could_read_are_refused_at_start(
+    world: World, tmp_path: Path, setting: str
+) -> None:
+    """Found by an outside review: a daemon installed under /opt (which jobs read) kept its
+    state and worktrees there. A folder in SANDBOX_READ_PATHS stands for /opt here."""
+    shared = tmp_path / "opt-like"
+    shared.mkdir()
+    assert await startup.start_sandbox(world.settings) is not None  # the control
+    inside = shared / ("state.json" if setting == "state_file" else "worktrees")
+    world.configure(sandbox_read_paths=[*world.settings.sandbox_read_paths, shared],
+                    **{setting: inside})  # fmt: skip
+    with pytest.raises(startup.StartupError) as refused:
+        await startup.start_sandbox(world.settings)
+    assert str(refused.value).startswith(f"{setting.upper()}={inside} is inside {shared}")
