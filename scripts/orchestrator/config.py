@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     review_comment_trigger: NonEmptyStr = "/review"
     review_event: ReviewEvent = ReviewEvent.COMMENT
     review_on_push: bool = True
+    allow_sensitive_changes: bool = False  # workflows, .claude/, CLAUDE.md, hooks ...
     ci_wait_timeout: PositiveFloat = 900
     # Code the daemon did not write runs in a sandbox (bubblewrap); `off` only by choice.
     sandbox: str = "bwrap"

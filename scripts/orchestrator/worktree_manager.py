@@ -357,6 +357,11 @@ class WorktreeManager:
         result = await self._git(["cat-file", "blob", f"{commit}:{path}"], check=False)
         return result.stdout if result.ok else None
 
+    async def changed_files(self, base: str, head: str) -> list[str]:
+        """The paths that differ between two commits (both sides of a rename)."""
+        out = (await self._git(["diff", "--name-only", "--no-renames", "-z", base, head])).stdout
+        return [path for path in out.split("\0") if path]
+
     async def diff(self, base: str, head: str, cwd: Path | None = None) -> str:
         """The diff a pull request shows: from the merge base of `base` and `head` to `head`."""
         return await self.git("diff", "--no-color", "--no-ext-diff", f"{base}...{head}", cwd=cwd)

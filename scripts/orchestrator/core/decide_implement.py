@@ -9,6 +9,25 @@ from dataclasses import dataclass
 from .models import Issue
 from .work import Status, WorkItem
 
+# What steers Claude, CI or a developer's machine: an implementation may not change it unless
+# ALLOW_SENSITIVE_CHANGES says so (a hijacked run would otherwise plant a workflow that runs
+# with the repository's secrets, or instructions for the next Claude run).
+SENSITIVE_PREFIXES = (".github/workflows/", ".github/actions/", ".claude/", ".husky/", ".githooks/")
+SENSITIVE_FILES = (".mcp.json", ".gitmodules", ".pre-commit-config.yaml", "lefthook.yml",
+                   ".lefthook.yml")  # fmt: skip
+SENSITIVE_NAMES = ("CLAUDE.md", "CLAUDE.local.md")  # in any folder: Claude reads them all
+
+
+def sensitive_paths(paths: Sequence[str]) -> list[str]:
+    """The paths among `paths` that an implementation may not change by default."""
+    return [
+        path
+        for path in paths
+        if path.startswith(SENSITIVE_PREFIXES)
+        or path in SENSITIVE_FILES
+        or path.rsplit("/", 1)[-1] in SENSITIVE_NAMES
+    ]
+
 
 class IssueStep(enum.Enum):
     """What to do with an open issue that carries the ready label."""

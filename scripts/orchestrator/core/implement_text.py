@@ -95,6 +95,17 @@ def no_changes(last_message: str, ready_label: str) -> str:
     )
 
 
+def sensitive_refused(paths: Sequence[str], ready_label: str) -> str:
+    shown = "\n".join(f"- `{path}`" for path in paths[:20])
+    more = f"\n- ... and {len(paths) - 20} more" if len(paths) > 20 else ""
+    return (
+        "Claude's change touches files that steer CI, Claude or developers' machines, so it "
+        f"was not pushed:\n\n{shown}{more}\n\nA person should make such changes. To let the "
+        "daemon make them, set `ALLOW_SENSITIVE_CHANGES=true`; then add the "
+        f"`{ready_label}` label again."
+    )
+
+
 def push_rejected(branch: str, error: str, remote: str, ready_label: str) -> str:
     return (
         f"The implementation is done, but pushing branch `{branch}` was rejected:\n\n"

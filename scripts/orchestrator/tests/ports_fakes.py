@@ -165,6 +165,7 @@ class RecordingGit(Recorder):
         self._heads: dict[Path, str] = {}
         self._branch_of: dict[Path, str] = {}
         self._committed: dict[Path, dict[str, str]] = {}
+        self._trees: dict[str, dict[str, str]] = {}  # the files of each commit made here
 
     @property
     def worktrees(self) -> set[Path]:
@@ -200,6 +201,11 @@ class RecordingGit(Recorder):
     @recorded
     async def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         return ancestor == descendant or (ancestor, descendant) in self.ancestors
+
+    @recorded
+    async def changed_files(self, base: str, head: str) -> list[str]:
+        old, new = self._trees.get(base, {}), self._trees.get(head, {})
+        return sorted(path for path in old.keys() | new.keys() if old.get(path) != new.get(path))
 
     @recorded
     async def diff(self, base: str, head: str, cwd: Path | None = None) -> str:
@@ -238,6 +244,7 @@ class RecordingGit(Recorder):
         commit = sha(f"{parent}\n{message}\n{json.dumps(files, sort_keys=True)}")
         self._heads[worktree] = commit
         self._committed[worktree] = files
+        self._trees[commit] = files
         if worktree in self._branch_of:
             self.local_branches[self._branch_of[worktree]] = commit
         return commit

@@ -11,6 +11,7 @@ from scripts.orchestrator.core.decide_implement import (
     IssueStep,
     needs_label_count,
     plan_issues,
+    sensitive_paths,
 )
 from scripts.orchestrator.core.models import Issue
 from scripts.orchestrator.core.work import IssueFacts, Status, WorkItem, WorkItemType
@@ -90,3 +91,27 @@ def test_label_counts_are_needed_only_for_finished_items() -> None:
     assert not needs_label_count(item(1, Status.IN_PROGRESS))
     assert needs_label_count(item(1, Status.DONE))
     assert needs_label_count(item(1, Status.FAILED))
+
+
+@pytest.mark.parametrize(
+    ("path", "sensitive"),
+    [
+        (".github/workflows/ci.yml", True),
+        (".github/actions/setup/action.yml", True),
+        (".claude/settings.json", True),
+        ("CLAUDE.md", True),
+        ("pkg/CLAUDE.md", True),
+        ("CLAUDE.local.md", True),
+        (".mcp.json", True),
+        (".husky/pre-commit", True),
+        (".githooks/post-checkout", True),
+        (".gitmodules", True),
+        (".pre-commit-config.yaml", True),
+        ("src/app.py", False),
+        (".github/ISSUE_TEMPLATE/bug.md", False),
+        ("docs/claude.md", False),
+        ("pkg/.mcp.json.example", False),
+    ],
+)
+def test_sensitive_paths(path: str, sensitive: bool) -> None:
+    assert sensitive_paths([path]) == ([path] if sensitive else [])

@@ -291,3 +291,33 @@ async def test_a_transient_fault_as_an_attempt_starts_is_retried(rig: Rig) -> No
     rig.claude.succeed("Done.", FILES)
     assert await rig.cycle() == [1]
     assert rig.item().status is Status.DONE
+
+
+@pytest.mark.parametrize(
+    "path", [".github/workflows/pwn.yml", ".claude/settings.json", "docs/CLAUDE.md", ".mcp.json"]
+)
+async def test_a_change_to_what_steers_ci_or_claude_is_not_pushed(rig: Rig, path: str) -> None:
+    """An injected run added `.github/workflows/pwn.yml`, and it was pushed (issue 17)."""
+    rig.claude.succeed("Done.", {**FILES, path: "on: push\n"})
+    assert await rig.cycle() == [1]
+    failure = rig.failure()
+    assert f"`{path}`" in failure and "ALLOW_SENSITIVE_CHANGES=true" in failure
+    assert rig.git.called("push_commit") == [] and rig.gh.called("create_pull") == []
+
+
+async def test_sensitive_changes_are_pushed_when_allowed(
+    make_settings: SettingsFactory,
+    memory_state: MemoryState,
+    gh: RecordingGitHub,
+    git: RecordingGit,
+    claude: ScriptedClaude,
+    clock: FakeClock,
+) -> None:
+    """The control: with the setting, the same change goes out."""
+    s = make_settings(allow_sensitive_changes=True)
+    wf = ImplementWorkflow(s, memory_state, gh, git, claude, Redactor([s.token]), clock)
+    gh.add_issue("Add CI", "Add a workflow", labels=("ready",))
+    claude.succeed("Added CI.", {".github/workflows/ci.yml": "on: push\n"})
+    for job in await wf.poll():
+        await job.run()
+    assert len(git.called("push_commit")) == 1 and len(gh.called("create_pull")) == 1

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..core import implement_text as text
-from ..core.decide_implement import IssueStep, needs_label_count, plan_issues
+from ..core.decide_implement import IssueStep, needs_label_count, plan_issues, sensitive_paths
 from ..core.errors import GitError, GitHubError, is_transient
 from ..core.models import IMPLEMENT_TOOLS, ClaudeRequest, ClaudeResult, Issue, PullRequest
 from ..core.redact import Redactor
@@ -243,6 +243,13 @@ class ImplementWorkflow:
             return Failed(
                 "Claude made no changes", text.no_changes(result.text, self.settings.ready_label)
             )
+        if not self.settings.allow_sensitive_changes:
+            touched = sensitive_paths(await self.worktrees.changed_files(start, head))
+            if touched:
+                return Failed(
+                    f"the change touches {', '.join(touched[:5])}",
+                    text.sensitive_refused(touched, self.settings.ready_label),
+                )
         return head
 
     async def _push(
