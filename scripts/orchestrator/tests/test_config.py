@@ -59,6 +59,7 @@ def test_defaults(clean_env: Path) -> None:
     assert s.review_comment_trigger == "/review"
     assert s.review_event is ReviewEvent.COMMENT
     assert s.review_on_push is True
+    assert s.allow_sensitive_changes is False
     assert s.ci_wait_timeout == 900
 
 
@@ -86,6 +87,7 @@ EVERY_VARIABLE: list[tuple[str, str, str, Any]] = [
     ("REVIEW_COMMENT_TRIGGER", "/look", "review_comment_trigger", "/look"),
     ("REVIEW_EVENT", "APPROVE", "review_event", ReviewEvent.APPROVE),
     ("REVIEW_ON_PUSH", "false", "review_on_push", False),
+    ("ALLOW_SENSITIVE_CHANGES", "true", "allow_sensitive_changes", True),
     ("CI_WAIT_TIMEOUT", "60", "ci_wait_timeout", 60.0),
     ("SANDBOX", "off", "sandbox", "off"),
     (
