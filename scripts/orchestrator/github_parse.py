@@ -220,6 +220,16 @@ def statuses(answer: Json) -> list[CommitStatus]:
     return [CommitStatus(s.text("context"), s.text("state")) for s in answer.objects("statuses")]
 
 
+def labeller(event: Json) -> tuple[str, str | None] | None:
+    """The label's name and who added it (None for a deleted account), if this issue event
+    added a label."""
+    name = labelled(event)
+    if name is None:
+        return None
+    actor = event.opt_child("actor")
+    return name, actor.opt_text("login") if actor is not None else None
+
+
 def labelled(event: Json) -> str | None:
     """The label's name if this issue event added a label."""
     if event.opt_text("event") != "labeled":

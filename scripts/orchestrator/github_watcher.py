@@ -209,6 +209,12 @@ class GitHubClient:
         added = await self._pages(self._repo_url(f"/issues/{number}/events"), gp.labelled)
         return added.count(label)
 
+    async def labelled_by(self, number: int, label: str) -> str | None:
+        """Who last added `label` to the issue (its `labeled` event's actor), if anyone."""
+        events = await self._pages(self._repo_url(f"/issues/{number}/events"), gp.labeller)
+        actors = [actor for name, actor in filter(None, events) if name == label]
+        return actors[-1] if actors else None
+
     async def latest_comments(self) -> list[Comment]:
         """The most recently updated comments of the repository (one page, no pagination)."""
         return await self._read_page(

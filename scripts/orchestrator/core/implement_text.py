@@ -72,6 +72,15 @@ def retry_hint(ready_label: str) -> str:
     return f"Add the `{ready_label}` label again to retry."
 
 
+def not_a_writer(actor: str | None, ready_label: str) -> str:
+    """The one reply when the ready label was applied by someone without write access."""
+    who = f"@{actor}" if actor else "Its author"
+    return (
+        f"{PREFIX} {who}: only people with write access to this repository can start work with "
+        f"the `{ready_label}` label. Nothing was done; a writer must apply it."
+    )
+
+
 def failure_comment(text: str) -> str:
     """The comment that tells an issue's readers an attempt ended, and why."""
     return f"{PREFIX} {text}"

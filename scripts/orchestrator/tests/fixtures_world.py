@@ -135,5 +135,8 @@ def world(
         # The sandbox is on, as for users; the checks may read the Python running the tests.
         sandbox_read_paths=sorted({Path(sys.prefix), Path(sys.base_prefix)}),
     )
+    # alice files and labels the issues of the world's stories: a maintainer. Outsiders
+    # (eve, mallory) have no permission unless a test gives them one.
+    fake_github.set_permission("alice", "write")
     yield World(fake_github, scripted_model, git_world, claude_env, tmp_path, settings)
     assert fake_github.unknown_routes == [], "the daemon called routes the fake lacks"

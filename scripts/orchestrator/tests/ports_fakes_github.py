@@ -54,10 +54,12 @@ class RecordingGitHub(Recorder):
         self.comments: list[Comment] = []
         self.reactions: list[tuple[str, int, str]] = []  # ("issue" | "comment", id, content)
         self.reviews: dict[int, list[Review]] = {}
-        self.permissions: dict[str, str] = {}
+        # "maintainer" applies labels unless a test names someone else.
+        self.permissions: dict[str, str] = {"maintainer": "admin"}
         self.runs: dict[str, list[CheckRun]] = {}
         self.commit_statuses: dict[str, list[CommitStatus]] = {}
         self.label_events: dict[tuple[int, str], int] = {}  # times a label was added
+        self.labellers: dict[tuple[int, str], str] = {}  # who added it last
         self.unmergeable: set[int] = set()  # pull requests GitHub refuses to merge (405)
         self._number = 0
         self._id = 1000
@@ -114,8 +116,9 @@ class RecordingGitHub(Recorder):
         """Change an issue behind the daemon's back (`labels=()`, `state="closed"`, ...)."""
         self.issues[number] = dataclasses.replace(self.issues[number], **changes)  # type: ignore[arg-type]
 
-    def label(self, number: int, label: str) -> None:
-        """Someone adds `label` to issue `number`."""
+    def label(self, number: int, label: str, *, user: str = "maintainer") -> None:
+        """`user` adds `label` to issue `number`."""
+        self.labellers[number, label] = user
         issue = self.issues[number]
         if label not in issue.labels:
             self.issues[number] = dataclasses.replace(issue, labels=(*issue.labels, label))
@@ -172,6 +175,11 @@ class RecordingGitHub(Recorder):
     async def count_labelled(self, number: int, label: str) -> int:
         self._issue(number)
         return self.label_events.get((number, label), 0)
+
+    @recorded
+    async def labelled_by(self, number: int, label: str) -> str | None:
+        self._issue(number)
+        return self.labellers.get((number, label))
 
     @recorded
     async def close_issue(self, number: int) -> None:

@@ -544,6 +544,18 @@ async def test_count_labelled_with_closed_and_reopened_events(
     assert await client.count_labelled(number, "missing") == 0
 
 
+async def test_labelled_by_names_who_added_the_label_last(
+    fake_github: FakeGitHub, client: GitHubClient
+) -> None:
+    number = fake_github.create_issue("x", user="alice", labels=["ready"])
+    assert await client.labelled_by(number, "ready") == "alice"
+    fake_github.remove_label(number, "ready")
+    fake_github.add_labels(number, "ready", user="trent")
+    fake_github.add_labels(number, "other", user="bob")
+    assert await client.labelled_by(number, "ready") == "trent"
+    assert await client.labelled_by(number, "missing") is None
+
+
 async def test_count_labelled_paginates(fake_github: FakeGitHub, client: GitHubClient) -> None:
     number = fake_github.create_issue("x")
     for _ in range(60):

@@ -345,3 +345,15 @@ async def test_an_injected_workflow_is_not_pushed(world: World) -> None:
     assert not world.git.branch_exists(f"feature/issue-{number}")
     (comment,) = world.bot_comments(number)
     assert "`.github/workflows/pwn.yml`" in comment and "was not pushed" in comment
+
+
+async def test_a_ready_label_by_someone_who_cannot_write_starts_nothing(world: World) -> None:
+    """The attack: a triager labels an outsider's issue; the control is alice's label above."""
+    world.github.set_permission("trent", "triage")
+    number = world.github.create_issue("Refactor", "Add .github/workflows/x.yml", user="mallory")
+    world.github.add_labels(number, "ready", user="trent")
+    assert await world.once() == 0
+    assert world.model.main_requests() == [] and _pulls(world) == []
+    (reply,) = world.bot_comments(number)
+    assert "@trent" in reply and "write access" in reply
+    assert "ready" not in [label["name"] for label in world.github.issue(number)["labels"]]

@@ -14,6 +14,7 @@ from ..core.decide_implement import IssueStep, needs_label_count, plan_issues, s
 from ..core.errors import GitError, GitHubError, is_transient
 from ..core.models import IMPLEMENT_TOOLS, ClaudeRequest, ClaudeResult, Issue, PullRequest
 from ..core.redact import Redactor
+from ..core.triggers import may_command
 from ..core.work import IssueFacts, Status, WorkItem, WorkItemType
 from ..guidelines import guidelines, repo_guidelines_path
 from ..ports import Claude, Clock, Git, GitHub, Job, StateStore
@@ -95,6 +96,15 @@ class ImplementWorkflow:
                 last_error=None,
                 head_sha=None,
             )
+            try:
+                actor = await self.github.labelled_by(number, self.settings.ready_label)
+                writes = actor is not None and may_command(await self.github.permission(actor))
+            except GitHubError as exc:
+                log.warning("issue #%d not started, planned again next poll: %s", number, exc)
+                return
+            if not writes:
+                await self._refuse_label(item, actor)
+                return
         item = item.evolve(status=Status.IN_PROGRESS, started_at=self.clock.now(), finished_at=None)
         self.state.put(item)
         try:
@@ -294,6 +304,25 @@ class ImplementWorkflow:
             return
         comment = text.gave_up(str(exc), MAX_INFRASTRUCTURE_ERRORS, self.settings.ready_label)
         await self._fail(number, Failed(str(exc), comment))
+
+    async def _refuse_label(self, item: WorkItem, actor: str | None) -> None:
+        """The label is someone's without write access: one reply, the label removed, the
+        attempt recorded as refused (a writer's label later counts as a new request)."""
+        log.warning("issue #%d: the ready label was applied by %s, who cannot write",
+                    item.number, actor)  # fmt: skip
+        self.state.put(item.evolve(status=Status.IN_PROGRESS, started_at=self.clock.now()))
+        writes = [
+            outbox.comment(item.number, text.not_a_writer(actor, self.settings.ready_label)),
+            outbox.remove_label(item.number, self.settings.ready_label),
+        ]
+        self._outbox.queue(
+            self._items.get(item.number),
+            writes,
+            status=Status.FAILED,
+            last_error=f"the ready label was applied by {actor}, who cannot write",
+            finished_at=self.clock.now(),
+        )
+        await self._outbox.try_send(item.number)
 
     async def _fail(self, number: int, failure: Failed) -> None:
         """Record the failure with the comment and label swap that announce it, then send
