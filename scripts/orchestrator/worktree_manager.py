@@ -330,6 +330,31 @@ class WorktreeManager:
         )
         return await self.git("rev-parse", "HEAD", cwd=worktree)
 
+    async def restore_steering(self, worktree: Path, commit: str) -> list[str]:
+        """Put back, as they are in `commit`, the files that steer Claude Code (`.claude/`,
+        `.mcp.json`, every CLAUDE.md): a pull request's own must not steer its review, as
+        claude-code-action does too. Returns the paths replaced or removed."""
+        paths = [".claude", ".mcp.json"]
+        for folder, dirs, files in os.walk(worktree):
+            dirs[:] = [d for d in dirs if d != ".git"]
+            for name in files:
+                if name in ("CLAUDE.md", "CLAUDE.local.md"):
+                    paths.append(str((Path(folder) / name).relative_to(worktree)))
+        changed = []
+        for path in paths:
+            target = worktree / path
+            in_commit = await self._git(["cat-file", "-e", f"{commit}:{path}"], check=False)
+            if not (target.exists() or target.is_symlink()) and not in_commit.ok:
+                continue
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            if in_commit.ok:
+                await self._git(["checkout", commit, "--", path], cwd=worktree)
+            changed.append(path)
+        return changed
+
     async def _identity_args(self, worktree: Path) -> list[str]:
         """The user's identity (in the mirror's config) if any, else the orchestrator's."""
         email = await self.git("config", "user.email", cwd=worktree, check=False)

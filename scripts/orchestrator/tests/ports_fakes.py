@@ -203,6 +203,10 @@ class RecordingGit(Recorder):
         return ancestor == descendant or (ancestor, descendant) in self.ancestors
 
     @recorded
+    async def restore_steering(self, worktree: Path, commit: str) -> list[str]:
+        return []
+
+    @recorded
     async def changed_files(self, base: str, head: str) -> list[str]:
         old, new = self._trees.get(base, {}), self._trees.get(head, {})
         return sorted(path for path in old.keys() | new.keys() if old.get(path) != new.get(path))

@@ -120,6 +120,8 @@ async def test_a_new_head_is_reviewed_read_only_and_redacted(rig: Rig) -> None:
     assert request.cwd == rig.git.base / f"pr-review-{number}" and rig.git.worktrees == set()
     assert "Mind the tests." in request.guidelines
     assert rig.git.called("diff")[0][:2] == (sha("main"), sha("h2"))
+    # The checkout's .claude/, .mcp.json and CLAUDE.md are the base's before Claude runs.
+    assert rig.git.called("restore_steering") == [(request.cwd, sha("main"))]
     assert rig.reviewed(number) == [(sha("h2"), "COMMENTED")]
     body = rig.gh.reviews[number][0].body
     assert "## Summary\nFine." in body and REDACTED in body and UNIT_TOKEN not in body

@@ -191,6 +191,9 @@ class ReviewWorkflow:
         worktree = await self.worktrees.detached_worktree(f"pr-review-{pull.number}", head)
         try:
             diff = await self.worktrees.diff(previous or base, head, cwd=worktree)
+            # After the diff (which shows the PR's own changes to them): what steers Claude in
+            # the checkout is the base's.
+            await self.worktrees.restore_steering(worktree, base)
             # The repository's own guidelines come from the base branch, never the PR.
             own = await self.worktrees.read_file(base, repo_guidelines_path("review"))
             request = ClaudeRequest(
