@@ -26,6 +26,7 @@ from scripts.orchestrator.fakes.fake_github import FakeGitHub
 from scripts.orchestrator.fakes.git_world import SAMPLE_PROJECT, make_world
 from scripts.orchestrator.github_http import RetryPolicy
 from scripts.orchestrator.github_watcher import GitHubClient
+from scripts.orchestrator.secret_scan import SecretScanner
 from scripts.orchestrator.state import State, Status, WorkItemType
 from scripts.orchestrator.workflows.implement import ImplementWorkflow
 from scripts.orchestrator.worktree_manager import WorktreeManager
@@ -272,8 +273,9 @@ async def run_scenario(scenario: Scenario, root: Path) -> list[IssueRun]:
                 # Clone set-up above ran without it: only the daemon's own git is affected.
                 with git_config_env(scenario.git_config):
                     redactor = Redactor([settings.token])
+                    scanner = SecretScanner(redactor)
                     workflow = ImplementWorkflow(
-                        settings, state, github, worktrees, claude, redactor, SystemClock()
+                        settings, state, github, worktrees, claude, scanner, redactor, SystemClock()
                     )
                     for _ in range(scenario.issues):
                         runs.append(await measure_issue(gh, workflow, state, recorder))

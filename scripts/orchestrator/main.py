@@ -24,9 +24,10 @@ from .core.redact import Redactor
 from .daemon import Daemon
 from .github_watcher import GitHubClient
 from .model_proxy import CREDENTIAL_ENV
-from .ports import Checks, Claude, Clock, Git, GitHub, StateStore, Workflow
+from .ports import Checks, Claude, Clock, Git, GitHub, SecretScan, StateStore, Workflow
 from .preflight import Finding, Level, preflight, report
 from .reexec import inherited_token, restart_without_secrets, secrets_in_environment
+from .secret_scan import SecretScanner
 from .startup import (
     StartupError,
     check_start,
@@ -80,6 +81,7 @@ class Adapters:
     git: Git
     claude: Claude
     checks: Checks
+    scanner: SecretScan
     clock: Clock
     redactor: Redactor
 
@@ -90,7 +92,9 @@ def build_workflows(
     """The three workflows, wired to their ports."""
     a = adapters
     return [
-        ImplementWorkflow(settings, state, a.github, a.git, a.claude, a.redactor, a.clock),
+        ImplementWorkflow(
+            settings, state, a.github, a.git, a.claude, a.scanner, a.redactor, a.clock
+        ),
         ReviewWorkflow(settings, state, a.github, a.git, a.claude, feed, a.redactor, a.clock),
         MergeWorkflow(settings, state, a.github, a.git, a.checks, feed, heads, a.redactor, a.clock),
     ]
@@ -140,7 +144,8 @@ async def serve(
         heads = PullHeads(github, state)
         feed = CommentFeed(github, state)
         checks = ShellChecks(sandbox)
-        adapters = Adapters(github, worktrees, claude, checks, SystemClock(), redactor)
+        scanner = SecretScanner(redactor)
+        adapters = Adapters(github, worktrees, claude, checks, scanner, SystemClock(), redactor)
         daemon = Daemon(
             state,
             build_workflows(settings, state, adapters, feed, heads),

@@ -27,6 +27,7 @@ from .core.models import (
     MergeResult,
     PullRequest,
     Review,
+    SecretHit,
 )
 from .core.work import WorkItem, WorkItemType, item_key
 
@@ -90,6 +91,12 @@ class Git(Protocol):
     async def restore_steering(self, worktree: Path, commit: str) -> list[str]: ...
     async def head(self, worktree: Path) -> str: ...
     async def push_commit(self, sha: str, branch: str, expected_remote_sha: str | None) -> None: ...
+
+
+class SecretScan(Protocol):
+    """What a change adds that looks like a secret."""
+
+    def scan(self, diff: str) -> list[SecretHit]: ...
 
 
 class Claude(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 
-from .models import Comment, Issue
+from .models import Comment, Issue, SecretHit
 from .text import PREFIX, cut
 from .work import WorkItem
 
@@ -101,6 +101,17 @@ def no_changes(last_message: str, ready_label: str) -> str:
         "Claude finished without changing any file, so there is nothing to propose. "
         f"Its last message:\n\n{quoted}\n\nMake the issue more specific and add the "
         f"`{ready_label}` label again to retry."
+    )
+
+
+def secret_found(hits: Sequence[SecretHit], ready_label: str) -> str:
+    """Where the change adds what looks like a secret: files, lines and kinds, never a value."""
+    shown = "\n".join(f"- `{hit.path}` line {hit.line}: {hit.kind}" for hit in hits[:20])
+    more = f"\n- ... and {len(hits) - 20} more" if len(hits) > 20 else ""
+    return (
+        "Claude's change adds what looks like a secret, so it was not pushed:\n\n"
+        f"{shown}{more}\n\nMake the issue say where credentials come from (an environment "
+        f"variable, say), then add the `{ready_label}` label again."
     )
 
 

@@ -33,6 +33,15 @@ class Comment:
 
 
 @dataclass(frozen=True)
+class SecretHit:
+    """Something like a secret that a change adds: where, and what kind (never the value)."""
+
+    path: str
+    line: int
+    kind: str
+
+
+@dataclass(frozen=True)
 class PullRequest:
     number: int
     title: str

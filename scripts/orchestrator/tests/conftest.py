@@ -20,6 +20,7 @@ from scripts.orchestrator.fakes.git_world import GitWorld, git, make_world
 from .ports_fakes import (
     UNIT_TOKEN,
     FakeClock,
+    FakeSecretScan,
     MemoryState,
     RecordingChecks,
     RecordingGit,
@@ -142,6 +143,11 @@ def claude() -> Iterator[ScriptedClaude]:
 @pytest.fixture
 def checks() -> RecordingChecks:
     return RecordingChecks()
+
+
+@pytest.fixture
+def scanner() -> FakeSecretScan:
+    return FakeSecretScan()
 
 
 @pytest.fixture

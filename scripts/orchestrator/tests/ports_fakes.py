@@ -31,6 +31,7 @@ from scripts.orchestrator.core.models import (
     CommandResult,
     Completed,
     MergeResult,
+    SecretHit,
 )
 from scripts.orchestrator.core.work import WorkItem, WorkItemType, item_key
 
@@ -147,6 +148,18 @@ class Remote:
 
     branches: dict[str, str] = field(default_factory=lambda: {"main": sha("main")})
     pulls: dict[int, str] = field(default_factory=dict)  # refs/pull/N/head
+
+
+class FakeSecretScan:
+    """The `SecretScan` port: finds what a test says it finds (`hits`), in every diff."""
+
+    def __init__(self) -> None:
+        self.hits: list[SecretHit] = []
+        self.scanned: list[str] = []
+
+    def scan(self, diff: str) -> list[SecretHit]:
+        self.scanned.append(diff)
+        return list(self.hits)
 
 
 class RecordingGit(Recorder):

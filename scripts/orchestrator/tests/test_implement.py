@@ -357,3 +357,21 @@ async def test_a_ready_label_by_someone_who_cannot_write_starts_nothing(world: W
     (reply,) = world.bot_comments(number)
     assert "@trent" in reply and "write access" in reply
     assert "ready" not in [label["name"] for label in world.github.issue(number)["labels"]]
+
+
+async def test_a_run_that_writes_the_token_into_a_file_pushes_nothing(world: World) -> None:
+    """The attack from the outside review: an injected run commits the token (here base64'd,
+    as a careful thief would); the scan before the push stops it, naming only the file."""
+    import base64
+
+    number = _ready_issue(world)
+    leaked = base64.b64encode(f"GITHUB_TOKEN={world.github.token}".encode()).decode()
+    world.model.script_for(
+        f"Implement GitHub issue #{number}",
+        [write({"greet.py": "X = 1\n", "notes.txt": f"{leaked}\n"}), Text("Done.")],
+    )
+    assert await world.once() == 0
+    assert _pulls(world) == [] and not world.git.branch_exists(f"feature/issue-{number}")
+    (comment,) = world.bot_comments(number)
+    assert "`notes.txt` line 1: the daemon's own credential" in comment
+    assert leaked not in comment and world.github.token not in comment

@@ -8,7 +8,7 @@ import pytest
 
 from scripts.orchestrator.config import Settings
 from scripts.orchestrator.core.errors import GitHubError, NotFound, Unprocessable
-from scripts.orchestrator.core.models import IMPLEMENT_TOOLS
+from scripts.orchestrator.core.models import IMPLEMENT_TOOLS, SecretHit
 from scripts.orchestrator.core.redact import REDACTED, Redactor
 from scripts.orchestrator.core.work import IssueFacts, Status, WorkItem, WorkItemType
 from scripts.orchestrator.guidelines import repo_guidelines_path
@@ -17,6 +17,7 @@ from scripts.orchestrator.workflows.implement import ImplementWorkflow
 from .ports_fakes import (
     UNIT_TOKEN,
     FakeClock,
+    FakeSecretScan,
     MemoryState,
     RecordingGit,
     ScriptedClaude,
@@ -68,10 +69,11 @@ def rig(
     gh: RecordingGitHub,
     git: RecordingGit,
     claude: ScriptedClaude,
+    scanner: FakeSecretScan,
     clock: FakeClock,
 ) -> Rig:
     s = make_settings()
-    wf = ImplementWorkflow(s, memory_state, gh, git, claude, Redactor([s.token]), clock)
+    wf = ImplementWorkflow(s, memory_state, gh, git, claude, scanner, Redactor([s.token]), clock)
     gh.add_issue("Add a greeting", "Write greet.py", labels=("ready",))
     return Rig(s, memory_state, gh, git, claude, wf)
 
@@ -311,11 +313,12 @@ async def test_sensitive_changes_are_pushed_when_allowed(
     gh: RecordingGitHub,
     git: RecordingGit,
     claude: ScriptedClaude,
+    scanner: FakeSecretScan,
     clock: FakeClock,
 ) -> None:
     """The control: with the setting, the same change goes out."""
     s = make_settings(allow_sensitive_changes=True)
-    wf = ImplementWorkflow(s, memory_state, gh, git, claude, Redactor([s.token]), clock)
+    wf = ImplementWorkflow(s, memory_state, gh, git, claude, scanner, Redactor([s.token]), clock)
     gh.add_issue("Add CI", "Add a workflow", labels=("ready",))
     claude.succeed("Added CI.", {".github/workflows/ci.yml": "on: push\n"})
     for job in await wf.poll():
@@ -345,3 +348,13 @@ async def test_only_a_writers_ready_label_starts_work(rig: Rig, permission: str)
     rig.claude.succeed("Done.", FILES)
     await rig.cycle()
     assert runs_for_it() == 1
+
+
+async def test_a_change_that_adds_a_secret_is_not_pushed(rig: Rig, scanner: FakeSecretScan) -> None:
+    scanner.hits = [SecretHit("config.py", 3, "AWS Access Key")]
+    rig.claude.succeed("Done.", FILES)
+    assert await rig.cycle() == [1]
+    failure = rig.failure()
+    assert "`config.py` line 3: AWS Access Key" in failure and "was not pushed" in failure
+    assert rig.git.called("push_commit") == [] and rig.gh.called("create_pull") == []
+    assert len(scanner.scanned) == 1  # the diff from the start to Claude's commit

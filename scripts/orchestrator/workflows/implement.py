@@ -17,7 +17,7 @@ from ..core.redact import Redactor
 from ..core.triggers import may_command
 from ..core.work import IssueFacts, Status, WorkItem, WorkItemType
 from ..guidelines import guidelines, repo_guidelines_path
-from ..ports import Claude, Clock, Git, GitHub, Job, StateStore
+from ..ports import Claude, Clock, Git, GitHub, Job, SecretScan, StateStore
 from . import outbox
 from .items import MAX_INFRASTRUCTURE_ERRORS, Items
 
@@ -45,6 +45,7 @@ class ImplementWorkflow:
     github: GitHub
     worktrees: Git
     claude: Claude
+    scanner: SecretScan
     redactor: Redactor
     clock: Clock
     name: str = "implement"
@@ -252,6 +253,13 @@ class ImplementWorkflow:
         if head == start:
             return Failed(
                 "Claude made no changes", text.no_changes(result.text, self.settings.ready_label)
+            )
+        hits = self.scanner.scan(await self.worktrees.diff(start, head))
+        if hits:
+            where = ", ".join(f"{hit.path}:{hit.line}" for hit in hits[:5])
+            return Failed(
+                f"the change adds what looks like a secret ({where})",
+                text.secret_found(hits, self.settings.ready_label),
             )
         if not self.settings.allow_sensitive_changes:
             touched = sensitive_paths(await self.worktrees.changed_files(start, head))
