@@ -48,19 +48,47 @@ async def test_a_readers_merge_gets_one_reply(rig: Rig, permission: str) -> None
 
 
 @pytest.mark.parametrize("target", ["issue", "closed pull request", "missing"])
-async def test_a_merge_of_what_is_no_open_pull_gets_one_reply(rig: Rig, target: str) -> None:
+async def test_a_writers_merge_of_what_is_no_open_pull_gets_one_reply(
+    rig: Rig, target: str
+) -> None:
     await rig.cycle()
     number = rig.gh.add_issue() if target == "issue" else rig.gh.add_pull()
     if target == "closed pull request":
         rig.gh.edit_pull(number, state="closed")
     if target == "missing":  # there for the comment, gone when it is read
         rig.gh.fail("get_pull", NotFound(404, "Not Found"), times=None)
-    await rig.seen()
+    rig.gh.permissions["carol"] = "write"
     rig.gh.comment(number, "/merge")
     assert await rig.cycle() == []
     assert await rig.cycle() == []
     assert "works on open pull requests only" in rig.one_comment(number)
-    assert "permission" not in rig.gh.names() and rig.state.items() == []
+    assert rig.state.items() == []
+
+
+async def test_an_outsiders_merge_on_an_issue_gets_no_reply(rig: Rig) -> None:
+    """Anyone can comment on any issue: a reply to each would be theirs to command."""
+    await rig.cycle()
+    number = rig.gh.add_issue()
+    for _ in range(15):
+        rig.gh.comment(number, "/merge", user="mallory")
+    assert await rig.cycle() == []
+    assert rig.gh.bot_comments(number) == [] and rig.gh.reactions == []
+    assert rig.state.items() == []
+
+
+async def test_an_outsiders_repeated_commands_get_one_reply_an_hour(rig: Rig) -> None:
+    await rig.cycle()
+    number = rig.gh.add_pull()
+    rig.gh.permissions["mallory"] = "read"
+    for _ in range(15):
+        rig.gh.comment(number, "/merge", user="mallory")
+    assert await rig.cycle() == []
+    assert len(rig.gh.bot_comments(number)) == 1
+    assert [r for r in rig.gh.reactions if r[2] == "-1"] and len(rig.gh.reactions) == 14
+    rig.clock.advance(3601)  # an hour later (the comments' clock is the fake's)
+    rig.gh.comment(number, "/merge", user="mallory")
+    await rig.cycle()
+    assert len(rig.gh.bot_comments(number)) == 2
 
 
 async def test_merge_disabled_ignores_the_command(build: Callable[..., Rig]) -> None:

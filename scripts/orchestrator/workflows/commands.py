@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 
 from ..core import triggers
 from ..core.errors import GitHubError, is_transient
 from ..core.models import Comment
-from ..ports import GitHub
+from ..ports import GitHub, StateStore
 from .comment_feed import CommentFeed
 
 log = logging.getLogger(__name__)
+
+REPLY_EVERY = timedelta(hours=1)  # one reply per author, pull request and hour
+REPLIES_META = "refusal_replies"
 
 
 async def settle_each(
@@ -37,17 +41,46 @@ async def settle_each(
 
 
 async def authorised(
-    github: GitHub, feed: CommentFeed, comment: Comment, trigger: str, action: str
+    github: GitHub,
+    feed: CommentFeed,
+    state: StateStore,
+    comment: Comment,
+    trigger: str,
+    action: str,
 ) -> bool:
-    """True if the command's author has write access. Otherwise the author gets one reply,
-    the command is settled, and False comes back: a reader never gains a writer's power."""
+    """True if the command's author has write access. Otherwise the command is settled and
+    False comes back: a reader never gains a writer's power. The author gets one reply per
+    pull request and hour (GitHub's clock); a command repeated within the hour gets a 👎 only,
+    so a flood of commands cannot make the daemon flood the thread."""
     if triggers.may_command(await github.permission(comment.author)):
         return True
-    await github.create_comment(
-        comment.issue_number, triggers.not_allowed(comment.author, trigger, action)
-    )
-    feed.mark_handled(comment.id)
+    replies = _replies(state, comment.created_at)
+    key = f"{comment.author}#{comment.issue_number}"
+    if key in replies:
+        log.info("%s by %s on #%d refused again: a reaction only",
+                 trigger, comment.author, comment.issue_number)  # fmt: skip
+        await github.react_to_comment(comment.id, "-1")
+    else:
+        await github.create_comment(
+            comment.issue_number, triggers.not_allowed(comment.author, trigger, action)
+        )
+        replies[key] = comment.created_at.isoformat()
+    with state.batch():
+        state.set_meta(REPLIES_META, replies)
+        feed.mark_handled(comment.id)
     return False
+
+
+def _replies(state: StateStore, now: datetime) -> dict[str, str]:
+    """The refusals replied to within the hour before `now`: {"author#number": ISO time}."""
+    kept = {}
+    for key, when in (state.get_meta(REPLIES_META) or {}).items():
+        try:
+            if now - datetime.fromisoformat(when) < REPLY_EVERY:
+                kept[key] = when
+        except (TypeError, ValueError):  # a hand-edited state: that record is dropped
+            log.warning("ignoring an unreadable refusal record %r", key)
+    return kept
 
 
 async def acknowledge(github: GitHub, comment: Comment, what: str) -> None:

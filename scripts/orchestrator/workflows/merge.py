@@ -16,7 +16,7 @@ from ..core.errors import Conflict, GitError, GitHubError, NotFound, NotMergeabl
 from ..core.models import CommandResult, Comment, PullRequest
 from ..core.redact import Redactor
 from ..core.text import cut
-from ..core.triggers import parse_command
+from ..core.triggers import may_command, parse_command
 from ..core.work import MergeFacts, PassedCommand, Status, WorkItem, WorkItemType
 from ..ports import Checks, Clock, Git, GitHub, Job, StateStore
 from . import outbox
@@ -95,10 +95,12 @@ class MergeWorkflow:
         except NotFound:
             pull = None  # a comment on an issue
         if pull is None or pull.state != "open":
-            await self.github.create_comment(comment.issue_number, text.not_a_pull(trigger))
+            # Answered only for a writer: anyone's command on any issue must not buy a reply.
+            if may_command(await self.github.permission(comment.author)):
+                await self.github.create_comment(comment.issue_number, text.not_a_pull(trigger))
             self.feed.mark_handled(comment.id)
             return
-        if not await authorised(self.github, self.feed, comment, trigger, "merge"):
+        if not await authorised(self.github, self.feed, self.state, comment, trigger, "merge"):
             return
         command = parse_command(comment.body, trigger)
         named = command.sha if command is not None else None

@@ -111,7 +111,9 @@ class ReviewWorkflow:
             if number not in open_numbers:
                 self.feed.mark_handled(comment.id)  # an issue, or a closed pull request
                 return
-            if not await authorised(self.github, self.feed, comment, trigger, "ask for a review"):
+            if not await authorised(
+                self.github, self.feed, self.state, comment, trigger, "ask for a review"
+            ):
                 return
             item = self.state.get(WorkItemType.PR_REVIEW, number) or WorkItem(
                 type=WorkItemType.PR_REVIEW, number=number, status=Status.DONE
