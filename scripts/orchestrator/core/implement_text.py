@@ -106,24 +106,28 @@ def no_changes(last_message: str, ready_label: str) -> str:
 
 def secret_found(hits: Sequence[SecretHit], ready_label: str) -> str:
     """Where the change adds what looks like a secret: files, lines and kinds, never a value."""
-    shown = "\n".join(f"- `{hit.path}` line {hit.line}: {hit.kind}" for hit in hits[:20])
-    more = f"\n- ... and {len(hits) - 20} more" if len(hits) > 20 else ""
+    shown = _bullets([f"`{hit.path}` line {hit.line}: {hit.kind}" for hit in hits])
     return (
         "Claude's change adds what looks like a secret, so it was not pushed:\n\n"
-        f"{shown}{more}\n\nMake the issue say where credentials come from (an environment "
+        f"{shown}\n\nMake the issue say where credentials come from (an environment "
         f"variable, say), then add the `{ready_label}` label again."
     )
 
 
 def sensitive_refused(paths: Sequence[str], ready_label: str) -> str:
-    shown = "\n".join(f"- `{path}`" for path in paths[:20])
-    more = f"\n- ... and {len(paths) - 20} more" if len(paths) > 20 else ""
+    shown = _bullets([f"`{path}`" for path in paths])
     return (
         "Claude's change touches files that steer CI, Claude or developers' machines, so it "
-        f"was not pushed:\n\n{shown}{more}\n\nA person should make such changes. To let the "
+        f"was not pushed:\n\n{shown}\n\nA person should make such changes. To let the "
         "daemon make them, set `ALLOW_SENSITIVE_CHANGES=true`; then add the "
         f"`{ready_label}` label again."
     )
+
+
+def _bullets(lines: Sequence[str], limit: int = 20) -> str:
+    """A Markdown list of the first `limit` lines, and how many more there are."""
+    shown = "\n".join(f"- {line}" for line in lines[:limit])
+    return shown + (f"\n- ... and {len(lines) - limit} more" if len(lines) > limit else "")
 
 
 def push_rejected(branch: str, error: str, remote: str, ready_label: str) -> str:
