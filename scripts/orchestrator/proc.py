@@ -14,6 +14,8 @@ from .core.models import Completed
 from .core.redact import SECRET_ENV_VARS as SECRET_ENV_VARS  # callers know it from here
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+CHUNK = 65_536
+MAX_STDERR = 65_536  # bytes of standard error kept when stdout is read up to a limit
 
 
 def child_env(
@@ -38,13 +40,18 @@ async def run(
     shell: bool = False,
     output: int | None = None,
     pass_fds: Sequence[int] = (),
+    limit: int | None = None,
 ) -> Completed:
     """Run a command in its own process group; on timeout or cancellation kill the group.
 
     `env` is used as given (build it with `child_env`); None means `child_env()`. `output`, a
     file descriptor, takes stdout and stderr both (then `Completed` holds neither). `pass_fds`
-    stay open in the child, at the same numbers (e.g. a credential only it may read).
+    stay open in the child, at the same numbers (e.g. a credential only it may read). With
+    `limit`, stdout is read as it comes and the group is stopped once it passes `limit` bytes
+    (`Completed.cut`): a huge output never sits in memory whole.
     """
+    if limit is not None and (stdin is not None or output is not None):
+        raise ValueError("limit reads stdout from a pipe, with no input")
     started = time.monotonic()
     kwargs: dict[str, object] = {
         "cwd": cwd,
@@ -62,8 +69,12 @@ async def run(
         proc = await asyncio.create_subprocess_shell(command, **kwargs)  # type: ignore[arg-type]
     else:
         proc = await asyncio.create_subprocess_exec(*args, **kwargs)  # type: ignore[arg-type]
+    cut = False
     try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+        if limit is None:
+            out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+        else:
+            out, err, cut = await asyncio.wait_for(_read_up_to(proc, limit), timeout)
     except asyncio.TimeoutError:
         out, err = await _kill_group(proc)
         return Completed(
@@ -76,8 +87,36 @@ async def run(
         # Descendants that detached from the pipes may still be running in the group.
         _signal_group(proc.pid, signal.SIGKILL)
     return Completed(
-        tuple(args), proc.returncode, _text(out), _text(err), time.monotonic() - started
+        tuple(args), proc.returncode, _text(out), _text(err), time.monotonic() - started, cut=cut
     )
+
+
+async def _read_up_to(proc: asyncio.subprocess.Process, limit: int) -> tuple[bytes, bytes, bool]:
+    """Stdout up to `limit` bytes (the group killed past it), stderr's first `MAX_STDERR`."""
+    assert proc.stdout is not None and proc.stderr is not None
+    errors = asyncio.ensure_future(_first_bytes(proc.stderr, MAX_STDERR))
+    try:
+        out = bytearray()
+        while chunk := await proc.stdout.read(CHUNK):
+            out += chunk
+            if len(out) > limit:
+                _signal_group(proc.pid, signal.SIGKILL)
+                await proc.wait()
+                return bytes(out[:limit]), await errors, True
+        await proc.wait()
+        return bytes(out), await errors, False
+    finally:
+        if not errors.done():  # a timeout or a cancellation: the caller reads what is left
+            errors.cancel()
+            await asyncio.gather(errors, return_exceptions=True)
+
+
+async def _first_bytes(stream: asyncio.StreamReader, keep: int) -> bytes:
+    """Read `stream` to its end (a writer is never blocked on it); keep its first `keep` bytes."""
+    kept = bytearray()
+    while chunk := await stream.read(CHUNK):
+        kept += chunk[: max(0, keep - len(kept))]
+    return bytes(kept)
 
 
 async def _kill_group(proc: asyncio.subprocess.Process) -> tuple[bytes, bytes]:

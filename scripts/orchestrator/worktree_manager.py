@@ -95,12 +95,15 @@ class WorktreeManager:
         extra_env: dict[str, str] | None = None,
         shared: bool = False,
         fds: Sequence[int] = (),
+        limit: int | None = None,
     ) -> Completed:
         if shared:
             # Git fails rather than waits on a ref or worktree lock ("cannot lock ref"), and
             # jobs run concurrently on one clone: writes to its shared refs take turns.
             async with self._shared_lock:
-                return await self._git(args, cwd=cwd, check=check, extra_env=extra_env, fds=fds)
+                return await self._git(
+                    args, cwd=cwd, check=check, extra_env=extra_env, fds=fds, limit=limit
+                )
         pinned = self._gitdirs.get(cwd) if cwd is not None else None
         if pinned is not None:
             extra_env = {**(extra_env or {}), "GIT_DIR": pinned, "GIT_WORK_TREE": str(cwd)}
@@ -113,6 +116,7 @@ class WorktreeManager:
             timeout=self._timeout,
             env=env,
             pass_fds=fds,
+            limit=limit,
         )
         if check and not result.ok:
             raise GitError(args, result)
@@ -387,9 +391,20 @@ class WorktreeManager:
         out = (await self._git(["diff", "--name-only", "--no-renames", "-z", base, head])).stdout
         return [path for path in out.split("\0") if path]
 
-    async def diff(self, base: str, head: str, cwd: Path | None = None) -> str:
-        """The diff a pull request shows: from the merge base of `base` and `head` to `head`."""
-        return await self.git("diff", "--no-color", "--no-ext-diff", f"{base}...{head}", cwd=cwd)
+    async def diff(
+        self, base: str, head: str, cwd: Path | None = None, limit: int | None = None
+    ) -> str:
+        """The diff a pull request shows: from the merge base of `base` and `head` to `head`.
+
+        With `limit`, at most `limit` + 1 characters, read as git writes them: more than
+        `limit` means the diff goes on (a pull request's 100 MB file is never read whole).
+        """
+        args = ("diff", "--no-color", "--no-ext-diff", f"{base}...{head}")
+        if limit is None:
+            return await self.git(*args, cwd=cwd)
+        # A character is at most 4 bytes: this many bytes hold `limit` + 1 whole characters.
+        done = await self._git(args, cwd=cwd, limit=4 * (limit + 1))
+        return done.stdout[: limit + 1]
 
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")

@@ -23,6 +23,14 @@ class Issue:
 
 
 @dataclass(frozen=True)
+class Labelling:
+    """The last time a label was added to an issue: by whom (None for a deleted account), when."""
+
+    actor: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Comment:
     id: int
     issue_number: int
@@ -172,10 +180,11 @@ class Completed:
     stderr: str
     duration_s: float
     timed_out: bool = False
+    cut: bool = False  # stdout reached its limit: the child was stopped there, on purpose
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
+        return (self.returncode == 0 or self.cut) and not self.timed_out
 
     @property
     def output(self) -> str:

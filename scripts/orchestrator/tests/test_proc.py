@@ -72,3 +72,31 @@ async def test_children_never_see_github_tokens(
 async def test_shell_mode_runs_a_command_line(tmp_path: Path) -> None:
     done = await proc.run(["echo a && echo b"], cwd=tmp_path, timeout=10, shell=True)
     assert done.stdout.split() == ["a", "b"]
+
+
+async def test_a_limit_stops_an_endless_output_at_the_limit(tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex
+    env = proc.child_env(extra={"TEST_TAG": tag})
+    # `yes` never ends on its own: only the limit stops it, long before the timeout.
+    done = await proc.run(["sh", "-c", "echo warned >&2; yes"], cwd=tmp_path, timeout=60,
+                          env=env, limit=100_000)  # fmt: skip
+    assert done.cut and done.ok and not done.timed_out
+    assert len(done.stdout) == 100_000 and done.stdout.startswith("y\ny\n")
+    assert done.stderr == "warned\n"
+    assert wait_until_gone("TEST_TAG", tag) == []
+
+
+async def test_an_output_within_the_limit_is_whole(tmp_path: Path) -> None:
+    done = await proc.run(["sh", "-c", "seq 1000; echo e >&2; exit 4"], cwd=tmp_path,
+                          timeout=10, limit=100_000)  # fmt: skip
+    assert not done.cut and done.returncode == 4 and not done.ok
+    assert done.stdout.splitlines()[-1] == "1000" and done.stderr == "e\n"
+
+
+async def test_a_limited_read_still_times_out(tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex
+    env = proc.child_env(extra={"TEST_TAG": tag})
+    done = await proc.run(["sh", "-c", "echo partial; yes >&2 & sleep 300"], cwd=tmp_path,
+                          timeout=0.5, env=env, limit=1000)  # fmt: skip
+    assert done.timed_out and not done.ok
+    assert wait_until_gone("TEST_TAG", tag) == []

@@ -455,6 +455,25 @@ async def test_diff_three_dot_shows_only_the_branch_changes(
     assert await manager.diff(head, head) == ""
 
 
+async def test_a_limited_diff_is_read_only_as_far_as_the_limit(
+    manager: WorktreeManager, git_world: GitWorld
+) -> None:
+    base = git_world.push_branch("main", {"small.txt": "x\n"})
+    # 20 MB of added lines, with a multi-byte character in each.
+    huge = "".join(f"é line {n}\n" for n in range(1_600_000))
+    head = git_world.push_branch("feature", {"huge.txt": huge, "small.txt": "y\n"})
+    await manager.fetch_branch("main")
+    await manager.fetch_branch("feature")
+
+    cut = await manager.diff(base, head, limit=50_000)
+
+    assert len(cut) == 50_001  # one more than the limit: the diff goes on
+    assert cut.startswith("diff --git a/huge.txt b/huge.txt") and "+é line 100\n" in cut
+    whole = await manager.diff(base, head, limit=100_000_000)
+    assert len(whole) < 100_000_000 and whole.endswith("+y\n")  # within the limit: whole
+    assert whole.startswith(cut)
+
+
 async def test_concurrent_jobs_share_the_clone_without_lock_errors(
     manager: WorktreeManager, git_world: GitWorld
 ) -> None:
