@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import (
@@ -77,7 +77,12 @@ class Settings(BaseSettings):
     review_comment_trigger: NonEmptyStr = "/review"
     review_event: ReviewEvent = ReviewEvent.COMMENT
     review_on_push: bool = True
+    # New heads of an author without write access wait for a writer's `/review`.
+    review_outsider_pushes: bool = False
+    max_reviews_per_day: PositiveInt = 10  # automatic Claude reviews per pull request
     allow_sensitive_changes: bool = False  # workflows, .claude/, CLAUDE.md, hooks ...
+    # Issue comments by people without write access: marked as theirs in the prompt, or left out.
+    outsider_comments: Literal["mark", "drop"] = "mark"
     ci_wait_timeout: PositiveFloat = 900
     # Code the daemon did not write runs in a sandbox (bubblewrap); `off` only by choice.
     sandbox: str = "bwrap"

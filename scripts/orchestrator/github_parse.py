@@ -9,7 +9,16 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticError
 
-from .core.models import CheckRun, Comment, CommitStatus, Issue, MergeOutcome, PullRequest, Review
+from .core.models import (
+    CheckRun,
+    Comment,
+    CommitStatus,
+    Issue,
+    Labelling,
+    MergeOutcome,
+    PullRequest,
+    Review,
+)
 
 T = TypeVar("T")
 _DATETIME = TypeAdapter(datetime)
@@ -220,14 +229,14 @@ def statuses(answer: Json) -> list[CommitStatus]:
     return [CommitStatus(s.text("context"), s.text("state")) for s in answer.objects("statuses")]
 
 
-def labeller(event: Json) -> tuple[str, str | None] | None:
-    """The label's name and who added it (None for a deleted account), if this issue event
-    added a label."""
+def labeller(event: Json) -> tuple[str, Labelling] | None:
+    """The label's name, who added it and when, if this issue event added a label."""
     name = labelled(event)
     if name is None:
         return None
     actor = event.opt_child("actor")
-    return name, actor.opt_text("login") if actor is not None else None
+    login = actor.opt_text("login") if actor is not None else None
+    return name, Labelling(login, event.when("created_at"))
 
 
 def labelled(event: Json) -> str | None:

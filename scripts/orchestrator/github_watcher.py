@@ -22,6 +22,7 @@ from .core.models import (
     Comment,
     CommitStatus,
     Issue,
+    Labelling,
     MergeOutcome,
     PullRequest,
     Review,
@@ -209,11 +210,11 @@ class GitHubClient:
         added = await self._pages(self._repo_url(f"/issues/{number}/events"), gp.labelled)
         return added.count(label)
 
-    async def labelled_by(self, number: int, label: str) -> str | None:
-        """Who last added `label` to the issue (its `labeled` event's actor), if anyone."""
+    async def labelling(self, number: int, label: str) -> Labelling | None:
+        """Who last added `label` to the issue, and when (its last `labeled` event), if anyone."""
         events = await self._pages(self._repo_url(f"/issues/{number}/events"), gp.labeller)
-        actors = [actor for name, actor in filter(None, events) if name == label]
-        return actors[-1] if actors else None
+        found = [labelling for name, labelling in filter(None, events) if name == label]
+        return found[-1] if found else None
 
     async def latest_comments(self) -> list[Comment]:
         """The most recently updated comments of the repository (one page, no pagination)."""

@@ -95,7 +95,9 @@ def build_workflows(
         ImplementWorkflow(
             settings, state, a.github, a.git, a.claude, a.scanner, a.redactor, a.clock
         ),
-        ReviewWorkflow(settings, state, a.github, a.git, a.claude, feed, a.redactor, a.clock),
+        ReviewWorkflow(
+            settings, state, a.github, a.git, a.claude, feed, heads, a.redactor, a.clock
+        ),
         MergeWorkflow(settings, state, a.github, a.git, a.checks, feed, heads, a.redactor, a.clock),
     ]
 

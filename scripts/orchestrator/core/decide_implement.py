@@ -5,8 +5,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from .models import Issue
+from .models import Comment, Issue
 from .work import Status, WorkItem
 
 # What steers Claude, CI or a developer's machine: an implementation may not change it unless
@@ -16,6 +17,9 @@ SENSITIVE_PREFIXES = (".github/workflows/", ".github/actions/", ".claude/", ".hu
 SENSITIVE_FILES = (".mcp.json", ".gitmodules", ".pre-commit-config.yaml", "lefthook.yml",
                    ".lefthook.yml")  # fmt: skip
 SENSITIVE_NAMES = ("CLAUDE.md", "CLAUDE.local.md")  # in any folder: Claude reads them all
+
+# GitHub stamps the label's event and the issue's `updated_at` apart, each to the second.
+LABEL_STAMP_SLACK = timedelta(seconds=1)
 
 
 def sensitive_paths(paths: Sequence[str]) -> list[str]:
@@ -80,3 +84,25 @@ def _issue_step(item: WorkItem | None, label_events: int | None) -> IssueStep:
 def needs_label_count(item: WorkItem | None) -> bool:
     """Whether planning this issue needs its label events counted (one API call)."""
     return item is not None and item.status in (Status.DONE, Status.FAILED)
+
+
+def changed_since_label(updated_at: datetime, labelled_at: datetime) -> bool:
+    """Whether the issue may have changed after its ready label was applied.
+
+    REST keeps no history of edits, and `updated_at` moves with every change (an edit, a
+    comment, another label), each of which may hide an edit before it: any change after the
+    label's second counts. What a writer approved with the label is what Claude reads.
+    """
+    return updated_at > labelled_at + LABEL_STAMP_SLACK
+
+
+def comments_as_labelled(
+    comments: Sequence[Comment], labelled_at: datetime | None
+) -> tuple[list[Comment], int]:
+    """The comments as they stood when the label was applied (written and last edited by
+    then), and how many later or edited ones are left out. Without a label time (an attempt
+    from an older state), all of them."""
+    if labelled_at is None:
+        return list(comments), 0
+    kept = [c for c in comments if c.updated_at <= labelled_at + LABEL_STAMP_SLACK]
+    return kept, len(comments) - len(kept)

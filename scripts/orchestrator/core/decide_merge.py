@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
 
 from .ci import Verdict
 from .models import PullRequest
@@ -28,32 +27,6 @@ class Stop(enum.Enum):
     BASE_KEPT_MOVING = "base_kept_moving"
     HEAD_MOVED = "head_moved"  # 409: a push after the tests
     REFUSED = "refused"  # 405: GitHub will not merge (protection, conflicts)
-
-
-@dataclass(frozen=True)
-class Sighting:
-    """A pull request's head as the daemon first saw it, on GitHub's clock."""
-
-    sha: str
-    at: datetime
-
-
-def pinned_head(
-    named: str | None, head_now: str, sighting: Sighting | None, written_at: datetime
-) -> str | None:
-    """The head a `/merge` written at `written_at` (GitHub's clock) may land, or None when
-    nobody can tell which head its writer saw.
-
-    A named head (`/merge 1a2b3c4`) is pinned if it is still the head. Otherwise the head must
-    have been the head, as the daemon saw it, strictly before the comment was written: GitHub's
-    times have whole seconds, and a push within the comment's second may have followed it.
-    Commit dates prove nothing (their author sets them).
-    """
-    if named is not None:
-        return head_now if head_now.lower().startswith(named.lower()) else None
-    if sighting is not None and sighting.sha == head_now and sighting.at < written_at:
-        return head_now
-    return None
 
 
 class Start(enum.Enum):

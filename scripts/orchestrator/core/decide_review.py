@@ -5,10 +5,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from .models import PullRequest
-from .work import Status, WorkItem
+from .work import ReviewFacts, Status, WorkItem
+
+DAY = timedelta(days=1)
 
 
 class ReviewStep(enum.Enum):
@@ -78,3 +80,48 @@ def _review_step(
             retry_at = item.review.retry_at
             due = retry_at is None or retry_at <= now
             return ReviewStep.RETRY if due else None
+
+
+class Hold(enum.Enum):
+    """Why a review that is due runs no Claude."""
+
+    HEAD_MOVED = "head_moved"  # a writer's `/review` pinned a head that is no longer the head
+    OUTSIDER_PUSH = "outsider_push"  # a later head of an author without write access
+    DAILY_CAP = "daily_cap"  # this pull request had its automatic reviews for the day
+
+
+def runs_within_a_day(facts: ReviewFacts, now: datetime) -> tuple[datetime, ...]:
+    """The starts of this pull request's Claude runs in the 24 hours before `now`."""
+    return tuple(r for r in facts.runs if now - r < DAY)
+
+
+def needs_author_permission(*, forced: bool, review_outsider_pushes: bool) -> bool:
+    """Whether the review's gate needs to know if the author has write access (one request)."""
+    return not forced and not review_outsider_pushes
+
+
+def hold(
+    facts: ReviewFacts,
+    head: str,
+    *,
+    forced: bool,
+    author_writes: bool | None,
+    daily_cap: int,
+    now: datetime,
+) -> Hold | None:
+    """Whether a review of `head`, due now, waits instead of running Claude.
+
+    A writer's request reviews the head it pinned and only that one: the writer vouched for
+    what they saw, not for a push that followed. Anything else is automatic, and its cost is
+    bounded by the author: an author without write access (`author_writes` False) gets their
+    first head reviewed, later ones only on a writer's request; and no pull request gets more
+    than `daily_cap` automatic runs in 24 hours.
+    """
+    if forced:
+        pinned = facts.requested_head
+        return Hold.HEAD_MOVED if pinned is not None and pinned != head else None
+    if author_writes is False and facts.reviewed:
+        return Hold.OUTSIDER_PUSH
+    if len(runs_within_a_day(facts, now)) >= daily_cap:
+        return Hold.DAILY_CAP
+    return None

@@ -19,18 +19,34 @@ def _cap(text: str, limit: int) -> str:
     return cut(text, limit, "\n[... cut: too long ...]")
 
 
-def implement_prompt(issue: Issue, comments: Sequence[Comment], *, nonce: str | None = None) -> str:
+def implement_prompt(
+    issue: Issue,
+    comments: Sequence[Comment],
+    *,
+    outsiders: frozenset[str] = frozenset(),
+    left_out: int = 0,
+    outsiders_dropped: bool = False,
+    nonce: str | None = None,
+) -> str:
     """The task for Claude: the issue's number, title, body and comments, marked as untrusted.
 
     The markers carry a random nonce, so text inside the issue cannot close them and pose as
     instructions from outside; long texts are cut so a huge issue cannot crowd out the task.
+    Comments by `outsiders` (no write access) say so; `left_out` comments are counted (those
+    written or edited after the label, and outsiders' with `outsiders_dropped`).
     """
+    why = "written or edited after the issue was labelled"
+    if outsiders_dropped:
+        why += ", or by people without write access"
     tag = f"issue-{nonce or secrets.token_hex(4)}"
     body = _cap(issue.body or "(no description)", MAX_BODY_CHARS)
     kept: list[str] = []
     room = MAX_COMMENTS_CHARS
     for comment in reversed(comments[-MAX_PROMPT_COMMENTS:]):  # the newest matter most
-        text = f"[comment by {comment.author}]\n{_cap(comment.body, MAX_COMMENT_CHARS)}"
+        who = comment.author
+        if who in outsiders:
+            who += ", who has no write access to this repository"
+        text = f"[comment by {who}]\n{_cap(comment.body, MAX_COMMENT_CHARS)}"
         if len(text) > room:
             break
         kept.insert(0, text)
@@ -47,6 +63,7 @@ def implement_prompt(issue: Issue, comments: Sequence[Comment], *, nonce: str | 
         "",
         body,
         *(["", *kept] if kept else []),
+        *(["", f"[{left_out} comment(s) left out: {why}]"] if left_out else []),
         f"</{tag}>",
         "",
         "When you are done, reply with a short Markdown summary of what you changed and how "
@@ -78,6 +95,15 @@ def not_a_writer(actor: str | None, ready_label: str) -> str:
     return (
         f"{PREFIX} {who}: only people with write access to this repository can start work with "
         f"the `{ready_label}` label. Nothing was done; a writer must apply it."
+    )
+
+
+def changed_since_label(ready_label: str) -> str:
+    """The one reply when the issue changed after a writer labelled it, before work started."""
+    return (
+        f"{PREFIX} this issue changed after the `{ready_label}` label was applied (an "
+        "edit, a comment or another label), so I cannot tell that the text I would work from "
+        f"is the one you approved. Nothing was done; apply `{ready_label}` again to start."
     )
 
 

@@ -114,21 +114,6 @@ def not_a_pull(trigger: str) -> str:
     return f"{PREFIX} `{trigger}` works on open pull requests only; nothing was done."
 
 
-def head_unknown(author: str, head: str, named: str | None, trigger: str) -> str:
-    """The one reply to a `/merge` whose writer may not have seen the head there is now."""
-    if named is not None:
-        why = f"the head is `{head[:12]}`, not `{named}`"
-    else:
-        why = (
-            f"its head changed around your `{trigger}` (it is now `{head[:12]}`), so I cannot "
-            "tell which commits you saw"
-        )
-    return (
-        f"{PREFIX} @{author} nothing was merged: {why}. To merge the head as it is now, check "
-        f"it and comment `{trigger} {head[:12]}`."
-    )
-
-
 ALREADY_MERGED = f"{PREFIX} nothing to do: this pull request is already merged."
 
 

@@ -77,13 +77,21 @@ def choose_event(text: str, allowed: ReviewEvent, *, own: bool, author_writes: b
     return verdict.value
 
 
-def review_body(result: ClaudeResult, head: str, previous: str | None) -> str:
-    """The posted review: Claude's text, what was reviewed, and what it cost."""
+def review_body(
+    result: ClaudeResult, head: str, previous: str | None, *, later: str | None = None
+) -> str:
+    """The posted review: Claude's text, what was reviewed, and what it cost. With `later`
+    (the review trigger), it also says that new commits wait for a writer's request."""
     scope = f"changes since `{previous[:12]}`" if previous else "the whole pull request"
     cost = f"${result.cost_usd:.4f}" if result.cost_usd is not None else "unknown cost"
+    waits = (
+        f". New commits are reviewed when someone with write access comments `{later}`"
+        if later
+        else ""
+    )
     footer = (
         f"\n\n---\n<sub>Claude Code review of {scope} at `{head[:12]}` via Claude Orchestrator "
-        f"· {cost} · {result.turns} turns · {result.duration_s:.0f} s</sub>"
+        f"· {cost} · {result.turns} turns · {result.duration_s:.0f} s{waits}</sub>"
     )
     text = result.text.strip() or "(Claude returned an empty review.)"
     marker = "\n\n… (review truncated to fit GitHub's limit) …"
@@ -95,4 +103,22 @@ def failed_notice(head: str, attempts: int, error: str, trigger: str) -> str:
     return (
         f"{PREFIX} the automatic review of {head[:12]} failed {attempts} times: {error}.\n\n"
         f"A new push is reviewed again; a user with write access can also comment `{trigger}`."
+    )
+
+
+def head_moved(pinned: str, head: str, trigger: str) -> str:
+    """The one comment when the head a writer's review request pinned is no longer the head."""
+    return (
+        f"{PREFIX} nothing was reviewed: the head moved from `{pinned[:12]}`, the one asked "
+        f"for, to `{head[:12]}`. To review the head as it is now, check it and comment "
+        f"`{trigger} {head[:12]}`."
+    )
+
+
+def capped(head: str, cap: int, trigger: str) -> str:
+    """The one comment a day when a pull request's automatic reviews reach their cap."""
+    return (
+        f"{PREFIX} `{head[:12]}` was not reviewed: this pull request had its {cap} automatic "
+        f"reviews in the last 24 hours. Someone with write access can comment `{trigger}` "
+        "for a review now."
     )

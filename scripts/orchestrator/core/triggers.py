@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 from .text import PREFIX
 
@@ -39,6 +40,32 @@ def is_command(body: str, trigger: str) -> bool:
     return parse_command(body, trigger) is not None
 
 
+@dataclass(frozen=True)
+class Sighting:
+    """A pull request's head as the daemon first saw it, on GitHub's clock."""
+
+    sha: str
+    at: datetime
+
+
+def pinned_head(
+    named: str | None, head_now: str, sighting: Sighting | None, written_at: datetime
+) -> str | None:
+    """The head a command (`/merge`, `/review`) written at `written_at` (GitHub's clock) may
+    act on, or None when nobody can tell which head its writer saw.
+
+    A named head (`/merge 1a2b3c4`) is pinned if it is still the head. Otherwise the head must
+    have been the head, as the daemon saw it, strictly before the comment was written: GitHub's
+    times have whole seconds, and a push within the comment's second may have followed it.
+    Commit dates prove nothing (their author sets them).
+    """
+    if named is not None:
+        return head_now if head_now.lower().startswith(named.lower()) else None
+    if sighting is not None and sighting.sha == head_now and sighting.at < written_at:
+        return head_now
+    return None
+
+
 def may_command(permission: str) -> bool:
     """Only people with write access give commands; readers and authors of forks do not."""
     return permission in WRITE_PERMISSIONS
@@ -49,4 +76,21 @@ def not_allowed(author: str, trigger: str, action: str) -> str:
     return (
         f"{PREFIX} @{author} only people with write access to this repository can "
         f"{action} with `{trigger}`."
+    )
+
+
+def head_unknown(author: str, head: str, named: str | None, trigger: str, verb: str) -> str:
+    """The one reply to a command (`verb`: merge, review) whose writer may not have seen the
+    head there is now."""
+    if named is not None:
+        why = f"the head is `{head[:12]}`, not `{named}`"
+    else:
+        why = (
+            f"its head changed around your `{trigger}` (it is now `{head[:12]}`), so I cannot "
+            "tell which commits you saw"
+        )
+    done = f"{verb}d" if verb.endswith("e") else f"{verb}ed"
+    return (
+        f"{PREFIX} @{author} nothing was {done}: {why}. To {verb} the head as it is now, check "
+        f"it and comment `{trigger} {head[:12]}`."
     )

@@ -58,6 +58,10 @@ class IssueFacts(_Frozen):
     pushed_sha: str | None = None  # the commit GitHub has on the branch
     remote_sha: str | None = None  # where the remote branch was before our push (the lease)
     updating_pull: int | None = None  # the open pull request this attempt updates
+    labelled_at: datetime | None = None  # when the ready label of this attempt was applied
+    # The issue as it stood then: what Claude is given, whatever is edited later.
+    title: str | None = None
+    body: str | None = None
 
 
 class KeptReview(_Frozen):
@@ -79,7 +83,10 @@ class ReviewFacts(_Frozen):
     last_review: str | None = None  # the last review, so the next one adds to it
     requested: bool = False  # a writer asked for a review that has not started yet
     forced: bool = False  # this attempt answers a writer's request
+    requested_head: str | None = None  # the head the writer's request pinned
     unposted: KeptReview | None = None
+    runs: tuple[datetime, ...] = ()  # when Claude reviews started, within the last day
+    capped_at: datetime | None = None  # when the daily cap was last announced
 
 
 class PassedCommand(_Frozen):

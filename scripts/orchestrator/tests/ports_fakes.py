@@ -225,8 +225,10 @@ class RecordingGit(Recorder):
         return sorted(path for path in old.keys() | new.keys() if old.get(path) != new.get(path))
 
     @recorded
-    async def diff(self, base: str, head: str, cwd: Path | None = None) -> str:
-        return f"diff --git {base[:7]}...{head[:7]}"
+    async def diff(
+        self, base: str, head: str, cwd: Path | None = None, limit: int | None = None
+    ) -> str:
+        return f"diff --git {base[:7]}...{head[:7]}"[: None if limit is None else limit + 1]
 
     @recorded
     async def branch_worktree(self, name: str, branch: str, start: str) -> Path:

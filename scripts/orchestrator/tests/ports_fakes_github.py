@@ -19,6 +19,7 @@ from scripts.orchestrator.core.models import (
     Comment,
     CommitStatus,
     Issue,
+    Labelling,
     MergeOutcome,
     PullRequest,
     Review,
@@ -59,7 +60,7 @@ class RecordingGitHub(Recorder):
         self.runs: dict[str, list[CheckRun]] = {}
         self.commit_statuses: dict[str, list[CommitStatus]] = {}
         self.label_events: dict[tuple[int, str], int] = {}  # times a label was added
-        self.labellers: dict[tuple[int, str], str] = {}  # who added it last
+        self.labellings: dict[tuple[int, str], Labelling] = {}  # who added it last, when
         self.unmergeable: set[int] = set()  # pull requests GitHub refuses to merge (405)
         self._number = 0
         self._id = 1000
@@ -91,6 +92,8 @@ class RecordingGitHub(Recorder):
         head = head or sha(f"{branch}-{number}")
         if not fork:
             self.remote.branches[branch] = head
+            # Pushing a branch to the repository takes write access, as on GitHub.
+            self.permissions.setdefault(author, "write")
         self.remote.pulls[number] = head
         self.pulls[number] = PullRequest(
             number, title, body, author, "open", draft, False, branch, head,
@@ -113,15 +116,18 @@ class RecordingGitHub(Recorder):
         self.pulls[number] = dataclasses.replace(self.pulls[number], **changes)  # type: ignore[arg-type]
 
     def edit_issue(self, number: int, **changes: object) -> None:
-        """Change an issue behind the daemon's back (`labels=()`, `state="closed"`, ...)."""
+        """Change an issue behind the daemon's back (`labels=()`, `state="closed"`, ...); its
+        `updated_at` moves, as on GitHub."""
+        changes.setdefault("updated_at", self.now())
         self.issues[number] = dataclasses.replace(self.issues[number], **changes)  # type: ignore[arg-type]
 
     def label(self, number: int, label: str, *, user: str = "maintainer") -> None:
         """`user` adds `label` to issue `number`."""
-        self.labellers[number, label] = user
+        self.labellings[number, label] = Labelling(user, self.now())
         issue = self.issues[number]
         if label not in issue.labels:
-            self.issues[number] = dataclasses.replace(issue, labels=(*issue.labels, label))
+            issue = dataclasses.replace(issue, labels=(*issue.labels, label))
+        self.issues[number] = dataclasses.replace(issue, updated_at=self.now())
         self.label_events[number, label] = self.label_events.get((number, label), 0) + 1
 
     def comment(self, number: int, body: str, *, user: str = "carol") -> int:
@@ -177,9 +183,9 @@ class RecordingGitHub(Recorder):
         return self.label_events.get((number, label), 0)
 
     @recorded
-    async def labelled_by(self, number: int, label: str) -> str | None:
+    async def labelling(self, number: int, label: str) -> Labelling | None:
         self._issue(number)
-        return self.labellers.get((number, label))
+        return self.labellings.get((number, label))
 
     @recorded
     async def close_issue(self, number: int) -> None:
@@ -326,6 +332,8 @@ class RecordingGitHub(Recorder):
         now = self.now()
         comment = Comment(self._id, number, author, body, now, now)
         self.comments.append(comment)
+        if number in self.issues:  # a comment moves its issue's `updated_at`, as on GitHub
+            self.issues[number] = dataclasses.replace(self.issues[number], updated_at=now)
         return comment
 
 

@@ -60,6 +60,9 @@ def test_defaults(clean_env: Path) -> None:
     assert s.review_event is ReviewEvent.COMMENT
     assert s.review_on_push is True
     assert s.allow_sensitive_changes is False
+    assert s.outsider_comments == "mark"
+    assert s.review_outsider_pushes is False
+    assert s.max_reviews_per_day == 10
     assert s.ci_wait_timeout == 900
 
 
@@ -88,6 +91,9 @@ EVERY_VARIABLE: list[tuple[str, str, str, Any]] = [
     ("REVIEW_EVENT", "APPROVE", "review_event", ReviewEvent.APPROVE),
     ("REVIEW_ON_PUSH", "false", "review_on_push", False),
     ("ALLOW_SENSITIVE_CHANGES", "true", "allow_sensitive_changes", True),
+    ("OUTSIDER_COMMENTS", "drop", "outsider_comments", "drop"),
+    ("REVIEW_OUTSIDER_PUSHES", "true", "review_outsider_pushes", True),
+    ("MAX_REVIEWS_PER_DAY", "3", "max_reviews_per_day", 3),
     ("CI_WAIT_TIMEOUT", "60", "ci_wait_timeout", 60.0),
     ("SANDBOX", "off", "sandbox", "off"),
     (
@@ -186,6 +192,8 @@ def test_environment_wins_over_dotenv(monkeypatch: pytest.MonkeyPatch, clean_env
         ("READY_LABEL", "a,b", "label name"),
         ("MERGE_COMMENT_TRIGGER", "  ", "one-line command"),
         ("REVIEW_EVENT", "LGTM", "COMMENT, REQUEST_CHANGES, APPROVE"),
+        ("OUTSIDER_COMMENTS", "hide", "'mark' or 'drop'"),
+        ("MAX_REVIEWS_PER_DAY", "0", "greater than 0"),
         ("GITHUB_API_URL", "api.github.com", "http(s) URL"),
         ("REPO_PATH", "/", "git repository"),
         ("CLAUDE_CLI_PATH", "/nonexistent/claude", "executable Claude Code CLI"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 
@@ -15,7 +15,6 @@ from scripts.orchestrator.core.decide_merge import (
     Refusal,
     RefusalDecision,
     Round,
-    Sighting,
     Start,
     StartDecision,
     Stop,
@@ -25,7 +24,6 @@ from scripts.orchestrator.core.decide_merge import (
     merged_by_us,
     on_ci,
     on_start,
-    pinned_head,
     pushed_since_request,
 )
 from scripts.orchestrator.core.merge_text import stop_text
@@ -183,26 +181,3 @@ def test_every_stop_has_its_own_comment_with_a_way_forward(stop: Stop) -> None:
     assert comment not in others
     if stop not in (Stop.CLOSED, Stop.DRAFT):
         assert "/merge" in comment  # how to ask again
-
-
-# -- the head a /merge may land -------------------------------------------------------------
-
-T = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
-HEAD, OLD = "a" * 40, "b" * 40
-
-
-@pytest.mark.parametrize(
-    ("named", "sighting", "pinned"),
-    [
-        (None, Sighting(HEAD, T - timedelta(seconds=1)), HEAD),  # seen, then the comment
-        (None, Sighting(HEAD, T), None),  # seen in the comment's own second: a push may follow
-        (None, Sighting(HEAD, T + timedelta(seconds=5)), None),  # first seen after it
-        (None, Sighting(OLD, T - timedelta(seconds=60)), None),  # the head changed since
-        (None, None, None),  # never seen (e.g. the daemon started after the comment)
-        ("aaaaaaa", None, HEAD),  # named: no sighting needed
-        ("AAAAAAAA", Sighting(OLD, T - timedelta(seconds=60)), HEAD),
-        ("bbbbbbb", Sighting(OLD, T - timedelta(seconds=60)), None),  # named, but not the head
-    ],
-)
-def test_pinned_head(named: str | None, sighting: Sighting | None, pinned: str | None) -> None:
-    assert pinned_head(named, HEAD, sighting, T) == pinned

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from scripts.orchestrator.core.decide_review import plan_reviews
+from scripts.orchestrator.core.decide_review import (
+    Hold,
+    hold,
+    needs_author_permission,
+    plan_reviews,
+    runs_within_a_day,
+)
 from scripts.orchestrator.core.models import PullRequest
 from scripts.orchestrator.core.work import ReviewFacts, Status, WorkItem, WorkItemType
 
@@ -83,3 +89,44 @@ def test_plan_reviews(
         now=NOW,
     )
     assert [(p.number, p.step.value) for p in plans] == expected
+
+
+# -- what a due review waits for ---------------------------------------------------------------
+
+HOUR = timedelta(hours=1)
+TWO_RUNS = (NOW - 23 * HOUR, NOW - HOUR)
+
+
+@pytest.mark.parametrize(
+    ("facts", "forced", "writes", "expected"),
+    [
+        (ReviewFacts(requested_head="h1"), True, None, None),  # the head the writer saw
+        (ReviewFacts(requested_head="h0"), True, None, Hold.HEAD_MOVED),  # pushed since
+        (ReviewFacts(requested_head="h0", runs=TWO_RUNS), True, None, Hold.HEAD_MOVED),
+        (ReviewFacts(reviewed=("h0",), runs=TWO_RUNS), True, None, None),  # no cap, no gate
+        (ReviewFacts(), False, False, None),  # an outsider's first head
+        (ReviewFacts(reviewed=("h0",)), False, False, Hold.OUTSIDER_PUSH),
+        (ReviewFacts(reviewed=("h0",)), False, True, None),  # a writer's push
+        (ReviewFacts(reviewed=("h0",)), False, None, None),  # outsiders' pushes reviewed too
+        (ReviewFacts(reviewed=("h0",), runs=TWO_RUNS), False, True, Hold.DAILY_CAP),
+        (ReviewFacts(runs=(NOW - 25 * HOUR, NOW - HOUR)), False, True, None),  # a day ago
+        (ReviewFacts(reviewed=("h0",), runs=TWO_RUNS), False, False, Hold.OUTSIDER_PUSH),
+    ],
+)
+def test_hold(facts: ReviewFacts, forced: bool, writes: bool | None, expected: Hold | None) -> None:
+    assert hold(facts, "h1", forced=forced, author_writes=writes, daily_cap=2, now=NOW) == expected
+
+
+def test_only_runs_of_the_last_day_count() -> None:
+    facts = ReviewFacts(runs=(NOW - 25 * HOUR, NOW - 24 * HOUR, NOW - 23 * HOUR))
+    assert runs_within_a_day(facts, NOW) == (NOW - 23 * HOUR,)
+
+
+@pytest.mark.parametrize(
+    ("forced", "outsider_pushes", "asks"),
+    [(False, False, True), (True, False, False), (False, True, False), (True, True, False)],
+)
+def test_the_authors_permission_is_asked_only_when_it_decides(
+    forced: bool, outsider_pushes: bool, asks: bool
+) -> None:
+    assert needs_author_permission(forced=forced, review_outsider_pushes=outsider_pushes) is asks

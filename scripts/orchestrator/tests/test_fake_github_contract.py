@@ -296,7 +296,7 @@ async def test_every_client_call_is_in_the_description(fake_github: FakeGitHub):
         "list_issue_comments": lambda c: c.list_issue_comments(number),
         "list_repo_comments": lambda c: c.list_repo_comments(NOON),
         "count_labelled": lambda c: c.count_labelled(number, "ready"),
-        "labelled_by": lambda c: c.labelled_by(number, "ready"),
+        "labelling": lambda c: c.labelling(number, "ready"),
         "latest_comments": lambda c: c.latest_comments(),
         "create_comment": lambda c: c.create_comment(number, "hi"),
         "add_labels": lambda c: c.add_labels(number, "x", "area/api"),

@@ -181,6 +181,7 @@ async def test_a_review_request_survives_a_fault_on_the_jobs_get_pull(world: Wor
     number = _pull(world)
     assert await world.once() == 0
     world.github.set_permission("carol", "write")
+    world.github.advance(1)  # written after the daemon saw the head
     world.github.comment(number, "/review", user="carol")
     _chatter(world, number)
     world.model.script_for(f"Review pull request #{number}", [Text(REVIEW_TEXT)])
@@ -197,6 +198,7 @@ async def test_a_forced_review_of_a_reviewed_head_survives_a_fault(world: World)
     number = await _watching_one_pull(world)  # reviewed once at its head
     assert len(world.github.reviews_on(number)) == 1
     world.github.set_permission("carol", "write")
+    world.github.advance(1)  # written after the daemon saw the head
     world.github.comment(number, "/review", user="carol")
     _chatter(world, number)
     world.model.script_for(f"Review pull request #{number}", [Text(REVIEW_TEXT)])

@@ -19,6 +19,7 @@ from githubkit.exception import (
     SecondaryRateLimitExceeded,
 )
 
+from scripts.orchestrator.core.models import Labelling
 from scripts.orchestrator.core.redact import REDACTED
 from scripts.orchestrator.core.text import MAX_BODY, fit_body
 from scripts.orchestrator.fakes.fake_github import FakeGitHub
@@ -544,16 +545,19 @@ async def test_count_labelled_with_closed_and_reopened_events(
     assert await client.count_labelled(number, "missing") == 0
 
 
-async def test_labelled_by_names_who_added_the_label_last(
+async def test_labelling_names_who_added_the_label_last_and_when(
     fake_github: FakeGitHub, client: GitHubClient
 ) -> None:
+    first = fake_github.advance(0)
     number = fake_github.create_issue("x", user="alice", labels=["ready"])
-    assert await client.labelled_by(number, "ready") == "alice"
+    assert await client.labelling(number, "ready") == Labelling("alice", first)
     fake_github.remove_label(number, "ready")
+    later = fake_github.advance(7)
     fake_github.add_labels(number, "ready", user="trent")
+    fake_github.advance(5)
     fake_github.add_labels(number, "other", user="bob")
-    assert await client.labelled_by(number, "ready") == "trent"
-    assert await client.labelled_by(number, "missing") is None
+    assert await client.labelling(number, "ready") == Labelling("trent", later)
+    assert await client.labelling(number, "missing") is None
 
 
 async def test_count_labelled_paginates(fake_github: FakeGitHub, client: GitHubClient) -> None:

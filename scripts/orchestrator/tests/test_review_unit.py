@@ -13,9 +13,11 @@ from scripts.orchestrator.config import Settings
 from scripts.orchestrator.core.errors import GitHubError, Unprocessable
 from scripts.orchestrator.core.models import READ_ONLY_TOOLS, Review, ReviewEvent
 from scripts.orchestrator.core.redact import REDACTED, Redactor
+from scripts.orchestrator.core.review_text import MAX_DIFF
 from scripts.orchestrator.core.work import Status, WorkItem, WorkItemType
 from scripts.orchestrator.guidelines import repo_guidelines_path
 from scripts.orchestrator.workflows.comment_feed import CommentFeed
+from scripts.orchestrator.workflows.pull_heads import PullHeads
 from scripts.orchestrator.workflows.review import (
     BASELINE_META,
     MAX_ATTEMPTS,
@@ -46,6 +48,7 @@ class Rig:
     claude: ScriptedClaude
     clock: FakeClock
     feed: CommentFeed
+    heads: PullHeads
     wf: ReviewWorkflow
 
     def item(self, number: int) -> WorkItem:
@@ -55,12 +58,19 @@ class Rig:
 
     async def cycle(self) -> list[int]:
         """One daemon cycle, its jobs run to their end; the pull requests they were for."""
+        await self.heads.refresh()
         await self.feed.refresh()
         jobs = await self.wf.poll()
         await self.feed.commit()
         for job in jobs:
             await job.run()
         return [job.number for job in jobs]
+
+    async def seen(self) -> None:
+        """The daemon lists the pull requests, then a second passes: a comment made after
+        this was written after the daemon saw the heads there are now."""
+        await self.heads.refresh()
+        self.clock.advance(1)
 
     async def watching(self) -> None:
         """The first cycle: the open pull requests are remembered, not reviewed."""
@@ -82,8 +92,11 @@ def build(
     def make(**settings: Any) -> Rig:
         s = make_settings(**settings)
         feed = CommentFeed(gh, memory_state)
-        wf = ReviewWorkflow(s, memory_state, gh, git, claude, feed, Redactor([s.token]), clock)
-        return Rig(s, memory_state, gh, git, claude, clock, feed, wf)
+        heads = PullHeads(gh, memory_state)
+        wf = ReviewWorkflow(
+            s, memory_state, gh, git, claude, feed, heads, Redactor([s.token]), clock
+        )
+        return Rig(s, memory_state, gh, git, claude, clock, feed, heads, wf)
 
     return make
 
@@ -119,7 +132,8 @@ async def test_a_new_head_is_reviewed_read_only_and_redacted(rig: Rig) -> None:
     assert request.tools == READ_ONLY_TOOLS and request.setting_sources == ()
     assert request.cwd == rig.git.base / f"pr-review-{number}" and rig.git.worktrees == set()
     assert "Mind the tests." in request.guidelines
-    assert rig.git.called("diff")[0][:2] == (sha("main"), sha("h2"))
+    # Read only as far as the prompt can hold (a 100 MB file is never read whole).
+    assert rig.git.called("diff")[0] == (sha("main"), sha("h2"), request.cwd, MAX_DIFF)
     # The checkout's .claude/, .mcp.json and CLAUDE.md are the base's before Claude runs.
     assert rig.git.called("restore_steering") == [(request.cwd, sha("main"))]
     assert rig.reviewed(number) == [(sha("h2"), "COMMENTED")]
@@ -243,6 +257,7 @@ async def test_a_writers_review_request_reviews_a_reviewed_head_again(rig: Rig) 
     number = rig.gh.add_pull()
     rig.claude.succeed(REVIEW)
     await rig.cycle()
+    rig.clock.advance(1)  # a second after the daemon saw the head
     rig.gh.permissions["carol"] = "maintain"
     comment = rig.gh.comment(number, "/review", user="carol")
     rig.claude.succeed(REVIEW)
@@ -252,7 +267,143 @@ async def test_a_writers_review_request_reviews_a_reviewed_head_again(rig: Rig) 
     assert ("comment", comment, "eyes") in rig.gh.reactions
     item = rig.item(number)
     assert not item.review.requested and not item.review.forced
+    assert item.review.requested_head is None
     assert await rig.cycle() == [] and rig.gh.bot_comments(number) == []
+
+
+# -- a writer's /review acts on the head they saw --------------------------------------------
+
+
+async def test_a_review_request_written_as_the_head_changed_reviews_nothing(rig: Rig) -> None:
+    await rig.watching()
+    number = rig.gh.add_pull(author="eve", fork=True)
+    rig.gh.permissions["carol"] = "write"
+    rig.claude.succeed(REVIEW)
+    await rig.cycle()
+    await rig.seen()
+    rig.gh.push(number, sha("pushed"))  # after the daemon's last look, before the comment
+    rig.gh.comment(number, "/review", user="carol")
+    assert await rig.cycle() == [number]  # the outsider's push, held: no Claude
+    [reply] = rig.gh.bot_comments(number)
+    assert "@carol nothing was reviewed" in reply and f"/review {sha('pushed')[:12]}" in reply
+    assert len(rig.claude.requests) == 1
+    # Named, the new head is reviewed.
+    await rig.seen()
+    rig.gh.comment(number, f"/review {sha('pushed')[:9]}", user="carol")
+    rig.claude.succeed(REVIEW)
+    assert await rig.cycle() == [number]
+    assert rig.reviewed(number)[-1] == (sha("pushed"), "COMMENTED")
+
+
+async def test_a_push_after_the_request_is_not_reviewed_under_it(rig: Rig) -> None:
+    await rig.watching()
+    number = rig.gh.add_pull(author="eve", fork=True)
+    rig.gh.permissions["carol"] = "write"
+    rig.claude.succeed(REVIEW)
+    await rig.cycle()
+    await rig.seen()
+    rig.gh.comment(number, "/review", user="carol")
+    await rig.feed.refresh()
+    await rig.heads.refresh()
+    [job] = await rig.wf.poll()
+    await rig.feed.commit()
+    assert rig.item(number).review.requested_head == rig.gh.pulls[number].head_sha
+    rig.gh.push(number, sha("backdoor"))  # between the accepted request and its job
+    await job.run()
+    assert len(rig.claude.requests) == 1  # the first head's review only
+    [notice] = rig.gh.bot_comments(number)
+    assert "nothing was reviewed: the head moved" in notice and sha("backdoor")[:12] in notice
+    item = rig.item(number)
+    assert not item.review.forced and item.review.requested_head is None
+    assert item.status is Status.DONE
+
+
+async def test_a_head_fetched_after_a_push_is_not_reviewed_as_the_one_read(rig: Rig) -> None:
+    await rig.watching()
+    number = rig.gh.add_pull()
+    rig.git.before("fetch_pull_head", lambda n: rig.gh.push(n, sha("later")))
+    assert await rig.cycle() == [number]
+    assert rig.claude.requests == [] and rig.item(number).status is Status.PENDING
+    assert rig.item(number).attempts == 0  # not the review's fault
+
+
+# -- what an outsider can make the daemon spend ----------------------------------------------
+
+
+async def test_an_outsiders_later_pushes_wait_for_a_writers_request(rig: Rig) -> None:
+    await rig.watching()
+    number = rig.gh.add_pull(author="eve", fork=True)
+    rig.claude.succeed(REVIEW)
+    assert await rig.cycle() == [number]
+    [(_, state)] = rig.reviewed(number)
+    body = rig.gh.reviews[number][0].body
+    assert "New commits are reviewed when someone with write access comments `/review`" in body
+    for n in range(3):
+        rig.gh.push(number, sha(f"push-{n}"))
+        assert await rig.cycle() == [number]
+    assert len(rig.claude.requests) == 1 and rig.gh.bot_comments(number) == []
+    assert rig.item(number).head_sha == sha("push-2") and rig.item(number).status is Status.DONE
+    assert await rig.cycle() == []  # each held head costs one job, once
+    # Control: a writer's request reviews the head they saw.
+    rig.gh.permissions["carol"] = "write"
+    await rig.seen()
+    rig.gh.comment(number, "/review", user="carol")
+    rig.claude.succeed(REVIEW)
+    assert await rig.cycle() == [number]
+    assert rig.reviewed(number)[-1] == (sha("push-2"), state)
+
+
+async def test_a_writers_later_pushes_are_reviewed(rig: Rig) -> None:
+    await rig.watching()
+    number = rig.gh.add_pull()  # a branch of the repository: its author has write access
+    for n in range(2):
+        rig.claude.succeed(REVIEW)
+        rig.gh.push(number, sha(f"push-{n}"))
+        assert await rig.cycle() == [number]
+    assert len(rig.claude.requests) == 2
+    assert "New commits are reviewed when" not in rig.gh.reviews[number][0].body
+
+
+async def test_the_old_behaviour_reviews_every_push_of_an_outsider(
+    build: Callable[..., Rig],
+) -> None:
+    rig = build(review_outsider_pushes=True)
+    await rig.watching()
+    number = rig.gh.add_pull(author="eve", fork=True)
+    for n in range(2):
+        rig.claude.succeed(REVIEW)
+        rig.gh.push(number, sha(f"push-{n}"))
+        assert await rig.cycle() == [number]
+    assert len(rig.claude.requests) == 2 and "permission" not in rig.gh.names()
+
+
+async def test_automatic_reviews_stop_at_the_daily_cap(build: Callable[..., Rig]) -> None:
+    rig = build(max_reviews_per_day=2)
+    await rig.watching()
+    number = rig.gh.add_pull()
+    for n in range(5):
+        if n < 2:
+            rig.claude.succeed(REVIEW)
+        rig.gh.push(number, sha(f"push-{n}"))
+        assert await rig.cycle() == [number]
+        rig.clock.advance(60)
+    assert len(rig.claude.requests) == 2
+    [notice] = rig.gh.bot_comments(number)  # said once, not at every push
+    assert "had its 2 automatic reviews in the last 24 hours" in notice
+    assert sha("push-2")[:12] in notice
+    # A writer's request is not counted against the cap.
+    rig.gh.permissions["carol"] = "write"
+    await rig.seen()
+    rig.gh.comment(number, "/review", user="carol")
+    rig.claude.succeed(REVIEW)
+    assert await rig.cycle() == [number]
+    assert len(rig.claude.requests) == 3
+    # A day after the first runs, pushes are reviewed again.
+    rig.clock.advance(24 * 3600)
+    rig.claude.succeed(REVIEW)
+    rig.gh.push(number, sha("next-day"))
+    assert await rig.cycle() == [number]
+    assert rig.reviewed(number)[-1] == (sha("next-day"), "COMMENTED")
 
 
 async def test_a_readers_review_request_gets_one_reply(rig: Rig) -> None:

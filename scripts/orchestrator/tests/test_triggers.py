@@ -126,6 +126,7 @@ async def test_a_writers_review_request_survives_a_fault(
     number = _pull(world)
     assert await world.once() == 0  # open before the first watch: remembered, not reviewed
     world.github.set_permission("carol", "write")
+    world.github.advance(1)  # written after the daemon saw the head
     world.github.comment(number, "/review", user="carol")
     _chatter(world, number)
     world.model.script_for(f"Review pull request #{number}", [Text(REVIEW_TEXT)])

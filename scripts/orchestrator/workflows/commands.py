@@ -8,9 +8,10 @@ from datetime import datetime, timedelta
 
 from ..core import triggers
 from ..core.errors import GitHubError, is_transient
-from ..core.models import Comment
+from ..core.models import Comment, PullRequest
 from ..ports import GitHub, StateStore
 from .comment_feed import CommentFeed
+from .pull_heads import PullHeads
 
 log = logging.getLogger(__name__)
 
@@ -89,3 +90,29 @@ async def acknowledge(github: GitHub, comment: Comment, what: str) -> None:
         await github.react_to_comment(comment.id, "eyes")
     except GitHubError as exc:
         log.warning("could not acknowledge %s on #%d: %s", what, comment.issue_number, exc)
+
+
+async def pin_head(
+    github: GitHub,
+    feed: CommentFeed,
+    heads: PullHeads,
+    comment: Comment,
+    pull: PullRequest,
+    trigger: str,
+    verb: str,
+) -> str | None:
+    """The head a writer's command acts on: the one they named, or the one the daemon saw
+    before they wrote. None when nobody can tell which head they saw: then the command is
+    settled with one reply asking them to name the head (`verb` says what was not done)."""
+    command = triggers.parse_command(comment.body, trigger)
+    named = command.sha if command is not None else None
+    pinned = triggers.pinned_head(
+        named, pull.head_sha, heads.sighting(pull.number), comment.created_at
+    )
+    if pinned is None:
+        log.warning("%s of #%d by %s: the head it saw is not known",
+                    verb, pull.number, comment.author)  # fmt: skip
+        reply = triggers.head_unknown(comment.author, pull.head_sha, named, trigger, verb)
+        await github.create_comment(pull.number, reply)
+        feed.mark_handled(comment.id)
+    return pinned

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Sequence
@@ -10,9 +11,23 @@ from pathlib import Path
 
 from ..config import Settings
 from ..core import implement_text as text
-from ..core.decide_implement import IssueStep, needs_label_count, plan_issues, sensitive_paths
+from ..core.decide_implement import (
+    IssueStep,
+    changed_since_label,
+    comments_as_labelled,
+    needs_label_count,
+    plan_issues,
+    sensitive_paths,
+)
 from ..core.errors import GitError, GitHubError, is_transient
-from ..core.models import IMPLEMENT_TOOLS, ClaudeRequest, ClaudeResult, Issue, PullRequest
+from ..core.models import (
+    IMPLEMENT_TOOLS,
+    ClaudeRequest,
+    ClaudeResult,
+    Comment,
+    Issue,
+    PullRequest,
+)
 from ..core.redact import Redactor
 from ..core.triggers import may_command
 from ..core.work import IssueFacts, Status, WorkItem, WorkItemType
@@ -31,6 +46,14 @@ def branch_for(number: int) -> str:
 @dataclass(frozen=True)
 class Failed:
     """An attempt that ended; `comment` tells the issue's readers what happened and what to do."""
+
+    reason: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The label starts no work; `comment` says why and what a writer can do."""
 
     reason: str
     comment: str
@@ -98,14 +121,18 @@ class ImplementWorkflow:
                 head_sha=None,
             )
             try:
-                actor = await self.github.labelled_by(number, self.settings.ready_label)
+                labelling = await self.github.labelling(number, self.settings.ready_label)
+                actor = labelling.actor if labelling is not None else None
                 writes = actor is not None and may_command(await self.github.permission(actor))
             except GitHubError as exc:
                 log.warning("issue #%d not started, planned again next poll: %s", number, exc)
                 return
-            if not writes:
-                await self._refuse_label(item, actor)
+            if labelling is None or not writes:
+                await self._refuse_label(item, Refused(
+                    f"the ready label was applied by {actor}, who cannot write",
+                    text.not_a_writer(actor, self.settings.ready_label)))  # fmt: skip
                 return
+            item = item.with_facts(labelled_at=labelling.at)
         item = item.evolve(status=Status.IN_PROGRESS, started_at=self.clock.now(), finished_at=None)
         self.state.put(item)
         try:
@@ -115,6 +142,9 @@ class ImplementWorkflow:
             return
         if isinstance(outcome, Failed):
             await self._fail(number, outcome)
+            return
+        if isinstance(outcome, Refused):
+            await self._refuse_label(self._items.get(number), outcome)
             return
         self._outbox.queue(
             self._items.get(number),
@@ -126,7 +156,9 @@ class ImplementWorkflow:
         log.info("issue #%d: pull request #%d is ready for review", number, outcome.number)
         await self._outbox.try_send(number)
 
-    async def _attempt(self, number: int, fresh: bool, *, reconcile: bool) -> PullRequest | Failed:
+    async def _attempt(
+        self, number: int, fresh: bool, *, reconcile: bool
+    ) -> PullRequest | Failed | Refused:
         issue = await self.github.get_issue(number)
         base = await self.github.default_branch()
         branch = branch_for(number)
@@ -136,6 +168,16 @@ class ImplementWorkflow:
             log.info("issue #%d: pull request #%d already exists", number, open_pull.number)
             return open_pull
         if fresh:
+            labelled_at = self._items.get(number).issue.labelled_at
+            if labelled_at is not None and changed_since_label(issue.updated_at, labelled_at):
+                return Refused(
+                    "the issue changed after the ready label was applied",
+                    text.changed_since_label(self.settings.ready_label),
+                )
+            # The task is the issue as the writer saw it: later edits never reach Claude.
+            # Kept only as far as the prompt reads it (one past, so the cut still shows).
+            body = issue.body[: text.MAX_BODY_CHARS + 1]
+            self._items.update_facts(number, title=issue.title, body=body)
             await self._acknowledge(issue)
         else:
             resumed = await self._resume_push(issue, branch, base, open_pull)
@@ -213,12 +255,35 @@ class ImplementWorkflow:
             return pushed
         return await self._deliver(issue, branch, base, open_pull)
 
+    async def _task(self, issue: Issue) -> str:
+        """Claude's task: the issue and its comments as they stood when it was labelled."""
+        facts = self._items.get(issue.number).issue
+        if facts.body is not None:
+            issue = dataclasses.replace(issue, title=facts.title or issue.title, body=facts.body)
+        everything = await self.github.list_issue_comments(issue.number)
+        comments, left_out = comments_as_labelled(everything, facts.labelled_at)
+        outsiders = await self._outsiders(comments)
+        drop = self.settings.outsider_comments == "drop"
+        if drop:
+            comments = [c for c in comments if c.author not in outsiders]
+            left_out = len(everything) - len(comments)
+        return text.implement_prompt(
+            issue, comments, outsiders=outsiders, left_out=left_out, outsiders_dropped=drop
+        )
+
+    async def _outsiders(self, comments: list[Comment]) -> frozenset[str]:
+        """The comments' authors without write access (one request per author)."""
+        authors = {c.author for c in comments}
+        return frozenset(
+            [a for a in sorted(authors) if not may_command(await self.github.permission(a))]
+        )
+
     async def _run_claude(self, issue: Issue, worktree: Path, start: str) -> ClaudeResult | Failed:
-        comments = await self.github.list_issue_comments(issue.number)
+        prompt = await self._task(issue)
         # The guidelines of the commit the work starts from (the default branch's, usually).
         own = await self.worktrees.read_file(start, repo_guidelines_path("implement"))
         request = ClaudeRequest(
-            prompt=text.implement_prompt(issue, comments),
+            prompt=prompt,
             cwd=worktree,
             guidelines=guidelines("implement", own),
             tools=IMPLEMENT_TOOLS,
@@ -313,21 +378,21 @@ class ImplementWorkflow:
         comment = text.gave_up(str(exc), MAX_INFRASTRUCTURE_ERRORS, self.settings.ready_label)
         await self._fail(number, Failed(str(exc), comment))
 
-    async def _refuse_label(self, item: WorkItem, actor: str | None) -> None:
-        """The label is someone's without write access: one reply, the label removed, the
-        attempt recorded as refused (a writer's label later counts as a new request)."""
-        log.warning("issue #%d: the ready label was applied by %s, who cannot write",
-                    item.number, actor)  # fmt: skip
+    async def _refuse_label(self, item: WorkItem, refused: Refused) -> None:
+        """The label does not start work (applied by someone without write access, or the
+        issue changed since): one reply, the label removed, the attempt recorded as refused
+        (a writer's label later counts as a new request)."""
+        log.warning("issue #%d not started: %s", item.number, refused.reason)
         self.state.put(item.evolve(status=Status.IN_PROGRESS, started_at=self.clock.now()))
         writes = [
-            outbox.comment(item.number, text.not_a_writer(actor, self.settings.ready_label)),
+            outbox.comment(item.number, refused.comment),
             outbox.remove_label(item.number, self.settings.ready_label),
         ]
         self._outbox.queue(
             self._items.get(item.number),
             writes,
             status=Status.FAILED,
-            last_error=f"the ready label was applied by {actor}, who cannot write",
+            last_error=refused.reason,
             finished_at=self.clock.now(),
         )
         await self._outbox.try_send(item.number)

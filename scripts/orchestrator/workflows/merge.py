@@ -16,11 +16,11 @@ from ..core.errors import Conflict, GitError, GitHubError, NotFound, NotMergeabl
 from ..core.models import CommandResult, Comment, PullRequest
 from ..core.redact import Redactor
 from ..core.text import cut
-from ..core.triggers import may_command, parse_command
+from ..core.triggers import may_command
 from ..core.work import MergeFacts, PassedCommand, Status, WorkItem, WorkItemType
 from ..ports import Checks, Clock, Git, GitHub, Job, StateStore
 from . import outbox
-from .commands import acknowledge, authorised, settle_each
+from .commands import acknowledge, authorised, pin_head, settle_each
 from .comment_feed import CommentFeed
 from .items import MAX_INFRASTRUCTURE_ERRORS, Items
 from .merge_cleanup import clean_up
@@ -102,17 +102,8 @@ class MergeWorkflow:
             return
         if not await authorised(self.github, self.feed, self.state, comment, trigger, "merge"):
             return
-        command = parse_command(comment.body, trigger)
-        named = command.sha if command is not None else None
-        pinned = decide.pinned_head(
-            named, pull.head_sha, self.heads.sighting(pull.number), comment.created_at
-        )
+        pinned = await pin_head(self.github, self.feed, self.heads, comment, pull, trigger, "merge")
         if pinned is None:
-            log.warning("merge of #%d by %s: the head it saw is not known", pull.number,
-                        comment.author)  # fmt: skip
-            reply = text.head_unknown(comment.author, pull.head_sha, named, trigger)
-            await self.github.create_comment(pull.number, reply)
-            self.feed.mark_handled(comment.id)
             return
         known = self.state.get(WorkItemType.MERGE, pull.number)
         with self.state.batch():  # the item and the handled mark land in one write

@@ -1,5 +1,5 @@
 """When the daemon first saw each open pull request's head, on GitHub's clock: what a `/merge`
-written later may land (`decide_merge.pinned_head`)."""
+written later may act on (`triggers.pinned_head`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..core.decide_merge import Sighting
+from ..core.triggers import Sighting
 from ..ports import GitHub, StateStore
 
 log = logging.getLogger(__name__)

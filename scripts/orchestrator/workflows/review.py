@@ -9,7 +9,16 @@ from dataclasses import dataclass
 
 from ..config import Settings
 from ..core import review_text as text
-from ..core.decide_review import ReviewPlan, ReviewStep, plan_reviews
+from ..core.decide_review import (
+    DAY,
+    Hold,
+    ReviewPlan,
+    ReviewStep,
+    hold,
+    needs_author_permission,
+    plan_reviews,
+    runs_within_a_day,
+)
 from ..core.errors import GitError, GitHubError, is_transient
 from ..core.models import READ_ONLY_TOOLS, ClaudeRequest, Comment, PullRequest, ReviewEvent
 from ..core.redact import Redactor
@@ -20,9 +29,10 @@ from ..core.work import KeptReview, ReviewFacts, Status, WorkItem, WorkItemType
 from ..guidelines import guidelines, repo_guidelines_path
 from ..ports import Claude, Clock, Git, GitHub, Job, StateStore
 from . import outbox
-from .commands import acknowledge, authorised, settle_each
+from .commands import acknowledge, authorised, pin_head, settle_each
 from .comment_feed import CommentFeed
 from .items import Items
+from .pull_heads import PullHeads
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +48,7 @@ class NotReviewed:
     """Claude could not produce a review; `error` says why."""
 
     error: str
+    transient: bool = False  # not the review's fault: the attempt is not counted
 
 
 @dataclass
@@ -50,6 +61,7 @@ class ReviewWorkflow:
     worktrees: Git
     claude: Claude
     feed: CommentFeed
+    heads: PullHeads
     redactor: Redactor
     clock: Clock
     name: str = "review"
@@ -62,7 +74,7 @@ class ReviewWorkflow:
     async def poll(self) -> Sequence[Job]:
         await self._outbox.send_all()  # failure comments a fault held back
         pulls = await self.github.list_open_pulls()
-        requested = await self._review_requests({p.number for p in pulls})
+        requested = await self._review_requests({p.number: p for p in pulls})
         items = {i.number: i for i in self.state.items(WorkItemType.PR_REVIEW)}
         baseline_taken = self.state.get_meta(BASELINE_META) is not None
         plans = plan_reviews(
@@ -98,28 +110,35 @@ class ReviewWorkflow:
             )
         )
 
-    async def _review_requests(self, open_numbers: set[int]) -> set[int]:
+    async def _review_requests(self, open_pulls: dict[int, PullRequest]) -> set[int]:
         """Pull requests whose review was asked for by a writer; readers get one reply.
 
-        A writer's request is stored in the item in the same write that settles the comment,
-        so no fault between here and the posted review can lose it.
+        A request pins the head its writer saw (or named), as `/merge` does, and reviews only
+        that one. It is stored in the item in the same write that settles the comment, so no
+        fault between here and the posted review can lose it.
         """
         trigger = self.settings.review_comment_trigger
 
         async def accept(comment: Comment) -> None:
             number = comment.issue_number
-            if number not in open_numbers:
+            pull = open_pulls.get(number)
+            if pull is None:
                 self.feed.mark_handled(comment.id)  # an issue, or a closed pull request
                 return
             if not await authorised(
                 self.github, self.feed, self.state, comment, trigger, "ask for a review"
             ):
                 return
+            pinned = await pin_head(
+                self.github, self.feed, self.heads, comment, pull, trigger, "review"
+            )
+            if pinned is None:
+                return
             item = self.state.get(WorkItemType.PR_REVIEW, number) or WorkItem(
                 type=WorkItemType.PR_REVIEW, number=number, status=Status.DONE
             )
             with self.state.batch():
-                self.state.put(item.with_facts(requested=True))
+                self.state.put(item.with_facts(requested=True, requested_head=pinned))
                 self.feed.mark_handled(comment.id)
             await acknowledge(self.github, comment, "review")
 
@@ -127,7 +146,7 @@ class ReviewWorkflow:
         return {
             i.number
             for i in self.state.items(WorkItemType.PR_REVIEW)
-            if i.review.requested and i.number in open_numbers
+            if i.review.requested and i.number in open_pulls
         }
 
     async def run(self, number: int, step: ReviewStep) -> None:
@@ -147,6 +166,27 @@ class ReviewWorkflow:
         # A writer's request is taken up here; its retries keep it as `forced`.
         facts = item.review
         forced = facts.requested or facts.forced
+        writes: bool | None = None
+        if new_head:  # a retry was let through when its head first came up
+            try:
+                if needs_author_permission(
+                    forced=forced, review_outsider_pushes=self.settings.review_outsider_pushes
+                ):
+                    writes = may_command(await self.github.permission(pull.author))
+            except GitHubError as exc:
+                log.warning("review of #%d planned again: %s", number, exc)
+                return
+            held = hold(
+                facts,
+                pull.head_sha,
+                forced=forced,
+                author_writes=writes,
+                daily_cap=self.settings.max_reviews_per_day,
+                now=self.clock.now(),
+            )
+            if held is not None:
+                await self._hold(item, pull, held)
+                return
         item = item.evolve(
             status=Status.IN_PROGRESS,
             head_sha=pull.head_sha,
@@ -166,9 +206,9 @@ class ReviewWorkflow:
                 log.info("posting the review of #%d written before a fault", pull.number)
                 await self._post(pull.number, kept)
                 return
-            outcome = await self._review(pull, item)
+            outcome = await self._review(pull, item, writes)
             if isinstance(outcome, NotReviewed):
-                await self._failed(pull, outcome.error)
+                await self._failed(pull, outcome.error, transient=outcome.transient)
         except (GitHubError, GitError) as exc:
             await self._failed(pull, str(exc), transient=is_transient(exc))
 
@@ -186,13 +226,53 @@ class ReviewWorkflow:
         reviews = await self.github.list_reviews(pull.number)
         return any(r.author == login and r.commit_id == pull.head_sha for r in reviews)
 
-    async def _review(self, pull: PullRequest, item: WorkItem) -> NotReviewed | None:
+    async def _hold(self, item: WorkItem, pull: PullRequest, held: Hold) -> None:
+        """A due review runs no Claude (`decide_review.hold`): say so where someone must act."""
+        trigger = self.settings.review_comment_trigger
+        facts = item.review
+        head = pull.head_sha
+        log.info("review of #%d at %s not run: %s", pull.number, head[:12], held.value)
+        match held:
+            case Hold.HEAD_MOVED:
+                # The writer's request ends; the new head is planned as any push is.
+                notice = text.head_moved(facts.requested_head or "", head, trigger)
+                done = facts.but(requested=False, forced=False, requested_head=None)
+                self._outbox.queue(
+                    item, [outbox.comment(pull.number, notice)], status=Status.DONE, facts=done
+                )
+            case Hold.OUTSIDER_PUSH:  # their first review said how to ask for more
+                self.state.put(item.evolve(status=Status.DONE, head_sha=head))
+            case Hold.DAILY_CAP:
+                now = self.clock.now()
+                if facts.capped_at is not None and now - facts.capped_at < DAY:
+                    self.state.put(item.evolve(status=Status.DONE, head_sha=head))
+                    return  # said once a day is enough
+                cap = self.settings.max_reviews_per_day
+                notice = text.capped(head, cap, trigger)
+                self._outbox.queue(
+                    item,
+                    [outbox.comment(pull.number, notice)],
+                    status=Status.DONE,
+                    head_sha=head,
+                    facts=facts.but(capped_at=now),
+                )
+        await self._outbox.try_send(pull.number)
+
+    async def _review(
+        self, pull: PullRequest, item: WorkItem, author_writes: bool | None
+    ) -> NotReviewed | None:
         head = await self.worktrees.fetch_pull_head(pull.number)  # works for forks too
+        if head != pull.head_sha:
+            # Pushed since the pull request was read: that head was not let through (pinned by
+            # a writer, or gated as an outsider's push). The next poll plans it.
+            return NotReviewed(f"the head moved to {head[:12]} during the review", transient=True)
         base = await self.worktrees.fetch_branch(pull.base_ref)
         previous = await self._previous_head(item, head)
         worktree = await self.worktrees.detached_worktree(f"pr-review-{pull.number}", head)
         try:
-            diff = await self.worktrees.diff(previous or base, head, cwd=worktree)
+            diff = await self.worktrees.diff(
+                previous or base, head, cwd=worktree, limit=text.MAX_DIFF
+            )
             # After the diff (which shows the PR's own changes to them): what steers Claude in
             # the checkout is the base's.
             await self.worktrees.restore_steering(worktree, base)
@@ -209,6 +289,10 @@ class ReviewWorkflow:
                 timeout=self.settings.claude_timeout,
                 setting_sources=(),  # the checkout is untrusted: no project settings or hooks
             )
+            if not item.review.forced:  # counted against the daily cap of automatic runs
+                now = self.clock.now()
+                runs = (*runs_within_a_day(item.review, now), now)
+                self._items.update_facts(pull.number, runs=runs)
             result = await self.claude.run(request)
         finally:
             await self.worktrees.remove(worktree)
@@ -221,13 +305,19 @@ class ReviewWorkflow:
             not self_authored
             and self.settings.review_event == ReviewEvent.APPROVE
             and text.parse_verdict(result.text) == ReviewEvent.APPROVE
-            and may_command(await self.github.permission(pull.author))
+            and (
+                author_writes
+                if author_writes is not None
+                else may_command(await self.github.permission(pull.author))
+            )
         )
         event = text.choose_event(
             result.text, self.settings.review_event, own=self_authored, author_writes=writes
         )
+        # An outsider learns, in their first review, how later pushes get reviewed.
+        later = self.settings.review_comment_trigger if author_writes is False else None
         kept = KeptReview(
-            body=self.redactor.redact(text.review_body(result, head, previous)),
+            body=self.redactor.redact(text.review_body(result, head, previous, later=later)),
             event=event,
             commit_id=head,
             text=self.redactor.redact(result.text),
@@ -263,6 +353,7 @@ class ReviewWorkflow:
         facts = facts.but(
             unposted=None,
             forced=False,
+            requested_head=None,
             reviewed=(*facts.reviewed, head)[-MAX_REVIEWED:],
             last_review=facts.last_review if body is None else tail(body, MAX_LAST_REVIEW),
         )
@@ -308,7 +399,7 @@ class ReviewWorkflow:
             pull.head_sha, item.attempts, error, self.settings.review_comment_trigger
         )
         self._outbox.queue(
-            item.with_facts(forced=False),
+            item.with_facts(forced=False, requested_head=None),
             [outbox.comment(pull.number, notice)],
             status=Status.FAILED,
             last_error=error,

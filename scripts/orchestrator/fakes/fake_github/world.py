@@ -46,6 +46,13 @@ class WorldBuilder:
         with self._store.lock:
             self._store.add_labels(self._store.issue(number), labels, self._who(user))
 
+    def edit_issue(self, number: int, body: str, *, user: str | None = None) -> None:
+        """`user` rewrites the issue's body, as `PATCH /issues/{n}` does (`updated_at` moves)."""
+        with self._store.lock:
+            issue = self._store.issue(number)
+            issue.body = body
+            self._store.touch(issue)
+
     def remove_label(self, number: int, label: str, *, user: str | None = None) -> None:
         with self._store.lock:
             self._store.remove_label(self._store.issue(number), label, self._who(user))
@@ -124,18 +131,25 @@ class WorldBuilder:
         draft: bool = False,
         labels: Iterable[str] = (),
     ) -> int:
-        """Open a pull request from `head`, a branch that already exists in origin."""
+        """Open a pull request from `head`, a branch that already exists in origin.
+
+        Its author gets write access unless a test gave them a role: pushing a branch to the
+        repository takes it (an outsider's pull request comes from a fork: `create_fork_pull`).
+        """
         with self._store.lock:
+            author = self._who(user)
+            if author.lower() not in self._store.roles:
+                self._store.set_role(author, "write")
             issue = ops.create_pull(
                 self._store,
                 title=title,
                 head=head,
                 base=base or self.default_branch,
                 body=body,
-                author=self._who(user),
+                author=author,
                 draft=draft,
             )
-            self._store.add_labels(issue, labels, self._who(user))
+            self._store.add_labels(issue, labels, author)
             return issue.number
 
     def create_fork_pull(
