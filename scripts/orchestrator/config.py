@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 from urllib.parse import urlparse
 
+from dotenv import dotenv_values
 from pydantic import (
     Field,
-    PositiveFloat,
     PositiveInt,
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
@@ -36,6 +38,8 @@ class ConfigError(Exception):
 
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
+# `inf` and `nan` parse as floats: a poll interval of `inf` would poll once, then never again.
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class Settings(BaseSettings):
@@ -147,6 +151,21 @@ class Settings(BaseSettings):
             raise ValueError("expected an http(s) URL such as https://api.github.com")
         return value.strip().rstrip("/")
 
+    @model_validator(mode="after")
+    def _distinct(self) -> Settings:
+        # GitHub's label names ignore case; the triggers are matched exactly.
+        if self.ready_label.lower() == self.failed_label.lower():
+            raise ValueError(
+                f"FAILED_LABEL={self.failed_label!r} is not valid: it is also READY_LABEL, so "
+                "a failure would ask for a new attempt; expected another label"
+            )
+        if self.merge_comment_trigger == self.review_comment_trigger:
+            raise ValueError(
+                f"REVIEW_COMMENT_TRIGGER={self.review_comment_trigger!r} is not valid: it is "
+                "also MERGE_COMMENT_TRIGGER; expected another command"
+            )
+        return self
+
     @property
     def owner(self) -> str:
         return self.github_repo.split("/", 1)[0]
@@ -201,6 +220,12 @@ def load_settings(env_file: Path | None = Path(".env"), **overrides: Any) -> Set
         raise ConfigError(_describe(exc)) from None
     except SettingsError as exc:
         raise ConfigError(_describe_settings_error(exc)) from None
+    empty = _set_but_empty(env_file)
+    if empty is not None:
+        raise ConfigError(
+            f"{empty.upper()} is set but empty: expected a value (remove the line to use the "
+            f"default, {_shown(Settings.model_fields[empty].default)})"
+        )
     if settings.github_token is None or not settings.github_token.get_secret_value().strip():
         settings.github_token = SecretStr(_gh_cli_token(settings.github_api_url))
     settings.repo_path = _git_toplevel(settings.repo_path)
@@ -214,9 +239,34 @@ def load_settings(env_file: Path | None = Path(".env"), **overrides: Any) -> Set
     return settings
 
 
+def _shown(default: Any) -> str:
+    return str(default).lower() if isinstance(default, bool) else repr(default)
+
+
+def _set_but_empty(env_file: Path | None) -> str | None:
+    """A setting given as an empty value that has no "unset" meaning (a label, a trigger, a
+    number, a switch), which pydantic-settings would silently replace with its default.
+    Optional settings (`CLAUDE_MODEL=`) and lists may be empty."""
+    given: dict[str, str | None] = {}
+    if env_file is not None and env_file.is_file():
+        given.update((k.lower(), v) for k, v in dotenv_values(env_file).items())
+    given.update((k.lower(), v) for k, v in os.environ.items())
+    for name, field in Settings.model_fields.items():
+        value = given.get(name)
+        if value is None or value.strip():
+            continue
+        kind = get_origin(field.annotation)
+        if kind is list or type(None) in get_args(field.annotation):
+            continue
+        return name
+    return None
+
+
 def _describe(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    field = str(err["loc"][0]) if err["loc"] else "settings"
+    if not err["loc"]:  # a rule across settings: its message names them
+        return str(err["msg"]).removeprefix("Value error, ")
+    field = str(err["loc"][0])
     var = field.upper()
     if err["type"] == "missing":
         return f"{var} is required (expected {_EXPECTED.get(field, 'a value')})"
@@ -240,6 +290,7 @@ _FRIENDLY = {
     "int_parsing": "expected a whole number",
     "int_from_float": "expected a whole number",
     "float_parsing": "expected a number",
+    "finite_number": "expected a finite number",
     "bool_parsing": "expected true or false",
     "enum": "expected one of " + ", ".join(e.value for e in ReviewEvent),
     "string_too_short": "expected a non-empty value",

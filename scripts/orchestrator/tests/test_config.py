@@ -193,6 +193,17 @@ def test_environment_wins_over_dotenv(monkeypatch: pytest.MonkeyPatch, clean_env
         ("MERGE_COMMENT_TRIGGER", "  ", "one-line command"),
         ("REVIEW_EVENT", "LGTM", "COMMENT, REQUEST_CHANGES, APPROVE"),
         ("OUTSIDER_COMMENTS", "hide", "'mark' or 'drop'"),
+        ("POLL_INTERVAL", "inf", "a finite number"),
+        ("CLAUDE_TIMEOUT", "nan", "a finite number"),
+        (
+            "READY_LABEL",
+            "",
+            "set but empty: expected a value (remove the line to use the default, 'ready')",
+        ),
+        ("MERGE_COMMENT_TRIGGER", "", "set but empty"),
+        ("AUTO_MERGE_ENABLED", "", "default, true"),
+        ("FAILED_LABEL", "READY", "also READY_LABEL"),
+        ("REVIEW_COMMENT_TRIGGER", "/merge", "also MERGE_COMMENT_TRIGGER"),
         ("MAX_REVIEWS_PER_DAY", "0", "greater than 0"),
         ("GITHUB_API_URL", "api.github.com", "http(s) URL"),
         ("REPO_PATH", "/", "git repository"),
@@ -286,6 +297,15 @@ def test_token_is_hidden_in_repr() -> None:
     s = load_settings()
     assert TOKEN not in repr(s)
     assert TOKEN not in str(s.model_dump())
+
+
+def test_an_empty_label_in_dotenv_is_refused_not_defaulted(clean_env: Path) -> None:
+    (clean_env / ".env").write_text("GITHUB_REPO=a/b\nGITHUB_TOKEN=x\nREADY_LABEL=\nCLAUDE_MODEL=\n")
+    with pytest.raises(ConfigError, match=r"^READY_LABEL is set but empty"):
+        load_settings()
+    # Optional settings may be empty: that is how .env.example leaves them unset.
+    (clean_env / ".env").write_text("GITHUB_REPO=a/b\nGITHUB_TOKEN=x\nCLAUDE_MODEL=\n")
+    assert load_settings().claude_model is None
 
 
 def test_env_example_lists_every_variable_with_its_default(
