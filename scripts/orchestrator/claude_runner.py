@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import tempfile
@@ -19,6 +20,7 @@ from claude_agent_sdk import (
     ClaudeSDKError,
     ResultMessage,
     TextBlock,
+    ToolUseBlock,
     query,
 )
 
@@ -36,6 +38,38 @@ SDK_ENV = ("CLAUDE_CODE_ENTRYPOINT", "CLAUDE_AGENT_SDK_VERSION")  # set by claud
 RUN_MARKER_ENV = "CLAUDE_ORCHESTRATOR_RUN"  # tags every process of one run, to reap leftovers
 STDERR_TAIL = 40
 REAP_SETTLE = 0.2  # seconds between the two passes that kill a run's leftovers
+PROGRESS_EVERY = 30.0  # seconds between the progress lines of a running Claude run
+
+
+class Progress:
+    """What a running Claude run has done so far, for the steady progress line."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.turns = 0
+        self.tool: str | None = None
+
+    def saw(self, message: AssistantMessage) -> None:
+        self.turns += 1
+        tools = [b.name for b in message.content if isinstance(b, ToolUseBlock)]
+        if tools:
+            self.tool = tools[-1]
+            log.debug("Claude, turn %d: %s", self.turns, ", ".join(tools))
+
+    def line(self, now: float) -> str:
+        doing = f"using {self.tool}" if self.tool else "thinking"
+        return f"Claude is working: turn {self.turns}, {doing}, {_elapsed(now - self.started)}"
+
+    async def report(self, every: float) -> None:
+        """Log the line every `every` seconds, until cancelled."""
+        while True:
+            await anyio.sleep(every)
+            log.info("%s", self.line(time.monotonic()))
+
+
+def _elapsed(seconds: float) -> str:
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}m{rest:02d}s" if minutes else f"{rest}s"
 
 
 class ClaudeRunner(Protocol):
@@ -137,10 +171,16 @@ class SdkClaudeRunner:
         started = time.monotonic()
         texts: list[str] = []
         result: ResultMessage | None = None
+        progress = Progress(started)
+        log.info("Claude starts (%s; at most %d turns, %s)", ", ".join(request.tools),
+                 request.max_turns, _elapsed(request.timeout))  # fmt: skip
+        # A task, not a task group: the group would wrap the SDK's errors in an ExceptionGroup.
+        ticker = asyncio.ensure_future(progress.report(PROGRESS_EVERY))
         try:
             with anyio.fail_after(request.timeout):
                 async for message in query(prompt=request.prompt, options=options):
                     if isinstance(message, AssistantMessage):
+                        progress.saw(message)
                         texts += [b.text for b in message.content if isinstance(b, TextBlock)]
                     elif isinstance(message, ResultMessage):
                         result = message
@@ -158,6 +198,7 @@ class SdkClaudeRunner:
             error = _result_error(result) if result is not None else f"Claude Code failed: {exc}"
             return _failed(result, texts, started, stderr, error)
         finally:
+            ticker.cancel()
             with anyio.CancelScope(shield=True):
                 await _reap(marker)
         if result is None:

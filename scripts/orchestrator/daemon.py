@@ -117,8 +117,11 @@ class Daemon:
 
     async def _guarded(self, job: Job) -> None:
         with item_context(job.label):
+            if self._slots.locked():
+                log.info("waits: every slot is busy (MAX_CONCURRENT)")
             async with self._slots:
-                log.debug("started")
+                started = asyncio.get_running_loop().time()
+                log.info("started")
                 try:
                     await job.run()
                 except asyncio.CancelledError:
@@ -126,6 +129,21 @@ class Daemon:
                 except Exception:  # a crashed job is logged; the daemon goes on
                     self.failures += 1
                     log.exception("job crashed")
+                    return
+                took = asyncio.get_running_loop().time() - started
+                log.info("ended after %.1fs: %s", took, self._outcome(job))
+
+    def _outcome(self, job: Job) -> str:
+        """The item's status after its job, as one phrase: `done (pull request #7)`."""
+        item = self._state.get(job.kind, job.number)
+        if item is None:
+            return "nothing recorded (it will be planned again)"
+        said = item.status.value.replace("_", " ")
+        if item.pr_number is not None:
+            said += f" (pull request #{item.pr_number})"
+        if item.status in (Status.FAILED, Status.PENDING) and item.last_error:
+            said += f": {item.last_error}"
+        return said
 
     async def _drain(self) -> None:
         """Wait for every running job, unless a stop is requested first."""

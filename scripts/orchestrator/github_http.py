@@ -1,4 +1,4 @@
-"""GitHub HTTP policy for githubkit: retries, rate limits, spacing of writes, errors mapped once."""
+"""githubkit's HTTP policy: timeouts, retries, rate limits, spaced writes, errors mapped once."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ __all__ = [
     "NotMergeable",
     "RateLimited",
     "RetryPolicy",
+    "TimeoutTransport",
     "Unprocessable",
     "WriteSpacingThrottler",
     "map_error",
@@ -134,7 +135,8 @@ class RetryPolicy:
         wait = self._wait(exc, retry_count)
         if wait is None or wait > self.max_wait:
             return RetryOption(False)
-        log.warning("GitHub call failed (%s); retrying in %.1fs", _describe(exc), wait)
+        log.warning("GitHub %s; retrying in %.1fs (retry %d of %d)",
+                    _describe(exc), wait, retry_count + 1, self.max_retries)  # fmt: skip
         return RetryOption(True, timedelta(seconds=wait))
 
     def _wait(self, exc: GitHubException, retry_count: int) -> float | None:
@@ -162,9 +164,31 @@ def _method(exc: RequestError[Any]) -> str | None:
 
 
 def _describe(exc: GitHubException) -> str:
+    """What failed, naming the request: what the daemon was waiting for."""
     if isinstance(exc, RequestFailed):
-        return f"{exc.request.method} {exc.request.url.path} -> {exc.response.status_code}"
+        return f"{exc.request.method} {exc.request.url.path} answered {exc.response.status_code}"
+    if isinstance(exc, RequestTimeout):
+        return f"{exc.request.method} {exc.request.url.path} gave no answer in time"
+    if isinstance(exc, RequestError):
+        try:
+            request = exc.exc.request
+        except (AttributeError, RuntimeError):  # an error before a request was built
+            return f"request failed ({exc.exc.__class__.__name__})"
+        return f"{request.method} {request.url.path} failed ({exc.exc.__class__.__name__})"
     return exc.__class__.__name__
+
+
+class TimeoutTransport(httpx.AsyncHTTPTransport):
+    """Puts the timeout back on every request: githubkit's cache (hishel 1.4) rebuilds
+    requests without it (hishel issue #484), so a stalled answer would be awaited forever."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self._timeout = httpx.Timeout(timeout).as_dict()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request.extensions = {**request.extensions, "timeout": self._timeout}
+        return await super().handle_async_request(request)
 
 
 class WriteSpacingThrottler(LocalThrottler):

@@ -21,7 +21,8 @@ class GitHubError(ExternalError):
     """A GitHub API call failed; `status` is the HTTP status (0 when no answer came)."""
 
     def __init__(self, status: int, message: str, method: str = "", url: str = "") -> None:
-        super().__init__(f"GitHub {method} {url} answered {status}: {message}".strip())
+        said = f"answered {status}" if status else "gave no answer"
+        super().__init__(" ".join(f"GitHub {method} {url} {said}: {message}".split()))
         self.status = status
         self.message = message
 

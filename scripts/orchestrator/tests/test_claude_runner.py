@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from scripts.orchestrator import claude_runner
 from scripts.orchestrator.claude_runner import SdkClaudeRunner
 from scripts.orchestrator.core.models import (
     IMPLEMENT_TOOLS,
     READ_ONLY_TOOLS,
     ClaudeRequest,
 )
-from scripts.orchestrator.fakes.model_script import ApiError, Hang, Text, bash, write
+from scripts.orchestrator.fakes.model_script import ApiError, Delay, Hang, Text, bash, write
 from scripts.orchestrator.fakes.scripted_model import ScriptedModel, bundled_cli_path
 
 from .fixtures_model import wait_until_gone
@@ -51,6 +52,26 @@ async def test_a_run_writes_files_and_reports_cost_and_turns(
     assert "GUIDELINES-MARKER: be careful" in first.system
     assert "Implement issue #1" in first.first_user_text
     assert set(first.direct_tool_names) == set(IMPLEMENT_TOOLS)
+
+
+async def test_a_long_run_says_at_a_steady_interval_what_it_is_doing(
+    runner: SdkClaudeRunner,
+    scripted_model: ScriptedModel,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(claude_runner, "PROGRESS_EVERY", 0.2)
+    # The model takes its time over the second turn: the run is busy, and says so.
+    scripted_model.script(write({"hello.txt": "hi\n"}), Delay(1.5, Text("Added hello.txt.")))
+    with caplog.at_level("INFO", logger=claude_runner.__name__):
+        result = await runner.run(_request(tmp_path, max_turns=7, timeout=90))
+    assert result.ok, result.error
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == f"Claude starts ({', '.join(IMPLEMENT_TOOLS)}; at most 7 turns, 1m30s)"
+    working = [line for line in lines if line.startswith("Claude is working: turn 1, using Write")]
+    assert working, lines
+    assert working[-1].endswith("s") and not any("turn 3" in line for line in lines)
 
 
 async def test_read_only_runs_are_offered_only_read_tools(

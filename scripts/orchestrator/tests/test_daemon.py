@@ -152,3 +152,36 @@ async def test_first_watch_is_recorded_once(state: State) -> None:
     assert first
     await _daemon(state).run(once=True)
     assert state.get_meta(FIRST_WATCHED_META) == first
+
+
+async def test_every_start_wait_and_outcome_is_one_info_line(
+    state: State, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate = asyncio.Event()
+
+    def job(n: int, status: Status) -> Job:
+        async def run() -> None:
+            await gate.wait()
+            failed = status is Status.FAILED
+            state.put(WorkItem(type=WorkItemType.ISSUE, number=n, status=status,
+                               pr_number=None if failed else 7,
+                               last_error="Claude failed" if failed else None))  # fmt: skip
+
+        return Job(WorkItemType.ISSUE, n, run)
+
+    daemon = _daemon(
+        state, ListSource("s", lambda: [job(1, Status.DONE), job(2, Status.FAILED)]),
+        max_concurrent=1,
+    )  # fmt: skip
+    with caplog.at_level("INFO"):
+        await daemon.cycle()
+        for _ in range(3):  # both tasks run up to the slot (yields, not waits)
+            await asyncio.sleep(0)
+        gate.set()
+        await daemon._drain()
+    lines = [r.getMessage() for r in caplog.records if r.name.endswith(".daemon")]
+    assert lines.count("started") == 2
+    assert lines.count("waits: every slot is busy (MAX_CONCURRENT)") == 1
+    ended = [line for line in lines if line.startswith("ended after")]
+    assert ended[0].endswith(": done (pull request #7)")
+    assert ended[1].endswith(": failed: Claude failed")

@@ -272,7 +272,9 @@ async def test_rate_limited_message_names_the_request(
     assert f"{ISSUES}/{number}" in str(caught.value)
 
 
-async def test_a_slow_answer_times_out_and_is_retried(fake_github: FakeGitHub) -> None:
+async def test_a_slow_answer_times_out_and_is_retried(
+    fake_github: FakeGitHub, caplog: pytest.LogCaptureFixture
+) -> None:
     number = fake_github.create_issue("x")
     fake_github.faults.slow_next(2.0, method="GET", path=rf"/issues/{number}$")
 
@@ -282,6 +284,10 @@ async def test_a_slow_answer_times_out_and_is_retried(fake_github: FakeGitHub) -
         elapsed = time.monotonic() - started
 
     assert elapsed < 1.5, f"waited {elapsed:.1f}s for a 0.3s timeout"
+    # The log names what the daemon was waiting for, at the first timeout.
+    [said] = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert said.startswith(f"GitHub GET {ISSUES}/{number} gave no answer in time; retrying in")
+    assert said.endswith("(retry 1 of 3)")
 
 
 async def test_no_answer_is_status_0() -> None:
