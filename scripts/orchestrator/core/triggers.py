@@ -10,6 +10,7 @@ from .text import PREFIX
 
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
 _SHA = re.compile(r"[0-9a-fA-F]{7,40}")
+FULL_SHA = 40
 
 
 @dataclass(frozen=True)
@@ -54,16 +55,19 @@ def pinned_head(
     """The head a command (`/merge`, `/review`) written at `written_at` (GitHub's clock) may
     act on, or None when nobody can tell which head its writer saw.
 
-    A named head (`/merge 1a2b3c4`) is pinned if it is still the head. Otherwise the head must
-    have been the head, as the daemon saw it, strictly before the comment was written: GitHub's
-    times have whole seconds, and a push within the comment's second may have followed it.
-    Commit dates prove nothing (their author sets them).
+    The head must have been the head, as the daemon saw it, strictly before the comment was
+    written: GitHub's times have whole seconds, and a push within the comment's second may have
+    followed it. Commit dates prove nothing (their author sets them). A named head (`/merge
+    1a2b3c4`) must also be the head now; a prefix is not proof of which commit the writer saw
+    (an author can make a look-alike commit sharing 12 hex digits in seconds), so only a full
+    40-digit SHA is pinned without the daemon having seen it first.
     """
-    if named is not None:
-        return head_now if head_now.lower().startswith(named.lower()) else None
-    if sighting is not None and sighting.sha == head_now and sighting.at < written_at:
-        return head_now
-    return None
+    seen_before = sighting is not None and sighting.sha == head_now and sighting.at < written_at
+    if named is None:
+        return head_now if seen_before else None
+    if not head_now.lower().startswith(named.lower()):
+        return None
+    return head_now if seen_before or len(named) == FULL_SHA else None
 
 
 def may_command(permission: str) -> bool:
@@ -82,7 +86,7 @@ def not_allowed(author: str, trigger: str, action: str) -> str:
 def head_unknown(author: str, head: str, named: str | None, trigger: str, verb: str) -> str:
     """The one reply to a command (`verb`: merge, review) whose writer may not have seen the
     head there is now."""
-    if named is not None:
+    if named is not None and not head.lower().startswith(named.lower()):
         why = f"the head is `{head[:12]}`, not `{named}`"
     else:
         why = (
@@ -90,7 +94,8 @@ def head_unknown(author: str, head: str, named: str | None, trigger: str, verb: 
             "tell which commits you saw"
         )
     done = f"{verb}d" if verb.endswith("e") else f"{verb}ed"
+    # The full SHA: a prefix can be matched by a look-alike commit pushed meanwhile.
     return (
         f"{PREFIX} @{author} nothing was {done}: {why}. To {verb} the head as it is now, check "
-        f"it and comment `{trigger} {head[:12]}`."
+        f"it and comment `{trigger} {head}`."
     )

@@ -21,8 +21,14 @@ HEAD, OLD = "a" * 40, "b" * 40
         (None, Sighting(HEAD, T + timedelta(seconds=5)), None),  # first seen after it
         (None, Sighting(OLD, T - timedelta(seconds=60)), None),  # the head changed since
         (None, None, None),  # never seen (e.g. the daemon started after the comment)
-        ("aaaaaaa", None, HEAD),  # named: no sighting needed
-        ("AAAAAAAA", Sighting(OLD, T - timedelta(seconds=60)), HEAD),
+        ("aaaaaaa", Sighting(HEAD, T - timedelta(seconds=1)), HEAD),  # named, and seen before
+        ("AAAAAAAA", Sighting(HEAD, T - timedelta(seconds=60)), HEAD),
+        ("a" * 40, None, HEAD),  # a full SHA names one commit: no sighting needed
+        ("A" * 40, Sighting(OLD, T - timedelta(seconds=60)), HEAD),
+        # A prefix of a head the daemon never saw: an author's look-alike of the named commit.
+        ("aaaaaaa", None, None),
+        ("a" * 12, Sighting(OLD, T - timedelta(seconds=60)), None),
+        ("a" * 39, Sighting(HEAD, T), None),  # seen only in the comment's own second
         ("bbbbbbb", Sighting(OLD, T - timedelta(seconds=60)), None),  # named, but not the head
     ],
 )
@@ -34,6 +40,9 @@ def test_pinned_head(named: str | None, sighting: Sighting | None, pinned: str |
 def test_the_reply_names_the_head_and_the_command_that_acts_on_it(verb: str, done: str) -> None:
     unnamed = head_unknown("carol", HEAD, None, f"/{verb}", verb)
     assert f"@carol nothing was {done}" in unnamed and "changed around your" in unnamed
-    assert unnamed.endswith(f"comment `/{verb} {HEAD[:12]}`.")
+    assert unnamed.endswith(f"comment `/{verb} {HEAD}`.")  # the full SHA: no look-alike
     named = head_unknown("carol", HEAD, "bbbbbbb", f"/{verb}", verb)
     assert f"the head is `{HEAD[:12]}`, not `bbbbbbb`" in named
+    # A prefix of the head that the daemon had not seen: the head changed around it.
+    prefix = head_unknown("carol", HEAD, HEAD[:12], f"/{verb}", verb)
+    assert "changed around your" in prefix and "not `" not in prefix

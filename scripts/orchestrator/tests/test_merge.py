@@ -327,6 +327,6 @@ async def test_only_a_head_the_writer_could_have_seen_is_merged(
         assert not merged and "backdoor.py" not in on_main
         head = world.github.pull(number)["head"]["sha"]
         (reply,) = [c for c in world.bot_comments(number) if "nothing was merged" in c]
-        assert f"`/merge {head[:12]}`" in reply
+        assert f"`/merge {head}`" in reply
     else:
         assert merged and "feature.py" in on_main

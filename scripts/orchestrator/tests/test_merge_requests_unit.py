@@ -251,10 +251,32 @@ async def test_a_push_between_the_merge_and_the_next_look_is_not_merged(rig: Rig
     assert "nothing was merged" in reply and f"/merge {sha('backdoor')[:12]}" in reply
     assert rig.state.get(WorkItemType.MERGE, number) is None
     assert "merge_pull" not in rig.gh.names() and seen_head != sha("backdoor")
-    # The control: the writer checks the new head and names it.
+    # The control: the writer reads the reply, checks the new head and names it.
+    rig.clock.advance(1)
     rig.gh.comment(number, f"/merge {sha('backdoor')[:7]}", user="carol")
     assert await rig.cycle() == [number]
     assert rig.item(number).merge.requested_head == sha("backdoor")
+
+
+async def test_a_look_alike_of_the_named_head_is_not_merged(rig: Rig) -> None:
+    """The attack: the writer names the head the daemon showed them by 12 hex digits; before
+    the next look the author force-pushes a commit whose SHA shares those digits."""
+    await rig.cycle()
+    shown = "abc123def456" + "0" * 28
+    twin = "abc123def456" + "f" * 28
+    number = rig.gh.add_pull(head=shown, author="eve", fork=True)
+    rig.gh.permissions["carol"] = "write"
+    await rig.seen()
+    rig.gh.comment(number, f"/merge {shown[:12]}", user="carol")
+    rig.gh.push(number, twin)
+    assert await rig.cycle() == []
+    assert "cannot tell which commits you saw" in rig.one_comment(number)
+    assert rig.state.get(WorkItemType.MERGE, number) is None
+    # The control: the full SHA names one commit, whoever pushed it last.
+    rig.clock.advance(1)
+    rig.gh.comment(number, f"/merge {twin}", user="carol")
+    assert await rig.cycle() == [number]
+    assert rig.item(number).merge.requested_head == twin
 
 
 async def test_a_comment_in_the_second_the_head_was_first_seen_is_not_enough(rig: Rig) -> None:

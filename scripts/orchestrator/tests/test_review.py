@@ -287,6 +287,6 @@ async def test_a_review_request_reviews_only_the_head_its_writer_saw(
         assert len(reviews) == 1 and len(world.model.main_requests()) == 1
         head = world.github.pull(number)["head"]["sha"]
         [reply] = [c for c in world.bot_comments(number) if "nothing was reviewed" in c]
-        assert f"`/review {head[:12]}`" in reply
+        assert f"`/review {head}`" in reply
     else:
         assert len(reviews) == 2 and world.bot_comments(number) == []
