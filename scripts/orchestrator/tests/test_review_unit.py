@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -316,6 +317,43 @@ async def test_a_push_after_the_request_is_not_reviewed_under_it(rig: Rig) -> No
     item = rig.item(number)
     assert not item.review.forced and item.review.requested_head is None
     assert item.status is Status.DONE
+
+
+async def test_a_request_made_while_a_review_runs_keeps_its_pin(rig: Rig) -> None:
+    """Found by an outside review: the running review's end unpinned a writer's request
+    accepted meanwhile, and the next run reviewed a head pushed after the request."""
+    await rig.watching()
+    number = rig.gh.add_pull(author="eve", fork=True)
+    first = rig.gh.pulls[number].head_sha
+    gate = rig.claude.gate("run")  # Claude is slow on the first head
+    rig.claude.succeed(REVIEW)
+    await rig.heads.refresh()
+    await rig.feed.refresh()
+    [job] = await rig.wf.poll()
+    await rig.feed.commit()
+    task = asyncio.create_task(job.run())
+    for _ in range(100):  # yields until the run waits on Claude
+        if rig.claude.called("run"):
+            break
+        await asyncio.sleep(0)
+    assert rig.claude.called("run")
+    rig.gh.permissions["carol"] = "write"
+    rig.clock.advance(1)
+    rig.gh.comment(number, "/review", user="carol")  # the head she sees: the first
+    await rig.heads.refresh()
+    await rig.feed.refresh()
+    await rig.wf.poll()  # its job is the running one's key: the daemon does not start it
+    await rig.feed.commit()
+    assert rig.item(number).review.requested_head == first
+    gate.set()
+    await task
+    assert rig.item(number).review.requested_head == first
+    rig.clock.advance(60)
+    rig.gh.push(number, sha("never-seen"))  # after her comment: not what she asked for
+    await rig.cycle()
+    assert [commit for commit, _ in rig.reviewed(number)] == [first]
+    [notice] = rig.gh.bot_comments(number)
+    assert "nothing was reviewed: the head moved" in notice
 
 
 async def test_a_head_fetched_after_a_push_is_not_reviewed_as_the_one_read(rig: Rig) -> None:

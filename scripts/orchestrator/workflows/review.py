@@ -159,23 +159,25 @@ class ReviewWorkflow:
             return
         if pull.state != "open":
             return
-        item = self.state.get(WorkItemType.PR_REVIEW, number) or WorkItem(
-            type=WorkItemType.PR_REVIEW, number=number
-        )
-        new_head = item.head_sha != pull.head_sha or step is ReviewStep.REVIEW
-        # A writer's request is taken up here; its retries keep it as `forced`.
-        facts = item.review
-        forced = facts.requested or facts.forced
+        before = self._item(number)
+        new_head = before.head_sha != pull.head_sha or step is ReviewStep.REVIEW
         writes: bool | None = None
-        if new_head:  # a retry was let through when its head first came up
+        if new_head and needs_author_permission(
+            forced=before.review.requested or before.review.forced,
+            review_outsider_pushes=self.settings.review_outsider_pushes,
+        ):
             try:
-                if needs_author_permission(
-                    forced=forced, review_outsider_pushes=self.settings.review_outsider_pushes
-                ):
-                    writes = may_command(await self.github.permission(pull.author))
+                writes = may_command(await self.github.permission(pull.author))
             except GitHubError as exc:
                 log.warning("review of #%d planned again: %s", number, exc)
                 return
+        # Read again after the await, and no await until it is written back: a writer's
+        # request accepted meanwhile (with the head it pinned) is neither lost nor unpinned.
+        item = self._item(number)
+        # A writer's request is taken up here; its retries keep it as `forced`.
+        facts = item.review
+        forced = facts.requested or facts.forced
+        if new_head:  # a retry was let through when its head first came up
             held = hold(
                 facts,
                 pull.head_sha,
@@ -211,6 +213,11 @@ class ReviewWorkflow:
                 await self._failed(pull, outcome.error, transient=outcome.transient)
         except (GitHubError, GitError) as exc:
             await self._failed(pull, str(exc), transient=is_transient(exc))
+
+    def _item(self, number: int) -> WorkItem:
+        return self.state.get(WorkItemType.PR_REVIEW, number) or WorkItem(
+            type=WorkItemType.PR_REVIEW, number=number
+        )
 
     async def _acknowledge(self, number: int) -> None:
         try:
@@ -353,7 +360,7 @@ class ReviewWorkflow:
         facts = facts.but(
             unposted=None,
             forced=False,
-            requested_head=None,
+            requested_head=_pin_left(facts),
             reviewed=(*facts.reviewed, head)[-MAX_REVIEWED:],
             last_review=facts.last_review if body is None else tail(body, MAX_LAST_REVIEW),
         )
@@ -399,10 +406,15 @@ class ReviewWorkflow:
             pull.head_sha, item.attempts, error, self.settings.review_comment_trigger
         )
         self._outbox.queue(
-            item.with_facts(forced=False, requested_head=None),
+            item.with_facts(forced=False, requested_head=_pin_left(item.review)),
             [outbox.comment(pull.number, notice)],
             status=Status.FAILED,
             last_error=error,
             finished_at=self.clock.now(),
         )
         await self._outbox.try_send(pull.number)
+
+
+def _pin_left(facts: ReviewFacts) -> str | None:
+    """The pinned head once an attempt ends: a request accepted while it ran keeps its own."""
+    return facts.requested_head if facts.requested else None
