@@ -388,7 +388,7 @@ async def test_claude_gets_the_issue_as_it_stood_when_a_writer_labelled_it(
         assert len(_pulls(world)) == 1
         prompt = world.model.main_requests()[0].first_user_text
         assert "Write greet.py." in prompt
-        assert "[comment by mallory, who has no write access to this repository]" in prompt
+        assert 'author="mallory" role="outsider">\nPlease also add docs.' in prompt
 
 
 async def test_a_run_that_writes_the_token_into_a_file_pushes_nothing(world: World) -> None:

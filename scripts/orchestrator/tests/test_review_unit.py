@@ -331,7 +331,7 @@ async def test_a_request_made_while_a_review_runs_keeps_its_pin(rig: Rig) -> Non
     await rig.feed.refresh()
     [job] = await rig.wf.poll()
     await rig.feed.commit()
-    task = asyncio.create_task(job.run())
+    task = asyncio.ensure_future(job.run())
     for _ in range(100):  # yields until the run waits on Claude
         if rig.claude.called("run"):
             break

@@ -147,7 +147,7 @@ class ImplementWorkflow:
             await self._refuse_label(self._items.get(number), outcome)
             return
         self._outbox.queue(
-            self._items.get(number),
+            self._ended(number),
             [outbox.remove_label(number, self.settings.ready_label)],
             status=Status.DONE,
             pr_number=outcome.number,
@@ -167,17 +167,11 @@ class ImplementWorkflow:
         if reconcile and open_pull is not None:
             log.info("issue #%d: pull request #%d already exists", number, open_pull.number)
             return open_pull
+        as_labelled = self._as_labelled(issue)
+        if isinstance(as_labelled, Refused):
+            return as_labelled
+        issue = as_labelled  # the title and body Claude, the commit and the pull request get
         if fresh:
-            labelled_at = self._items.get(number).issue.labelled_at
-            if labelled_at is not None and changed_since_label(issue.updated_at, labelled_at):
-                return Refused(
-                    "the issue changed after the ready label was applied",
-                    text.changed_since_label(self.settings.ready_label),
-                )
-            # The task is the issue as the writer saw it: later edits never reach Claude.
-            # Kept only as far as the prompt reads it (one past, so the cut still shows).
-            body = issue.body[: text.MAX_BODY_CHARS + 1]
-            self._items.update_facts(number, title=issue.title, body=body)
             await self._acknowledge(issue)
         else:
             resumed = await self._resume_push(issue, branch, base, open_pull)
@@ -255,11 +249,28 @@ class ImplementWorkflow:
             return pushed
         return await self._deliver(issue, branch, base, open_pull)
 
-    async def _task(self, issue: Issue) -> str:
-        """Claude's task: the issue and its comments as they stood when it was labelled."""
+    def _as_labelled(self, issue: Issue) -> Issue | Refused:
+        """The issue as it stood when the writer labelled it: kept in the item at the first
+        look (a fresh attempt, or one that a fault or a stop cut short before it), and used
+        from then on, whatever is edited later."""
         facts = self._items.get(issue.number).issue
-        if facts.body is not None:
-            issue = dataclasses.replace(issue, title=facts.title or issue.title, body=facts.body)
+        if facts.body is None and facts.labelled_at is not None:
+            if changed_since_label(issue.updated_at, facts.labelled_at):
+                return Refused(
+                    "the issue changed after the ready label was applied",
+                    text.changed_since_label(self.settings.ready_label),
+                )
+            # Kept only as far as the prompt reads it (one past, so the cut still shows).
+            body = issue.body[: text.MAX_BODY_CHARS + 1]
+            self._items.update_facts(issue.number, title=issue.title, body=body)
+            return issue
+        if facts.body is None:  # an attempt from an older state, before labels were timed
+            return issue
+        return dataclasses.replace(issue, title=facts.title or issue.title, body=facts.body)
+
+    async def _task(self, issue: Issue) -> str:
+        """Claude's task: the issue (as labelled) and its comments as they stood then."""
+        facts = self._items.get(issue.number).issue
         everything = await self.github.list_issue_comments(issue.number)
         comments, left_out = comments_as_labelled(everything, facts.labelled_at)
         outsiders = await self._outsiders(comments)
@@ -268,12 +279,18 @@ class ImplementWorkflow:
             comments = [c for c in comments if c.author not in outsiders]
             left_out = len(everything) - len(comments)
         return text.implement_prompt(
-            issue, comments, outsiders=outsiders, left_out=left_out, outsiders_dropped=drop
+            issue,
+            comments,
+            outsiders=outsiders,
+            own=await self.github.login(),
+            left_out=left_out,
+            outsiders_dropped=drop,
         )
 
     async def _outsiders(self, comments: list[Comment]) -> frozenset[str]:
-        """The comments' authors without write access (one request per author)."""
-        authors = {c.author for c in comments}
+        """The comments' authors without write access (one request per author; the prompt
+        holds at most `MAX_PROMPT_COMMENTS` comments, so at most that many requests)."""
+        authors = {c.author for c in comments[-text.MAX_PROMPT_COMMENTS :]}
         return frozenset(
             [a for a in sorted(authors) if not may_command(await self.github.permission(a))]
         )
@@ -378,6 +395,11 @@ class ImplementWorkflow:
         comment = text.gave_up(str(exc), MAX_INFRASTRUCTURE_ERRORS, self.settings.ready_label)
         await self._fail(number, Failed(str(exc), comment))
 
+    def _ended(self, number: int) -> WorkItem:
+        """The item as its attempt ends: the kept issue text is not needed any more (a new
+        label takes a new copy), so the state does not grow with every issue's body."""
+        return self._items.get(number).with_facts(title=None, body=None)
+
     async def _refuse_label(self, item: WorkItem, refused: Refused) -> None:
         """The label does not start work (applied by someone without write access, or the
         issue changed since): one reply, the label removed, the attempt recorded as refused
@@ -407,7 +429,7 @@ class ImplementWorkflow:
             outbox.add_label(number, self.settings.failed_label),
         ]
         self._outbox.queue(
-            self._items.get(number),
+            self._ended(number),
             writes,
             status=Status.FAILED,
             last_error=self.redactor.redact(failure.reason),
