@@ -115,12 +115,13 @@ def hold(
     what they saw, not for a push that followed. Anything else is automatic, and its cost is
     bounded by the author: an author without write access (`author_writes` False) gets their
     first head reviewed, later ones only on a writer's request; and no pull request gets more
-    than `daily_cap` automatic runs in 24 hours.
+    than `daily_cap` automatic runs in 24 hours, retries included.
     """
     if forced:
         pinned = facts.requested_head
         return Hold.HEAD_MOVED if pinned is not None and pinned != head else None
-    if author_writes is False and facts.reviewed:
+    # A failed first review is the first review too: its failures do not reopen the door.
+    if author_writes is False and (facts.reviewed or facts.first_head not in (None, head)):
         return Hold.OUTSIDER_PUSH
     if len(runs_within_a_day(facts, now)) >= daily_cap:
         return Hold.DAILY_CAP

@@ -86,6 +86,7 @@ class ReviewFacts(_Frozen):
     requested_head: str | None = None  # the head the writer's request pinned
     unposted: KeptReview | None = None
     runs: tuple[datetime, ...] = ()  # when Claude reviews started, within the last day
+    first_head: str | None = None  # the head of the first automatic review, run or failed
     capped_at: datetime | None = None  # when the daily cap was last announced
 
 

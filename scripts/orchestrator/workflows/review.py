@@ -177,18 +177,18 @@ class ReviewWorkflow:
         # A writer's request is taken up here; its retries keep it as `forced`.
         facts = item.review
         forced = facts.requested or facts.forced
-        if new_head:  # a retry was let through when its head first came up
-            held = hold(
-                facts,
-                pull.head_sha,
-                forced=forced,
-                author_writes=writes,
-                daily_cap=self.settings.max_reviews_per_day,
-                now=self.clock.now(),
-            )
-            if held is not None:
-                await self._hold(item, pull, held)
-                return
+        # Retries too: they count against the day's cap (their author was gated before).
+        held = hold(
+            facts,
+            pull.head_sha,
+            forced=forced,
+            author_writes=writes,
+            daily_cap=self.settings.max_reviews_per_day,
+            now=self.clock.now(),
+        )
+        if held is not None:
+            await self._hold(item, pull, held)
+            return
         item = item.evolve(
             status=Status.IN_PROGRESS,
             head_sha=pull.head_sha,
@@ -296,10 +296,13 @@ class ReviewWorkflow:
                 timeout=self.settings.claude_timeout,
                 setting_sources=(),  # the checkout is untrusted: no project settings or hooks
             )
-            if not item.review.forced:  # counted against the daily cap of automatic runs
+            facts = item.review
+            if not facts.forced:  # counted against the daily cap of automatic runs
                 now = self.clock.now()
-                runs = (*runs_within_a_day(item.review, now), now)
-                self._items.update_facts(pull.number, runs=runs)
+                runs = (*runs_within_a_day(facts, now), now)
+                self._items.update_facts(
+                    pull.number, runs=runs, first_head=facts.first_head or head
+                )
             result = await self.claude.run(request)
         finally:
             await self.worktrees.remove(worktree)
