@@ -206,6 +206,19 @@ def _json_list(text: str) -> Any:
         ) from exc
 
 
+def state_file_setting(env_file: Path = Path(".env")) -> Path:
+    """STATE_FILE alone (environment, then `.env`, then the default), for the commands that
+    read the state without GitHub: `status` and `clear`."""
+    raw = os.environ.get("STATE_FILE")
+    if not raw and env_file.is_file():
+        try:
+            raw = dotenv_values(env_file).get("STATE_FILE")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{env_file} is not valid UTF-8 text") from None
+    default = Settings.model_fields["state_file"].default
+    return _absolute(Path(raw) if raw else default, Path.cwd())
+
+
 def load_settings(env_file: Path | None = Path(".env"), **overrides: Any) -> Settings:
     """Read, validate and complete the settings; every problem becomes one `ConfigError` line."""
     if env_file is not None and env_file.exists() and not env_file.is_file():

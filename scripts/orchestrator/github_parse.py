@@ -17,6 +17,7 @@ from .core.models import (
     Labelling,
     MergeOutcome,
     PullRequest,
+    RepoAccess,
     Review,
 )
 
@@ -73,6 +74,9 @@ class Json:
     def number(self, key: str) -> int:
         value: int | None = self._get(key, int, "an integer")
         return self._required(key, value)
+
+    def flag(self, key: str) -> bool:
+        return self._required(key, self.opt_flag(key))
 
     def opt_flag(self, key: str) -> bool | None:
         value: bool | None = self._get(key, bool, "a boolean")
@@ -135,6 +139,35 @@ def default_branch(repo: Json) -> str:
 
 def login(user: Json) -> str:
     return user.text("login")
+
+
+def repo_access(repo: Json, scopes: frozenset[str] | None) -> RepoAccess:
+    """The repository's visibility and the account's highest role in it, with the token's
+    scopes (read from the answer's headers by the caller)."""
+    flags = repo.opt_child("permissions")
+    role = None
+    if flags is not None:
+        role = next((name for flag, name in _ROLES if flags.opt_flag(flag)), "none")
+    return RepoAccess(private=repo.flag("private"), role=role, scopes=scopes)
+
+
+# GitHub's permission flags, strongest first, with the role each stands for. `maintain` and
+# `triage` are optional in GitHub's description: a missing flag is not held.
+_ROLES = (
+    ("admin", "admin"),
+    ("maintain", "maintain"),
+    ("push", "write"),
+    ("triage", "triage"),
+    ("pull", "read"),
+)
+
+
+def scopes(header: str | None) -> frozenset[str] | None:
+    """A classic token's scopes from `X-OAuth-Scopes` ("repo, workflow"); an empty header is a
+    classic token without scopes, no header at all a token that has none (fine-grained, App)."""
+    if header is None:
+        return None
+    return frozenset(s.strip() for s in header.split(",") if s.strip())
 
 
 def _author(item: Json) -> str:

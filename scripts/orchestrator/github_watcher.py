@@ -25,6 +25,7 @@ from .core.models import (
     Labelling,
     MergeOutcome,
     PullRequest,
+    RepoAccess,
     Review,
 )
 from .core.redact import Redactor
@@ -35,6 +36,7 @@ from .github_http import (
     NotFound,
     RateLimited,
     RetryPolicy,
+    TimeoutTransport,
     WriteSpacingThrottler,
     map_error,
 )
@@ -51,19 +53,6 @@ PER_PAGE = 100
 # reads, and answers are read field by field, so either version reads the same here.
 API_VERSION = "2022-11-28"
 API_HEADERS = {"X-GitHub-Api-Version": API_VERSION}
-
-
-class _TimeoutTransport(httpx.AsyncHTTPTransport):
-    """Puts the timeout back on every request: githubkit's cache (hishel 1.4) rebuilds
-    requests without it (hishel issue #484), so a stalled answer would be awaited forever."""
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self._timeout = httpx.Timeout(timeout).as_dict()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        request.extensions = {**request.extensions, "timeout": self._timeout}
-        return await super().handle_async_request(request)
 
 
 class GitHubClient:
@@ -96,7 +85,7 @@ class GitHubClient:
             user_agent="claude-orchestrator",
             # githubkit's default cache object is shared by every client in the process.
             cache_strategy=MemCacheStrategy(),
-            async_transport=transport or _TimeoutTransport(timeout),
+            async_transport=transport or TimeoutTransport(timeout),
         )
         self._default_branch: str | None = None
         self._login: str | None = None
@@ -177,6 +166,12 @@ class GitHubClient:
                 self._login = ""
         return self._login or None
 
+    async def access(self) -> RepoAccess:
+        """What the token may do in the repository, as far as GitHub says without a write."""
+        response = await self._send("GET", self._repo_url())
+        scopes = gp.scopes(response.headers.get("x-oauth-scopes"))
+        return _parsed(response, lambda data: gp.repo_access(gp.Json(data), scopes))
+
     async def permission(self, login: str) -> str:
         """admin, maintain, write, triage, read or none."""
         url = self._repo_url(f"/collaborators/{quote(login, safe='')}/permission")
@@ -251,6 +246,22 @@ class GitHubClient:
         except NotFound:
             return False
         return True
+
+    async def has_label(self, name: str) -> bool:
+        """Whether the repository has the label `name`."""
+        try:
+            await self._send("GET", self._repo_url(f"/labels/{quote(name, safe='')}"))
+        except NotFound:
+            return False
+        return True
+
+    async def create_label(self, name: str, *, color: str, description: str = "") -> None:
+        """A new repository label; `color` is six hex digits without `#`. GitHub answers 422
+        (`Unprocessable`) if the label exists already."""
+        fields = {"name": name, "color": color}
+        if description:
+            fields["description"] = description
+        await self._send("POST", self._repo_url("/labels"), body=fields)
 
     async def close_issue(self, number: int) -> None:
         body = {"state": "closed", "state_reason": "completed"}

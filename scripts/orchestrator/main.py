@@ -19,7 +19,7 @@ from . import __version__, logs
 from .checks import ShellChecks
 from .claude_runner import SdkClaudeRunner
 from .clock import SystemClock
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError, Settings, load_settings, state_file_setting
 from .core.redact import Redactor
 from .daemon import Daemon
 from .github_watcher import GitHubClient
@@ -62,14 +62,43 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--once", action="store_true", help="run one poll cycle, wait for its work, then exit"
     )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read GitHub, decide, and print what one cycle would do; writes nothing to "
+        "GitHub, the git remote or the state",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser(
+    check = commands.add_parser(
         "check",
-        help="report what the daemon needs (settings, git, GitHub, Claude Code, sandbox) and "
-        "exit 0 only if all is well; writes nothing to GitHub",
+        help="report what the daemon needs (settings, git, GitHub, Claude Code, sandbox, "
+        "labels) and exit 0 only if all is well; writes nothing to GitHub without --fix",
     )
+    check.add_argument("--fix", action="store_true", help="create the missing labels")
+    demo = commands.add_parser(
+        "demo",
+        help="watch the whole loop run on a local fake GitHub with a scripted model: no "
+        "credentials, under a minute",
+    )
+    demo.add_argument("--keep", action="store_true", help="keep the sandbox and say where")
+    demo.add_argument(
+        "--real-claude",
+        action="store_true",
+        help="use the real model (needs ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN)",
+    )
+    commands.add_parser(
+        "status", help="print the work items in STATE_FILE (works while the daemon runs)"
+    )
+    clear = commands.add_parser(
+        "clear",
+        help="forget work items so they are processed again: clear issue N, clear pr N, "
+        "clear --all (not while the daemon runs)",
+    )
+    clear.add_argument("kind", nargs="?", choices=("issue", "pr"), help="what to clear")
+    clear.add_argument("number", nargs="?", type=int, help="the issue or pull request")
+    clear.add_argument("--all", action="store_true", dest="everything", help="every item")
     return parser
 
 
@@ -175,8 +204,16 @@ async def serve(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logs.configure(args.verbose)
+    # The commands that need neither GitHub nor the settings' checks.
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(keep=args.keep, real_claude=args.real_claude, verbose=args.verbose)
+    if args.command in ("status", "clear"):
+        return _items_command(parser, args)
     handed_over = inherited_token()
     try:
         overrides: dict[str, Any] = {"github_token": SecretStr(handed_over)} if handed_over else {}
@@ -192,7 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(args.verbose, redactor)
     raise_fd_limit()
     if args.command == "check":
-        return _report(asyncio.run(_preflight(settings, redactor)))
+        return _report(asyncio.run(_preflight(settings, redactor, fix=args.fix)))
+    if args.dry_run:
+        return _dry_run(settings, redactor)
     try:
         state = State(settings.state_file)
     except StateError as exc:
@@ -207,12 +246,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
 
 
-async def _preflight(settings: Settings, redactor: Redactor) -> list[Finding]:
+def _items_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from .status import clear_items, show_status
+
+    try:
+        state_file = state_file_setting()
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if args.command == "status":
+        return show_status(state_file)
+    if args.everything == (args.kind is not None) or (args.kind is not None) != (
+        args.number is not None
+    ):
+        parser.error("clear takes `issue N`, `pr N` or `--all`")
+    return clear_items(state_file, kind=args.kind, number=args.number, everything=args.everything)
+
+
+def _dry_run(settings: Settings, redactor: Redactor) -> int:
+    from .dry_run import UnmodelledWrite, dry_run
+
+    try:
+        return asyncio.run(dry_run(settings, redactor, sys.stdout))
+    except (StartupError, StateError) as exc:
+        return _fail(str(exc))
+    except UnmodelledWrite as exc:
+        print(f"{PROG}: dry run stopped before a write it cannot show ({exc}); nothing was sent",
+              file=sys.stderr)  # fmt: skip
+        return 1
+
+
+async def _preflight(settings: Settings, redactor: Redactor, *, fix: bool) -> list[Finding]:
     github = GitHubClient(
         settings.token, settings.github_repo, api_url=settings.github_api_url, redactor=redactor
     )
     async with github:
-        found = await preflight(settings, github)
+        found = await preflight(settings, github, fix=fix)
     return [Finding("configuration", Level.OK, f"GITHUB_REPO={settings.github_repo}"), *found]
 
 

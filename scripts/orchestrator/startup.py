@@ -84,6 +84,24 @@ async def check_start(settings: Settings, github: GitHubClient, worktrees: Workt
     """Fail at start, in one line, on what would otherwise fail on every poll."""
     await check_clone(settings, worktrees)
     await check_github(settings, github)
+    await warn_of_missing_label(settings, github)
+
+
+async def warn_of_missing_label(settings: Settings, github: GitHubClient) -> None:
+    """A missing READY_LABEL is not fatal (GitHub makes a label when it is first added through
+    the API), but people cannot pick it in GitHub's label menu: say so at start."""
+    try:
+        present = await github.has_label(settings.ready_label)
+    except GitHubError as exc:  # only a warning: the daemon works without knowing
+        log.warning("could not look up the label %r: %s", settings.ready_label, exc)
+        return
+    if not present:
+        log.warning(
+            "the label %r does not exist in %s, so nobody can pick it on GitHub: "
+            "`check --fix` creates it",
+            settings.ready_label,
+            settings.github_repo,
+        )
 
 
 async def check_clone(settings: Settings, worktrees: WorktreeManager) -> str:

@@ -49,19 +49,26 @@ class StateError(Exception):
 
 
 class StateLockedError(StateError):
-    """Another orchestrator holds the state file."""
+    """Another orchestrator holds the state file; `pid` is its process id as it wrote it."""
+
+    def __init__(self, message: str, pid: str) -> None:
+        super().__init__(message)
+        self.pid = pid
 
 
 class State:
     """A JSON-file `StateStore`: one owner at a time (a lock), every change saved atomically."""
 
-    def __init__(self, path: Path, *, lock: bool = True) -> None:
+    def __init__(self, path: Path, *, lock: bool = True, persist: bool = True) -> None:
+        """Load `path` (a missing file is an empty state). `lock`: be its one owner. Without
+        `persist`, changes stay in memory: a dry run works on a copy (no lock is taken)."""
         self.path = Path(path)
         self._mutex = threading.RLock()
         self._lock_fd: int | None = None
         self._batch_depth = 0
         self._dirty = False
-        if lock:
+        self._persist = persist
+        if lock and persist:
             self._acquire_lock()
         try:
             doc = self._load()
@@ -121,6 +128,9 @@ class State:
     def save(self) -> None:
         """Write the state atomically: temp file, fsync, rename, fsync the directory."""
         with self._mutex:
+            if not self._persist:
+                self._dirty = False
+                return
             doc = StateFile.model_construct(
                 version=STATE_VERSION, meta=self._meta, items=list(self._items.values())
             )
@@ -179,7 +189,8 @@ class State:
             os.close(fd)
             raise StateLockedError(
                 f"state file {self.path} is in use by another orchestrator (pid {holder}); "
-                "stop it first, or set STATE_FILE to a different file"
+                "stop it first, or set STATE_FILE to a different file",
+                holder,
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
@@ -232,7 +243,8 @@ class State:
             raise StateError(
                 f"state file {self.path} is corrupted ({where}: {first['msg']}); {recover}"
             ) from None
-        if version < STATE_VERSION:
+        if version < STATE_VERSION and self._lock_fd is not None:
+            # Only the owner writes the new format; a reader (`status`) writes nothing.
             self._keep_copy(raw, version)
         return doc
 

@@ -97,6 +97,21 @@ class CommitStatus:
 
 
 @dataclass(frozen=True)
+class RepoAccess:
+    """What the token may do in the repository, as far as GitHub says without a write.
+
+    `role` is the account's highest role from the repository's `permissions` (admin, maintain,
+    write, triage, read or none; None when GitHub sent no `permissions`). `scopes` are a classic
+    token's `X-OAuth-Scopes`; None when GitHub sent no such header, as for fine-grained and
+    GitHub App tokens, whose permissions no answer states.
+    """
+
+    private: bool
+    role: str | None
+    scopes: frozenset[str] | None
+
+
+@dataclass(frozen=True)
 class MergeOutcome:
     merged: bool
     sha: str | None

@@ -117,8 +117,9 @@ def test_the_contracts_name_every_adapter() -> None:
     names = [{name.strip() for name in layer} for layer in layers]
     assert len(names) == 6, names
     top, start, middle, adapters_and_config, bottom, lowest = names
-    assert (top, middle, bottom, lowest) == ({"main"}, {"daemon", "workflows"}, {"ports"}, {"core"})
-    assert start == {"startup", "preflight"}
+    assert (middle, bottom, lowest) == ({"daemon", "workflows"}, {"ports"}, {"core"})
+    assert top == {"main", "demo", "dry_run"}
+    assert start == {"startup", "preflight", "status"}
     assert contracts["layers"]["containers"] == [PACKAGE]
     assert "|" in contracts["layers"]["layers"][2], "daemon and workflows must be independent"
     adapters = adapters_and_config - {"config", "guidelines"}
@@ -127,12 +128,15 @@ def test_the_contracts_name_every_adapter() -> None:
     def forbidden(contract: str) -> set[str]:
         return {m.removeprefix(PACKAGE + ".") for m in contracts[contract]["forbidden_modules"]}
 
-    assert forbidden("workflows-adapters") == adapters | {"daemon", "main"} | start
+    assert forbidden("workflows-adapters") == adapters | {"daemon"} | top | start
     assert forbidden("daemon-imports") == (
-        (adapters_and_config - {"logs"}) | {"workflows", "main"} | start
+        (adapters_and_config - {"logs"}) | {"workflows"} | top | start
     )
     assert contracts["fakes-for-tests"]["protected_modules"] == [f"{PACKAGE}.fakes"]
-    assert contracts["fakes-for-tests"]["allowed_importers"] == [f"{PACKAGE}.tests"]
+    assert contracts["fakes-for-tests"]["allowed_importers"] == [
+        f"{PACKAGE}.tests",
+        f"{PACKAGE}.demo",
+    ]
     assert contracts["core-alone"]["forbidden_modules"] == [f"{PACKAGE}.*"]
     io = set(contracts["core-no-io-libraries"]["forbidden_modules"])
     assert {"githubkit", "httpx", "claude_agent_sdk", "anyio", "hishel", "subprocess"} <= io

@@ -300,7 +300,9 @@ def test_token_is_hidden_in_repr() -> None:
 
 
 def test_an_empty_label_in_dotenv_is_refused_not_defaulted(clean_env: Path) -> None:
-    (clean_env / ".env").write_text("GITHUB_REPO=a/b\nGITHUB_TOKEN=x\nREADY_LABEL=\nCLAUDE_MODEL=\n")
+    (clean_env / ".env").write_text(
+        "GITHUB_REPO=a/b\nGITHUB_TOKEN=x\nREADY_LABEL=\nCLAUDE_MODEL=\n"
+    )
     with pytest.raises(ConfigError, match=r"^READY_LABEL is set but empty"):
         load_settings()
     # Optional settings may be empty: that is how .env.example leaves them unset.

@@ -290,6 +290,7 @@ async def test_every_client_call_is_in_the_description(fake_github: FakeGitHub):
     drivers: dict[str, Driver] = {
         "default_branch": lambda c: c.default_branch(),
         "login": lambda c: c.login(),
+        "access": lambda c: c.access(),
         "permission": lambda c: c.permission("carol"),
         "list_open_issues": lambda c: c.list_open_issues("ready"),
         "get_issue": lambda c: c.get_issue(number),
@@ -301,6 +302,8 @@ async def test_every_client_call_is_in_the_description(fake_github: FakeGitHub):
         "create_comment": lambda c: c.create_comment(number, "hi"),
         "add_labels": lambda c: c.add_labels(number, "x", "area/api"),
         "remove_label": lambda c: c.remove_label(number, "area/api"),
+        "has_label": lambda c: c.has_label("area/api"),
+        "create_label": lambda c: c.create_label("needs/you", color="0e8a16", description="d"),
         "react_to_issue": lambda c: c.react_to_issue(number, "eyes"),
         "react_to_comment": lambda c: c.react_to_comment(comment, "eyes"),
         "close_issue": lambda c: c.close_issue(number),

@@ -169,6 +169,32 @@ def test_labels_add_remove_set(fake_github: FakeGitHub, github_client):
     assert {lab.name for lab in repo_labels} >= {"ready", "area/api", "a", "b"}
 
 
+def test_create_label_is_as_strict_as_github(fake_github: FakeGitHub, github_client):
+    created = github_client.rest.issues.create_label(
+        OWNER, REPO, name="ready", color="0E8A16", description="Go"
+    )
+    assert created.status_code == 201
+    assert github_client.rest.issues.get_label(OWNER, REPO, "Ready").parsed_data.name == "ready"
+    refused = [
+        ({"name": "READY", "color": "0e8a16"}, {"code": "already_exists", "field": "name"}),
+        ({"name": "new", "color": "#0e8a16"}, {"code": "invalid", "field": "color"}),
+        ({"name": "new", "color": "green"}, {"code": "invalid", "field": "color"}),
+        ({"name": "new", "description": "x" * 101}, {"code": "invalid", "field": "description"}),
+    ]
+    for body, error in refused:
+        reply = httpx.post(
+            f"{fake_github.url}/repos/{OWNER}/{REPO}/labels",
+            headers={"Authorization": f"token {FAKE_TOKEN}"},
+            json=body,
+        )
+        assert reply.status_code == 422, body
+        assert reply.json()["errors"] == [{"resource": "Label", **error}], body
+    assert [m.body["name"] for m in fake_github.mutations_named("create_label")] == ["ready"]
+    with pytest.raises(RequestFailed) as caught:
+        github_client.rest.issues.get_label(OWNER, REPO, "new")
+    assert caught.value.response.status_code == 404
+
+
 def test_labeled_events_name_who_applied_the_label(fake_github: FakeGitHub, github_client):
     number = fake_github.create_issue("Who labeled?", user="mallory")
     fake_github.add_labels(number, "ready", user="mallory")

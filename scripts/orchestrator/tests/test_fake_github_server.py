@@ -262,6 +262,28 @@ def test_other_tokens_act_as_other_users(fake_github: FakeGitHub):
     assert reply.json()["login"] == "alice"
 
 
+def test_a_classic_tokens_scopes_come_with_every_answer(fake_github: FakeGitHub):
+    """GitHub names a classic token's scopes in `X-OAuth-Scopes`, and sends no such header for
+    a fine-grained or App token."""
+    fake_github.add_token("ghp_wide_token", "alice", scopes=("repo", "workflow"))
+    fake_github.add_token("github_pat_fine_token", "alice", scopes=None)
+    assert get(fake_github, REPO).headers["x-oauth-scopes"] == "repo"
+    wide = {"Authorization": "token ghp_wide_token"}
+    first = httpx.get(f"{fake_github.url}{REPO}", headers=wide)
+    assert first.headers["x-oauth-scopes"] == "repo, workflow"
+    again = httpx.get(
+        f"{fake_github.url}{REPO}", headers={**wide, "If-None-Match": first.headers["etag"]}
+    )
+    assert again.status_code == 304 and again.headers["x-oauth-scopes"] == "repo, workflow"
+    missing = httpx.get(f"{fake_github.url}{REPO}/issues/404", headers=wide)
+    assert missing.status_code == 404 and missing.headers["x-oauth-scopes"] == "repo, workflow"
+    fine = httpx.get(
+        f"{fake_github.url}{REPO}", headers={"Authorization": "token github_pat_fine_token"}
+    )
+    assert fine.status_code == 200 and "x-oauth-scopes" not in fine.headers
+    assert "x-oauth-scopes" not in httpx.get(f"{fake_github.url}{REPO}").headers  # 401
+
+
 def test_labels_body_of_the_wrong_type_is_422(fake_github: FakeGitHub):
     fake_github.create_issue("x")
     with fake_github.expect_violations():

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from scripts.orchestrator.core.models import CommitStatus
+from scripts.orchestrator.core.models import CommitStatus, RepoAccess
 from scripts.orchestrator.github_http import GitHubError, RetryPolicy, Unprocessable
 from scripts.orchestrator.github_watcher import API_VERSION, GitHubClient
 
@@ -62,6 +62,13 @@ async def test_get_repository() -> None:
     # parsed by that model it raised a raw pydantic ValidationError here.
     async with replayed("hello-world", "get-repository") as client:
         assert await client.default_branch() == "master"
+
+
+async def test_access_reads_the_role_from_a_recorded_repository() -> None:
+    # The recording keeps no X-OAuth-Scopes (tools/update_octokit_fixtures.py drops it), so
+    # the scopes read as a token's that has none.
+    async with replayed("hello-world", "get-repository") as client:
+        assert await client.access() == RepoAccess(private=False, role="admin", scopes=None)
 
 
 async def test_a_renamed_repository_is_followed_through_its_redirect() -> None:
@@ -118,13 +125,10 @@ async def test_delete_branch() -> None:
 
 
 async def test_a_recorded_422_names_what_github_refused() -> None:
-    # No client method creates labels; the request goes through the client's own HTTP path
-    # to map GitHub's real 422 body, whose error entry has a code but no message.
+    # GitHub's real 422 body for a label's color, whose error entry has a code but no message.
     async with replayed("errors", "errors") as client:
         with pytest.raises(Unprocessable) as caught:
-            await client._send(
-                "POST", client._repo_url("/labels"), body={"name": "foo", "color": "invalid"}
-            )
+            await client.create_label("foo", color="invalid")
     assert caught.value.status == 422
     assert caught.value.message == "Validation Failed; Label color invalid"
 

@@ -151,6 +151,21 @@ def test_an_idle_once_after_the_first_exits_0(
     assert [r.status for r in comments if "since" in r.query] == [200]
 
 
+def test_a_missing_ready_label_is_a_warning_at_start(
+    project: Path, tmp_path: Path, fake_github: FakeGitHub
+) -> None:
+    env = _env(tmp_path, GITHUB_REPO="acme/widgets", GITHUB_TOKEN=fake_github.token,
+               GITHUB_API_URL=fake_github.url, STATE_FILE="s.json")  # fmt: skip
+    result = _run(["--once"], project, env)
+    assert result.returncode == 0, result.stderr
+    warning = "the label 'ready' does not exist in acme/widgets"
+    assert warning in result.stderr and "`check --fix` creates it" in result.stderr
+    # The control: once the label exists, start-up is quiet about it.
+    fake_github.create_label("ready")
+    result = _run(["--once"], project, env)
+    assert result.returncode == 0 and warning not in result.stderr
+
+
 def test_the_console_script_works_from_another_directory(project: Path, tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "claude-orchestrator"
     if not script.exists():

@@ -88,6 +88,14 @@ def test_the_first_save_writes_the_new_version_and_the_old_file_is_kept(v1: Path
     assert backup.read_bytes() == original
 
 
+def test_a_reader_of_a_version_1_file_writes_nothing(v1: Path) -> None:
+    """`status` reads while the daemon runs: it must not write the copy (or anything)."""
+    before = sorted(p.name for p in v1.parent.iterdir())
+    with State(v1, lock=False) as state:
+        assert state.items()
+    assert sorted(p.name for p in v1.parent.iterdir()) == before
+
+
 def test_migration_keeps_what_it_knows_and_drops_only_unknown_keys() -> None:
     document = {
         "version": 1,

@@ -18,7 +18,7 @@ from . import errors, versions
 from .contract import Contract
 from .faults import Fault, Faults
 from .gitops import GitError
-from .model import Mutation, RequestRecord
+from .model import Mutation, RequestRecord, Token
 from .openapi import Operation
 from .pulls import sync_heads
 from .router import Handler, Reply, Request, Router, query_int
@@ -48,7 +48,7 @@ class App:
         store: Store,
         router: Router,
         faults: Faults,
-        tokens: dict[str, str],
+        tokens: dict[str, Token],
         stopping: threading.Event,
         contract: Contract,
     ) -> None:
@@ -117,6 +117,10 @@ class App:
     # -- steps ----------------------------------------------------------------------------
 
     def _login(self, headers: Mapping[str, str]) -> str | None:
+        token = self._token(headers)
+        return token.login if token is not None else None
+
+    def _token(self, headers: Mapping[str, str]) -> Token | None:
         scheme, _, token = headers.get("authorization", "").strip().partition(" ")
         if scheme.lower() not in ("token", "bearer"):
             return None
@@ -257,6 +261,10 @@ class App:
         if op is not None and check:
             self.contract.check_response(op, response.status, response.body)
         response.headers.setdefault("x-github-request-id", uuid.uuid4().hex[:20].upper())
+        token = self._token(headers)
+        if token is not None and token.scopes is not None:
+            # On every answer to a classic token, 304s and errors included.
+            response.headers.setdefault("X-OAuth-Scopes", ", ".join(token.scopes))
         response.headers.setdefault("x-github-media-type", "github.v3; format=json")
         # GitHub names the version it answered with, its default when none was asked for.
         version = versions.requested(headers.get("x-github-api-version"))

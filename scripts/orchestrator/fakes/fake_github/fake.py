@@ -19,7 +19,7 @@ from .clock import Clock, FakeClock, SystemClock
 from .contract import Contract
 from .faults import Faults
 from .gitops import GitRepo
-from .model import Mutation, RequestRecord
+from .model import Mutation, RequestRecord, Token
 from .router import Router
 from .server import HttpServer
 from .store import Store
@@ -39,7 +39,8 @@ class FakeGitHub(WorldBuilder):
     """A local GitHub for one repository, backed by the bare git repository `origin`.
 
     Use it as a context manager: `with FakeGitHub(origin) as gh: ... gh.url ...`. Requests
-    must carry `Authorization: token <token>` (or `Bearer`). Methods below build the world as
+    must carry `Authorization: token <token>` (or `Bearer`); the token is a classic one with
+    the `repo` scope unless `scopes` says otherwise. Methods below build the world as
     other users would (`user=` defaults to the repository owner) without touching the logs of
     API calls, so tests can assert on exactly what the daemon did.
     """
@@ -52,6 +53,8 @@ class FakeGitHub(WorldBuilder):
         # A made-up token: the fake only compares it with what clients send.
         token: str = "ghp_fake_orchestrator_token",  # noqa: S107
         *,
+        # The token's classic scopes (`X-OAuth-Scopes`); None makes it a fine-grained token.
+        scopes: Iterable[str] | None = ("repo",),
         bot_login: str = "orchestrator-bot",
         clock: Clock | None = None,
         default_branch: str | None = None,
@@ -86,7 +89,7 @@ class FakeGitHub(WorldBuilder):
         self.faults = Faults(
             seed=seed, fail_rate=fail_rate, secondary_rate=secondary_rate, delay=delay
         )
-        self._tokens = {token: bot_login}
+        self._tokens = {token: Token(bot_login, _scopes(scopes))}
         self.contract = Contract()
         self._app = App(
             self._store, build_router(), self.faults, self._tokens, threading.Event(), self.contract
@@ -191,11 +194,14 @@ class FakeGitHub(WorldBuilder):
         with self._store.lock:
             return list(self._app.server_errors)
 
-    def add_token(self, token: str, login: str) -> None:
-        """Accept another token, acting as `login` (e.g. a human reviewer)."""
+    def add_token(
+        self, token: str, login: str, *, scopes: Iterable[str] | None = ("repo",)
+    ) -> None:
+        """Accept another token, acting as `login` (e.g. a human reviewer): a classic token
+        with `scopes`, or with `scopes=None` a fine-grained one (GitHub names no scopes)."""
         with self._store.lock:
             self._store.user_id(login)
-            self._tokens[token] = login
+            self._tokens[token] = Token(login, _scopes(scopes))
 
     def advance(self, seconds: float = 1.0) -> datetime:
         """Move a FakeClock forward; the default system clock cannot be moved."""
@@ -267,6 +273,10 @@ class FakeGitHub(WorldBuilder):
             self._store.requests.clear()
             self._store.mutations.clear()
             self._store.unknown_routes.clear()
+
+
+def _scopes(scopes: Iterable[str] | None) -> tuple[str, ...] | None:
+    return None if scopes is None else tuple(scopes)
 
 
 def _head_branch(origin: Path) -> str:

@@ -35,6 +35,15 @@ class User:
     type: str = "User"
 
 
+@dataclass(frozen=True)
+class Token:
+    """Who a token acts as, and its scopes: a classic token's, which GitHub names in
+    `X-OAuth-Scopes` on every answer; None for a fine-grained or App token (no such header)."""
+
+    login: str
+    scopes: tuple[str, ...] | None = ("repo",)
+
+
 @dataclass
 class Label:
     id: int

@@ -1,0 +1,123 @@
+"""`--dry-run`: one poll cycle that reads GitHub and decides, then says what it would do.
+
+Nothing is written: GitHub's writes are recorded instead of sent (and any other write the
+client would make is refused), the state is a copy in memory, and no job runs, so no
+worktree, commit, push or Claude run happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+from githubkit import Response
+
+from .checks import ShellChecks
+from .claude_runner import SdkClaudeRunner
+from .clock import SystemClock
+from .config import Settings
+from .core.models import Comment
+from .core.redact import Redactor
+from .core.text import cut
+from .core.work import WorkItemType
+from .github_watcher import GitHubClient
+from .main import Adapters, build_workflows
+from .ports import Job
+from .secret_scan import SecretScanner
+from .startup import check_start
+from .state import State
+from .workflows.comment_feed import CommentFeed
+from .workflows.pull_heads import PullHeads
+from .worktree_manager import WorktreeManager
+
+SHOWN = 100  # characters of a comment shown in the report
+
+_VERBS = {
+    WorkItemType.ISSUE: "implement issue",
+    WorkItemType.PR_REVIEW: "review pull request",
+    WorkItemType.MERGE: "test and merge pull request",
+}
+
+
+class UnmodelledWrite(Exception):
+    """The cycle made a GitHub write the dry run does not record; it was not sent."""
+
+
+class DryRunGitHub(GitHubClient):
+    """The real client for reads; its writes are recorded in `would`, never sent."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.would: list[str] = []
+
+    async def _send(
+        self, method: str, url: str, *, params: dict[str, Any] | None = None, body: Any = None
+    ) -> Response[Any]:
+        if method != "GET":  # a write this class does not record: stop, never send it
+            raise UnmodelledWrite(f"{method} {url}")
+        return await super()._send(method, url, params=params, body=body)
+
+    async def create_comment(self, number: int, body: str) -> Comment:
+        first = body.strip().splitlines()[0] if body.strip() else ""
+        self.would.append(f"comment on #{number}: {cut(first, SHOWN, '…')}")
+        now = datetime.now(timezone.utc)
+        return Comment(0, number, await self.login() or "", body, now, now)
+
+    async def react_to_issue(self, number: int, content: str) -> None:
+        self.would.append(f"react {content} to #{number}")
+
+    async def react_to_comment(self, comment_id: int, content: str) -> None:
+        self.would.append(f"react {content} to comment {comment_id}")
+
+    async def add_labels(self, number: int, *labels: str) -> None:
+        self.would.append(f"label #{number} {', '.join(labels)}")
+
+    async def remove_label(self, number: int, label: str) -> bool:
+        self.would.append(f"remove the label {label} from #{number}")
+        return True
+
+    async def close_issue(self, number: int) -> None:
+        self.would.append(f"close #{number}")
+
+
+async def dry_run(settings: Settings, redactor: Redactor, out: TextIO) -> int:
+    """Read, decide and report; the exit code (0)."""
+    github = DryRunGitHub(
+        settings.token, settings.github_repo, api_url=settings.github_api_url, redactor=redactor
+    )
+    worktrees = WorktreeManager(
+        settings.repo_path, settings.worktree_base, remote=settings.git_remote, token=None
+    )
+    async with github:
+        await check_start(settings, github, worktrees)
+        state = State(settings.state_file, persist=False)
+        heads = PullHeads(github, state)
+        feed = CommentFeed(github, state)
+        # Built as the daemon builds them; jobs never run, so no CLI, sandbox or check starts.
+        adapters = Adapters(
+            github,
+            worktrees,
+            SdkClaudeRunner(settings.claude_cli_path or "claude"),
+            ShellChecks(None),
+            SecretScanner(redactor),
+            SystemClock(),
+            redactor,
+        )
+        await heads.refresh()
+        await feed.refresh()
+        jobs: list[Job] = []
+        for workflow in build_workflows(settings, state, adapters, feed, heads):
+            jobs.extend(await workflow.poll())
+    print(redactor.redact(report(settings, jobs, github.would)), file=out)
+    return 0
+
+
+def report(settings: Settings, jobs: Sequence[Job], would: Sequence[str]) -> str:
+    """What one cycle would do: the work it would start and the writes it would make."""
+    lines = [f"dry run of {settings.github_repo}: nothing was written to GitHub, git or the state"]
+    lines.append("would start:" if jobs else "would start no work")
+    lines += [f"  {_VERBS[job.kind]} #{job.number}" for job in jobs]
+    lines.append("would write to GitHub:" if would else "would write nothing to GitHub")
+    lines += [f"  {line}" for line in would]
+    return "\n".join(lines)
