@@ -82,6 +82,9 @@ class Json:
         value: bool | None = self._get(key, bool, "a boolean")
         return value
 
+    def opt_when(self, key: str) -> datetime | None:
+        return None if self.opt_text(key) is None else self.when(key)
+
     def when(self, key: str) -> datetime:
         text = self.text(key)
         try:
@@ -262,14 +265,22 @@ def statuses(answer: Json) -> list[CommitStatus]:
     return [CommitStatus(s.text("context"), s.text("state")) for s in answer.objects("statuses")]
 
 
-def labeller(event: Json) -> tuple[str, Labelling] | None:
-    """The label's name, who added it and when, if this issue event added a label."""
-    name = labelled(event)
-    if name is None:
-        return None
+def issue_event(event: Json) -> tuple[str, str | None, Labelling]:
+    """An issue event's kind (`labeled`, `renamed` ...), the label it added if any, and who
+    did it when."""
     actor = event.opt_child("actor")
     login = actor.opt_text("login") if actor is not None else None
-    return name, Labelling(login, event.when("created_at"))
+    return (
+        event.opt_text("event") or "",
+        labelled(event),
+        Labelling(login, event.when("created_at")),
+    )
+
+
+def edited_at(data: object) -> datetime | None:
+    """GraphQL's `repository.issue.lastEditedAt`: when the issue's body was last edited."""
+    issue = Json(data, "data").child("repository").child("issue")
+    return issue.opt_when("lastEditedAt")
 
 
 def labelled(event: Json) -> str | None:

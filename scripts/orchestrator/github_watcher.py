@@ -14,7 +14,7 @@ from urllib.parse import quote
 import httpx
 from githubkit import GitHub, Response
 from githubkit.cache import MemCacheStrategy
-from githubkit.exception import GitHubException
+from githubkit.exception import GitHubException, GraphQLFailed
 
 from . import github_parse as gp
 from .core.models import (
@@ -37,6 +37,7 @@ from .github_http import (
     RateLimited,
     RetryPolicy,
     TimeoutTransport,
+    Unprocessable,
     WriteSpacingThrottler,
     map_error,
 )
@@ -53,6 +54,13 @@ PER_PAGE = 100
 # reads, and answers are read field by field, so either version reads the same here.
 API_VERSION = "2022-11-28"
 API_HEADERS = {"X-GitHub-Api-Version": API_VERSION}
+
+
+EDITED_QUERY = """
+query($owner: String!, $name: String!, $number: Int!) {
+  repository(owner: $owner, name: $name) { issue(number: $number) { lastEditedAt } }
+}
+"""
 
 
 class GitHubClient:
@@ -206,10 +214,33 @@ class GitHubClient:
         return added.count(label)
 
     async def labelling(self, number: int, label: str) -> Labelling | None:
-        """Who last added `label` to the issue, and when (its last `labeled` event), if anyone."""
-        events = await self._pages(self._repo_url(f"/issues/{number}/events"), gp.labeller)
-        found = [labelling for name, labelling in filter(None, events) if name == label]
-        return found[-1] if found else None
+        """Who last added `label` to the issue, and when (its last `labeled` event), if anyone;
+        with the time of its last rename."""
+        events = await self._pages(self._repo_url(f"/issues/{number}/events"), gp.issue_event)
+        added = [who for kind, name, who in events if kind == "labeled" and name == label]
+        if not added:
+            return None
+        renamed = [who.at for kind, _, who in events if kind == "renamed"]
+        return dataclasses.replace(added[-1], renamed_at=max(renamed, default=None))
+
+    async def edited_at(self, number: int) -> datetime | None:
+        """When the issue's body was last edited, None if never: GraphQL's `lastEditedAt`
+        (REST shows no edits, and its `updated_at` moves with every comment and label)."""
+        variables = {"owner": self.owner, "name": self.repo, "number": number}
+        try:
+            data = await self._gh.async_graphql(EDITED_QUERY, variables)
+        except GraphQLFailed as exc:
+            errors = exc.response.errors or []
+            message = "; ".join(e.message for e in errors) or "GraphQL query failed"
+            if any(e.type == "NOT_FOUND" for e in errors):
+                raise NotFound(404, message, "POST", "/graphql") from exc
+            raise Unprocessable(422, message, "POST", "/graphql") from exc
+        except GitHubException as exc:
+            raise map_error(exc) from exc
+        try:
+            return gp.edited_at(data)
+        except gp.ShapeError as exc:
+            raise MalformedAnswer(200, "POST", "/graphql", exc.field, exc.problem) from None
 
     async def latest_comments(self) -> list[Comment]:
         """The most recently updated comments of the repository (one page, no pagination)."""

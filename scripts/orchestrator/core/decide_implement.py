@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from .models import Comment, Issue
 from .work import Status, WorkItem
@@ -17,9 +17,6 @@ SENSITIVE_PREFIXES = (".github/workflows/", ".github/actions/", ".claude/", ".hu
 SENSITIVE_FILES = (".mcp.json", ".gitmodules", ".pre-commit-config.yaml", "lefthook.yml",
                    ".lefthook.yml")  # fmt: skip
 SENSITIVE_NAMES = ("CLAUDE.md", "CLAUDE.local.md")  # in any folder: Claude reads them all
-
-# GitHub stamps the label's event and the issue's `updated_at` apart, each to the second.
-LABEL_STAMP_SLACK = timedelta(seconds=1)
 
 
 def sensitive_paths(paths: Sequence[str]) -> list[str]:
@@ -86,14 +83,15 @@ def needs_label_count(item: WorkItem | None) -> bool:
     return item is not None and item.status in (Status.DONE, Status.FAILED)
 
 
-def changed_since_label(updated_at: datetime, labelled_at: datetime) -> bool:
-    """Whether the issue may have changed after its ready label was applied.
-
-    REST keeps no history of edits, and `updated_at` moves with every change (an edit, a
-    comment, another label), each of which may hide an edit before it: any change after the
-    label's second counts. What a writer approved with the label is what Claude reads.
-    """
-    return updated_at > labelled_at + LABEL_STAMP_SLACK
+def changed_since_label(
+    labelled_at: datetime, edited_at: datetime | None, renamed_at: datetime | None
+) -> bool:
+    """Whether the issue's text may have changed after its ready label was applied: its body
+    edited (GraphQL's `lastEditedAt`) or its title renamed (a `renamed` event) in the label's
+    second or later. GitHub's times have whole seconds, so the same second may be either side.
+    What a writer approved with the label is what Claude reads; comments and other labels are
+    not the issue's text (comments are judged by their own times)."""
+    return any(when is not None and when >= labelled_at for when in (edited_at, renamed_at))
 
 
 def comments_as_labelled(
@@ -104,5 +102,5 @@ def comments_as_labelled(
     from an older state), all of them."""
     if labelled_at is None:
         return list(comments), 0
-    kept = [c for c in comments if c.updated_at <= labelled_at + LABEL_STAMP_SLACK]
+    kept = [c for c in comments if c.updated_at <= labelled_at]
     return kept, len(comments) - len(kept)

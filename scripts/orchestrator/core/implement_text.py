@@ -116,9 +116,9 @@ def not_a_writer(actor: str | None, ready_label: str) -> str:
 def changed_since_label(ready_label: str) -> str:
     """The one reply when the issue changed after a writer labelled it, before work started."""
     return (
-        f"{PREFIX} this issue changed after the `{ready_label}` label was applied (an "
-        "edit, a comment or another label), so I cannot tell that the text I would work from "
-        f"is the one you approved. Nothing was done; apply `{ready_label}` again to start."
+        f"{PREFIX} this issue's title or description was edited after the `{ready_label}` "
+        "label was applied, so the text I would work from may not be the one you approved. "
+        f"Nothing was done; check it and apply `{ready_label}` again to start."
     )
 
 

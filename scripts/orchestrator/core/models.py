@@ -24,10 +24,12 @@ class Issue:
 
 @dataclass(frozen=True)
 class Labelling:
-    """The last time a label was added to an issue: by whom (None for a deleted account), when."""
+    """The last time a label was added to an issue: by whom (None for a deleted account), when;
+    and when the issue's title was last renamed, if ever (its events show it)."""
 
     actor: str | None
     at: datetime
+    renamed_at: datetime | None = None
 
 
 @dataclass(frozen=True)

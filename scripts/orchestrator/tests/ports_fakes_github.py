@@ -61,6 +61,7 @@ class RecordingGitHub(Recorder):
         self.commit_statuses: dict[str, list[CommitStatus]] = {}
         self.label_events: dict[tuple[int, str], int] = {}  # times a label was added
         self.labellings: dict[tuple[int, str], Labelling] = {}  # who added it last, when
+        self.edits: dict[int, datetime] = {}  # when an issue's body was last edited
         self.unmergeable: set[int] = set()  # pull requests GitHub refuses to merge (405)
         self._number = 0
         self._id = 1000
@@ -119,6 +120,15 @@ class RecordingGitHub(Recorder):
         """Change an issue behind the daemon's back (`labels=()`, `state="closed"`, ...); its
         `updated_at` moves, as on GitHub."""
         changes.setdefault("updated_at", self.now())
+        if "body" in changes:
+            self.edits[number] = self.now()
+        if "title" in changes:  # a `renamed` event
+            self.labellings = {
+                key: dataclasses.replace(found, renamed_at=self.now())
+                if key[0] == number
+                else found
+                for key, found in self.labellings.items()
+            }
         self.issues[number] = dataclasses.replace(self.issues[number], **changes)  # type: ignore[arg-type]
 
     def label(self, number: int, label: str, *, user: str = "maintainer") -> None:
@@ -186,6 +196,11 @@ class RecordingGitHub(Recorder):
     async def labelling(self, number: int, label: str) -> Labelling | None:
         self._issue(number)
         return self.labellings.get((number, label))
+
+    @recorded
+    async def edited_at(self, number: int) -> datetime | None:
+        self._issue(number)
+        return self.edits.get(number)
 
     @recorded
     async def close_issue(self, number: int) -> None:

@@ -382,7 +382,7 @@ async def test_claude_gets_the_issue_as_it_stood_when_a_writer_labelled_it(
     if edited_after:
         assert world.model.main_requests() == [] and _pulls(world) == []
         (reply,) = world.bot_comments(number)
-        assert "changed after the `ready` label was applied" in reply
+        assert "edited after the `ready` label was applied" in reply
         assert "ready" not in [label["name"] for label in world.github.issue(number)["labels"]]
     else:
         assert len(_pulls(world)) == 1

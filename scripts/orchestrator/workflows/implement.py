@@ -167,7 +167,7 @@ class ImplementWorkflow:
         if reconcile and open_pull is not None:
             log.info("issue #%d: pull request #%d already exists", number, open_pull.number)
             return open_pull
-        as_labelled = self._as_labelled(issue)
+        as_labelled = await self._as_labelled(issue)
         if isinstance(as_labelled, Refused):
             return as_labelled
         issue = as_labelled  # the title and body Claude, the commit and the pull request get
@@ -249,15 +249,18 @@ class ImplementWorkflow:
             return pushed
         return await self._deliver(issue, branch, base, open_pull)
 
-    def _as_labelled(self, issue: Issue) -> Issue | Refused:
+    async def _as_labelled(self, issue: Issue) -> Issue | Refused:
         """The issue as it stood when the writer labelled it: kept in the item at the first
         look (a fresh attempt, or one that a fault or a stop cut short before it), and used
         from then on, whatever is edited later."""
         facts = self._items.get(issue.number).issue
         if facts.body is None and facts.labelled_at is not None:
-            if changed_since_label(issue.updated_at, facts.labelled_at):
+            labelling = await self.github.labelling(issue.number, self.settings.ready_label)
+            renamed_at = labelling.renamed_at if labelling is not None else None
+            edited_at = await self.github.edited_at(issue.number)
+            if changed_since_label(facts.labelled_at, edited_at, renamed_at):
                 return Refused(
-                    "the issue changed after the ready label was applied",
+                    "the issue was edited after the ready label was applied",
                     text.changed_since_label(self.settings.ready_label),
                 )
             # Kept only as far as the prompt reads it (one past, so the cut still shows).

@@ -103,6 +103,8 @@ class Issue:
     reactions: list[Reaction] = field(default_factory=list)
     pull: PullInfo | None = None
     pull_id: int = 0
+    # When the body was last edited (GraphQL's `lastEditedAt`; REST does not show it).
+    last_edited_at: datetime | None = None
 
 
 @dataclass

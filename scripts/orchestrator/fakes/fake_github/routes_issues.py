@@ -119,6 +119,8 @@ def update_common(store: Store, issue: Issue, data: dict[str, Any], actor: str) 
             )
             issue.title = title
     if "body" in data:
+        if data["body"] != issue.body:
+            issue.last_edited_at = store.now()
         issue.body = data["body"]
 
 

@@ -51,6 +51,7 @@ class WorldBuilder:
         with self._store.lock:
             issue = self._store.issue(number)
             issue.body = body
+            issue.last_edited_at = self._store.now()
             self._store.touch(issue)
 
     def remove_label(self, number: int, label: str, *, user: str | None = None) -> None:
