@@ -330,3 +330,23 @@ async def test_only_a_head_the_writer_could_have_seen_is_merged(
         assert f"`/merge {head}`" in reply
     else:
         assert merged and "feature.py" in on_main
+
+
+async def test_a_flood_of_outsiders_commands_buys_one_reply(world: World) -> None:
+    """The attack: 15 `/merge` comments by an outsider on a pull request, and 15 on an issue,
+    once made 30 replies. The control: a writer's `/merge` in the same cycle still merges."""
+    await _watching(world)
+    number = _pull(world)
+    issue = world.github.create_issue("Something else", user="alice")
+    flood = [world.github.comment(number, "/merge", user="mallory") for _ in range(15)]
+    for _ in range(15):
+        world.github.comment(issue, "/merge", user="mallory")
+    _merge_request(world, number)
+
+    assert await world.once() == 0
+
+    refusals = [c for c in world.bot_comments(number) if "@mallory only people" in c]
+    assert len(refusals) == 1 and world.bot_comments(issue) == []
+    thumbs = [c for c in flood if world.github.reactions_on_comment(c) == ["orchestrator-bot:-1"]]
+    assert len(thumbs) == 14
+    assert world.github.pull(number)["merged"] is True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from scripts.orchestrator.core.review_text import MAX_DIFF
 from scripts.orchestrator.fakes.model_script import ApiError, Text
 from scripts.orchestrator.state import Status, WorkItemType
 from scripts.orchestrator.workflows import review
@@ -290,3 +291,17 @@ async def test_a_review_request_reviews_only_the_head_its_writer_saw(
         assert f"`/review {head}`" in reply
     else:
         assert len(reviews) == 2 and world.bot_comments(number) == []
+
+
+async def test_a_huge_file_is_read_only_as_far_as_the_prompt_holds(world: World) -> None:
+    """The attack: a pull request holding a huge file made a diff of 106 million characters,
+    read whole into memory. Now git's output is read only as far as the prompt holds."""
+    await _watching(world)
+    huge = "".join(f"line {n}: {'x' * 60}\n" for n in range(400_000))  # 28 MB
+    number = _open_pull(world, files={"huge.txt": huge, "small.py": "X = 1\n"})
+    world.model.script_for(_marker(number), [Text(REVIEW_TEXT)])
+    await world.once()
+    assert len(world.github.reviews_on(number)) == 1
+    prompt = world.model.main_requests()[0].first_user_text
+    diff = prompt.split("<diff>")[1].split("</diff>")[0]
+    assert len(diff) <= MAX_DIFF + 2 and "diff truncated; read the changed files directly" in diff
