@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -354,3 +356,46 @@ def test_a_worktree_base_that_is_a_file_is_refused(
     monkeypatch.setenv("WORKTREE_BASE", "trees")
     with pytest.raises(ConfigError, match=r"^WORKTREE_BASE=.* expected a directory"):
         load_settings()
+
+
+# Defaults the README writes in words, where the value depends on the machine or on the CLI.
+README_WORDED = {"CLAUDE_CLI_PATH", "CLAUDE_MODEL"}
+
+
+def _readme_settings() -> dict[str, str]:
+    """`VARIABLE -> default` from the README's settings tables (a required one maps to "")."""
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    section = readme.split("### Required Settings", 1)[1].split("### Example Configuration", 1)[0]
+    found: dict[str, str] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`") and cells[0] != "`Variable`":
+            name = cells[0].strip("`")
+            required = "Required" in section.split(cells[0], 1)[0].rsplit("###", 1)[-1]
+            found[name] = "" if required else cells[1]
+    return found
+
+
+def test_the_readme_tables_and_the_settings_agree(clean_env: Path) -> None:
+    """Every setting is in the README's tables with the default the code has, and the tables
+    hold nothing the code does not read."""
+    documented = _readme_settings()
+    assert set(documented) == {field.upper() for field in Settings.model_fields}
+    for field, info in Settings.model_fields.items():
+        name = field.upper()
+        if info.is_required() or name == "GITHUB_TOKEN" or name in README_WORDED:
+            continue
+        default = info.get_default(call_default_factory=True)
+        if isinstance(default, bool):
+            expected = str(default).lower()
+        elif isinstance(default, float) and default.is_integer():
+            expected = str(int(default))
+        elif isinstance(default, Path):
+            expected = str(default) if str(default) == "." else f"./{default}"
+        elif isinstance(default, list):
+            expected = json.dumps(default)
+        elif isinstance(default, Enum):
+            expected = str(default.value)
+        else:
+            expected = str(default)
+        assert documented[name] == f"`{expected}`", name
