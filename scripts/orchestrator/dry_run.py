@@ -64,6 +64,10 @@ class DryRunGitHub(GitHubClient):
         now = datetime.now(timezone.utc)
         return Comment(0, number, await self.login() or "", body, now, now)
 
+    async def edit_comment(self, comment_id: int, body: str) -> None:
+        first = body.strip().splitlines()[0] if body.strip() else ""
+        self.would.append(f"edit comment {comment_id}: {cut(first, SHOWN, '…')}")
+
     async def react_to_issue(self, number: int, content: str) -> None:
         self.would.append(f"react {content} to #{number}")
 

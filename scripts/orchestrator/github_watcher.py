@@ -265,6 +265,10 @@ class GitHubClient:
             now = datetime.now(timezone.utc)
             return Comment(0, number, self._login or "", text, now, now)
 
+    async def edit_comment(self, comment_id: int, body: str) -> None:
+        url = self._repo_url(f"/issues/comments/{comment_id}")
+        await self._send("PATCH", url, body={"body": self._body(body)})
+
     async def add_labels(self, number: int, *labels: str) -> None:
         url = self._repo_url(f"/issues/{number}/labels")
         await self._send("POST", url, body={"labels": list(labels)})

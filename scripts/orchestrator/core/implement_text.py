@@ -122,6 +122,21 @@ def changed_since_label(ready_label: str) -> str:
     )
 
 
+def started() -> str:
+    """The comment when work on an issue starts; its outcome replaces it."""
+    return (
+        f"{PREFIX} working on this issue: Claude Code is implementing it on a branch of its "
+        "own. This comment will say how it ends."
+    )
+
+
+def done(pull: int, *, updated: bool) -> str:
+    """The started comment, once the work is delivered."""
+    if updated:
+        return f"{PREFIX} done: pull request #{pull} is updated with a new attempt at this issue."
+    return f"{PREFIX} done: pull request #{pull} implements this issue."
+
+
 def failure_comment(text: str) -> str:
     """The comment that tells an issue's readers an attempt ended, and why."""
     return f"{PREFIX} {text}"

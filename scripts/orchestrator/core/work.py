@@ -42,11 +42,12 @@ class _Frozen(BaseModel):
 class Write(_Frozen):
     """One GitHub write an item still owes: a comment, or a label added or removed."""
 
-    op: Literal["comment", "add_label", "remove_label"]
+    op: Literal["comment", "edit_comment", "add_label", "remove_label"]
     number: int  # the issue or pull request written to
     text: str  # the comment's body, or the label
     id: str = ""  # names the write in the outbox, and marks a posted comment
     tried: bool = False  # a comment was sent once: its answer may have been lost
+    comment_id: int = 0  # the comment an `edit_comment` replaces the body of
 
 
 class IssueFacts(_Frozen):
@@ -58,6 +59,7 @@ class IssueFacts(_Frozen):
     pushed_sha: str | None = None  # the commit GitHub has on the branch
     remote_sha: str | None = None  # where the remote branch was before our push (the lease)
     updating_pull: int | None = None  # the open pull request this attempt updates
+    progress_comment: int | None = None  # the comment that says work started, then how it ended
     labelled_at: datetime | None = None  # when the ready label of this attempt was applied
     # The issue as it stood then: what Claude is given, whatever is edited later.
     title: str | None = None

@@ -241,6 +241,14 @@ class RecordingGitHub(Recorder):
         return self._add_comment(number, body, self.me or "")
 
     @recorded
+    async def edit_comment(self, comment_id: int, body: str) -> None:
+        for index, comment in enumerate(self.comments):
+            if comment.id == comment_id:
+                self.comments[index] = dataclasses.replace(comment, body=body)
+                return
+        raise NotFound(404, "Not Found")
+
+    @recorded
     async def react_to_issue(self, number: int, content: str) -> None:
         self._issue(number)
         self.reactions.append(("issue", number, content))

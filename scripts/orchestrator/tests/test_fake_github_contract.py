@@ -303,6 +303,7 @@ async def test_every_client_call_is_in_the_description(fake_github: FakeGitHub):
         "edited_at": lambda c: c.edited_at(number),
         "latest_comments": lambda c: c.latest_comments(),
         "create_comment": lambda c: c.create_comment(number, "hi"),
+        "edit_comment": lambda c: c.edit_comment(comment, "edited"),
         "add_labels": lambda c: c.add_labels(number, "x", "area/api"),
         "remove_label": lambda c: c.remove_label(number, "area/api"),
         "has_label": lambda c: c.has_label("area/api"),

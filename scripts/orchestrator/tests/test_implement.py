@@ -86,7 +86,9 @@ async def test_later_runs_do_nothing_more_for_a_done_issue(world: World) -> None
     assert len(world.github.mutations) == mutations
     assert len(_pulls(world)) == 1
     assert world.git.sha("feature/issue-1") == branch
-    assert world.github.comments_on(number) == []
+    # One comment: "working on this issue", edited into the outcome.
+    [said] = [c["body"] for c in world.github.comments_on(number)]
+    assert said.startswith("**Claude Orchestrator**: done: pull request #")
 
 
 async def test_a_labelled_pull_request_is_ignored(world: World) -> None:

@@ -67,15 +67,17 @@ async def test_a_flaky_github_delays_the_work_but_never_loses_it(world: World, s
     assert _claude_runs(world) == 1
     assert len(_pulls(world)) == 1
     assert world.github.labels_of(number) == []
-    assert world.bot_comments(number) == []
+    said = world.bot_comments(number)  # the outcome once; a lost answer may cost an edit
+    assert len([c for c in said if "done: pull request" in c]) == 1
+    assert not any("could not" in c for c in said)
 
 
 async def test_failure_writes_land_once_despite_faults(world: World) -> None:
-    """The failure comment's answer is lost and the label calls fail for a while: in the end
-    one comment, `ready` gone and `claude-failed` on."""
+    """The failure's answer is lost and the label calls fail for a while: in the end one
+    comment (the one that said work started, edited), `ready` gone and `claude-failed` on."""
     number = _ready_issue(world)
     world.model.script_for(MARKER, [ApiError(status=400, times=None)])
-    world.github.faults.fail_next(502, method="POST", path=rf"/issues/{number}/comments$",
+    world.github.faults.fail_next(502, method="PATCH", path=r"/issues/comments/\d+$",
                                   after=True)  # fmt: skip
     # A POST is not repeated within a call (it may have been applied): one fault per cycle.
     world.github.faults.fail_next(502, count=3, method="POST", path=r"/labels$")

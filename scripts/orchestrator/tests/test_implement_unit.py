@@ -152,7 +152,9 @@ async def test_an_unreachable_remote_keeps_the_commit_and_pushes_it_later(rig: R
     item = rig.item()
     commit = rig.git.local_branches[BRANCH]
     assert item.status is Status.PENDING and item.errors == 0 and item.head_sha == commit
-    assert item.issue.summary == "Done." and rig.gh.bot_comments(1) == []
+    assert item.issue.summary == "Done."
+    [started] = rig.gh.bot_comments(1)  # nothing about the outcome yet
+    assert "working on this issue" in started
     assert await rig.cycle() == [1]  # resumed: the kept commit, not a new run
     assert len(rig.claude.requests) == 1 and rig.git.pushes == [(commit, BRANCH)]
     assert rig.item().status is Status.DONE and len(rig.gh.called("create_pull")) == 1
@@ -280,11 +282,35 @@ async def test_definite_errors_are_counted_then_reported(rig: Rig) -> None:
 
 async def test_an_outbox_fault_delays_the_failure_comment_but_never_loses_it(rig: Rig) -> None:
     rig.claude.fail_run()
-    rig.gh.fail("create_comment", GitHubError(502, "Bad Gateway"), after=True)
+    rig.gh.fail("edit_comment", GitHubError(502, "Bad Gateway"), after=True)
     await rig.cycle()
     assert rig.gh.labels_of(1) == ("ready",) and len(rig.item().outbox) == 3
     assert await rig.cycle() == []  # the poll sends what was held back, before planning
     assert "Claude could not implement" in rig.failure() and not rig.item().outbox
+
+
+async def test_one_comment_says_work_started_then_how_it_ended(rig: Rig) -> None:
+    rig.claude.succeed("Added greet.py.", FILES)
+    assert await rig.cycle() == [1]
+    [said] = rig.gh.bot_comments(1)  # one comment, edited: not a second one
+    number = rig.item().pr_number
+    assert said == f"**Claude Orchestrator**: done: pull request #{number} implements this issue."
+    assert len(rig.gh.called("create_comment")) == 1 and len(rig.gh.called("edit_comment")) == 1
+    # A failed attempt: the same comment tells why.
+    rig.clock.advance(5)
+    rig.gh.label(1, "ready")
+    rig.claude.fail_run("the model is overloaded")
+    assert await rig.cycle() == [1]
+    started, failed = rig.gh.bot_comments(1)
+    assert "done: pull request" in started and "Claude could not implement" in failed
+
+
+async def test_a_deleted_progress_comment_does_not_lose_the_outcome(rig: Rig) -> None:
+    rig.claude.succeed("Done.", FILES)
+    rig.gh.before("edit_comment", lambda *_: rig.gh.comments.clear())  # someone deleted it
+    assert await rig.cycle() == [1]
+    [said] = rig.gh.bot_comments(1)
+    assert "done: pull request" in said
 
 
 async def test_a_transient_fault_as_an_attempt_starts_is_retried(rig: Rig) -> None:

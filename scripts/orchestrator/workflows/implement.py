@@ -30,7 +30,7 @@ from ..core.models import (
 )
 from ..core.redact import Redactor
 from ..core.triggers import may_command
-from ..core.work import IssueFacts, Status, WorkItem, WorkItemType
+from ..core.work import IssueFacts, Status, WorkItem, WorkItemType, Write
 from ..guidelines import guidelines, repo_guidelines_path
 from ..ports import Claude, Clock, Git, GitHub, Job, SecretScan, StateStore
 from . import outbox
@@ -146,9 +146,13 @@ class ImplementWorkflow:
         if isinstance(outcome, Refused):
             await self._refuse_label(self._items.get(number), outcome)
             return
+        # An earlier attempt's pull request, now updated; else a new one.
+        done = text.done(
+            outcome.number, updated=self._items.get(number).pr_number == outcome.number
+        )
         self._outbox.queue(
             self._ended(number),
-            [outbox.remove_label(number, self.settings.ready_label)],
+            [outbox.remove_label(number, self.settings.ready_label), self._tell(number, done)],
             status=Status.DONE,
             pr_number=outcome.number,
             finished_at=self.clock.now(),
@@ -226,6 +230,20 @@ class ImplementWorkflow:
             self._outbox.queue(self._items.get(issue.number), [unlabel])
             await self._outbox.try_send(issue.number)
         await self.github.react_to_issue(issue.number, "eyes")
+        try:
+            said = await self.github.create_comment(issue.number, text.started())
+        except GitHubError as exc:  # a courtesy: the outcome then comes as a comment of its own
+            log.warning("issue #%d: could not say that work started: %s", issue.number, exc)
+            return
+        if said.id:  # 0: GitHub took it but its answer was unreadable
+            self._items.update_facts(issue.number, progress_comment=said.id)
+
+    def _tell(self, number: int, body: str) -> Write:
+        """The outcome: in the comment that said work started, or in a new one."""
+        progress = self._items.get(number).issue.progress_comment
+        if progress is None:
+            return outbox.comment(number, body)
+        return outbox.edit_comment(number, progress, body)
 
     async def _resume_push(
         self, issue: Issue, branch: str, base: str, open_pull: PullRequest | None
@@ -274,7 +292,11 @@ class ImplementWorkflow:
     async def _task(self, issue: Issue) -> str:
         """Claude's task: the issue (as labelled) and its comments as they stood then."""
         facts = self._items.get(issue.number).issue
-        everything = await self.github.list_issue_comments(issue.number)
+        everything = [
+            c
+            for c in await self.github.list_issue_comments(issue.number)
+            if c.id != facts.progress_comment  # "working on this issue": ours, not the task
+        ]
         comments, left_out = comments_as_labelled(everything, facts.labelled_at)
         outsiders = await self._outsiders(comments)
         drop = self.settings.outsider_comments == "drop"
@@ -427,7 +449,7 @@ class ImplementWorkflow:
         those: a fault delays them to a later cycle, it never loses them."""
         log.warning("issue #%d failed: %s", number, failure.reason)
         writes = [
-            outbox.comment(number, text.failure_comment(failure.comment)),
+            self._tell(number, text.failure_comment(failure.comment)),
             outbox.remove_label(number, self.settings.ready_label),
             outbox.add_label(number, self.settings.failed_label),
         ]

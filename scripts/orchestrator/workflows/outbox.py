@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from ..core.errors import GitHubError, is_transient
+from ..core.errors import GitHubError, NotFound, is_transient
 from ..core.redact import Redactor
 from ..core.work import WorkItem, WorkItemType, Write
 from ..ports import GitHub, StateStore
@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 
 def comment(number: int, body: str) -> Write:
     return Write(op="comment", number=number, text=body, id=secrets.token_hex(8))
+
+
+def edit_comment(number: int, comment_id: int, body: str) -> Write:
+    return Write(op="edit_comment", number=number, text=body, id=secrets.token_hex(8),
+                 comment_id=comment_id)  # fmt: skip
 
 
 def add_label(number: int, label: str) -> Write:
@@ -124,6 +129,11 @@ class Outbox:
                 log.info("#%d: a comment whose answer was lost had landed", write.number)
                 return
             await github.create_comment(write.number, f"{write.text}\n\n{tag}")
+        elif write.op == "edit_comment":  # idempotent: simply repeated after a fault
+            try:
+                await github.edit_comment(write.comment_id, write.text)
+            except NotFound:  # someone deleted it: the outcome is still said, in a new one
+                await github.create_comment(write.number, write.text)
         elif write.op == "add_label":
             await github.add_labels(write.number, write.text)
         elif write.op == "remove_label":
