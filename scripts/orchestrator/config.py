@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from .core.models import ReviewEvent
+from .core.remotes import clone_url, repo_of_url
 
 TOKEN_REQUIRED_MESSAGE = "GITHUB_TOKEN environment variable is required"  # noqa: S105
 GH_CLI_TIMEOUT = 10.0
@@ -71,7 +72,9 @@ class Settings(BaseSettings):
 
     # Added by this project
     github_api_url: str = "https://api.github.com"
-    repo_path: Path = Path(".")
+    # Unset: the current directory if it is a clone of GITHUB_REPO, else the daemon's own.
+    repo_path: Path | None = None
+    repo_url: str | None = None  # where the daemon's own clone comes from, without REPO_PATH
     git_remote: NonEmptyStr = "origin"
     claude_cli_path: str | None = None
     claude_model: str | None = None
@@ -175,6 +178,11 @@ class Settings(BaseSettings):
         return self.github_repo.split("/", 1)[1]
 
     @property
+    def clone_url(self) -> str:
+        """Where the daemon fetches from and pushes to when it has no clone to read it from."""
+        return self.repo_url or clone_url(self.github_api_url, self.github_repo)
+
+    @property
     def git_mirror(self) -> Path:
         """The daemon's own bare repository, which jobs can read but not write."""
         return self.worktree_base / ".mirrors" / f"{self.owner}+{self.repo}.git"
@@ -241,7 +249,10 @@ def load_settings(env_file: Path | None = Path(".env"), **overrides: Any) -> Set
         )
     if settings.github_token is None or not settings.github_token.get_secret_value().strip():
         settings.github_token = SecretStr(_gh_cli_token(settings.github_api_url))
-    settings.repo_path = _git_toplevel(settings.repo_path)
+    if settings.repo_path is not None:
+        settings.repo_path = _git_toplevel(settings.repo_path)
+    else:
+        settings.repo_path = _clone_here(settings)
     settings.worktree_base = _absolute(settings.worktree_base, Path.cwd())
     if settings.worktree_base.exists() and not settings.worktree_base.is_dir():
         raise ConfigError(
@@ -359,6 +370,31 @@ def _git_toplevel(path: Path) -> Path:
             "the watched repository)"
         )
     return Path(proc.stdout.strip())
+
+
+def _clone_here(settings: Settings) -> Path | None:
+    """The current directory's clone, when REPO_PATH is unset, if it is a clone of GITHUB_REPO
+    (or of a local path); None otherwise (e.g. the orchestrator's own checkout, or no
+    repository at all): then the daemon keeps a clone of its own."""
+    try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True,
+                             text=True, timeout=GIT_CHECK_TIMEOUT, check=False)  # fmt: skip
+        if top.returncode != 0:
+            return None
+        url = subprocess.run(
+            ["git", "-C", top.stdout.strip(), "remote", "get-url", settings.git_remote],
+            capture_output=True, text=True, timeout=GIT_CHECK_TIMEOUT, check=False,
+        )  # fmt: skip
+    except FileNotFoundError:
+        raise ConfigError("git is not installed: the orchestrator needs git on PATH") from None
+    except subprocess.TimeoutExpired:
+        raise ConfigError("git did not answer in time in the current directory") from None
+    if url.returncode != 0:
+        return None
+    named = repo_of_url(url.stdout.strip())
+    if named is not None and named.lower() != settings.github_repo.lower():
+        return None
+    return Path(top.stdout.strip())
 
 
 def _absolute(path: Path, base: Path) -> Path:

@@ -91,7 +91,11 @@ async def dry_run(settings: Settings, redactor: Redactor, out: TextIO) -> int:
         settings.token, settings.github_repo, api_url=settings.github_api_url, redactor=redactor
     )
     worktrees = WorktreeManager(
-        settings.repo_path, settings.worktree_base, remote=settings.git_remote, token=None
+        settings.repo_path,
+        settings.worktree_base,
+        remote=settings.git_remote,
+        token=None,
+        url=settings.clone_url,
     )
     async with github:
         await check_start(settings, github, worktrees)

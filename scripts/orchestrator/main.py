@@ -156,6 +156,7 @@ async def serve(
         settings.worktree_base,
         remote=settings.git_remote,
         token=settings.token,
+        url=settings.clone_url,
     )
     async with github:
         await check_start(settings, github, worktrees)

@@ -59,7 +59,9 @@ async def preflight(
 ) -> list[Finding]:
     """Every check, in the order a user fixes things. None writes to GitHub, except that with
     `fix` the missing labels are created."""
-    worktrees = WorktreeManager(settings.repo_path, settings.worktree_base, token=settings.token)
+    worktrees = WorktreeManager(
+        settings.repo_path, settings.worktree_base, token=settings.token, url=settings.clone_url
+    )
     checks: list[tuple[str, Callable[[], Awaitable[Finding | list[Finding]]]]] = [
         ("git", _git),
         ("repository", lambda: _clone(settings, worktrees)),
@@ -105,6 +107,9 @@ async def _git() -> Finding:
 
 async def _clone(settings: Settings, worktrees: WorktreeManager) -> Finding:
     url = await check_clone(settings, worktrees)
+    if settings.repo_path is None:
+        own = f"no clone given: the daemon keeps its own, in {settings.git_mirror}, from {url}"
+        return Finding("repository", Level.OK, own)
     return Finding("repository", Level.OK, f"REPO_PATH={settings.repo_path} ({url})")
 
 

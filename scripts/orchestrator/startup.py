@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import resource
 import shutil
 from pathlib import Path
@@ -11,6 +10,7 @@ from urllib.parse import urlparse
 
 from .config import Settings
 from .core.errors import GitError, GitHubError, MalformedAnswer
+from .core.remotes import foreign_host, git_host, repo_of_url
 from .github_watcher import GitHubClient
 from .sandbox import SYSTEM_DIRS, Bwrap, Sandbox, SandboxUnavailable
 from .worktree_manager import WorktreeManager
@@ -105,19 +105,22 @@ async def warn_of_missing_label(settings: Settings, github: GitHubClient) -> Non
 
 
 async def check_clone(settings: Settings, worktrees: WorktreeManager) -> str:
-    """REPO_PATH is a clone of GITHUB_REPO on GitHub's host, without a credential in its URL;
-    return that URL (recorded: the daemon fetches and pushes only there)."""
+    """REPO_PATH is a clone of GITHUB_REPO on GitHub's host, without a credential in its URL
+    (or, without REPO_PATH, the URL of the daemon's own clone is); return that URL (recorded:
+    the daemon fetches and pushes only there)."""
     try:
         url = await worktrees.record_remote()
     except GitError:
         raise StartupError(
             f"GIT_REMOTE={settings.git_remote!r} is not a remote of REPO_PATH={settings.repo_path}"
         ) from None
+    # What the messages name: the clone, or the URL of the daemon's own.
+    source = f"REPO_PATH={settings.repo_path}" if settings.repo_path else f"REPO_URL={url}"
     parsed = urlparse(url)
     if parsed.scheme in ("http", "https") and (parsed.username or parsed.password):
         # Jobs read the clone's .git (read-only): a credential in its config is theirs.
         raise StartupError(
-            f"the {settings.git_remote} URL of REPO_PATH={settings.repo_path} carries a "
+            f"the {settings.git_remote} URL of {source} carries a "
             f"credential ({parsed.scheme}://…@{parsed.hostname}): remove it (git remote "
             f"set-url {settings.git_remote} {parsed.scheme}://{parsed.hostname}{parsed.path}); "
             "the daemon authenticates its pushes with GITHUB_TOKEN"
@@ -125,16 +128,16 @@ async def check_clone(settings: Settings, worktrees: WorktreeManager) -> str:
     named = repo_of_url(url)
     if named is not None and named.lower() != settings.github_repo.lower():
         raise StartupError(
-            f"REPO_PATH={settings.repo_path} is a clone of {named}, not of "
-            f"GITHUB_REPO={settings.github_repo}: run the daemon in a clone of the watched "
-            "repository, or set REPO_PATH to one"
+            f"{source} is a clone of {named}, not of "
+            f"GITHUB_REPO={settings.github_repo}: set REPO_PATH to a clone of the watched "
+            "repository, or leave it unset for the daemon to keep a clone of its own"
         )
     expected = git_host(settings.github_api_url)
     host = foreign_host(url, settings.github_api_url)
     if host is not None:
         # The token goes with every push: only ever to the GitHub the settings name.
         raise StartupError(
-            f"REPO_PATH={settings.repo_path} pushes to {host}, not to {expected} (the host of "
+            f"{source} pushes to {host}, not to {expected} (the host of "
             f"GITHUB_API_URL={settings.github_api_url}): point {settings.git_remote} at "
             f"{expected}, or set GITHUB_API_URL to that host's API"
         )
@@ -167,7 +170,14 @@ async def open_mirror(settings: Settings, worktrees: WorktreeManager) -> None:
     try:
         made = await worktrees.use_mirror(settings.git_mirror)
     except (OSError, GitError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else exc.result.stderr.strip()
+        if isinstance(exc, GitError) and settings.repo_path is None and "fetch" in exc.result.args:
+            shutil.rmtree(settings.git_mirror, ignore_errors=True)  # half made: start over
+            raise StartupError(
+                f"cannot fetch {settings.github_repo} from REPO_URL={settings.clone_url} "
+                f"({_last_line(exc.result.stderr)}): check GITHUB_TOKEN and the URL, or set "
+                "REPO_PATH to a clone of it"
+            ) from None
+        why = exc.strerror if isinstance(exc, OSError) else _last_line(exc.result.stderr)
         raise StartupError(
             f"WORKTREE_BASE={settings.worktree_base}: cannot keep the daemon's git in "
             f"{settings.git_mirror} ({why}); expected a directory the daemon can write"
@@ -175,23 +185,6 @@ async def open_mirror(settings: Settings, worktrees: WorktreeManager) -> None:
     if made:
         log.info("git: made the daemon's own copy of %s in %s", settings.github_repo,
                  settings.git_mirror)  # fmt: skip
-
-
-# git's scp-like syntax, `[user@]host:path`: a colon before any slash (else a local path).
-_SCP_LIKE = re.compile(r"^(?:[^@/:]+@)?\[?([^@/:\]]+)\]?:(.*)$")
-
-
-def repo_of_url(url: str) -> str | None:
-    """`owner/repo` of a GitHub-style remote URL; None for a local path."""
-    parsed = urlparse(url)
-    if parsed.scheme in ("http", "https", "ssh", "git"):
-        path = parsed.path
-    elif "://" not in url and (match := _SCP_LIKE.match(url)):
-        path = match.group(2)
-    else:
-        return None
-    parts = path.strip("/").removesuffix(".git").split("/")
-    return "/".join(parts[-2:]) if len(parts) >= 2 else None
 
 
 def exposed_daemon_file(settings: Settings) -> str | None:
@@ -204,7 +197,7 @@ def exposed_daemon_file(settings: Settings) -> str | None:
     own = {
         "STATE_FILE": settings.state_file,
         "WORKTREE_BASE": settings.worktree_base,  # every job's worktree, and the mirror
-        "REPO_PATH": settings.repo_path,
+        **({"REPO_PATH": settings.repo_path} if settings.repo_path else {}),
         **({".env": env_file} if env_file.is_file() else {}),
     }
     for name, path in own.items():
@@ -226,25 +219,7 @@ def exposed_by_cli(cli: str) -> Path | None:
     return folder if folder == Path("/") or home.is_relative_to(folder) else None
 
 
-def host_of_url(url: str) -> str | None:
-    """The host a remote URL points at; None for a local path."""
-    parsed = urlparse(url)
-    if parsed.scheme in ("http", "https", "ssh", "git"):
-        return parsed.hostname
-    if "://" not in url and (match := _SCP_LIKE.match(url)):
-        return match.group(1)
-    return None
-
-
-def foreign_host(url: str, api_url: str) -> str | None:
-    """The host `url` points at if it is not the GitHub of `api_url` (a local path is fine)."""
-    host, expected = host_of_url(url), git_host(api_url)
-    if host is None or host.lower() in (expected, f"ssh.{expected}"):
-        return None
-    return host
-
-
-def git_host(api_url: str) -> str:
-    """The git host of a GitHub API root: github.com for api.github.com, else its own host."""
-    host = (urlparse(api_url).hostname or "").lower()
-    return "github.com" if host == "api.github.com" else host
+def _last_line(text: str) -> str:
+    """The last line git wrote: the one that says what went wrong."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
-import shlex
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlparse
 
 from . import proc
 from .core.errors import GitError
 from .core.models import Completed, MergeResult
+from .git_credential import credential
 
 __all__ = ["GitError", "MergeResult", "WorktreeManager"]
 
@@ -60,18 +58,26 @@ class WorktreeManager:
 
     def __init__(
         self,
-        repo_path: Path,
+        repo_path: Path | None,
         worktree_base: Path,
         *,
         remote: str = "origin",
         token: str | None = None,
         timeout: float = GIT_TIMEOUT,
+        url: str | None = None,
     ) -> None:
-        self.repo_path = repo_path
+        """`repo_path` is the user's clone, whose remote URL is used; without one (None), the
+        daemon keeps a clone of its own (`use_mirror`) of `url`."""
+        if repo_path is None and url is None:
+            raise ValueError("WorktreeManager needs a clone or the URL to make its own")
+        self._clone = repo_path
+        # Where git runs until the mirror is in use; without a clone, nothing runs before it.
+        self.repo_path = repo_path or worktree_base
         self.worktree_base = worktree_base
         self.remote = remote
         self._token = token
         self._timeout = timeout
+        self._url = url
         self._push_url: str | None = None
         self._shared_lock = asyncio.Lock()
         # Each worktree's git directory, read when it was made, before any job ran in it: a job
@@ -192,29 +198,41 @@ class WorktreeManager:
             mirror.mkdir(parents=True, exist_ok=True)
             await self._git(["init", "--quiet", "--bare", str(mirror)], cwd=mirror)
             tracking = f"refs/remotes/{self.remote}/*"
-            await self._git(
-                ["fetch", "--quiet", "--no-tags", str(self.repo_path), f"+{tracking}:{tracking}"],
-                cwd=mirror,
-            )
+            if self._clone is not None:
+                source = str(self._clone)
+                await self._git(
+                    ["fetch", "--quiet", "--no-tags", source, f"+{tracking}:{tracking}"],
+                    cwd=mirror,
+                )
+            else:  # no clone to start from: all of it from GitHub, with the token
+                await self._remote(
+                    ["fetch", "--quiet", "--no-tags", "{url}", f"+refs/heads/*:{tracking}"],
+                    cwd=mirror,
+                )
         carried = []
         for key in CARRIED_CONFIG:
             await self._git(["config", "--unset-all", key], cwd=mirror, check=False)  # older
-            if value := await self._user_config(key):
+            if value := await self._user_config(key, self._clone or mirror):
                 carried += ["-c", f"{key}={value}"]
         self._carried = carried
         self.repo_path = mirror
         return made
 
-    async def _user_config(self, key: str) -> str:
-        """`key` as the user's own git sees it in the clone (system, global and local)."""
+    async def _user_config(self, key: str, where: Path) -> str:
+        """`key` as the user's own git sees it in `where` (system, global and local)."""
         done = await proc.run(
-            ["git", *SAFE_GIT, "config", "--get", key], cwd=self.repo_path, timeout=self._timeout
+            ["git", *SAFE_GIT, "config", "--get", key], cwd=where, timeout=self._timeout
         )
         return done.stdout.strip() if done.ok else ""
 
     async def record_remote(self) -> str:
-        """Read the push URL once, at start, before any Claude run could change the config."""
-        self._push_url = await self.git("remote", "get-url", "--push", self.remote)
+        """Read the push URL once, at start, before any Claude run could change the config;
+        without a clone, it is the URL given."""
+        if self._clone is None:
+            assert self._url is not None  # __init__ checked it
+            self._push_url = self._url
+        else:
+            self._push_url = await self.git("remote", "get-url", "--push", self.remote)
         return self._push_url
 
     async def push(self, worktree: Path, branch: str, *, expected_remote_sha: str | None) -> None:
@@ -407,9 +425,6 @@ class WorktreeManager:
         return done.stdout[: limit + 1]
 
 
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
-
 def _nested_git(worktree: Path) -> list[Path]:
     """Every `.git` (directory, file or link) below the worktree's top, symlinks not followed."""
     found = []
@@ -421,61 +436,3 @@ def _nested_git(worktree: Path) -> list[Path]:
             if ".git" in dirs:
                 dirs.remove(".git")
     return found
-
-
-@contextlib.contextmanager
-def credential(url: str, token: str | None) -> Iterator[tuple[dict[str, str], tuple[int, ...]]]:
-    """The environment and file descriptors that let one git command authenticate to `url`.
-
-    The token is in no environment, argument or file: it sits in an anonymous in-memory file
-    whose descriptor only this git command and its children hold, read by a credential helper
-    that answers only for the recorded host (a redirect elsewhere gets nothing). Every other
-    credential helper is ignored. Nothing for
-    ssh or a local path (the user's own setup), nor for plain http beyond loopback.
-    """
-    parsed = urlparse(url)
-    host = parsed.hostname or ""
-    if not token or not (
-        parsed.scheme == "https" or (parsed.scheme == "http" and host in LOOPBACK)
-    ):
-        yield {}, ()
-        return
-    fd = _secret_fd(token)
-    try:
-        netloc = parsed.netloc.rpartition("@")[2]
-        yield (
-            {
-                "GIT_CONFIG_COUNT": "2",
-                "GIT_CONFIG_KEY_0": "credential.helper",
-                "GIT_CONFIG_VALUE_0": "",  # forget the helpers configured anywhere else
-                "GIT_CONFIG_KEY_1": "credential.helper",
-                "GIT_CONFIG_VALUE_1": _helper(netloc, fd),
-            },
-            (fd,),
-        )
-    finally:
-        os.close(fd)
-
-
-def _helper(netloc: str, fd: int) -> str:
-    """A credential helper (git runs it with `sh`) that gives the token at `fd` to `netloc`."""
-    expected = shlex.quote(f"host={netloc}")
-    return (
-        '!f() { test "$1" = get || { cat >/dev/null; exit 0; }; ok=; '
-        f'while IFS= read -r line && [ -n "$line" ]; do [ "$line" = {expected} ] && ok=1; done; '
-        '[ -n "$ok" ] || exit 0; '
-        f"printf 'username=x-access-token\\npassword='; cat /dev/fd/{fd}; echo; }}; f"
-    )
-
-
-def _secret_fd(secret: str) -> int:
-    """A descriptor of an anonymous file holding `secret`: every open of /dev/fd/N reads it
-    from the start (git may ask twice), and it is gone when the last holder closes it."""
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("orchestrator-credential", os.MFD_CLOEXEC)
-        os.write(fd, secret.encode())
-        return fd
-    read, write = os.pipe()  # no memfd (macOS): one read is enough for one push
-    os.write(write, secret.encode())
-    os.close(write)
-    return read

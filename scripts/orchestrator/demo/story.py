@@ -69,6 +69,10 @@ def github_write(
         case "create_comment":
             text = str(body.get("body", "")).removeprefix(PREFIX).strip()
             return f"comment on #{number}: “{first_line(text)}”"
+        case "update_comment":  # the "working on this issue" comment, now the outcome
+            text = str(body.get("body", "")).removeprefix(PREFIX).strip()
+            issue = str(result.get("issue_url", "")).rsplit("/", 1)[-1] or "?"
+            return f"comment on #{issue} edited: “{first_line(text)}”"
         case "merge_pull":
             method = body.get("merge_method", "merge")
             sha = str(result.get("sha") or "?")[:12]

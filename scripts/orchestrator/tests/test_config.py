@@ -17,6 +17,7 @@ from scripts.orchestrator.config import (
     load_settings,
 )
 from scripts.orchestrator.core.models import ReviewEvent
+from scripts.orchestrator.fakes.git_world import git
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -51,7 +52,8 @@ def test_defaults(clean_env: Path) -> None:
     assert s.merge_comment_trigger == "/merge"
     assert s.pre_merge_commands == []
     assert s.github_api_url == "https://api.github.com"
-    assert s.repo_path == clean_env
+    assert s.repo_path is None  # a repository without the remote: the daemon's own clone
+    assert s.clone_url == "https://github.com/harry-m/dashai.git"
     assert s.git_remote == "origin"
     assert s.claude_cli_path and Path(s.claude_cli_path).name == "claude"
     assert s.claude_model is None
@@ -85,6 +87,7 @@ EVERY_VARIABLE: list[tuple[str, str, str, Any]] = [
     ),
     ("GITHUB_API_URL", "http://127.0.0.1:9/api/v3/", "github_api_url", "http://127.0.0.1:9/api/v3"),
     ("GIT_REMOTE", "upstream", "git_remote", "upstream"),
+    ("REPO_URL", "git@github.com:a/b.git", "repo_url", "git@github.com:a/b.git"),
     ("CLAUDE_MODEL", "claude-sonnet-4-5", "claude_model", "claude-sonnet-4-5"),
     ("CLAUDE_TIMEOUT", "90", "claude_timeout", 90.0),
     ("CHECK_TIMEOUT", "30", "check_timeout", 30.0),
@@ -359,7 +362,7 @@ def test_a_worktree_base_that_is_a_file_is_refused(
 
 
 # Defaults the README writes in words, where the value depends on the machine or on the CLI.
-README_WORDED = {"CLAUDE_CLI_PATH", "CLAUDE_MODEL"}
+README_WORDED = {"CLAUDE_CLI_PATH", "CLAUDE_MODEL", "REPO_PATH", "REPO_URL"}
 
 
 def _readme_settings() -> dict[str, str]:
@@ -399,3 +402,37 @@ def test_the_readme_tables_and_the_settings_agree(clean_env: Path) -> None:
         else:
             expected = str(default)
         assert documented[name] == f"`{expected}`", name
+
+
+@pytest.mark.usefixtures("required")
+@pytest.mark.parametrize(
+    ("remote", "used"),
+    [
+        ("https://github.com/harry-m/dashai.git", True),  # run from the watched repo's clone
+        ("git@github.com:Harry-M/dashai.git", True),
+        ("/srv/mirrors/dashai.git", True),  # a local path names no repository: as before
+        ("https://github.com/your-org/claude-orchestrator.git", False),  # the tool's checkout
+        (None, False),  # a repository without the remote
+    ],
+)
+def test_without_repo_path_the_current_clone_is_used_only_if_it_is_the_watched_one(
+    clean_env: Path, remote: str | None, used: bool
+) -> None:
+    if remote is not None:
+        git(clean_env, "remote", "add", "origin", remote)
+    assert load_settings().repo_path == (clean_env if used else None)
+
+
+@pytest.mark.usefixtures("required")
+def test_outside_any_repository_the_daemon_keeps_its_own_clone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    s = load_settings()
+    assert s.repo_path is None and s.clone_url == "https://github.com/harry-m/dashai.git"
+    monkeypatch.setenv("GITHUB_API_URL", "https://ghe.example.com/api/v3")
+    assert load_settings().clone_url == "https://ghe.example.com/harry-m/dashai.git"
+    monkeypatch.setenv("REPO_URL", "git@ghe.example.com:harry-m/dashai.git")
+    assert load_settings().clone_url == "git@ghe.example.com:harry-m/dashai.git"

@@ -299,6 +299,8 @@ def test_the_checks_run_with_whichever_test_runner_there_is() -> None:
          "review posted on #2: COMMENTED"),
         ("create_comment", {"number": "3"}, {"body": "**Claude Orchestrator**: merged as x.\n\nT"},
          {}, "comment on #3: “merged as x.”"),
+        ("update_comment", {"comment_id": "9"}, {"body": "**Claude Orchestrator**: done: #3."},
+         {"issue_url": "http://h/repos/a/b/issues/1"}, "comment on #1 edited: “done: #3.”"),
         ("merge_pull", {"number": "3"}, {"merge_method": "squash"}, {"sha": "a" * 40},
          "#3 squash-merged into main as aaaaaaaaaaaa"),
         ("update_issue", {"number": "1"}, {"state": "closed"}, {}, None),

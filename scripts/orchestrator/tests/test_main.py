@@ -278,7 +278,7 @@ def test_a_second_daemon_on_the_same_state_refuses_to_start(
     ],
 )
 def test_pushes_go_only_to_the_configured_host(url: str, api: str, refused: bool) -> None:
-    from scripts.orchestrator.startup import foreign_host
+    from scripts.orchestrator.core.remotes import foreign_host
 
     assert (foreign_host(url, api) is not None) is refused
 
@@ -296,7 +296,7 @@ def test_pushes_go_only_to_the_configured_host(url: str, api: str, refused: bool
     ],
 )
 def test_repo_of_url(url: str, expected: str | None) -> None:
-    from scripts.orchestrator.startup import repo_of_url
+    from scripts.orchestrator.core.remotes import repo_of_url
 
     assert repo_of_url(url) == expected
 
@@ -393,6 +393,8 @@ def test_a_clone_the_daemon_must_not_push_from_is_refused_at_start(
         GITHUB_REPO="acme/widgets",
         GITHUB_TOKEN=fake_github.token,
         GITHUB_API_URL=fake_github.url,
+        # Named: without REPO_PATH, a clone of another repository is not used at all.
+        REPO_PATH=str(git_world.clone),
     )
     result = _run(["--once"], git_world.clone, env)
     assert result.returncode == 2

@@ -15,7 +15,8 @@ from scripts.orchestrator import proc
 from scripts.orchestrator.core.models import Completed
 from scripts.orchestrator.fakes.git_http import GitHttpServer
 from scripts.orchestrator.fakes.git_world import GitWorld, git
-from scripts.orchestrator.worktree_manager import GitError, WorktreeManager, credential
+from scripts.orchestrator.git_credential import credential
+from scripts.orchestrator.worktree_manager import GitError, WorktreeManager
 
 TOKEN = "ghp_" + "HttpCredentialTest0" * 2  # made up
 BASIC = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
