@@ -111,7 +111,7 @@ def head_moved(pinned: str, head: str, trigger: str) -> str:
     return (
         f"{PREFIX} nothing was reviewed: the head moved from `{pinned[:12]}`, the one asked "
         f"for, to `{head[:12]}`. To review the head as it is now, check it and comment "
-        f"`{trigger} {head[:12]}`."
+        f"`{trigger} {head}`."  # the full SHA: a prefix can be matched by a look-alike
     )
 
 
