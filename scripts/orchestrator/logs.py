@@ -26,7 +26,9 @@ def item_context(label: str) -> Iterator[None]:
         current_item.reset(token)
 
 
-class _ContextFilter(logging.Filter):
+class ContextFilter(logging.Filter):
+    """Adds the work item to each record and redacts its message (and traceback)."""
+
     def __init__(self, redactor: Redactor) -> None:
         super().__init__()
         self._redactor = redactor
@@ -49,7 +51,7 @@ def configure(verbose: bool, redactor: Redactor | None = None) -> None:
     (secret-shaped strings are redacted even without one)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
-    handler.addFilter(_ContextFilter(redactor or Redactor()))
+    handler.addFilter(ContextFilter(redactor or Redactor()))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -277,19 +277,6 @@ def _record(github: FakeGitHub, path: Path) -> None:
         log.exception("could not record what the fake GitHub showed")
 
 
-class _Context(logging.Filter):
-    """What `logs.configure` adds to each record: the work item, and secrets redacted."""
-
-    def __init__(self, redactor: Redactor) -> None:
-        super().__init__()
-        self._redactor = redactor
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.item = logs.current_item.get()
-        record.msg, record.args = self._redactor.redact(record.getMessage()), None
-        return True
-
-
 def _log_to(path: Path, verbose: bool, redactor: Redactor) -> Callable[[], None]:
     """Send every log line to `path` (and, `verbose`, to stderr too); returns the undo."""
     root = logging.getLogger()
@@ -301,7 +288,7 @@ def _log_to(path: Path, verbose: bool, redactor: Redactor) -> Callable[[], None]
         root.removeHandler(old)
     for handler in handlers:
         handler.setFormatter(logging.Formatter(logs.FORMAT))
-        handler.addFilter(_Context(redactor))
+        handler.addFilter(logs.ContextFilter(redactor))
         root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("httpx", "httpcore", "hishel", "asyncio"):
