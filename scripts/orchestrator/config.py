@@ -241,11 +241,16 @@ def load_settings(env_file: Path | None = Path(".env"), **overrides: Any) -> Set
         raise ConfigError(_describe(exc)) from None
     except SettingsError as exc:
         raise ConfigError(_describe_settings_error(exc)) from None
+    _model_keys_from(env_file)
     empty = _set_but_empty(env_file)
     if empty is not None:
+        field = Settings.model_fields[empty]
+        if field.is_required():
+            expected = _EXPECTED.get(empty, "a value")
+            raise ConfigError(f"{empty.upper()} is set but empty: expected {expected}")
         raise ConfigError(
             f"{empty.upper()} is set but empty: expected a value (remove the line to use the "
-            f"default, {_shown(Settings.model_fields[empty].default)})"
+            f"default, {_shown(field.default)})"
         )
     if settings.github_token is None or not settings.github_token.get_secret_value().strip():
         settings.github_token = SecretStr(_gh_cli_token(settings.github_api_url))
@@ -263,8 +268,24 @@ def load_settings(env_file: Path | None = Path(".env"), **overrides: Any) -> Set
     return settings
 
 
+# The model's credentials (model_proxy.CREDENTIAL_ENV): the CLI reads them from the environment.
+MODEL_KEYS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+
+
+def _model_keys_from(env_file: Path | None) -> None:
+    """A model credential written in `.env` counts as if it were in the environment (where
+    the daemon's model proxy looks for it); the environment wins."""
+    if env_file is None or not env_file.is_file():
+        return
+    for name, value in dotenv_values(env_file).items():
+        if name in MODEL_KEYS and value and not os.environ.get(name):
+            os.environ[name] = value
+
+
 def _shown(default: Any) -> str:
-    return str(default).lower() if isinstance(default, bool) else repr(default)
+    if isinstance(default, bool):
+        return str(default).lower()
+    return repr(str(default)) if isinstance(default, Path) else repr(default)
 
 
 def _set_but_empty(env_file: Path | None) -> str | None:

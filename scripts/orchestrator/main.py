@@ -32,6 +32,7 @@ from .startup import (
     StartupError,
     check_start,
     exposed_by_cli,
+    missing_model_credential,
     open_mirror,
     raise_fd_limit,
     start_sandbox,
@@ -146,6 +147,9 @@ async def serve(
     `redactor` is the one the logs use (default: one that knows the token).
     """
     redactor = redactor or known_secrets(settings)
+    if claude is None and (why := missing_model_credential(settings)) is not None:
+        # Else the first ready issue would fail in public with the CLI's "Please run /login".
+        raise StartupError(why)
     if github is None:
         github = GitHubClient(
             settings.token, settings.github_repo, api_url=settings.github_api_url,

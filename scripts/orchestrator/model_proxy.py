@@ -30,11 +30,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from .config import MODEL_KEYS
+
 log = logging.getLogger(__name__)
 
 DEFAULT_UPSTREAM = "https://api.anthropic.com"
 # The CLI's credentials: it sends ANTHROPIC_API_KEY as `x-api-key`, the others as a bearer token.
-CREDENTIAL_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+CREDENTIAL_ENV = MODEL_KEYS  # config reads them from .env too
 SOCKET_NAME = "model-api.sock"
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # Hop-by-hop headers (RFC 9110 §7.6.1, and the older proxy ones) stay on their hop.

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .config import Settings
+from .config import MODEL_KEYS, Settings
 from .core.errors import GitError, GitHubError, MalformedAnswer
 from .core.remotes import foreign_host, git_host, repo_of_url
 from .github_watcher import GitHubClient
@@ -223,3 +224,23 @@ def _last_line(text: str) -> str:
     """The last line git wrote: the one that says what went wrong."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "no message"
+
+
+def missing_model_credential(settings: Settings) -> str | None:
+    """Why Claude's runs could not reach the model, if they could not: no key in the
+    environment (or `.env`), and no login the CLI would see (the sandbox hides the home)."""
+    if any(os.environ.get(name) for name in MODEL_KEYS):
+        return None
+    login = Path.home() / ".claude" / ".credentials.json"
+    if login.is_file() and settings.sandbox == "off":
+        return None
+    where = "in the environment or .env"
+    if login.is_file():
+        return (
+            "Claude Code is logged in, but the sandbox hides that login in your home: set "
+            f"CLAUDE_CODE_OAUTH_TOKEN (made by `claude setup-token`) or ANTHROPIC_API_KEY {where}"
+        )
+    return (
+        "no credential for Claude Code: set ANTHROPIC_API_KEY, or CLAUDE_CODE_OAUTH_TOKEN "
+        f"(made by `claude setup-token`), {where}"
+    )

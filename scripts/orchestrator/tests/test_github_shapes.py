@@ -202,6 +202,7 @@ def test_start_up_with_an_unreadable_repository_answer_is_one_line(
         "GITHUB_REPO": "acme/widgets",
         "GITHUB_TOKEN": fake_github.token,
         "GITHUB_API_URL": fake_github.url,
+        "ANTHROPIC_API_KEY": "sk-ant-" + "test" * 8,  # the model's credential (never used)
     }
     result = subprocess.run(
         [sys.executable, "-m", "scripts.orchestrator.main", "--once"],

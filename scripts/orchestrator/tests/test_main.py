@@ -35,6 +35,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         if not (bin_dir / tool).exists():
             os.symlink(shutil.which(tool) or tool, bin_dir / tool)
     env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    env["ANTHROPIC_API_KEY"] = "sk-ant-" + "test" * 8  # the model's credential (never used)
     env.update(extra)
     return env
 
@@ -421,3 +422,26 @@ def test_the_one_redactor_knows_the_token_and_the_model_key(
     shown = f"{key} {token} {base64.b64encode(key.encode()).decode()}"
     # (base64's last group, which holds at most the key's last two bytes, may remain)
     assert redactor.redact(shown).startswith("[REDACTED] [REDACTED] [REDACTED]")
+
+
+def test_without_a_model_credential_the_daemon_refuses_to_start(
+    project: Path, tmp_path: Path, fake_github: FakeGitHub
+) -> None:
+    """Found by a newcomer: it started, and the first ready issue got the CLI's "Please run
+    /login" as a public comment. The control: the key in .env is read."""
+    env = _env(
+        tmp_path,
+        GITHUB_REPO="acme/widgets",
+        GITHUB_TOKEN=fake_github.token,
+        GITHUB_API_URL=fake_github.url,
+        STATE_FILE="s.json",
+        ANTHROPIC_API_KEY="",
+    )
+    result = _run(["--once"], project, env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "no credential for Claude Code: set ANTHROPIC_API_KEY" in line
+    assert fake_github.requests == []  # refused before any GitHub call
+    (project / ".env").write_text("ANTHROPIC_API_KEY=sk-ant-from-dotenv\n")
+    result = _run(["--once"], project, env)
+    assert result.returncode == 0, result.stderr
