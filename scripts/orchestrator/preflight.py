@@ -11,18 +11,24 @@ from enum import Enum
 from pathlib import Path
 
 from . import proc
-from .config import Settings
+from .config import MODEL_KEYS, Settings
 from .core.models import RepoAccess
 from .github_http import GitHubError
 from .github_watcher import GitHubClient
-from .startup import StartupError, check_clone, check_github, start_sandbox
+from .startup import (
+    StartupError,
+    check_clone,
+    check_github,
+    missing_model_credential,
+    start_sandbox,
+)
 from .state import State, StateError, StateLockedError
 from .worktree_manager import WorktreeManager
 
 MIN_GIT = (2, 31)  # GIT_CONFIG_COUNT and `rev-parse --path-format`
 CLI_TIMEOUT = 30.0
 # What the CLI authenticates with when the sandbox hides the home directory's login.
-CLAUDE_KEYS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+CLAUDE_KEYS = MODEL_KEYS
 # What a fine-grained token or a GitHub App needs; GitHub's answers do not say what it has.
 # Workflows: none, so that GitHub itself refuses a change to .github/workflows/ (README).
 PERMISSIONS_NEEDED = (
@@ -279,18 +285,11 @@ async def _claude(settings: Settings) -> Finding:
     keys = [name for name in CLAUDE_KEYS if os.environ.get(name)]
     if keys:
         return Finding("Claude Code", Level.OK, f"{cli} {version}; authenticates with {keys[0]}")
-    login = Path.home() / ".claude" / ".credentials.json"
-    if not login.is_file():
-        return Finding(
-            "Claude Code", Level.PROBLEM, f"{cli} {version}; no credential",
-            "set ANTHROPIC_API_KEY, or CLAUDE_CODE_OAUTH_TOKEN (made by `claude setup-token`)",
-        )  # fmt: skip
-    if settings.sandbox != "off":
-        return Finding(
-            "Claude Code", Level.PROBLEM,
-            f"{cli} {version}; logged in, but the sandbox hides the login in your home",
-            "set CLAUDE_CODE_OAUTH_TOKEN (made by `claude setup-token`) or ANTHROPIC_API_KEY",
-        )  # fmt: skip
+    # The same rule that refuses the daemon at start.
+    why = missing_model_credential(settings)
+    if why is not None:
+        problem, _, fix = why.partition(": ")
+        return Finding("Claude Code", Level.PROBLEM, f"{cli} {version}; {problem}", fix)
     return Finding("Claude Code", Level.OK, f"{cli} {version}; logged in")
 
 

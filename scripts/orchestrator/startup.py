@@ -237,7 +237,7 @@ def missing_model_credential(settings: Settings) -> str | None:
     where = "in the environment or .env"
     if login.is_file():
         return (
-            "Claude Code is logged in, but the sandbox hides that login in your home: set "
+            "Claude Code is logged in, but the sandbox hides the login in your home: set "
             f"CLAUDE_CODE_OAUTH_TOKEN (made by `claude setup-token`) or ANTHROPIC_API_KEY {where}"
         )
     return (
