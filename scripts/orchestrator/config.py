@@ -41,6 +41,7 @@ class ConfigError(Exception):
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 # `inf` and `nan` parse as floats: a poll interval of `inf` would poll once, then never again.
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class Settings(BaseSettings):
@@ -95,6 +96,13 @@ class Settings(BaseSettings):
     sandbox: str = "bwrap"
     sandbox_read_paths: list[Path] = Field(default_factory=list)
     sandbox_check_network: bool = False
+    # Running for weeks
+    shutdown_grace: NonNegativeFloat = 30  # seconds running Claude runs get after SIGTERM
+    keep_worktrees: bool = False  # keep finished items' worktrees, for debugging
+    log_dir: Path = Path("./.orchestrator-logs")  # one transcript per Claude run
+    transcript_max_bytes: PositiveInt = 5_000_000
+    log_retention_days: PositiveFloat = 14
+    state_retention_days: PositiveFloat = 30  # finished items older than this leave the state
 
     @field_validator("github_repo")
     @classmethod
@@ -264,6 +272,9 @@ def load_settings(env_file: Path | None = Path(".env"), **overrides: Any) -> Set
             f"WORKTREE_BASE={str(settings.worktree_base)!r} is not valid: expected a directory"
         )
     settings.state_file = _absolute(settings.state_file, Path.cwd())
+    settings.log_dir = _absolute(settings.log_dir, Path.cwd())
+    if settings.log_dir.exists() and not settings.log_dir.is_dir():
+        raise ConfigError(f"LOG_DIR={str(settings.log_dir)!r} is not valid: expected a directory")
     settings.claude_cli_path = _claude_cli(settings.claude_cli_path)
     return settings
 

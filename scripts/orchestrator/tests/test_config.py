@@ -108,6 +108,12 @@ EVERY_VARIABLE: list[tuple[str, str, str, Any]] = [
         [Path("/opt/venv"), Path("/srv/data")],
     ),
     ("SANDBOX_CHECK_NETWORK", "true", "sandbox_check_network", True),
+    ("SHUTDOWN_GRACE", "0", "shutdown_grace", 0.0),
+    ("SHUTDOWN_GRACE", "2.5", "shutdown_grace", 2.5),
+    ("KEEP_WORKTREES", "true", "keep_worktrees", True),
+    ("TRANSCRIPT_MAX_BYTES", "1000", "transcript_max_bytes", 1000),
+    ("LOG_RETENTION_DAYS", "0.5", "log_retention_days", 0.5),
+    ("STATE_RETENTION_DAYS", "7", "state_retention_days", 7.0),
 ]
 
 
@@ -123,7 +129,7 @@ def test_every_variable_is_read(
 def test_every_setting_is_covered_by_a_test() -> None:
     tested = {field for _, _, field, _ in EVERY_VARIABLE} | {
         "github_repo", "github_token", "worktree_base", "state_file", "repo_path",
-        "claude_cli_path",
+        "claude_cli_path", "log_dir",
     }  # fmt: skip
     assert tested == set(Settings.model_fields)
 
@@ -134,8 +140,10 @@ def test_paths_are_made_absolute(
 ) -> None:
     monkeypatch.setenv("WORKTREE_BASE", "trees")
     monkeypatch.setenv("STATE_FILE", "var/state.json")
+    monkeypatch.setenv("LOG_DIR", "var/logs")
     monkeypatch.setenv("REPO_PATH", str(git_world.clone / "."))
     s = load_settings()
+    assert s.log_dir == clean_env / "var" / "logs"
     assert s.worktree_base == clean_env / "trees"
     assert s.state_file == clean_env / "var" / "state.json"
     assert s.repo_path == git_world.clone.resolve()
@@ -200,6 +208,10 @@ def test_environment_wins_over_dotenv(monkeypatch: pytest.MonkeyPatch, clean_env
         ("OUTSIDER_COMMENTS", "hide", "'mark' or 'drop'"),
         ("POLL_INTERVAL", "inf", "a finite number"),
         ("CLAUDE_TIMEOUT", "nan", "a finite number"),
+        ("SHUTDOWN_GRACE", "-1", "greater than or equal to 0"),
+        ("SHUTDOWN_GRACE", "inf", "a finite number"),
+        ("STATE_RETENTION_DAYS", "0", "greater than 0"),
+        ("LOG_DIR", "", "set but empty"),
         (
             "READY_LABEL",
             "",
