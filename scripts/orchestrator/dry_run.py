@@ -22,11 +22,11 @@ from .core.redact import Redactor
 from .core.text import cut
 from .core.work import WorkItemType
 from .github_watcher import GitHubClient
-from .main import Adapters, build_workflows
 from .ports import Job
 from .secret_scan import SecretScanner
 from .startup import check_start
 from .state import State
+from .wiring import Adapters, build_workflows
 from .workflows.comment_feed import CommentFeed
 from .workflows.pull_heads import PullHeads
 from .worktree_manager import WorktreeManager

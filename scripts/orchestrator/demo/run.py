@@ -31,11 +31,12 @@ from ..fakes.fake_github import FakeGitHub
 from ..fakes.git_world import make_world
 from ..fakes.scripted_model import ScriptedModel, bundled_cli_path, claude_cli_env
 from ..github_watcher import GitHubClient
-from ..main import PROG, serve
+from ..main import PROG
 from ..model_proxy import CREDENTIAL_ENV
 from ..ports import StateStore
 from ..startup import StartupError, start_sandbox
 from ..state import State
+from ..wiring import serve
 from .director import DemoFailed, Director, Interrupted
 from .narrator import Narrator, record_github
 from .story import Run, Summary, describe, summary

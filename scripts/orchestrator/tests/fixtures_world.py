@@ -20,9 +20,9 @@ from scripts.orchestrator.fakes.git_world import GitWorld
 from scripts.orchestrator.fakes.scripted_model import ScriptedModel, bundled_cli_path
 from scripts.orchestrator.github_http import RetryPolicy
 from scripts.orchestrator.github_watcher import GitHubClient
-from scripts.orchestrator.main import serve
 from scripts.orchestrator.startup import start_sandbox
 from scripts.orchestrator.state import State, WorkItem, WorkItemType
+from scripts.orchestrator.wiring import serve
 
 __all__ = ["World", "world"]
 

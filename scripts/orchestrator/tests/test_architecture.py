@@ -115,22 +115,23 @@ def test_the_contracts_name_every_adapter() -> None:
     contracts = _contracts()
     layers = [layer.replace("|", ":").split(":") for layer in contracts["layers"]["layers"]]
     names = [{name.strip() for name in layer} for layer in layers]
-    assert len(names) == 6, names
-    top, start, middle, adapters_and_config, bottom, lowest = names
+    assert len(names) == 7, names
+    top, wiring, start, middle, adapters_and_config, bottom, lowest = names
+    assert wiring == {"wiring"}
     assert (middle, bottom, lowest) == ({"daemon", "workflows"}, {"ports"}, {"core"})
     assert top == {"main", "demo", "dry_run"}
     assert start == {"startup", "preflight", "status"}
     assert contracts["layers"]["containers"] == [PACKAGE]
-    assert "|" in contracts["layers"]["layers"][2], "daemon and workflows must be independent"
+    assert "|" in contracts["layers"]["layers"][3], "daemon and workflows must be independent"
     adapters = adapters_and_config - {"config", "guidelines"}
     assert {"github_watcher", "worktree_manager", "claude_runner", "checks", "state"} <= adapters
 
     def forbidden(contract: str) -> set[str]:
         return {m.removeprefix(PACKAGE + ".") for m in contracts[contract]["forbidden_modules"]}
 
-    assert forbidden("workflows-adapters") == adapters | {"daemon"} | top | start
+    assert forbidden("workflows-adapters") == adapters | {"daemon"} | top | wiring | start
     assert forbidden("daemon-imports") == (
-        (adapters_and_config - {"logs"}) | {"workflows"} | top | start
+        (adapters_and_config - {"logs"}) | {"workflows"} | top | wiring | start
     )
     assert contracts["fakes-for-tests"]["protected_modules"] == [f"{PACKAGE}.fakes"]
     assert contracts["fakes-for-tests"]["allowed_importers"] == [

@@ -412,7 +412,7 @@ def test_the_one_redactor_knows_the_token_and_the_model_key(
     from pydantic import SecretStr
 
     from scripts.orchestrator.config import Settings
-    from scripts.orchestrator.main import known_secrets
+    from scripts.orchestrator.wiring import known_secrets
 
     key = "model-key-" + "k" * 30  # not an `sk-ant-` shape: only the literal can catch it
     monkeypatch.setenv("ANTHROPIC_API_KEY", key)
