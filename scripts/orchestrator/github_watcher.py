@@ -6,14 +6,15 @@ import dataclasses
 import logging
 import re
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-from githubkit import GitHub, Response
-from githubkit.cache import MemCacheStrategy
+from githubkit import GitHub, Response, UnauthAuthStrategy
+from githubkit.cache import BaseCacheStrategy, MemCacheStrategy
 from githubkit.exception import GitHubException, GraphQLFailed
 
 from . import github_parse as gp
@@ -30,6 +31,7 @@ from .core.models import (
 )
 from .core.redact import Redactor
 from .core.text import fit_body
+from .github_cache import AuthTransport, RateBudget, SqliteCacheStrategy
 from .github_http import (
     GitHubError,
     MalformedAnswer,
@@ -42,11 +44,13 @@ from .github_http import (
     map_error,
 )
 from .github_parse import Json
+from .github_view import Changes, ListingView
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 PER_PAGE = 100
+SINCE_OVERLAP = timedelta(seconds=1)
 # The REST API version every request asks for. GitHub.com serves 2022-11-28 until at least
 # March 2028 (24 months after 2026-03-10), and so does every GitHub Enterprise Server since 3.9;
 # 2026-03-10 (githubkit's default) cannot be served by GHES releases made before it, and an
@@ -77,24 +81,36 @@ class GitHubClient:
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         redactor: Redactor | None = None,
+        cache_path: Path | None = None,
+        view: ListingView | None = None,
     ) -> None:
         """`transport` replaces the HTTP transport (the tests replay recorded answers with it);
         the default one enforces `timeout` on every request. Every body sent is redacted by
-        `redactor` (the daemon's one, which knows the token), or by one made for `token`."""
+        `redactor` (the daemon's one, which knows the token), or by one made for `token`.
+        With `cache_path`, GitHub's answers are kept there across restarts (`github_cache`);
+        with `view`, the open pull requests and ready issues come from it (`github_view`),
+        kept current by `refresh_view` once per cycle."""
         self.owner, self.repo = repo.split("/", 1)
         self.full_name = repo
         self._redactor = redactor or Redactor([token])
+        self.rate = RateBudget()
+        # The token is added below the cache (`AuthTransport`), so the cache never stores it.
+        self.wire = AuthTransport(transport or TimeoutTransport(timeout), token, api_url, self.rate)
+        # githubkit's default cache object is shared by every client in the process.
+        cache: BaseCacheStrategy = (
+            SqliteCacheStrategy(cache_path) if cache_path is not None else MemCacheStrategy()
+        )
         self._gh = GitHub(
-            token,
+            UnauthAuthStrategy(),
             base_url=api_url,
             timeout=timeout,
             auto_retry=retry or RetryPolicy(),
             throttler=WriteSpacingThrottler(write_interval=write_interval),
             user_agent="claude-orchestrator",
-            # githubkit's default cache object is shared by every client in the process.
-            cache_strategy=MemCacheStrategy(),
-            async_transport=transport or TimeoutTransport(timeout),
+            cache_strategy=cache,
+            async_transport=self.wire,
         )
+        self.view = view
         self._default_branch: str | None = None
         self._login: str | None = None
 
@@ -136,14 +152,15 @@ class GitHubClient:
         self,
         url: str,
         parse: Callable[[Json], T],
-        params: dict[str, Any],
+        params: dict[str, Any] | None,
         stamp: Callable[[T, Response[Any]], T] | None,
     ) -> list[T]:
         """Every item of a list endpoint, each passed with its page's answer to `stamp`.
         GitHub's `Link: rel="next"` is followed as given: it may lead elsewhere
-        (`/repositories/{id}/...`) and carries the query itself."""
+        (`/repositories/{id}/...`) and carries the query itself (`params=None`: `url` is
+        such a link already)."""
         next_url: str | None = url
-        query: dict[str, Any] | None = {**params, "per_page": PER_PAGE}
+        query = {**params, "per_page": PER_PAGE} if params is not None else None
         items: list[T] = []
         while next_url is not None:
             response = await self._send("GET", next_url, params=query)
@@ -151,6 +168,44 @@ class GitHubClient:
             items += [stamp(item, response) for item in page] if stamp else page
             next_url, query = _next_link(response.headers.get("link", "")), None
         return items
+
+    async def _since_pages(
+        self,
+        url: str,
+        parse: Callable[[Json], T],
+        params: dict[str, Any],
+        since: datetime | None,
+        key: Callable[[T], tuple[datetime, int]],
+    ) -> tuple[list[T], datetime | None]:
+        """Everything updated since `since` (`key`: its updated_at and id), oldest first.
+
+        Read by moving `since` past each full page rather than by page number: an item
+        updated while the pages are read moves to the end of the list, and with page numbers
+        the one after it would slip back onto a page already read and be missed. Only a
+        whole page updated within one second falls back to GitHub's next-page links. Also
+        returns GitHub's clock at the last answer."""
+        found: dict[int, T] = {}
+        while True:
+            query = {**params, "per_page": PER_PAGE}
+            if since is not None:
+                query["since"] = github_time(since)
+            response = await self._send("GET", url, params=query)
+            page = _parsed(response, lambda data: gp.many(data, parse))
+            answered_at = _date(response)
+            found.update((key(item)[1], item) for item in page)
+            if len(page) < PER_PAGE:
+                break
+            # GitHub's times have whole seconds, and `since` may mean "after": step back one.
+            step = max(key(item)[0] for item in page) - SINCE_OVERLAP
+            if since is None or step > since:
+                since = step
+                continue
+            next_url = _next_link(response.headers.get("link", ""))
+            if next_url is not None:
+                rest = await self._stamped_pages(next_url, parse, None, None)
+                found.update((key(item)[1], item) for item in rest)
+            break
+        return sorted(found.values(), key=key), answered_at
 
     def _body(self, text: str) -> str:
         return fit_body(self._redactor.redact(text))
@@ -190,8 +245,22 @@ class GitHubClient:
 
     # -- issues and comments ----------------------------------------------------------------
 
+    async def refresh_view(self) -> None:
+        """Bring the view up to date (once per cycle, before anything reads it)."""
+        if self.view is not None:
+            await self.view.refresh(self)
+
     async def list_open_issues(self, label: str | None = None) -> list[Issue]:
-        """Open issues, with pull requests among them (`is_pull_request`) as GitHub lists them."""
+        """Open issues, with pull requests among them (`is_pull_request`) as GitHub lists them;
+        the view's ready issues (no pull requests) when it keeps `label`."""
+        if self.view is not None and label == self.view.label:
+            if not self.view.seeded:
+                await self.view.refresh(self)
+            return self.view.issues()
+        return await self.open_issues_now(label)
+
+    async def open_issues_now(self, label: str | None) -> list[Issue]:
+        """Open issues (`label`ed), listed now, with pull requests among them."""
         filters = {"labels": label} if label else {}
         return await self._pages(self._repo_url("/issues"), gp.issue, state="open", **filters)
 
@@ -204,9 +273,21 @@ class GitHubClient:
     async def list_repo_comments(self, since: datetime | None) -> list[Comment]:
         """Every issue and pull request comment of the repository updated since `since`."""
         params: dict[str, Any] = {"sort": "updated", "direction": "asc"}
-        if since is not None:
-            params["since"] = github_time(since)
-        return await self._pages(self._repo_url("/issues/comments"), gp.comment, **params)
+        url = self._repo_url("/issues/comments")
+        comments, _ = await self._since_pages(url, gp.comment, params, since, _comment_key)
+        return comments
+
+    async def list_changed(self, since: datetime) -> Changes:
+        """Every issue and pull request (open or closed) updated since `since`, oldest first:
+        a comment, a label, an edit, a push to a pull request and a close all move it."""
+        params: dict[str, Any] = {"state": "all", "sort": "updated", "direction": "asc"}
+        url = self._repo_url("/issues")
+        return Changes(*await self._since_pages(url, gp.issue, params, since, _issue_key))
+
+    async def server_time(self) -> datetime:
+        """GitHub's clock now: the `Date` of `GET /rate_limit`, which costs no rate limit."""
+        response = await self._send("GET", "/rate_limit")
+        return _date(response) or datetime.now(timezone.utc)
 
     async def count_labelled(self, number: int, label: str) -> int:
         """How many times `label` has been added to the issue (from its events)."""
@@ -313,6 +394,14 @@ class GitHubClient:
     # -- pull requests ----------------------------------------------------------------------
 
     async def list_open_pulls(self) -> list[PullRequest]:
+        """The open pull requests: the view's, if there is one."""
+        if self.view is not None:
+            if not self.view.seeded:
+                await self.view.refresh(self)
+            return self.view.pulls()
+        return await self.open_pulls_now()
+
+    async def open_pulls_now(self) -> list[PullRequest]:
         url = self._repo_url("/pulls")
         return await self._stamped_pages(url, gp.pull, {"state": "open"}, _seen)
 
@@ -402,15 +491,29 @@ def _next_link(header: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _seen(pull: PullRequest, response: Response[Any]) -> PullRequest:
-    """`pull` with the time GitHub gave its answer (the `Date` header), if it gave one."""
+def _comment_key(comment: Comment) -> tuple[datetime, int]:
+    return comment.updated_at, comment.id
+
+
+def _issue_key(issue: Issue) -> tuple[datetime, int]:
+    return issue.updated_at, issue.number
+
+
+def _date(response: Response[Any]) -> datetime | None:
+    """The time GitHub gave its answer (the `Date` header), if it gave one."""
     try:
         seen = parsedate_to_datetime(response.headers.get("date", ""))
     except (TypeError, ValueError):  # no Date, or one that is not a date
-        return pull
+        return None
     if seen.tzinfo is None:  # "-0000": GitHub's dates are GMT
         seen = seen.replace(tzinfo=timezone.utc)
-    return dataclasses.replace(pull, seen_at=seen)
+    return seen
+
+
+def _seen(pull: PullRequest, response: Response[Any]) -> PullRequest:
+    """`pull` with the time GitHub gave its answer, if it gave one."""
+    seen = _date(response)
+    return pull if seen is None else dataclasses.replace(pull, seen_at=seen)
 
 
 def _parsed(response: Response[Any], read: Callable[[Any], T]) -> T:

@@ -312,6 +312,12 @@ async def test_every_client_call_is_in_the_description(fake_github: FakeGitHub):
         "react_to_comment": lambda c: c.react_to_comment(comment, "eyes"),
         "close_issue": lambda c: c.close_issue(number),
         "list_open_pulls": lambda c: c.list_open_pulls(),
+        "open_pulls_now": lambda c: c.open_pulls_now(),
+        "open_issues_now": lambda c: c.open_issues_now("ready"),
+        "list_changed": lambda c: c.list_changed(NOON),
+        "server_time": lambda c: c.server_time(),
+        # Without a view it sends nothing; the view's requests are the four above, and get_pull.
+        "refresh_view": lambda c: c.refresh_view(),
         "find_pull": lambda c: c.find_pull("feature/walk", "main"),
         "get_pull": lambda c: c.get_pull(pull),
         "create_pull": lambda c: c.create_pull(

@@ -181,11 +181,13 @@ class App:
                 etag = 'W/"' + hashlib.sha256(response.body).hexdigest() + '"'
                 response.headers["ETag"] = etag
                 response.headers["Cache-Control"] = "private, max-age=60, s-maxage=60"
+                # As GitHub: an answer is another token's only after its own request.
+                response.headers["Vary"] = VARY
                 if _etag_matches(headers.get("if-none-match"), etag):
                     # GitHub does not charge a 304 to the rate limit.
                     cache = response.headers["Cache-Control"]
                     response = RawResponse(
-                        304, {"ETag": etag, "Cache-Control": cache}, route=route_name
+                        304, {"ETag": etag, "Cache-Control": cache, "Vary": VARY}, route=route_name
                     )
             if response.status != 304 and path != "/rate_limit":
                 store.rate.consume(login)
@@ -306,6 +308,10 @@ _UNPARSABLE: Any = _Unparsable()
 
 def _dump(body: Any) -> bytes:
     return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
+# GitHub.com's two Vary headers on a REST answer, as one.
+VARY = "Accept, Authorization, Cookie, X-GitHub-OTP, Accept-Encoding, X-Requested-With"
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:
