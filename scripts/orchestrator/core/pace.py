@@ -1,0 +1,43 @@
+"""How long to wait before the next poll, so the rate limit lasts until GitHub resets it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+# Requests a poll may cost when something changed (an idle one costs none: its reads are
+# answered 304, which GitHub does not count).
+POLL_COST = 2
+# The share of the limit kept for the work itself: comments, pushes, merges.
+RESERVE = 0.1
+
+
+@dataclass(frozen=True)
+class Pace:
+    delay: float  # seconds to the next poll
+    slowed: bool  # longer than the interval, because the budget runs low
+
+
+def next_poll(
+    interval: float,
+    *,
+    limit: int | None,
+    remaining: int | None,
+    reset_at: datetime | None,
+    now: datetime,
+) -> Pace:
+    """`interval`, or longer when polling at that pace would spend the requests left (above a
+    reserve for the work) before `reset_at`; at or under the reserve, the next poll waits for
+    the reset. Without a known budget, `interval`."""
+    if limit is None or remaining is None or reset_at is None:
+        return Pace(interval, False)
+    until_reset = (reset_at - now).total_seconds()
+    if until_reset <= 0:
+        return Pace(interval, False)
+    spare = remaining - RESERVE * limit
+    if spare < POLL_COST:
+        return Pace(max(interval, until_reset), until_reset > interval)
+    affordable = spare / POLL_COST  # polls the spare requests pay for
+    if affordable * interval >= until_reset:
+        return Pace(interval, False)
+    return Pace(until_reset / affordable, True)
