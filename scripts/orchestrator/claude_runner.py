@@ -28,9 +28,11 @@ from .core.models import (
     ClaudeRequest,
     ClaudeResult,
 )
+from .logs import current_item
 from .model_proxy import ModelProxy
 from .proc import SECRET_ENV_VARS, kill_processes_with_env
 from .sandbox import Sandbox
+from .transcripts import Transcript, Transcripts
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,8 @@ class SdkClaudeRunner:
 
     With a sandbox, each run reaches the model only through a `ModelProxy`, which holds the
     credential: one for all the runs inside `serving()` (the daemon's life), else one per run.
+    With `transcripts`, each run's stream of messages is kept in a file of the item's (the
+    one the log lines name).
     """
 
     def __init__(
@@ -92,11 +96,13 @@ class SdkClaudeRunner:
         model: str | None = None,
         env: Mapping[str, str] | None = None,
         sandbox: Sandbox | None = None,
+        transcripts: Transcripts | None = None,
     ) -> None:
         self._cli_path = cli_path
         self._model = model
         self._env = dict(env or {})
         self.sandbox = sandbox
+        self._transcripts = transcripts
         self._serving = False
         self._proxy: ModelProxy | None = None
 
@@ -148,11 +154,40 @@ class SdkClaudeRunner:
                 await anyio.to_thread.run_sync(proxy.stop)
 
     async def _run(self, request: ClaudeRequest, cli_path: str) -> ClaudeResult:
+        log.info("Claude starts (%s; at most %d turns, %s)", ", ".join(request.tools),
+                 request.max_turns, _elapsed(request.timeout))  # fmt: skip
+        item = current_item.get()
+        transcript = Transcript.none()
+        if self._transcripts is not None:
+            transcript = self._transcripts.start(item)
+        if transcript.path is not None:
+            log.info("Claude's transcript: %s", transcript.path)
+        transcript.write({
+            "type": "request", "item": item, "prompt": request.prompt, "cwd": str(request.cwd),
+            "tools": list(request.tools), "max_turns": request.max_turns,
+            "timeout": request.timeout, "model": self._model,
+        })  # fmt: skip
+        result: ClaudeResult | None = None
+        try:
+            result = await self._query(request, cli_path, transcript)
+            return result
+        finally:
+            transcript.write(_ending(result))
+            transcript.close()
+
+    async def _query(
+        self, request: ClaudeRequest, cli_path: str, transcript: Transcript
+    ) -> ClaudeResult:
         marker = uuid.uuid4().hex
         # The SDK starts the CLI with our whole environment plus `env`, so the tokens are
         # blanked here even though main() already removed them from os.environ.
         env = {**self._env, **{name: "" for name in SECRET_ENV_VARS}, RUN_MARKER_ENV: marker}
         stderr: list[str] = []
+
+        def on_stderr(line: str) -> None:
+            _keep_tail(stderr, line)
+            transcript.write({"type": "stderr", "line": line.rstrip()})
+
         options = ClaudeAgentOptions(
             cwd=str(request.cwd),
             cli_path=cli_path,
@@ -166,19 +201,18 @@ class SdkClaudeRunner:
             system_prompt={"type": "preset", "preset": "claude_code", "append": request.guidelines},
             setting_sources=list(request.setting_sources),
             env=env,
-            stderr=lambda line: _keep_tail(stderr, line),
+            stderr=on_stderr,
         )
         started = time.monotonic()
         texts: list[str] = []
         result: ResultMessage | None = None
         progress = Progress(started)
-        log.info("Claude starts (%s; at most %d turns, %s)", ", ".join(request.tools),
-                 request.max_turns, _elapsed(request.timeout))  # fmt: skip
         # A task, not a task group: the group would wrap the SDK's errors in an ExceptionGroup.
         ticker = asyncio.ensure_future(progress.report(PROGRESS_EVERY))
         try:
             with anyio.fail_after(request.timeout):
                 async for message in query(prompt=request.prompt, options=options):
+                    transcript.message(message)
                     if isinstance(message, AssistantMessage):
                         progress.saw(message)
                         texts += [b.text for b in message.content if isinstance(b, TextBlock)]
@@ -214,6 +248,16 @@ class SdkClaudeRunner:
             session_id=result.session_id,
             stderr_tail=stderr,
         )
+
+
+def _ending(result: ClaudeResult | None) -> dict[str, object]:
+    """The transcript's last line: how the run ended."""
+    if result is None:
+        return {"type": "end", "ok": False, "error": "the run was interrupted"}
+    return {
+        "type": "end", "ok": result.ok, "error": result.error, "turns": result.turns,
+        "cost_usd": result.cost_usd, "duration_s": round(result.duration_s, 1),
+    }  # fmt: skip
 
 
 def _keep_tail(lines: list[str], line: str) -> None:

@@ -5,19 +5,26 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from .core.errors import GitHubError
 from .core.work import Status, WorkItem, WorkItemType, item_key, utcnow
-from .ports import StateStore
+from .ports import GitHub, StateStore
 from .state_migrations import migrate
 
+log = logging.getLogger(__name__)
+
 STATE_VERSION = 2  # 1: free `data` keys per item; 2: typed facts (core/work.py)
+PRUNE_EVERY = 86_400.0  # seconds between two prunings of a running daemon's state
 
 __all__ = [
     "STATE_VERSION",
@@ -28,7 +35,9 @@ __all__ = [
     "Status",
     "WorkItem",
     "WorkItemType",
+    "daily_pruning",
     "item_key",
+    "prunable",
     "utcnow",
 ]
 
@@ -87,6 +96,28 @@ class State:
             if removed:
                 self._changed()
             return removed
+
+    def prune(
+        self,
+        older_than: timedelta,
+        open_pulls: Collection[int] = (),
+        *,
+        now: datetime | None = None,
+    ) -> int:
+        """Forget the finished items that ended more than `older_than` ago and that exactly-once
+        needs no more (`prunable`); `open_pulls` are the pull requests open now. Returns how
+        many went."""
+        before = (now or utcnow()) - older_than
+        with self._mutex:
+            gone = [i.key for i in self._items.values() if prunable(i, before, open_pulls)]
+            for key in gone:
+                del self._items[key]
+            if gone:
+                self._changed()
+        if gone:
+            log.info("state: forgot %d item(s) finished more than %g days ago", len(gone),
+                     older_than.total_seconds() / 86_400)  # fmt: skip
+        return len(gone)
 
     # -- StateStore -----------------------------------------------------------------------
 
@@ -265,6 +296,54 @@ class State:
                 f"cannot keep a copy of state file {self.path} before upgrading it "
                 f"({copy}: {exc.strerror}); make its directory writable"
             ) from None
+
+
+def prunable(item: WorkItem, before: datetime, open_pulls: Collection[int]) -> bool:
+    """Whether the state may forget `item`: it ended (done or failed) before `before`, and
+    exactly-once needs it no more. Never an item pending or in progress, nor one that still
+    owes GitHub a write (its outbox), nor one tied to an open pull request: its reviews (the
+    heads reviewed), its merge, or the issue that made it (a new ready label updates it)."""
+    match item.status:
+        case Status.PENDING | Status.IN_PROGRESS:
+            return False
+        case Status.DONE | Status.FAILED:
+            pass
+    if item.outbox:
+        return False
+    pull = item.pr_number if item.type is WorkItemType.ISSUE else item.number
+    if pull in open_pulls:
+        return False
+    ended = item.finished_at or item.updated_at
+    if ended.tzinfo is None:  # a hand-edited state: UTC, as the daemon writes it
+        ended = ended.replace(tzinfo=timezone.utc)
+    return ended < before
+
+
+def daily_pruning(
+    state: State,
+    github: GitHub,
+    older_than: timedelta,
+    *,
+    every: float = PRUNE_EVERY,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Callable[[], Awaitable[None]]:
+    """A hook for after each cycle: prune `state` the first time, then at most once per
+    `every` seconds, keeping the items of the pull requests open then."""
+    last: float | None = None
+
+    async def prune() -> None:
+        nonlocal last
+        if last is not None and monotonic() - last < every:
+            return
+        try:
+            open_pulls = {pull.number for pull in await github.list_open_pulls()}
+        except GitHubError as exc:  # tried again after the next cycle
+            log.warning("state not pruned: cannot list the open pull requests: %s", exc)
+            return
+        last = monotonic()
+        state.prune(older_than, open_pulls)
+
+    return prune
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -1,60 +1,40 @@
-"""Git worktree operations: fetch, isolated worktrees, commit, push with a per-process token."""
+"""Git worktree operations: fetch, isolated worktrees, commit, push with a per-process token,
+and cleaning up after finished jobs and after a killed daemon."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
-from . import proc
 from .core.errors import GitError
-from .core.models import Completed, MergeResult
-from .git_credential import credential
+from .core.models import MergeResult
+from .git_runner import GIT_TIMEOUT, GitRunner
 
 __all__ = ["GitError", "MergeResult", "WorktreeManager"]
 
 log = logging.getLogger(__name__)
 
-GIT_TIMEOUT = 300.0  # generous: a fetch of a large repository can take minutes
 COMMIT_NAME = "claude-orchestrator"
 COMMIT_EMAIL = "claude-orchestrator@users.noreply.github.com"
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 # Parallel checkout, one worker per core: halves a 10,000-file checkout (docs/benchmarks.md).
 _CHECKOUT = ("-c", "checkout.workers=0")
-# The clone's config and hooks are writable from a job's worktree (its `.git` leads there), so
-# nothing in them may run a program inside the daemon's own git: command-line settings win
-# over every config file.
-SAFE_GIT = (
-    "-c", "core.hooksPath=/dev/null",
-    "-c", "core.fsmonitor=false",
-    "-c", "core.pager=cat",
-    "-c", "diff.external=",
-    "-c", "protocol.ext.allow=never",
-    # A repository nested in a worktree (a job can `git init` one, with filters of its own)
-    # is never entered: git would run its config's programs to tell if it changed.
-    "-c", "diff.ignoreSubmodules=all",
-    "-c", "submodule.recurse=false",
-    "-c", "status.submoduleSummary=false",
-)  # fmt: skip
-# Nor does the user's global or system config apply: its filters (git-lfs), signing programs
-# and URL rewrites would run on, or redirect, pull requests' content. The few settings a user's
-# network or identity needs are passed on each command line instead (`use_mirror`): not in
-# the mirror's config, which jobs read (a proxy URL may carry a password).
-NO_USER_CONFIG = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
-CARRIED_CONFIG = (
-    "user.name", "user.email", "http.proxy", "https.proxy", "http.sslCAInfo", "http.sslCAPath",
-    "core.sshCommand",
-)  # fmt: skip
+PULL_REFS = "refs/orchestrator/pull"  # where `fetch_pull_head` keeps each pull request's head
+# How long a pull request's ref outlives its last fetch: past the worktree made from it, which
+# holds the head's objects from then on (see `remove`).
+PULL_REF_GRACE = 3600.0
 
 
-class WorktreeManager:
-    """Makes and cleans worktrees of the local clone; the only code that runs git."""
+class WorktreeManager(GitRunner):
+    """Makes and cleans worktrees of the daemon's git; with `GitRunner`, the only code that
+    runs git."""
 
     def __init__(
         self,
@@ -65,68 +45,19 @@ class WorktreeManager:
         token: str | None = None,
         timeout: float = GIT_TIMEOUT,
         url: str | None = None,
+        keep_worktrees: bool = False,
+        pull_ref_grace: float = PULL_REF_GRACE,
     ) -> None:
-        """`repo_path` is the user's clone, whose remote URL is used; without one (None), the
-        daemon keeps a clone of its own (`use_mirror`) of `url`."""
-        if repo_path is None and url is None:
-            raise ValueError("WorktreeManager needs a clone or the URL to make its own")
-        self._clone = repo_path
-        # Where git runs until the mirror is in use; without a clone, nothing runs before it.
-        self.repo_path = repo_path or worktree_base
-        self.worktree_base = worktree_base
-        self.remote = remote
-        self._token = token
-        self._timeout = timeout
-        self._url = url
-        self._push_url: str | None = None
-        self._shared_lock = asyncio.Lock()
-        # Each worktree's git directory, read when it was made, before any job ran in it: a job
-        # can replace the worktree's `.git` with a repository of its own (hooks, filters), and
-        # the daemon's git must never use that one.
-        self._gitdirs: dict[Path, str] = {}
-        self._carried: list[str] = []  # `-c key=value` of the user's CARRIED_CONFIG
-
-    # -- plumbing ---------------------------------------------------------------------------
-
-    async def git(self, *args: str, cwd: Path | None = None, check: bool = True) -> str:
-        """Run git without credentials and without prompts; return its stripped stdout."""
-        return (await self._git(args, cwd=cwd, check=check)).stdout.strip()
-
-    async def _git(
-        self,
-        args: Sequence[str],
-        *,
-        cwd: Path | None = None,
-        check: bool = True,
-        extra_env: dict[str, str] | None = None,
-        shared: bool = False,
-        fds: Sequence[int] = (),
-        limit: int | None = None,
-    ) -> Completed:
-        if shared:
-            # Git fails rather than waits on a ref or worktree lock ("cannot lock ref"), and
-            # jobs run concurrently on one clone: writes to its shared refs take turns.
-            async with self._shared_lock:
-                return await self._git(
-                    args, cwd=cwd, check=check, extra_env=extra_env, fds=fds, limit=limit
-                )
-        pinned = self._gitdirs.get(cwd) if cwd is not None else None
-        if pinned is not None:
-            extra_env = {**(extra_env or {}), "GIT_DIR": pinned, "GIT_WORK_TREE": str(cwd)}
-        env = proc.child_env(
-            extra={"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **NO_USER_CONFIG, **(extra_env or {})}
+        """See `GitRunner`; `keep_worktrees` keeps finished jobs' worktrees (and their
+        branches) for debugging."""
+        super().__init__(
+            repo_path, worktree_base, remote=remote, token=token, timeout=timeout, url=url
         )
-        result = await proc.run(
-            ["git", *SAFE_GIT, *self._carried, *args],
-            cwd=cwd or self.repo_path,
-            timeout=self._timeout,
-            env=env,
-            pass_fds=fds,
-            limit=limit,
-        )
-        if check and not result.ok:
-            raise GitError(args, result)
-        return result
+        self._keep = keep_worktrees
+        self._pull_ref_grace = pull_ref_grace
+        self._made: dict[Path, tuple[str, str]] = {}  # a branch worktree's branch and start
+        self._pushed: dict[str, str] = {}  # branch -> the commit last pushed to it
+        self._pull_fetched: dict[int, float] = {}  # pull request -> when its ref was fetched
 
     def path_for(self, name: str) -> Path:
         """The worktree directory for a name such as `feature-issue-42` or `pr-review-7`."""
@@ -146,7 +77,8 @@ class WorktreeManager:
 
     async def fetch_pull_head(self, number: int) -> str:
         """Fetch `refs/pull/N/head`, which also works for pull requests from forks."""
-        local = f"refs/orchestrator/pull/{number}"
+        local = f"{PULL_REFS}/{number}"
+        self._pull_fetched[number] = time.monotonic()
         await self.fetch(f"+refs/pull/{number}/head:{local}")
         return await self.git("rev-parse", "--verify", f"{local}^{{commit}}")
 
@@ -158,82 +90,6 @@ class WorktreeManager:
             if ref == f"refs/heads/{branch}":
                 return sha
         return None
-
-    async def _remote(
-        self,
-        args: Sequence[str],
-        *,
-        cwd: Path | None = None,
-        extra_env: dict[str, str] | None = None,
-        shared: bool = False,
-    ) -> Completed:
-        """A git command that talks to the remote: at the URL recorded at start (`{url}` in
-        `args`), with the token handed over as `credential` says."""
-        url = self._push_url or await self.record_remote()
-        with credential(url, self._token) as (env, fds):
-            return await self._git(
-                [url if arg == "{url}" else arg for arg in args],
-                cwd=cwd,
-                extra_env={**(extra_env or {}), **env},
-                shared=shared,
-                fds=fds,
-            )
-
-    async def use_mirror(self, mirror: Path) -> bool:
-        """From now on, keep the daemon's git in `mirror`, a bare repository of its own; True
-        if it was made just now.
-
-        Jobs see their worktree and, read-only, the mirror it leads to: neither the user's
-        clone (their local branches, stashes, config) nor anything they could write for the
-        daemon's git to run later. A new mirror takes the objects of the clone's
-        remote-tracking branches (what is on GitHub anyway), so the first fetch is short, and
-        the remote's URL stays the one recorded at start. The user's settings in
-        `CARRIED_CONFIG` (identity, proxy, CA, ssh), as the clone sees them, go on every
-        command line from now on.
-        """
-        if self._push_url is None:
-            await self.record_remote()  # from the clone, before leaving it
-        made = not (mirror / "HEAD").is_file()
-        if made:
-            mirror.mkdir(parents=True, exist_ok=True)
-            await self._git(["init", "--quiet", "--bare", str(mirror)], cwd=mirror)
-            tracking = f"refs/remotes/{self.remote}/*"
-            if self._clone is not None:
-                source = str(self._clone)
-                await self._git(
-                    ["fetch", "--quiet", "--no-tags", source, f"+{tracking}:{tracking}"],
-                    cwd=mirror,
-                )
-            else:  # no clone to start from: all of it from GitHub, with the token
-                await self._remote(
-                    ["fetch", "--quiet", "--no-tags", "{url}", f"+refs/heads/*:{tracking}"],
-                    cwd=mirror,
-                )
-        carried = []
-        for key in CARRIED_CONFIG:
-            await self._git(["config", "--unset-all", key], cwd=mirror, check=False)  # older
-            if value := await self._user_config(key, self._clone or mirror):
-                carried += ["-c", f"{key}={value}"]
-        self._carried = carried
-        self.repo_path = mirror
-        return made
-
-    async def _user_config(self, key: str, where: Path) -> str:
-        """`key` as the user's own git sees it in `where` (system, global and local)."""
-        done = await proc.run(
-            ["git", *SAFE_GIT, "config", "--get", key], cwd=where, timeout=self._timeout
-        )
-        return done.stdout.strip() if done.ok else ""
-
-    async def record_remote(self) -> str:
-        """Read the push URL once, at start, before any Claude run could change the config;
-        without a clone, it is the URL given."""
-        if self._clone is None:
-            assert self._url is not None  # __init__ checked it
-            self._push_url = self._url
-        else:
-            self._push_url = await self.git("remote", "get-url", "--push", self.remote)
-        return self._push_url
 
     async def push(self, worktree: Path, branch: str, *, expected_remote_sha: str | None) -> None:
         """Push HEAD to `branch`, replacing the remote branch only if it is still where we saw it.
@@ -248,6 +104,7 @@ class WorktreeManager:
         whose push did not get through."""
         lease = f"--force-with-lease=refs/heads/{branch}:{expected_remote_sha or ''}"
         await self._clean_push([lease, f"{sha}:refs/heads/{branch}"])
+        self._pushed[branch] = sha  # the local branch holds nothing more (see `remove`)
 
     async def local_branch_sha(self, branch: str) -> str | None:
         """Where the clone's own `branch` points, or None if there is no such branch."""
@@ -257,6 +114,7 @@ class WorktreeManager:
 
     async def delete_remote_branch(self, branch: str) -> None:
         await self._clean_push([f":refs/heads/{branch}"])
+        await self._delete_refs([f"refs/remotes/{self.remote}/{branch}"])  # its fetched copy
 
     async def _clean_push(self, args: Sequence[str]) -> None:
         objects = Path(await self.git("rev-parse", "--path-format=absolute", "--git-common-dir"))
@@ -274,47 +132,71 @@ class WorktreeManager:
     async def branch_worktree(self, name: str, branch: str, start: str) -> Path:
         """A worktree on local `branch`, reset to `start`; leftovers of earlier attempts reused."""
         path = self.path_for(name)
-        await self._discard_worktree(path)
         # -B resets a branch left by an earlier attempt instead of failing on it.
-        await self._git(
-            [*_CHECKOUT, "worktree", "add", "--quiet", "-B", branch, str(path), start], shared=True
-        )
-        await self._pin(path)
+        head = await self._add(path, ["-B", branch, str(path), start])
+        self._made[path] = (branch, head)
         return path
 
     async def detached_worktree(self, name: str, commit: str) -> Path:
         """A worktree with `commit` checked out detached (no local branch needed)."""
         path = self.path_for(name)
-        await self._discard_worktree(path)
-        await self._git(
-            [*_CHECKOUT, "worktree", "add", "--quiet", "--detach", str(path), commit], shared=True
-        )
-        await self._pin(path)
+        await self._add(path, ["--detach", str(path), commit])
         return path
 
-    async def _pin(self, path: Path) -> None:
-        self._gitdirs[path] = await self.git("rev-parse", "--absolute-git-dir", cwd=path)
+    async def _add(self, path: Path, args: Sequence[str]) -> str:
+        """`git worktree add` at `path`, a leftover there discarded first; return its HEAD."""
+        await self._discard_worktree(path)
+        self._made.pop(path, None)
+        await self._git([*_CHECKOUT, "worktree", "add", "--quiet", *args], shared=True)
+        # Its git directory, kept before any job runs in it (see `_gitdirs`).
+        out = await self.git("rev-parse", "--absolute-git-dir", "HEAD", cwd=path)
+        gitdir, head = out.splitlines()
+        self._gitdirs[path] = gitdir
+        return head
 
     async def merge_worktree(self, name: str, base_sha: str, head_sha: str) -> MergeResult:
         """A detached worktree at `base_sha` with `head_sha` merged in (what would land)."""
         path = await self.detached_worktree(name, base_sha)
-        result = await self._git(
-            ["-c", f"user.name={COMMIT_NAME}", "-c", f"user.email={COMMIT_EMAIL}",
-             "merge", "--no-ff", "--no-edit", "--quiet", head_sha],
-            cwd=path,
-            check=False,
-        )  # fmt: skip
-        if result.ok:
-            return MergeResult(path, base_sha, head_sha)
-        conflicts = await self.git("diff", "--name-only", "--diff-filter=U", cwd=path)
-        if not conflicts:
-            raise GitError(["merge", head_sha], result)
-        await self._git(["merge", "--abort"], cwd=path, check=False)
+        try:
+            result = await self._git(
+                ["-c", f"user.name={COMMIT_NAME}", "-c", f"user.email={COMMIT_EMAIL}",
+                 "merge", "--no-ff", "--no-edit", "--quiet", head_sha],
+                cwd=path,
+                check=False,
+            )  # fmt: skip
+            if result.ok:
+                return MergeResult(path, base_sha, head_sha)
+            conflicts = await self.git("diff", "--name-only", "--diff-filter=U", cwd=path)
+            if not conflicts:
+                raise GitError(["merge", head_sha], result)
+            await self._git(["merge", "--abort"], cwd=path, check=False)
+        except BaseException:
+            await self.remove(path)  # nobody else has the path to remove it
+            raise
         return MergeResult(path, base_sha, head_sha, tuple(conflicts.splitlines()))
 
     async def remove(self, path: Path) -> None:
-        """Remove a worktree and its directory; a missing one is fine."""
+        """Remove a finished job's worktree and its directory (a missing one is fine), and the
+        local branch made for it, unless that holds a commit not pushed yet (a resumed attempt
+        pushes it); with `keep_worktrees`, keep them for debugging."""
+        if self._keep:
+            if path.exists():
+                log.info("kept the worktree %s (KEEP_WORKTREES=true)", path)
+            return
+        made = self._made.pop(path, None)
         await self._discard_worktree(path)
+        if made is not None:
+            branch, start = made
+            tip = await self.local_branch_sha(branch)
+            if tip is not None and tip in (start, self._pushed.pop(branch, None)):
+                delete = ["update-ref", "-d", f"refs/heads/{branch}", tip]
+                await self._git(delete, check=False, shared=True)
+        # The refs of pull requests fetched long enough ago: their worktrees are gone.
+        now = time.monotonic()
+        old = [n for n, at in self._pull_fetched.items() if now - at >= self._pull_ref_grace]
+        for number in old:
+            del self._pull_fetched[number]
+        await self._delete_refs([f"{PULL_REFS}/{number}" for number in old])
 
     async def _discard_worktree(self, path: Path) -> None:
         self._gitdirs.pop(path, None)
@@ -325,6 +207,73 @@ class WorktreeManager:
         if path.exists():  # a directory git no longer knows as a worktree
             shutil.rmtree(path)
         await self._git(["worktree", "prune"], check=False, shared=True)
+
+    async def prune_leftovers(self, keep_branches: Collection[str] = ()) -> None:
+        """Once at start, after `use_mirror` and before any job: remove what a killed daemon
+        left. That is the worktrees under WORKTREE_BASE (those git lists, and directories that
+        lead to this git unlisted), stale registrations, the refs of pull requests, and, in
+        the mirror, every local branch but `keep_branches`: those of unfinished items, whose
+        kept commit a resumed attempt pushes. With `keep_worktrees`, worktrees stay, and so do
+        the branches they have checked out."""
+        try:
+            listed = await self._worktrees()
+            common = await self.git("rev-parse", "--path-format=absolute", "--git-common-dir")
+            stray = [p for p in _entries(self.worktree_base) if _leads_to(p, Path(common))]
+            found = {p for p in [*listed, *stray] if p.exists() and self._is_leftover(p)}
+            leftovers = sorted(found)  # a registration without its folder: `worktree prune`
+            if self._keep:
+                if leftovers:
+                    log.info("kept %d worktree(s) of an earlier run in %s (KEEP_WORKTREES=true)",
+                             len(leftovers), self.worktree_base)  # fmt: skip
+                leftovers = []
+            for path in leftovers:
+                await self._discard_worktree(path)
+            await self._git(["worktree", "prune"], shared=True)
+            checked_out = {b for b in (await self._worktrees()).values() if b is not None}
+            branches = [
+                ref
+                for ref in (await self._refs("refs/heads/") if self.mirror is not None else [])
+                if ref.removeprefix("refs/heads/") not in {*keep_branches, *checked_out}
+            ]  # only in the daemon's own mirror: the user's clone's branches are theirs
+            await self._delete_refs([*await self._refs(f"{PULL_REFS}/"), *branches], check=True)
+        except (GitError, OSError) as exc:  # cleaning is not worth a failed start
+            log.warning("could not remove what an earlier run left in %s: %s",
+                        self.worktree_base, exc)  # fmt: skip
+            return
+        if leftovers or branches:
+            log.info("removed %d worktree(s) and %d local branch(es) an earlier run left",
+                     len(leftovers), len(branches))  # fmt: skip
+
+    def _is_leftover(self, path: Path) -> bool:
+        """A worktree under WORKTREE_BASE, neither the base itself nor the mirrors' folder."""
+        base = self.worktree_base.resolve()
+        real = path.resolve()
+        return (
+            real != base
+            and real.is_relative_to(base)
+            and not real.is_relative_to(base / ".mirrors")
+        )
+
+    async def _worktrees(self) -> dict[Path, str | None]:
+        """Every worktree git lists (the bare mirror too), with the branch it has checked out."""
+        found: dict[Path, str | None] = {}
+        path: Path | None = None
+        for line in (await self.git("worktree", "list", "--porcelain")).splitlines():
+            if line.startswith("worktree "):
+                path = Path(line.removeprefix("worktree "))
+                found[path] = None
+            elif line.startswith("branch refs/heads/") and path is not None:
+                found[path] = line.removeprefix("branch refs/heads/")
+        return found
+
+    async def _refs(self, prefix: str) -> list[str]:
+        return (await self.git("for-each-ref", "--format=%(refname)", prefix)).split()
+
+    async def _delete_refs(self, refs: Sequence[str], *, check: bool = False) -> None:
+        """Delete `refs` (missing ones are fine) in one transaction."""
+        if refs:
+            commands = "".join(f"delete {ref}\n" for ref in refs).encode()
+            await self._git(["update-ref", "--stdin"], stdin=commands, check=check, shared=True)
 
     # -- commits ----------------------------------------------------------------------------
 
@@ -423,6 +372,23 @@ class WorktreeManager:
         # A character is at most 4 bytes: this many bytes hold `limit` + 1 whole characters.
         done = await self._git(args, cwd=cwd, limit=4 * (limit + 1))
         return done.stdout[: limit + 1]
+
+
+def _entries(folder: Path) -> list[Path]:
+    return list(folder.iterdir()) if folder.is_dir() else []
+
+
+def _leads_to(path: Path, common: Path) -> bool:
+    """Whether `path` is a worktree of the repository whose git directory is `common`: its
+    `.git` file names a directory under `common/worktrees`."""
+    try:
+        text = (path / ".git").read_text(errors="replace")
+    except OSError:  # no `.git` file: not a worktree
+        return False
+    if not text.startswith("gitdir: "):
+        return False
+    gitdir = (path / text.removeprefix("gitdir: ").strip()).resolve()
+    return gitdir.is_relative_to((common / "worktrees").resolve())
 
 
 def _nested_git(worktree: Path) -> list[Path]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import stat
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,8 +16,11 @@ from scripts.orchestrator.core.models import (
     READ_ONLY_TOOLS,
     ClaudeRequest,
 )
+from scripts.orchestrator.core.redact import Redactor
 from scripts.orchestrator.fakes.model_script import ApiError, Delay, Hang, Text, bash, write
 from scripts.orchestrator.fakes.scripted_model import ScriptedModel, bundled_cli_path
+from scripts.orchestrator.logs import item_context
+from scripts.orchestrator.transcripts import Transcripts
 
 from .fixtures_model import wait_until_gone
 
@@ -134,3 +140,79 @@ async def test_max_turns_exhausted_is_reported(
     result = await runner.run(_request(tmp_path, max_turns=2))
     assert not result.ok
     assert "MAX_TURNS" in (result.error or "")
+
+
+# -- transcripts ----------------------------------------------------------------------------
+
+
+def _with_transcripts(
+    claude_env: dict[str, str], log_dir: Path, max_bytes: int = 1_000_000
+) -> SdkClaudeRunner:
+    transcripts = Transcripts(
+        log_dir, max_bytes=max_bytes, retention=timedelta(days=14), redactor=Redactor([TOKEN])
+    )
+    return SdkClaudeRunner(str(bundled_cli_path()), env=claude_env, transcripts=transcripts)
+
+
+async def test_each_run_is_kept_as_a_redacted_transcript_the_log_names(
+    claude_env: dict[str, str],
+    scripted_model: ScriptedModel,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    runner = _with_transcripts(claude_env, tmp_path / "logs")
+    work = tmp_path / "work"
+    work.mkdir()
+    scripted_model.script(bash(f"echo {TOKEN}"), Text(f"Done; the token was {TOKEN}."))
+    with item_context("issue#12"), caplog.at_level("INFO", logger=claude_runner.__name__):
+        result = await runner.run(_request(work))
+    assert result.ok, result.error
+
+    [path] = (tmp_path / "logs" / "issue-12").iterdir()
+    assert path.name.endswith("Z.jsonl")
+    assert f"Claude's transcript: {path}" in [r.getMessage() for r in caplog.records]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    text = path.read_text()
+    assert TOKEN not in text  # the command's output and Claude's words are both redacted
+    lines = [json.loads(line) for line in text.splitlines()]
+    kinds = [line["type"] for line in lines]
+    assert kinds[0] == "request" and lines[0]["item"] == "issue#12"
+    assert "Implement issue #1" in lines[0]["prompt"]
+    assert {"AssistantMessage", "UserMessage", "ResultMessage"} <= set(kinds)
+    assert kinds[-1] == "end" and lines[-1]["ok"] is True
+    assert any(block.get("name") == "Bash" for line in lines for block in line.get("content", [])
+               if isinstance(block, dict))  # fmt: skip
+
+
+async def test_a_long_run_is_cut_at_the_cap(
+    claude_env: dict[str, str], scripted_model: ScriptedModel, tmp_path: Path
+) -> None:
+    runner = _with_transcripts(claude_env, tmp_path / "logs", max_bytes=3_000)
+    scripted_model.script(*[bash(f"echo {'x' * 200} {n}") for n in range(4)], Text("done"))
+    with item_context("pr_review#3"):
+        result = await runner.run(_request(tmp_path, max_turns=9))
+    assert result.ok, result.error
+    [path] = (tmp_path / "logs" / "pr_review-3").iterdir()
+    assert path.stat().st_size <= 3_000
+    last = json.loads(path.read_text().splitlines()[-1])
+    assert last == {"type": "cut", "note": "transcript cut at 3000 bytes"}
+
+
+async def test_an_unwritable_log_dir_never_fails_a_run(
+    claude_env: dict[str, str],
+    scripted_model: ScriptedModel,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    runner = _with_transcripts(claude_env, blocker / "logs")
+    scripted_model.script(Text("first"))
+    scripted_model.script(Text("second"))
+    with caplog.at_level("INFO"):
+        assert (await runner.run(_request(tmp_path))).ok
+        assert (await runner.run(_request(tmp_path))).ok
+    said = [r.getMessage() for r in caplog.records]
+    assert len([line for line in said if "cannot write Claude's transcripts" in line]) == 1
+    assert not any(line.startswith("Claude's transcript:") for line in said)

@@ -8,11 +8,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from scripts.orchestrator.core.work import ReviewFacts
+from scripts.orchestrator.core.errors import GitHubError
+from scripts.orchestrator.core.work import IssueFacts, ReviewFacts, Write
 from scripts.orchestrator.state import (
     State,
     StateError,
@@ -20,7 +22,10 @@ from scripts.orchestrator.state import (
     Status,
     WorkItem,
     WorkItemType,
+    daily_pruning,
 )
+
+from .ports_fakes_github import RecordingGitHub
 
 
 @pytest.fixture
@@ -235,3 +240,112 @@ def test_an_unusable_directory_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(StateError, match=r"cannot use state file .*STATE_FILE"):
         State(blocker / "state.json")
+
+
+# -- pruning --------------------------------------------------------------------------------
+
+NOW = datetime(2026, 12, 5, 12, 0, tzinfo=timezone.utc)
+MONTH = timedelta(days=30)
+
+
+def _finished(kind: WorkItemType, number: int, days_ago: float, **fields: object) -> WorkItem:
+    ended = NOW - timedelta(days=days_ago)
+    values: dict[str, object] = {"status": Status.DONE, "finished_at": ended, "updated_at": ended}
+    values.update(fields)
+    return WorkItem(type=kind, number=number, created_at=ended, **values)  # type: ignore[arg-type]
+
+
+def test_pruning_forgets_old_finished_items_and_keeps_what_exactly_once_needs(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    issue, review, merge = WorkItemType.ISSUE, WorkItemType.PR_REVIEW, WorkItemType.MERGE
+    dropped = [
+        _finished(issue, 1, 31),
+        _finished(issue, 2, 40, status=Status.FAILED, last_error="Claude failed"),
+        _finished(review, 3, 31, facts=ReviewFacts(reviewed=("a" * 40,))),  # closed since
+        _finished(merge, 4, 90),
+        _finished(issue, 5, 45, pr_number=4),  # its pull request is closed
+        # An older state's item without an end time: its last update counts.
+        _finished(issue, 6, 60, finished_at=None),
+    ]
+    kept = [
+        _finished(issue, 10, 29),  # not old enough
+        _finished(issue, 11, 90, status=Status.PENDING),
+        _finished(issue, 12, 90, status=Status.IN_PROGRESS),
+        _finished(review, 13, 90),  # its pull request is still open: its heads stay known
+        _finished(merge, 14, 90, status=Status.FAILED),  # likewise
+        _finished(issue, 15, 90, pr_number=13),  # a new ready label updates its open PR
+        _finished(issue, 16, 90, outbox=(Write(op="remove_label", number=16, text="ready"),)),
+    ]
+    with State(path) as state:
+        with state.batch():
+            for item in [*dropped, *kept]:
+                state.put(item)
+        with caplog.at_level("INFO", logger="scripts.orchestrator.state"):
+            assert state.prune(MONTH, open_pulls={13, 14}, now=NOW) == len(dropped)
+        assert "forgot 6 item(s) finished more than 30 days ago" in caplog.text
+        assert state.prune(MONTH, open_pulls={13, 14}, now=NOW) == 0
+    with State(path) as again:  # saved
+        assert sorted(i.number for i in again.items()) == [i.number for i in kept]
+
+
+def test_the_state_file_stays_bounded_while_items_keep_arriving(path: Path) -> None:
+    """Ninety days of five items a day, pruned daily: the file stops growing after a month."""
+    sizes = []
+    with State(path) as state:
+        for day in range(90):
+            today = NOW + timedelta(days=day)
+            with state.batch():
+                for n in range(5):
+                    number = day * 5 + n + 1
+                    item = WorkItem(
+                        type=WorkItemType.ISSUE, number=number, status=Status.DONE,
+                        created_at=today, updated_at=today, finished_at=today,
+                        pr_number=100_000 + number, last_error=None,
+                        facts=IssueFacts(summary="s" * 500, pushed_sha="f" * 40),
+                    )  # fmt: skip
+                    state.put(item)
+                state.set_meta("comments_handled", list(range(day * 50, day * 50 + 50)))
+            state.prune(MONTH, open_pulls=(), now=today)
+            sizes.append(path.stat().st_size)
+        assert len(state.items()) <= 31 * 5
+    settled = sizes[31]
+    assert max(sizes[31:]) <= settled * 1.02, (settled, max(sizes[31:]))
+    assert sizes[31] > sizes[10]  # it did grow while the items were young
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_running_daemon_prunes_the_state_once_a_day(path: Path) -> None:
+    github = RecordingGitHub()
+    open_pull = github.add_pull("topic")
+    clock = _Clock()
+    old = utc_days_ago(60)
+    with State(path) as state:
+        state.put(WorkItem(type=WorkItemType.PR_REVIEW, number=open_pull, status=Status.DONE,
+                           finished_at=old))  # fmt: skip
+        state.put(WorkItem(type=WorkItemType.ISSUE, number=90, status=Status.DONE, finished_at=old))
+        hook = daily_pruning(state, github, MONTH, monotonic=clock)
+
+        await hook()  # the first cycle prunes
+        assert [i.number for i in state.items()] == [open_pull]
+        state.put(WorkItem(type=WorkItemType.ISSUE, number=91, status=Status.DONE, finished_at=old))
+        clock.now = 86_399.0
+        await hook()  # not again within the day
+        assert len(state.items()) == 2 and len(github.called("list_open_pulls")) == 1
+        github.fail("list_open_pulls", GitHubError(502, "bad gateway"))
+        clock.now = 86_400.0
+        await hook()  # GitHub failed: nothing pruned, and tried again after the next cycle
+        assert len(state.items()) == 2
+        await hook()
+        assert [i.number for i in state.items()] == [open_pull]
+
+
+def utc_days_ago(days: float) -> datetime:
+    return datetime.now(timezone.utc) - timedelta(days=days)
