@@ -1,4 +1,4 @@
-"""The daemon loop: poll the work sources, run jobs under a concurrency bound, stop cleanly."""
+"""The daemon loop: poll the work sources, start their jobs, and stop them cleanly on a signal."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Protocol
 
-from .core.work import Status, utcnow
+from .core.work import Status, WorkItemType, utcnow
 from .logs import item_context
 from .ports import Job, StateStore, Workflow
 
@@ -16,17 +17,37 @@ log = logging.getLogger(__name__)
 
 FIRST_WATCHED_META = "first_watched_at"
 LAST_CYCLE_META = "last_cycle_at"
+INTERRUPTED = "interrupted: the daemon stopped"
+
+
+class ClaudeRuns(Protocol):
+    """What the daemon sees of Claude's bounded runs (`ClaudeSlots`) when it stops."""
+
+    def close(self) -> None:
+        """No Claude run starts from now on; the runs in progress go on."""
+        ...
+
+    def running(self) -> list[str]:
+        """The items (log labels, e.g. `issue#4`) whose Claude run is in progress."""
+        ...
 
 
 class Daemon:
-    """Runs poll cycles until stopped; at most `max_concurrent` jobs run at a time."""
+    """Runs poll cycles until stopped, and starts every job at once (Claude's runs are bounded
+    by `ClaudeRuns`, not the jobs).
+
+    On a stop: no new cycle, job or Claude run. Jobs inside a Claude run get `shutdown_grace`
+    seconds from the request, the others are cancelled at once, and a second request cancels
+    them all; their items go back to pending for the next start.
+    """
 
     def __init__(
         self,
         state: StateStore,
         sources: Sequence[Workflow],
         *,
-        max_concurrent: int,
+        runs: ClaudeRuns,
+        shutdown_grace: float,
         poll_interval: float,
         repo: str,
         before_cycle: Sequence[Callable[[], Awaitable[None]]] = (),
@@ -36,23 +57,32 @@ class Daemon:
         self._sources = list(sources)
         self._before_cycle = list(before_cycle)
         self._after_cycle = list(after_cycle)
-        self._slots = asyncio.Semaphore(max_concurrent)
+        self._runs = runs
+        self._grace = shutdown_grace
         self._poll_interval = poll_interval
         self._repo = repo
         self._running: dict[str, asyncio.Task[None]] = {}
         self._jobs: dict[str, Job] = {}
         self._stop = asyncio.Event()
+        self._at_once = asyncio.Event()  # a second stop request: no grace
+        self._stop_asked: float | None = None  # loop time of the first request
         self.failures = 0  # polls and jobs that ended in an unexpected error
 
     @property
     def running(self) -> list[str]:
         return sorted(self._running)
 
-    def request_stop(self) -> None:
-        """Ask the loop to stop; safe to call from a signal handler."""
-        if not self._stop.is_set():
-            log.info("stop requested; finishing up")
+    def request_stop(self, why: str = "stop requested") -> None:
+        """Ask the loop to stop; a second request stops at once. Safe in a signal handler."""
+        if self._stop.is_set():
+            if not self._at_once.is_set():
+                log.info("%s again: stopping at once", why)
+            self._at_once.set()
+            return
+        self._stop_asked = asyncio.get_running_loop().time()
+        self._runs.close()
         self._stop.set()
+        log.info("%s: stopping, no new work (a second one stops at once)", why)
 
     async def run(self, *, once: bool = False) -> int:
         """Poll until stopped (or once); returns 0, or 1 if anything failed unexpectedly."""
@@ -66,12 +96,15 @@ class Daemon:
         )
         try:
             while not self._stop.is_set():
-                await self.cycle()
+                await self._cycle_unless_stopped_at_once()
                 if once:
                     await self._drain()
                     break
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self._poll_interval)
+        except asyncio.CancelledError:
+            self._at_once.set()  # whoever cancels the loop wants it stopped now
+            raise
         finally:
             await self._shutdown()
         return 1 if self.failures else 0
@@ -103,8 +136,22 @@ class Daemon:
                 log.exception("finishing the cycle failed")
         self._state.set_meta(LAST_CYCLE_META, utcnow().isoformat())
 
+    async def _cycle_unless_stopped_at_once(self) -> None:
+        """A cycle, which a first stop request lets finish and a second one cancels."""
+        cycle = asyncio.ensure_future(self.cycle())
+        at_once = asyncio.ensure_future(self._at_once.wait())
+        try:
+            await asyncio.wait({cycle, at_once}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            at_once.cancel()
+            if not cycle.done():
+                cycle.cancel()
+                await asyncio.wait({cycle})
+        if not cycle.cancelled():
+            cycle.result()  # what the cycle raised, it raises here
+
     def _start(self, job: Job) -> None:
-        if job.key in self._running:
+        if job.key in self._running or self._stop.is_set():
             return
         task = asyncio.create_task(self._guarded(job), name=job.label)
         self._running[job.key] = task
@@ -117,21 +164,27 @@ class Daemon:
 
     async def _guarded(self, job: Job) -> None:
         with item_context(job.label):
-            if self._slots.locked():
-                log.info("waits: every slot is busy (MAX_CONCURRENT)")
-            async with self._slots:
-                started = asyncio.get_running_loop().time()
-                log.info("started")
-                try:
-                    await job.run()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # a crashed job is logged; the daemon goes on
-                    self.failures += 1
-                    log.exception("job crashed")
-                    return
+            started = asyncio.get_running_loop().time()
+            log.info("started")
+            try:
+                await job.run()
+            except asyncio.CancelledError:
+                self._hand_back(job)
                 took = asyncio.get_running_loop().time() - started
-                log.info("ended after %.1fs: %s", took, self._outcome(job))
+                log.info("stopped after %.1fs: %s", took, self._outcome(job))
+                raise
+            except Exception:  # a crashed job is logged; the daemon goes on
+                self.failures += 1
+                log.exception("job crashed")
+                return
+            took = asyncio.get_running_loop().time() - started
+            log.info("ended after %.1fs: %s", took, self._outcome(job))
+
+    def _hand_back(self, job: Job) -> None:
+        """An interrupted job's item goes back to pending: the next start takes it up again."""
+        item = self._state.get(job.kind, job.number)
+        if item is not None and item.status is Status.IN_PROGRESS:
+            self._state.put(item.evolve(status=Status.PENDING, last_error=INTERRUPTED))
 
     def _outcome(self, job: Job) -> str:
         """The item's status after its job, as one phrase: `done (pull request #7)`."""
@@ -157,19 +210,66 @@ class Daemon:
                 stopper.cancel()
 
     async def _shutdown(self) -> None:
-        """Cancel what still runs, hand its items back as pending, and save the state."""
-        tasks = dict(self._running)
-        jobs = dict(self._jobs)
-        for task in tasks.values():
-            task.cancel()
+        """Cancel the jobs outside a Claude run, give those inside one the grace, cancel what
+        is left, and save the state (their items were handed back as pending)."""
+        self._runs.close()  # also when the loop ends by itself (`--once`) or by an error
+        tasks, jobs = dict(self._running), dict(self._jobs)
         if tasks:
+            in_runs = set(self._runs.running())
+            claude = {k: t for k, t in tasks.items() if jobs[k].label in in_runs}
+            others = {k: t for k, t in tasks.items() if k not in claude}
+            _cancel(others, "not in a Claude run", jobs)
+            if claude:
+                await self._give_grace(claude, jobs)
             await asyncio.gather(*tasks.values(), return_exceptions=True)
-            log.info("interrupted %d running job(s): %s", len(tasks), ", ".join(sorted(tasks)))
-        for job in jobs.values():
-            item = self._state.get(job.kind, job.number)
-            if item is not None and item.status is Status.IN_PROGRESS:
-                self._state.put(
-                    item.evolve(status=Status.PENDING, last_error="interrupted: the daemon stopped")
-                )
         self._state.save()
         log.info("stopped; state saved")
+
+    async def _give_grace(self, tasks: dict[str, asyncio.Task[None]], jobs: dict[str, Job]) -> None:
+        """Wait for these jobs until the grace ends or a second request; cancel the rest."""
+        loop = asyncio.get_running_loop()
+        asked = self._stop_asked if self._stop_asked is not None else loop.time()
+        deadline = asked + self._grace
+        left = deadline - loop.time()
+        if left > 0 and not self._at_once.is_set():
+            log.info("waiting up to %.0fs for %d Claude run(s): %s",
+                     left, len(tasks), _named(tasks, jobs))  # fmt: skip
+            waiting = set(tasks.values())
+            at_once = asyncio.ensure_future(self._at_once.wait())
+            try:
+                while waiting and not self._at_once.is_set():
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        break
+                    done, _ = await asyncio.wait(
+                        {*waiting, at_once}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    waiting -= done
+            finally:
+                at_once.cancel()
+        why = "stopping at once" if self._at_once.is_set() else f"after the {self._grace:g}s grace"
+        _cancel(tasks, why, jobs)
+
+
+def _cancel(tasks: dict[str, asyncio.Task[None]], why: str, jobs: dict[str, Job]) -> None:
+    """Cancel the jobs that still run, and say which."""
+    live = [key for key, task in tasks.items() if not task.done()]
+    for key in live:
+        tasks[key].cancel()
+    if live:
+        log.info("cancelled %d job(s), %s: %s", len(live), why, _named(live, jobs))
+
+
+def _named(keys: Collection[str], jobs: dict[str, Job]) -> str:
+    """The jobs' items in words, e.g. `issue #4, merge of #7`."""
+    return ", ".join(_said(jobs[key]) for key in sorted(keys, key=lambda k: jobs[k].number))
+
+
+def _said(job: Job) -> str:
+    match job.kind:
+        case WorkItemType.ISSUE:
+            return f"issue #{job.number}"
+        case WorkItemType.PR_REVIEW:
+            return f"review of #{job.number}"
+        case WorkItemType.MERGE:
+            return f"merge of #{job.number}"

@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .checks import ShellChecks
 from .claude_runner import SdkClaudeRunner
+from .claude_slots import ClaudeSlots
 from .clock import SystemClock
 from .config import Settings
 from .core.redact import Redactor
@@ -63,6 +64,26 @@ def build_workflows(
     ]
 
 
+def build_daemon(settings: Settings, state: StateStore, adapters: Adapters) -> Daemon:
+    """The daemon over the three workflows; their Claude runs share MAX_CONCURRENT slots."""
+    slots = ClaudeSlots(adapters.claude, settings.max_concurrent)
+    adapters = replace(adapters, claude=slots)
+    heads = PullHeads(adapters.github, state)
+    feed = CommentFeed(adapters.github, state)
+    return Daemon(
+        state,
+        build_workflows(settings, state, adapters, feed, heads),
+        runs=slots,
+        shutdown_grace=settings.shutdown_grace,
+        poll_interval=settings.poll_interval,
+        repo=settings.github_repo,
+        # The heads first: a comment read in this cycle was written after their answer,
+        # or its head is one the writer may not have seen.
+        before_cycle=[heads.refresh, feed.refresh],
+        after_cycle=[feed.commit],
+    )
+
+
 async def serve(
     settings: Settings,
     state: StateStore,
@@ -108,29 +129,18 @@ async def serve(
             claude = SdkClaudeRunner(
                 settings.claude_cli_path, model=settings.claude_model, sandbox=sandbox
             )
-        heads = PullHeads(github, state)
-        feed = CommentFeed(github, state)
         checks = ShellChecks(sandbox)
         scanner = SecretScanner(redactor)
         adapters = Adapters(github, worktrees, claude, checks, scanner, SystemClock(), redactor)
-        daemon = Daemon(
-            state,
-            build_workflows(settings, state, adapters, feed, heads),
-            max_concurrent=settings.max_concurrent,
-            poll_interval=settings.poll_interval,
-            repo=settings.github_repo,
-            # The heads first: a comment read in this cycle was written after their answer,
-            # or its head is one the writer may not have seen.
-            before_cycle=[heads.refresh, feed.refresh],
-            after_cycle=[feed.commit],
-        )
+        daemon = build_daemon(settings, state, adapters)
         # Claude's sandboxed runs share one model proxy, stopped when the daemon stops.
         serving: contextlib.AbstractAsyncContextManager[None] = (
             claude.serving() if isinstance(claude, SdkClaudeRunner) else contextlib.nullcontext()
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, daemon.request_stop)
+            # The first: no new work, Claude's runs get SHUTDOWN_GRACE; the second: at once.
+            loop.add_signal_handler(sig, daemon.request_stop, sig.name)
         try:
             async with serving:
                 return await daemon.run(once=once)

@@ -1,4 +1,5 @@
-"""Tests for the daemon loop: concurrency bound, no duplicate runs, isolation of failures, stop."""
+"""Tests for the daemon loop: every job starts at once, no duplicate runs, isolation of
+failures, and the stop: no new work, the grace for Claude's runs, a second request."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from scripts.orchestrator.daemon import FIRST_WATCHED_META, Daemon
+from scripts.orchestrator.claude_slots import ClaudeSlots
+from scripts.orchestrator.core.models import ClaudeRequest, ClaudeResult
+from scripts.orchestrator.daemon import FIRST_WATCHED_META, INTERRUPTED, Daemon
 from scripts.orchestrator.logs import current_item
 from scripts.orchestrator.ports import Job
 from scripts.orchestrator.state import State, Status, WorkItem, WorkItemType
+
+DEADLINE = 10.0
 
 
 class ListSource:
@@ -40,37 +45,114 @@ def state(tmp_path: Path) -> Iterator[State]:
         yield s
 
 
-def _daemon(state: State, *sources: object, max_concurrent: int = 2) -> Daemon:
+class HeldClaude:
+    """The `Claude` port: each run waits until `release` is set, then succeeds."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.prompts: list[str] = []
+
+    async def run(self, request: ClaudeRequest) -> ClaudeResult:
+        self.prompts.append(request.prompt)
+        await self.release.wait()
+        return ClaudeResult(ok=True, text="Done.")
+
+
+@pytest.fixture
+def held() -> HeldClaude:
+    return HeldClaude()
+
+
+@pytest.fixture
+def slots(held: HeldClaude) -> ClaudeSlots:
+    """The held Claude behind one slot (MAX_CONCURRENT=1)."""
+    return ClaudeSlots(held, 1)
+
+
+def _daemon(
+    state: State, *sources: object, runs: ClaudeSlots | None = None, grace: float = 30
+) -> Daemon:
     return Daemon(
         state,
         sources,  # type: ignore[arg-type]
-        max_concurrent=max_concurrent,
+        runs=runs or ClaudeSlots(HeldClaude(), 2),
+        shutdown_grace=grace,
         poll_interval=3600,
         repo="acme/widgets",
     )
 
 
-async def test_at_most_max_concurrent_jobs_run_at_once(state: State) -> None:
-    active = 0
-    peak = 0
-    done: list[int] = []
+async def until(done: Callable[[], bool], what: str) -> None:
+    """Poll until `done()`, failing after DEADLINE seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE
+    while not done():
+        assert loop.time() < deadline, f"no {what} within {DEADLINE}s"
+        await asyncio.sleep(0.01)
 
-    def job(n: int) -> Job:
-        async def run() -> None:
-            nonlocal active, peak
-            active += 1
-            peak = max(peak, active)
-            for _ in range(5):  # give every other job the chance to start meanwhile
-                await asyncio.sleep(0)
-            active -= 1
-            done.append(n)
 
-        return Job(WorkItemType.ISSUE, n, run)
+def _put(
+    state: State,
+    kind: WorkItemType,
+    number: int,
+    status: Status,
+    *,
+    pr_number: int | None = None,
+    last_error: str | None = None,
+) -> None:
+    state.put(WorkItem(type=kind, number=number, status=status, pr_number=pr_number,
+                       last_error=last_error))  # fmt: skip
 
-    source = ListSource("implement", lambda: [job(n) for n in range(6)])
-    assert await _daemon(state, source, max_concurrent=2).run(once=True) == 0
-    assert sorted(done) == list(range(6))
-    assert peak == 2
+
+def claude_job(state: State, slots: ClaudeSlots, number: int, tmp_path: Path) -> Job:
+    """An issue's job as the implement workflow runs it: in progress, a Claude run, done."""
+
+    async def run() -> None:
+        _put(state, WorkItemType.ISSUE, number, Status.IN_PROGRESS)
+        request = ClaudeRequest(f"Implement issue #{number}", tmp_path, "", ("Write",), 10, 60)
+        result = await slots.run(request)
+        assert result.ok
+        _put(state, WorkItemType.ISSUE, number, Status.DONE, pr_number=100 + number)
+
+    return Job(WorkItemType.ISSUE, number, run)
+
+
+def waiting_job(state: State, kind: WorkItemType, number: int) -> Job:
+    """A job that waits for something else than Claude (a merge waiting for CI)."""
+
+    async def run() -> None:
+        _put(state, kind, number, Status.IN_PROGRESS)
+        await asyncio.Event().wait()
+
+    return Job(kind, number, run)
+
+
+def status(state: State, kind: WorkItemType, number: int) -> Status | None:
+    item = state.get(kind, number)
+    return item.status if item is not None else None
+
+
+def said(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.endswith((".daemon", "_slots"))]
+
+
+async def test_every_job_starts_at_once_and_claude_runs_take_the_slots(
+    state: State, held: HeldClaude, tmp_path: Path
+) -> None:
+    runs = ClaudeSlots(held, 2)
+    source = ListSource(
+        "implement", lambda: [claude_job(state, runs, n, tmp_path) for n in range(6)]
+    )
+    daemon = _daemon(state, source, runs=runs)
+    finished = asyncio.create_task(daemon.run(once=True))
+    await until(lambda: len(state.items()) == 6, "six jobs in progress")  # all started
+    await until(lambda: len(held.prompts) == 2, "two Claude runs")
+    for _ in range(5):  # the other four wait for a slot
+        await asyncio.sleep(0)
+    assert len(held.prompts) == 2 and len(runs.running()) == 2
+    held.release.set()
+    assert await asyncio.wait_for(finished, DEADLINE) == 0
+    assert {item.status for item in state.items()} == {Status.DONE}
 
 
 async def test_a_running_item_is_not_started_twice(state: State) -> None:
@@ -154,34 +236,160 @@ async def test_first_watch_is_recorded_once(state: State) -> None:
     assert state.get_meta(FIRST_WATCHED_META) == first
 
 
-async def test_every_start_wait_and_outcome_is_one_info_line(
+async def test_every_start_and_outcome_is_one_info_line(
     state: State, caplog: pytest.LogCaptureFixture
 ) -> None:
-    gate = asyncio.Event()
-
     def job(n: int, status: Status) -> Job:
         async def run() -> None:
-            await gate.wait()
             failed = status is Status.FAILED
-            state.put(WorkItem(type=WorkItemType.ISSUE, number=n, status=status,
-                               pr_number=None if failed else 7,
-                               last_error="Claude failed" if failed else None))  # fmt: skip
+            _put(state, WorkItemType.ISSUE, n, status, pr_number=None if failed else 7,
+                 last_error="Claude failed" if failed else None)  # fmt: skip
 
         return Job(WorkItemType.ISSUE, n, run)
 
-    daemon = _daemon(
-        state, ListSource("s", lambda: [job(1, Status.DONE), job(2, Status.FAILED)]),
-        max_concurrent=1,
-    )  # fmt: skip
+    daemon = _daemon(state, ListSource("s", lambda: [job(1, Status.DONE), job(2, Status.FAILED)]))
     with caplog.at_level("INFO"):
-        await daemon.cycle()
-        for _ in range(3):  # both tasks run up to the slot (yields, not waits)
-            await asyncio.sleep(0)
-        gate.set()
-        await daemon._drain()
-    lines = [r.getMessage() for r in caplog.records if r.name.endswith(".daemon")]
+        assert await daemon.run(once=True) == 0
+    lines = said(caplog)
     assert lines.count("started") == 2
-    assert lines.count("waits: every slot is busy (MAX_CONCURRENT)") == 1
     ended = [line for line in lines if line.startswith("ended after")]
     assert ended[0].endswith(": done (pull request #7)")
     assert ended[1].endswith(": failed: Claude failed")
+
+
+# -- the stop ---------------------------------------------------------------------------------
+
+
+async def test_a_stop_gives_the_claude_run_its_grace_and_cancels_the_other_jobs_at_once(
+    state: State,
+    held: HeldClaude,
+    slots: ClaudeSlots,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    jobs = [
+        claude_job(state, slots, 1, tmp_path),  # in its Claude run
+        waiting_job(state, WorkItemType.MERGE, 2),  # waiting for CI: holds no slot
+        claude_job(state, slots, 3, tmp_path),  # waiting for the slot: gets none
+    ]
+    daemon = _daemon(state, ListSource("s", lambda: jobs), runs=slots, grace=3600)
+    caplog.set_level("INFO")
+    runner = asyncio.create_task(daemon.run())
+    await until(lambda: "Claude waits for a slot" in "\n".join(said(caplog)), "wait for a slot")
+    assert len(held.prompts) == 1
+
+    daemon.request_stop("SIGTERM")
+    await until(lambda: status(state, WorkItemType.MERGE, 2) is Status.PENDING, "merge back")
+    await until(lambda: status(state, WorkItemType.ISSUE, 3) is Status.PENDING, "issue 3 back")
+    assert not runner.done()  # issue 1's Claude run has its grace
+    lines = said(caplog)
+    assert "SIGTERM: stopping, no new work (a second one stops at once)" in lines
+    assert "cancelled 2 job(s), not in a Claude run: merge of #2, issue #3" in lines
+    assert "waiting up to 3600s for 1 Claude run(s): issue #1" in lines
+
+    held.release.set()  # the run ends within the grace: its job finishes its work
+    assert await asyncio.wait_for(runner, DEADLINE) == 0
+    assert status(state, WorkItemType.ISSUE, 1) is Status.DONE
+    assert held.prompts == ["Implement issue #1"]  # issue 3's run never started
+    item = state.get(WorkItemType.ISSUE, 3)
+    assert item is not None and item.last_error == INTERRUPTED
+    assert said(caplog)[-1] == "stopped; state saved"
+    with State(state.path, lock=False) as saved:
+        assert status(saved, WorkItemType.ISSUE, 1) is Status.DONE
+        assert status(saved, WorkItemType.MERGE, 2) is Status.PENDING
+
+
+@pytest.mark.parametrize("grace", [0, 0.05])
+async def test_a_claude_run_past_the_grace_is_cancelled(
+    state: State,
+    held: HeldClaude,
+    slots: ClaudeSlots,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    grace: float,
+) -> None:
+    job = claude_job(state, slots, 4, tmp_path)
+    daemon = _daemon(state, ListSource("s", lambda: [job]), runs=slots, grace=grace)
+    caplog.set_level("INFO")
+    runner = asyncio.create_task(daemon.run())
+    await until(lambda: slots.running() == ["issue#4"], "a Claude run")
+    daemon.request_stop("SIGTERM")
+    assert await asyncio.wait_for(runner, DEADLINE) == 0
+    item = state.get(WorkItemType.ISSUE, 4)
+    assert item is not None and item.status is Status.PENDING and item.last_error == INTERRUPTED
+    assert f"cancelled 1 job(s), after the {grace:g}s grace: issue #4" in said(caplog)
+    assert slots.running() == []
+
+
+async def test_a_second_stop_request_cancels_the_claude_run_at_once(
+    state: State,
+    held: HeldClaude,
+    slots: ClaudeSlots,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    job = claude_job(state, slots, 4, tmp_path)
+    daemon = _daemon(state, ListSource("s", lambda: [job]), runs=slots, grace=3600)
+    caplog.set_level("INFO")
+    runner = asyncio.create_task(daemon.run())
+    await until(lambda: slots.running() == ["issue#4"], "a Claude run")
+    daemon.request_stop("SIGINT")
+    await until(lambda: any(line.startswith("waiting up to") for line in said(caplog)), "grace")
+    daemon.request_stop("SIGINT")
+    assert await asyncio.wait_for(runner, DEADLINE) == 0
+    assert status(state, WorkItemType.ISSUE, 4) is Status.PENDING
+    lines = said(caplog)
+    assert "SIGINT again: stopping at once" in lines
+    assert "cancelled 1 job(s), stopping at once: issue #4" in lines
+
+
+async def test_no_job_starts_after_a_stop_even_from_the_cycle_in_progress(state: State) -> None:
+    started: list[int] = []
+
+    async def run() -> None:
+        started.append(1)
+
+    def stop_then_jobs() -> Sequence[Job]:
+        daemon.request_stop()  # the signal arrives while this source polls
+        return [Job(WorkItemType.ISSUE, 1, run)]
+
+    later = ListSource("later", lambda: [Job(WorkItemType.ISSUE, 2, run)])
+    daemon = _daemon(state, ListSource("first", stop_then_jobs), later)
+    assert await asyncio.wait_for(daemon.run(), DEADLINE) == 0
+    assert started == [] and later.polls == 0
+
+
+async def test_a_second_stop_request_cancels_the_cycle_in_progress(state: State) -> None:
+    polling = asyncio.Event()
+
+    class Slow:
+        name = "slow"
+
+        async def poll(self) -> Sequence[Job]:  # e.g. waiting for a rate limit to reset
+            polling.set()
+            await asyncio.Event().wait()
+            return []
+
+    daemon = _daemon(state, Slow())
+    runner = asyncio.create_task(daemon.run())
+    await asyncio.wait_for(polling.wait(), DEADLINE)
+    daemon.request_stop()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not runner.done()  # the first request lets the cycle finish
+    daemon.request_stop()
+    assert await asyncio.wait_for(runner, DEADLINE) == 0
+
+
+async def test_cancelling_the_loop_stops_at_once(
+    state: State, held: HeldClaude, slots: ClaudeSlots, tmp_path: Path
+) -> None:
+    job = claude_job(state, slots, 4, tmp_path)
+    runner = asyncio.create_task(
+        _daemon(state, ListSource("s", lambda: [job]), runs=slots, grace=3600).run()
+    )
+    await until(lambda: slots.running() == ["issue#4"], "a Claude run")
+    runner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(runner, DEADLINE)
+    assert status(state, WorkItemType.ISSUE, 4) is Status.PENDING

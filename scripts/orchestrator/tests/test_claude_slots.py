@@ -1,0 +1,187 @@
+"""Tests for Claude's slots: MAX_CONCURRENT bounds Claude's runs, not the jobs around them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from scripts.orchestrator.claude_slots import ClaudeSlots
+from scripts.orchestrator.core.models import ClaudeRequest, ClaudeResult
+from scripts.orchestrator.core.redact import Redactor
+from scripts.orchestrator.core.work import MergeFacts, Status, WorkItem, WorkItemType
+from scripts.orchestrator.logs import ContextFilter, item_context
+from scripts.orchestrator.wiring import Adapters, build_daemon
+
+from .ports_fakes import (
+    FakeClock,
+    FakeSecretScan,
+    MemoryState,
+    RecordingChecks,
+    RecordingGit,
+    ScriptedClaude,
+    SettingsFactory,
+)
+from .ports_fakes_github import RecordingGitHub
+
+DEADLINE = 10.0
+
+
+class HeldClaude:
+    """The `Claude` port: each run waits until `release` is set, then answers `result`."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.prompts: list[str] = []
+        self.result = ClaudeResult(ok=True, text="Done.")
+
+    async def run(self, request: ClaudeRequest) -> ClaudeResult:
+        self.prompts.append(request.prompt)
+        await self.release.wait()
+        return self.result
+
+
+class HeldClock(FakeClock):
+    """The `Clock` port, whose sleeps (a merge waiting for CI) last until `wake` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sleeping = 0
+        self.wake = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeping += 1
+        try:
+            await self.wake.wait()
+        finally:
+            self.sleeping -= 1
+        await super().sleep(seconds)
+
+
+@pytest.fixture
+def clock() -> HeldClock:  # the recording GitHub reads this clock too
+    return HeldClock()
+
+
+async def until(done: Callable[[], bool], what: str) -> None:
+    """Poll until `done()`, failing after DEADLINE seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE
+    while not done():
+        assert loop.time() < deadline, f"no {what} within {DEADLINE}s"
+        await asyncio.sleep(0.01)
+
+
+def _request(tmp_path: Path, prompt: str = "Implement issue #1") -> ClaudeRequest:
+    return ClaudeRequest(prompt, tmp_path, "", ("Write",), 10, 60)
+
+
+async def _run_as(slots: ClaudeSlots, label: str, tmp_path: Path) -> ClaudeResult:
+    with item_context(label):  # as the daemon runs each job
+        return await slots.run(_request(tmp_path, label))
+
+
+async def test_at_most_the_limit_runs_at_once_and_a_wait_names_the_item(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    held = HeldClaude()
+    slots = ClaudeSlots(held, 2)
+    caplog.set_level("INFO")
+    caplog.handler.addFilter(ContextFilter(Redactor()))  # each line's item, as in the log
+    runs = [asyncio.create_task(_run_as(slots, f"issue#{n}", tmp_path)) for n in range(1, 6)]
+    await until(lambda: len(held.prompts) == 2, "two runs")
+    for _ in range(5):  # the others wait for a slot
+        await asyncio.sleep(0)
+    assert held.prompts == ["issue#1", "issue#2"] and slots.running() == ["issue#1", "issue#2"]
+    waits = [(getattr(r, "item", None), r.getMessage()) for r in caplog.records]
+    assert waits[0] == (
+        "issue#3",
+        "Claude waits for a slot: all 2 are in use (MAX_CONCURRENT), by issue#1, issue#2",
+    )
+    assert [item for item, _ in waits] == ["issue#3", "issue#4", "issue#5"]
+    held.release.set()
+    results = await asyncio.wait_for(asyncio.gather(*runs), DEADLINE)
+    assert all(r.ok for r in results) and len(held.prompts) == 5 and slots.running() == []
+
+
+async def test_after_close_no_run_starts_and_the_runs_in_progress_go_on(tmp_path: Path) -> None:
+    held = HeldClaude()
+    slots = ClaudeSlots(held, 1)
+    running = asyncio.create_task(_run_as(slots, "issue#1", tmp_path))
+    waiting = asyncio.create_task(_run_as(slots, "issue#2", tmp_path))
+    await until(lambda: slots.running() == ["issue#1"], "a run")
+    slots.close()
+    with pytest.raises(asyncio.CancelledError):  # asked for after the stop
+        await _run_as(slots, "issue#3", tmp_path)
+    held.release.set()
+    assert (await asyncio.wait_for(running, DEADLINE)).ok
+    with pytest.raises(asyncio.CancelledError):  # the slot it waited for came after the stop
+        await asyncio.wait_for(waiting, DEADLINE)
+    assert held.prompts == ["issue#1"] and slots.running() == []
+
+
+async def test_a_run_that_fails_after_close_is_interrupted_not_failed(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal reaches Claude's process too: its death is no failure to report."""
+    held = HeldClaude()
+    held.result = ClaudeResult(ok=False, text="", error="Claude Code failed: exit code -2")
+    slots = ClaudeSlots(held, 1)
+    running = asyncio.create_task(_run_as(slots, "issue#1", tmp_path))
+    await until(lambda: slots.running() == ["issue#1"], "a run")
+    slots.close()
+    held.release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(running, DEADLINE)
+    slots = ClaudeSlots(held, 1)  # before a stop, a failure is the run's own
+    assert not (await _run_as(slots, "issue#1", tmp_path)).ok
+
+
+async def test_a_merge_waiting_for_ci_or_its_base_holds_no_slot(
+    make_settings: SettingsFactory,
+    memory_state: MemoryState,
+    gh: RecordingGitHub,
+    git: RecordingGit,
+    claude: ScriptedClaude,
+    checks: RecordingChecks,
+    scanner: FakeSecretScan,
+    clock: HeldClock,
+) -> None:
+    """MAX_CONCURRENT=1: one merge waits for CI, another for the base it shares; meanwhile a
+    ready issue is implemented and a new pull request reviewed, through the real wiring."""
+    settings = make_settings(max_concurrent=1, pre_merge_commands=["pytest -q"])
+    adapters = Adapters(gh, git, claude, checks, scanner, clock, Redactor([settings.token]))
+    daemon = build_daemon(settings, memory_state, adapters)
+    for trigger, branch in enumerate(("topic", "other"), start=1):
+        number = gh.add_pull(branch)
+        head = gh.pulls[number].head_sha
+        facts = MergeFacts(trigger_comment_id=trigger, requested_by="carol", base_ref="main",
+                           requested_head=head)  # fmt: skip
+        memory_state.put(WorkItem(type=WorkItemType.MERGE, number=number, facts=facts))
+    first_head = gh.pulls[1].head_sha
+    gh.set_check_run(first_head, "build", status="in_progress", conclusion=None)
+
+    def status(kind: WorkItemType, number: int) -> Status | None:
+        item = memory_state.get(kind, number)
+        return item.status if item is not None else None
+
+    await daemon.cycle()  # the merges start; the review remembers the open pull requests
+    await until(lambda: clock.sleeping == 1, "merge #1 waiting for CI")
+    assert status(WorkItemType.MERGE, 2) is Status.PENDING  # waiting for main's lock
+
+    issue = gh.add_issue("Add a greeting", "Write greet.py", labels=("ready",))
+    pull = gh.add_pull("feature")
+    for _ in range(2):  # either run may come first: each result fits both
+        claude.succeed("Added greet.py.\n\nVERDICT: COMMENT", files={"greet.py": "pass\n"})
+    await daemon.cycle()
+    await until(lambda: status(WorkItemType.ISSUE, issue) is Status.DONE, "the implementation")
+    await until(lambda: status(WorkItemType.PR_REVIEW, pull) is Status.DONE, "the review")
+    assert clock.sleeping == 1 and status(WorkItemType.MERGE, 1) is Status.IN_PROGRESS
+    assert status(WorkItemType.MERGE, 2) is Status.PENDING
+
+    gh.set_check_run(first_head, "build")
+    clock.wake.set()
+    await until(lambda: not daemon.running, "the merges")
+    assert status(WorkItemType.MERGE, 1) is Status.DONE
+    assert status(WorkItemType.MERGE, 2) is Status.DONE
+    assert daemon.failures == 0
