@@ -52,7 +52,10 @@ class Daemon:
         repo: str,
         before_cycle: Sequence[Callable[[], Awaitable[None]]] = (),
         after_cycle: Sequence[Callable[[], Awaitable[None]]] = (),
+        pace: Callable[[], float] | None = None,
     ) -> None:
+        """`pace` says how long to wait for the next cycle (e.g. longer when GitHub's rate
+        limit runs low); without it, `poll_interval`."""
         self._state = state
         self._sources = list(sources)
         self._before_cycle = list(before_cycle)
@@ -60,6 +63,7 @@ class Daemon:
         self._runs = runs
         self._grace = shutdown_grace
         self._poll_interval = poll_interval
+        self._pace = pace
         self._repo = repo
         self._running: dict[str, asyncio.Task[None]] = {}
         self._jobs: dict[str, Job] = {}
@@ -100,8 +104,9 @@ class Daemon:
                 if once:
                     await self._drain()
                     break
+                wait = self._pace() if self._pace is not None else self._poll_interval
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self._poll_interval)
+                    await asyncio.wait_for(self._stop.wait(), wait)
         except asyncio.CancelledError:
             self._at_once.set()  # whoever cancels the loop wants it stopped now
             raise

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from .checks import ShellChecks
 from .claude_runner import SdkClaudeRunner
 from .claude_slots import ClaudeSlots
 from .clock import SystemClock
 from .config import Settings
+from .core.pace import next_poll
 from .core.redact import Redactor
+from .core.work import Status, WorkItemType
 from .daemon import Daemon
+from .github_cache import RateBudget, cache_file, drop_other_caches
+from .github_view import ListingView, listings_file
 from .github_watcher import GitHubClient
 from .model_proxy import CREDENTIAL_ENV
 from .ports import Checks, Claude, Clock, Git, GitHub, SecretScan, StateStore, Workflow
@@ -27,12 +35,16 @@ from .startup import (
     open_mirror,
     start_sandbox,
 )
+from .state import State, daily_pruning
+from .transcripts import Transcripts
 from .workflows.comment_feed import CommentFeed
-from .workflows.implement import ImplementWorkflow
+from .workflows.implement import ImplementWorkflow, branch_for
 from .workflows.merge import MergeWorkflow
 from .workflows.pull_heads import PullHeads
 from .workflows.review import ReviewWorkflow
 from .worktree_manager import WorktreeManager
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,12 +76,49 @@ def build_workflows(
     ]
 
 
-def build_daemon(settings: Settings, state: StateStore, adapters: Adapters) -> Daemon:
-    """The daemon over the three workflows; their Claude runs share MAX_CONCURRENT slots."""
+def github_client(settings: Settings, redactor: Redactor, **options: Any) -> GitHubClient:
+    """The daemon's GitHub client: its answers kept beside the state (so a restarted daemon's
+    reads are answered 304) and the open pull requests and ready issues in a view kept
+    current by one read of what changed (`github_view`). `options` for the tests and demo."""
+    cache = cache_file(settings.state_file, settings.token)
+    drop_other_caches(cache)
+    view = ListingView(listings_file(settings.state_file), settings.ready_label)
+    options.setdefault("api_url", settings.github_api_url)
+    return GitHubClient(
+        settings.token,
+        settings.github_repo,
+        redactor=redactor,
+        cache_path=cache,
+        view=view,
+        **options,
+    )
+
+
+def build_daemon(
+    settings: Settings,
+    state: StateStore,
+    adapters: Adapters,
+    *,
+    github: GitHubClient | None = None,
+) -> Daemon:
+    """The daemon over the three workflows; their Claude runs share MAX_CONCURRENT slots.
+    With the real `github` client: its view is refreshed first in each cycle, the poll slows
+    down when the rate limit runs low, and the state is pruned once a day."""
     slots = ClaudeSlots(adapters.claude, settings.max_concurrent)
     adapters = replace(adapters, claude=slots)
     heads = PullHeads(adapters.github, state)
     feed = CommentFeed(adapters.github, state)
+    # The heads first: a comment read in this cycle was written after their answer, or its
+    # head is one the writer may not have seen. The view before both: they read it.
+    before: list[Callable[[], Awaitable[None]]] = [heads.refresh, feed.refresh]
+    after: list[Callable[[], Awaitable[None]]] = [feed.commit]
+    pace = None
+    if github is not None:
+        before.insert(0, github.refresh_view)
+        pace = Pacer(settings.poll_interval, github.rate)
+        if isinstance(state, State):
+            retention = timedelta(days=settings.state_retention_days)
+            after.append(daily_pruning(state, adapters.github, retention))
     return Daemon(
         state,
         build_workflows(settings, state, adapters, feed, heads),
@@ -77,11 +126,41 @@ def build_daemon(settings: Settings, state: StateStore, adapters: Adapters) -> D
         shutdown_grace=settings.shutdown_grace,
         poll_interval=settings.poll_interval,
         repo=settings.github_repo,
-        # The heads first: a comment read in this cycle was written after their answer,
-        # or its head is one the writer may not have seen.
-        before_cycle=[heads.refresh, feed.refresh],
-        after_cycle=[feed.commit],
+        before_cycle=before,
+        after_cycle=after,
+        pace=pace,
     )
+
+
+class Pacer:
+    """The wait before the next poll (`core.pace`), and one line when it changes."""
+
+    def __init__(self, interval: float, rate: RateBudget) -> None:
+        self._interval = interval
+        self._rate = rate
+        self._slowed = False
+
+    def __call__(self) -> float:
+        rate = self._rate
+        pace = next_poll(self._interval, limit=rate.limit, remaining=rate.remaining,
+                         reset_at=rate.reset_at, now=datetime.now(timezone.utc))  # fmt: skip
+        if pace.slowed and rate.reset_at is not None:
+            log.warning("GitHub's rate limit runs low (%s of %s requests left until %s): "
+                        "next poll in %.0fs", rate.remaining, rate.limit,
+                        rate.reset_at.strftime("%H:%M:%S UTC"), pace.delay)  # fmt: skip
+        elif self._slowed:
+            log.info("GitHub's rate limit is fine again: polling every %gs", self._interval)
+        self._slowed = pace.slowed
+        return pace.delay
+
+
+def unfinished_branches(state: StateStore) -> set[str]:
+    """The implement branches a resumed attempt may still push from."""
+    return {
+        branch_for(i.number)
+        for i in state.items(WorkItemType.ISSUE)
+        if i.status in (Status.PENDING, Status.IN_PROGRESS)
+    }
 
 
 async def serve(
@@ -103,20 +182,20 @@ async def serve(
         # Else the first ready issue would fail in public with the CLI's "Please run /login".
         raise StartupError(why)
     if github is None:
-        github = GitHubClient(
-            settings.token, settings.github_repo, api_url=settings.github_api_url,
-            redactor=redactor,
-        )  # fmt: skip
+        github = github_client(settings, redactor)
     worktrees = WorktreeManager(
         settings.repo_path,
         settings.worktree_base,
         remote=settings.git_remote,
         token=settings.token,
         url=settings.clone_url,
+        keep_worktrees=settings.keep_worktrees,
     )
     async with github:
         await check_start(settings, github, worktrees)
         await open_mirror(settings, worktrees)
+        # What a killed daemon left; an unfinished issue's branch may hold its unpushed commit.
+        await worktrees.prune_leftovers(keep_branches=unfinished_branches(state))
         sandbox = await start_sandbox(settings)
         if claude is None:
             assert settings.claude_cli_path is not None
@@ -126,13 +205,23 @@ async def serve(
                     "sandbox would then show to Claude's runs: install the CLI in a folder of "
                     "its own (e.g. npm's global prefix) and point CLAUDE_CLI_PATH at it"
                 )
+            transcripts = Transcripts(
+                settings.log_dir,
+                max_bytes=settings.transcript_max_bytes,
+                retention=timedelta(days=settings.log_retention_days),
+                redactor=redactor,
+            )
+            transcripts.prune()  # at start; the runs prune again at most once a day
             claude = SdkClaudeRunner(
-                settings.claude_cli_path, model=settings.claude_model, sandbox=sandbox
+                settings.claude_cli_path,
+                model=settings.claude_model,
+                sandbox=sandbox,
+                transcripts=transcripts,
             )
         checks = ShellChecks(sandbox)
         scanner = SecretScanner(redactor)
         adapters = Adapters(github, worktrees, claude, checks, scanner, SystemClock(), redactor)
-        daemon = build_daemon(settings, state, adapters)
+        daemon = build_daemon(settings, state, adapters, github=github)
         # Claude's sandboxed runs share one model proxy, stopped when the daemon stops.
         serving: contextlib.AbstractAsyncContextManager[None] = (
             claude.serving() if isinstance(claude, SdkClaudeRunner) else contextlib.nullcontext()

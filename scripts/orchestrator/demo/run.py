@@ -30,13 +30,12 @@ from ..fakes import demo_scene as scene
 from ..fakes.fake_github import FakeGitHub
 from ..fakes.git_world import make_world
 from ..fakes.scripted_model import ScriptedModel, bundled_cli_path, claude_cli_env
-from ..github_watcher import GitHubClient
 from ..main import PROG
 from ..model_proxy import CREDENTIAL_ENV
 from ..ports import StateStore
 from ..startup import StartupError, start_sandbox
 from ..state import State
-from ..wiring import serve
+from ..wiring import github_client, known_secrets, serve
 from .director import DemoFailed, Director, Interrupted
 from .narrator import Narrator, record_github
 from .story import Run, Summary, describe, summary
@@ -168,7 +167,10 @@ def _build(
         repo_path=world.clone,
         worktree_base=root / "worktrees",
         state_file=root / "state.json",
+        log_dir=root / "logs",
         poll_interval=1.0,
+        # A run still going when the story ends is not waited for long.
+        shutdown_grace=5.0,
         max_concurrent=2,
         max_turns=30 if real_claude else 10,
         claude_cli_path=str(bundled_cli_path()),
@@ -192,12 +194,8 @@ async def _play(stage: Stage, *, keep: bool) -> int:
     runner = SdkClaudeRunner(
         str(settings.claude_cli_path), env=stage.claude_env, sandbox=await start_sandbox(settings)
     )
-    github = GitHubClient(
-        stage.github.token,
-        settings.github_repo,
-        api_url=stage.github.url,
-        write_interval=0,  # the fake has no secondary rate limit to respect
-    )
+    # The fake has no secondary rate limit to respect.
+    github = github_client(settings, known_secrets(settings), write_interval=0)
     with State(settings.state_file) as state:
         narrator = Narrator(stage.github, stage.model, state, settings.worktree_base,
                             sys.executable, sys.stdout, stage.started)  # fmt: skip

@@ -19,10 +19,9 @@ from scripts.orchestrator.fakes.fake_github import FakeGitHub
 from scripts.orchestrator.fakes.git_world import GitWorld
 from scripts.orchestrator.fakes.scripted_model import ScriptedModel, bundled_cli_path
 from scripts.orchestrator.github_http import RetryPolicy
-from scripts.orchestrator.github_watcher import GitHubClient
 from scripts.orchestrator.startup import start_sandbox
 from scripts.orchestrator.state import State, WorkItem, WorkItemType
-from scripts.orchestrator.wiring import serve
+from scripts.orchestrator.wiring import github_client, known_secrets, serve
 
 __all__ = ["World", "world"]
 
@@ -51,9 +50,11 @@ class World:
 
     async def once(self) -> int:
         """One poll cycle of the real daemon code, waiting for the work it started."""
-        github = GitHubClient(
-            self.github.token,
-            self.settings.github_repo,
+        # The daemon's own client (its view and kept answers), a new one each cycle: every
+        # cycle is also a restart.
+        github = github_client(
+            self.settings,
+            known_secrets(self.settings),
             api_url=self.github.url,
             retry=FAST_RETRY,
             write_interval=0,

@@ -393,3 +393,22 @@ async def test_cancelling_the_loop_stops_at_once(
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(runner, DEADLINE)
     assert status(state, WorkItemType.ISSUE, 4) is Status.PENDING
+
+
+async def test_the_pace_sets_the_wait_between_cycles(state: State) -> None:
+    """POLL_INTERVAL is an hour; the pace says 0: cycles follow one another. (A pace that
+    says more is what the rate limit's budget asks for: `Pacer`, test_wiring.)"""
+    source = ListSource("feed", lambda: [])
+    asked: list[int] = []
+
+    def pace() -> float:
+        asked.append(source.polls)
+        return 0.0
+
+    daemon = Daemon(state, [source], runs=ClaudeSlots(HeldClaude(), 1), shutdown_grace=0,
+                    poll_interval=3600, repo="acme/widgets", pace=pace)  # fmt: skip
+    running = asyncio.ensure_future(daemon.run())
+    await until(lambda: source.polls >= 3, "third cycle")
+    daemon.request_stop()
+    assert await running == 0
+    assert asked[:2] == [1, 2]

@@ -1,0 +1,49 @@
+"""The daemon's wiring: the poll's pace under the rate limit, and what an idle cycle costs the
+real daemon against the fake GitHub."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from scripts.orchestrator.github_cache import RateBudget
+from scripts.orchestrator.wiring import Pacer
+
+from .fixtures_world import World
+
+
+def test_the_pacer_slows_down_and_says_until_when(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    reset = datetime.now(timezone.utc) + timedelta(hours=1)
+    rate = RateBudget(limit=5000, remaining=4900, reset_at=reset)
+    pacer = Pacer(60, rate)
+    assert pacer() == 60
+    rate.remaining = 520  # 20 above the reserve: 10 polls must last an hour
+    assert pacer() == pytest.approx(360, rel=0.01)
+    assert f"until {reset:%H:%M:%S} UTC" in caplog.text and "520 of 5000" in caplog.text
+    rate.remaining = 4999  # reset
+    caplog.clear()
+    assert pacer() == 60
+    assert "fine again" in caplog.text
+
+
+async def test_an_idle_cycle_of_the_daemon_costs_two_reads_answered_304(world: World) -> None:
+    """Each `world.once()` is a whole start of the daemon: its start-up reads are answered
+    304 too, and the cycle reads what changed and the new comments, nothing else."""
+    gh = world.github
+    for label in ("ready", "claude-failed"):  # else the start-up's label check answers 404
+        gh.create_label(label)
+    gh.commit("topic", {"t.txt": "t\n"})
+    gh.create_pull("A person's change", "topic", user="dave")
+    gh.create_issue("Not ready", user="carol")
+    for _ in range(3):  # the first watch, the review of the pull request, quiet
+        assert await world.once() == 0
+        gh.advance(60)
+    gh.clear_logs()
+    assert await world.once() == 0
+    assert [r for r in gh.requests if r.status != 304] == []
+    cycle = [r.path for r in gh.requests if r.path.endswith(("/issues", "/issues/comments"))]
+    assert cycle == ["/repos/acme/widgets/issues", "/repos/acme/widgets/issues/comments"]
+    assert {r.method for r in gh.requests} == {"GET"}
