@@ -24,7 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from .core.models import ReviewEvent
-from .core.remotes import clone_url, repo_of_url
+from .core.remotes import clone_url, foreign_host, host_of_url, repo_of_url
 
 TOKEN_REQUIRED_MESSAGE = "GITHUB_TOKEN environment variable is required"  # noqa: S105
 GH_CLI_TIMEOUT = 10.0
@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     def _owner_repo(cls, value: str) -> str:
         value = value.strip()
         if not _REPO_RE.match(value):
-            raise ValueError("expected owner/repo, e.g. harry-m/dashai")
+            raise ValueError(f"expected {_EXPECTED['github_repo']}")
         return value
 
     @field_validator("ready_label", "failed_label")
@@ -166,16 +166,28 @@ class Settings(BaseSettings):
     def _distinct(self) -> Settings:
         # GitHub's label names ignore case; the triggers are matched exactly.
         if self.ready_label.lower() == self.failed_label.lower():
-            raise ValueError(
-                f"FAILED_LABEL={self.failed_label!r} is not valid: it is also READY_LABEL, so "
-                "a failure would ask for a new attempt; expected another label"
-            )
+            why = ", so a failure would ask for a new attempt; expected another label"
+            raise ValueError(self._clash("failed_label", "ready_label", why))
         if self.merge_comment_trigger == self.review_comment_trigger:
-            raise ValueError(
-                f"REVIEW_COMMENT_TRIGGER={self.review_comment_trigger!r} is not valid: it is "
-                "also MERGE_COMMENT_TRIGGER; expected another command"
-            )
+            why = "; expected another command"
+            raise ValueError(self._clash("review_comment_trigger", "merge_comment_trigger", why))
         return self
+
+    def _clash(self, first: str, second: str, why: str) -> str:
+        """The line for two settings with one value. It names the one the user changed (from
+        its default, in the environment or `.env`), not one they left as it was, such as a
+        line copied from .env.example; `first` when that does not tell them apart."""
+
+        def changed(name: str) -> bool:
+            default = type(self).model_fields[name].default
+            return name in self.model_fields_set and getattr(self, name) != default
+
+        name, other = (second, first) if changed(second) and not changed(first) else (first, second)
+        default = "" if changed(other) else " (its default)"
+        return (
+            f"{name.upper()}={getattr(self, name)!r} is not valid: it is also "
+            f"{other.upper()}{default}{why}"
+        )
 
     @property
     def owner(self) -> str:
@@ -224,15 +236,32 @@ def _json_list(text: str) -> Any:
 
 def state_file_setting(env_file: Path = Path(".env")) -> Path:
     """STATE_FILE alone (environment, then `.env`, then the default), for the commands that
-    read the state without GitHub: `status` and `clear`."""
-    raw = os.environ.get("STATE_FILE")
-    if not raw and env_file.is_file():
-        try:
-            raw = dotenv_values(env_file).get("STATE_FILE")
-        except UnicodeDecodeError:
-            raise ConfigError(f"{env_file} is not valid UTF-8 text") from None
+    read the state without GitHub: `status` and `clear`. Set but empty is refused, as the
+    daemon refuses it."""
+    raw = raw_setting("state_file", env_file)
+    if raw is not None and not raw.strip():
+        raise ConfigError(_empty_message("state_file"))
     default = Settings.model_fields["state_file"].default
     return _absolute(Path(raw) if raw else default, Path.cwd())
+
+
+def raw_setting(name: str, env_file: Path | None = Path(".env")) -> str | None:
+    """One setting's text as given (the environment wins over `.env`), unchecked; None if it
+    is not given. For what can be looked at when the settings as a whole are wrong."""
+    return _given(env_file).get(name.lower())
+
+
+def _given(env_file: Path | None) -> dict[str, str | None]:
+    """Every variable given, by lower-cased name, as pydantic-settings reads them: `.env`,
+    then the environment over it."""
+    given: dict[str, str | None] = {}
+    if env_file is not None and env_file.is_file():
+        try:
+            given.update((k.lower(), v) for k, v in dotenv_values(env_file).items())
+        except UnicodeDecodeError:
+            raise ConfigError(f"{env_file} is not valid UTF-8 text") from None
+    given.update((k.lower(), v) for k, v in os.environ.items())
+    return given
 
 
 def load_settings(env_file: Path | None = Path(".env"), **overrides: Any) -> Settings:
@@ -240,6 +269,8 @@ def load_settings(env_file: Path | None = Path(".env"), **overrides: Any) -> Set
     if env_file is not None and env_file.exists() and not env_file.is_file():
         raise ConfigError(f"{env_file} is not a file: expected a .env file of VARIABLE=value lines")
     try:
+        # First, so that `check` still finds a key in `.env` when another setting is wrong.
+        _model_keys_from(env_file)
         settings = Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
     except UnicodeDecodeError:
         raise ConfigError(f"{env_file} is not valid UTF-8 text") from None
@@ -249,17 +280,9 @@ def load_settings(env_file: Path | None = Path(".env"), **overrides: Any) -> Set
         raise ConfigError(_describe(exc)) from None
     except SettingsError as exc:
         raise ConfigError(_describe_settings_error(exc)) from None
-    _model_keys_from(env_file)
     empty = _set_but_empty(env_file)
     if empty is not None:
-        field = Settings.model_fields[empty]
-        if field.is_required():
-            expected = _EXPECTED.get(empty, "a value")
-            raise ConfigError(f"{empty.upper()} is set but empty: expected {expected}")
-        raise ConfigError(
-            f"{empty.upper()} is set but empty: expected a value (remove the line to use the "
-            f"default, {_shown(field.default)})"
-        )
+        raise ConfigError(_empty_message(empty))
     if settings.github_token is None or not settings.github_token.get_secret_value().strip():
         settings.github_token = SecretStr(_gh_cli_token(settings.github_api_url))
     if settings.repo_path is not None:
@@ -275,7 +298,7 @@ def load_settings(env_file: Path | None = Path(".env"), **overrides: Any) -> Set
     settings.log_dir = _absolute(settings.log_dir, Path.cwd())
     if settings.log_dir.exists() and not settings.log_dir.is_dir():
         raise ConfigError(f"LOG_DIR={str(settings.log_dir)!r} is not valid: expected a directory")
-    settings.claude_cli_path = _claude_cli(settings.claude_cli_path)
+    settings.claude_cli_path = find_claude_cli(settings.claude_cli_path)
     return settings
 
 
@@ -293,20 +316,30 @@ def _model_keys_from(env_file: Path | None) -> None:
             os.environ[name] = value
 
 
+def _empty_message(name: str) -> str:
+    """The one line for a setting given as an empty value that has no "unset" meaning."""
+    field = Settings.model_fields[name]
+    if field.is_required():
+        return f"{name.upper()} is set but empty: expected {_EXPECTED.get(name, 'a value')}"
+    return (
+        f"{name.upper()} is set but empty: expected a value (remove the line to use the "
+        f"default, {_shown(field.default)})"
+    )
+
+
 def _shown(default: Any) -> str:
     if isinstance(default, bool):
         return str(default).lower()
-    return repr(str(default)) if isinstance(default, Path) else repr(default)
+    if isinstance(default, Path):  # as the README and .env.example write it
+        return repr(str(default) if default.is_absolute() else f"./{default}")
+    return repr(default)
 
 
 def _set_but_empty(env_file: Path | None) -> str | None:
     """A setting given as an empty value that has no "unset" meaning (a label, a trigger, a
     number, a switch), which pydantic-settings would silently replace with its default.
     Optional settings (`CLAUDE_MODEL=`) and lists may be empty."""
-    given: dict[str, str | None] = {}
-    if env_file is not None and env_file.is_file():
-        given.update((k.lower(), v) for k, v in dotenv_values(env_file).items())
-    given.update((k.lower(), v) for k, v in os.environ.items())
+    given = _given(env_file)
     for name, field in Settings.model_fields.items():
         value = given.get(name)
         if value is None or value.strip():
@@ -353,7 +386,7 @@ _FRIENDLY = {
 }
 
 _EXPECTED = {
-    "github_repo": "owner/repo, e.g. harry-m/dashai",
+    "github_repo": "owner/repo, e.g. your-org/your-repo",
     "pre_merge_commands": 'a JSON array of strings, e.g. ["pytest", "ruff check ."]',
 }
 
@@ -405,9 +438,11 @@ def _git_toplevel(path: Path) -> Path:
 
 
 def _clone_here(settings: Settings) -> Path | None:
-    """The current directory's clone, when REPO_PATH is unset, if it is a clone of GITHUB_REPO
-    (or of a local path); None otherwise (e.g. the orchestrator's own checkout, or no
-    repository at all): then the daemon keeps a clone of its own."""
+    """The current directory's clone, when REPO_PATH is unset, if its remote's URL names
+    GITHUB_REPO on the GitHub of GITHUB_API_URL; None otherwise (e.g. the orchestrator's own
+    checkout, a clone made from a local path, or no repository at all): then the daemon keeps
+    a clone of its own. A clone whose remote is a local path is used only when REPO_PATH
+    names it."""
     try:
         top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True,
                              text=True, timeout=GIT_CHECK_TIMEOUT, check=False)  # fmt: skip
@@ -423,10 +458,21 @@ def _clone_here(settings: Settings) -> Path | None:
         raise ConfigError("git did not answer in time in the current directory") from None
     if url.returncode != 0:
         return None
-    named = repo_of_url(url.stdout.strip())
-    if named is not None and named.lower() != settings.github_repo.lower():
+    if not names_watched_repo(url.stdout.strip(), settings):
         return None
     return Path(top.stdout.strip())
+
+
+def names_watched_repo(url: str, settings: Settings) -> bool:
+    """Whether a remote URL is GITHUB_REPO on the GitHub of GITHUB_API_URL (a local path, a
+    `file://` URL or another host is not)."""
+    named = repo_of_url(url)
+    return (
+        named is not None
+        and named.lower() == settings.github_repo.lower()
+        and host_of_url(url) is not None
+        and foreign_host(url, settings.github_api_url) is None
+    )
 
 
 def _absolute(path: Path, base: Path) -> Path:
@@ -442,7 +488,9 @@ def bundled_claude_cli() -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def _claude_cli(value: str | None) -> str:
+def find_claude_cli(value: str | None) -> str:
+    """The Claude Code CLI to run: CLAUDE_CLI_PATH's, else `claude` on PATH, else the bundled
+    one; `ConfigError` if there is none."""
     if value:
         found = shutil.which(value)
         if found is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import urllib.request
 from collections.abc import AsyncGenerator, Generator
 from datetime import timedelta
 from typing import Any
@@ -180,15 +181,30 @@ def _describe(exc: GitHubException) -> str:
 
 class TimeoutTransport(httpx.AsyncHTTPTransport):
     """Puts the timeout back on every request: githubkit's cache (hishel 1.4) rebuilds
-    requests without it (hishel issue #484), so a stalled answer would be awaited forever."""
+    requests without it (hishel issue #484), so a stalled answer would be awaited forever.
+    Goes through the proxy the environment names for `url` (HTTPS_PROXY, NO_PROXY...): httpx
+    reads those only for a client without a transport of its own, and this is one."""
 
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
+    def __init__(self, timeout: float, url: str | None = None) -> None:
+        super().__init__(proxy=environment_proxy(url) if url else None)
         self._timeout = httpx.Timeout(timeout).as_dict()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         request.extensions = {**request.extensions, "timeout": self._timeout}
         return await super().handle_async_request(request)
+
+
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def environment_proxy(url: str) -> str | None:
+    """The proxy the environment names for `url`; None without one, for this machine's own
+    addresses, or when NO_PROXY exempts its host."""
+    parsed = httpx.URL(url)
+    if parsed.host in LOOPBACK or urllib.request.proxy_bypass_environment(parsed.host):  # type: ignore[attr-defined]
+        return None
+    proxies = urllib.request.getproxies_environment()
+    return proxies.get(parsed.scheme) or proxies.get("all")
 
 
 class WriteSpacingThrottler(LocalThrottler):

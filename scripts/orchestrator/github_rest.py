@@ -74,7 +74,9 @@ class RestClient:
         self._redactor = redactor or Redactor([token])
         self.rate = RateBudget()
         # The token is added below the cache (`AuthTransport`), so the cache never stores it.
-        self.wire = AuthTransport(transport or TimeoutTransport(timeout), token, api_url, self.rate)
+        self.wire = AuthTransport(
+            transport or TimeoutTransport(timeout, api_url), token, api_url, self.rate
+        )
         # githubkit's default cache object is shared by every client in the process.
         cache: BaseCacheStrategy = (
             SqliteCacheStrategy(cache_path) if cache_path is not None else MemCacheStrategy()

@@ -14,8 +14,9 @@ from pydantic import SecretStr
 from . import __version__, logs
 from .config import ConfigError, Settings, load_settings, state_file_setting
 from .core.redact import Redactor
+from .github_http import RetryPolicy
 from .github_watcher import GitHubClient
-from .preflight import Finding, Level, preflight, report
+from .preflight import GITHUB_TIMEOUT, Finding, Level, preflight, preflight_unconfigured, report
 from .reexec import inherited_token, restart_without_secrets, secrets_in_environment
 from .startup import (
     StartupError,
@@ -33,12 +34,21 @@ EXIT_CONFIG = 2
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Watch a GitHub repository and run Claude Code: implement issues labelled ready, "
-            "review new pull requests, and merge on a /merge comment after the checks pass. "
-            "Settings come from the environment and ./.env (see .env.example)."
+            "Watch a GitHub repository and run Claude Code: implement issues labelled ready,\n"
+            "review new pull requests, and merge on a /merge comment after the checks pass.\n"
+            "Settings come from the environment and ./.env (see .env.example).\n\n"
+            "Without a command the daemon runs until Ctrl-C or SIGTERM."
+        ),
+        epilog=(
+            "exit codes (the daemon): 0 stopped cleanly, or --once finished; 1 a poll or a\n"
+            "job met an unexpected error (the log says which); 2 a setting or the setup is\n"
+            "wrong (one line says which); 130 interrupted during start-up.\n\n"
+            f"{PROG} COMMAND --help describes each command."
         ),
     )
+    _verbose(parser, default=False)
     parser.add_argument(
         "--once", action="store_true", help="run one poll cycle, wait for its work, then exit"
     )
@@ -48,19 +58,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="read GitHub, decide, and print what one cycle would do; writes nothing to "
         "GitHub, the git remote or the state",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser(
         "check",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="report what the daemon needs (settings, git, GitHub, Claude Code, sandbox, "
         "labels) and exit 0 only if all is well; writes nothing to GitHub without --fix",
+        description=(
+            "Report each thing the daemon needs as ok, warning or problem, with a fix under\n"
+            "each one that is not ok: the settings, git, the repository, GitHub (token,\n"
+            "permissions, labels), WORKTREE_BASE, STATE_FILE, Claude Code and its credential,\n"
+            "and the sandbox. A wrong setting is one problem among the others: what needs no\n"
+            "settings is still checked. It only reads: it writes nothing to GitHub (but --fix\n"
+            "creates the missing labels) and creates nothing on disk."
+        ),
+        epilog="exit codes: 0 no problem (warnings allowed); 2 at least one problem.",
     )
     check.add_argument("--fix", action="store_true", help="create the missing labels")
     demo = commands.add_parser(
         "demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="watch the whole loop run on a local fake GitHub with a scripted model: no "
         "credentials, under a minute",
+        description=(
+            "Run the real daemon in a throwaway sandbox: a fake GitHub on 127.0.0.1, a sample\n"
+            "repository, an issue labelled ready and a person's pull request, with the real\n"
+            "Claude Code CLI on a scripted model. It tells what happens as it happens, then\n"
+            "removes the sandbox. Needs bubblewrap and socat; no credentials."
+        ),
+        epilog=(
+            "exit codes: 0 the pull request was merged; 1 the story failed (one line says\n"
+            "where); 2 it cannot run (no sandbox, no credential for --real-claude);\n"
+            "130 interrupted."
+        ),
     )
     demo.add_argument("--keep", action="store_true", help="keep the sandbox and say where")
     demo.add_argument(
@@ -69,17 +100,55 @@ def build_parser() -> argparse.ArgumentParser:
         help="use the real model (needs ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN)",
     )
     commands.add_parser(
-        "status", help="print the work items in STATE_FILE (works while the daemon runs)"
+        "status",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="print the work items in STATE_FILE (works while the daemon runs)",
+        description=(
+            "Print the work items in STATE_FILE as a table: item, status, attempts, head,\n"
+            "pull request, cost, time and last error, with the counts under it. It reads the\n"
+            "file without its lock, so it works while the daemon runs. It reads only\n"
+            "STATE_FILE (environment, then ./.env): no GitHub token needed."
+        ),
+        epilog=(
+            "exit codes: 0 shown (also when there are no items); 2 STATE_FILE is wrong or the\n"
+            "file cannot be read."
+        ),
     )
     clear = commands.add_parser(
         "clear",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage=f"{PROG} clear [-h] [-v] {{issue N | pr N | --all}}",
         help="forget work items so they are processed again: clear issue N, clear pr N, "
         "clear --all (not while the daemon runs)",
+        description=(
+            "Forget work items in STATE_FILE so that the daemon processes them again:\n"
+            "  clear issue N   issue #N starts afresh if it is open with the ready label\n"
+            "  clear pr N      pull request #N's review and merge items: it is reviewed again,\n"
+            "                  and a writer comments /merge again to merge it\n"
+            "  clear --all     every item; the comment cursor and the other\n"
+            "                  repository-wide records stay\n"
+            "The daemon must be stopped: it holds the file while it runs."
+        ),
+        epilog=(
+            "exit codes: 0 cleared (or --all with nothing to clear); 1 the issue or pull\n"
+            "request has no work item; 2 a wrong request, a state file that cannot be read or\n"
+            "written, or one the running daemon holds."
+        ),
     )
     clear.add_argument("kind", nargs="?", choices=("issue", "pr"), help="what to clear")
     clear.add_argument("number", nargs="?", type=int, help="the issue or pull request")
     clear.add_argument("--all", action="store_true", dest="everything", help="every item")
+    clear.set_defaults(usage_error=clear.error)
+    for command in commands.choices.values():
+        _verbose(command, default=argparse.SUPPRESS)
     return parser
+
+
+def _verbose(parser: argparse.ArgumentParser, *, default: object) -> None:
+    """-v, accepted before the command and after it. A command's own -v has no default, so
+    that it does not undo a -v given before the command."""
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="debug logging")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,14 +161,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(keep=args.keep, real_claude=args.real_claude, verbose=args.verbose)
     if args.command in ("status", "clear"):
-        return _items_command(parser, args)
+        return _items_command(args)
+    if args.command == "check" and not args.verbose:
+        _quiet()  # check prints its table and nothing else
     handed_over = inherited_token()
     try:
         overrides: dict[str, Any] = {"github_token": SecretStr(handed_over)} if handed_over else {}
         settings = load_settings(**overrides)
     except ConfigError as exc:
         if args.command == "check":
-            return _report([Finding("configuration", Level.PROBLEM, str(exc))])
+            return _report(asyncio.run(preflight_unconfigured(exc)))
         return _fail(str(exc))
     if secrets_in_environment():
         # /proc/<pid>/environ would show the token for the daemon's whole life.
@@ -108,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(args.verbose, redactor)
     raise_fd_limit()
     if args.command == "check":
+        if not args.verbose:
+            _quiet()
         return _report(asyncio.run(_preflight(settings, redactor, fix=args.fix)))
     if args.dry_run:
         return _dry_run(settings, redactor)
@@ -125,19 +198,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
 
 
-def _items_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _quiet() -> None:
+    """Only errors reach the log: a command that prints a report prints only that."""
+    logging.getLogger().setLevel(logging.ERROR)
+
+
+def _items_command(args: argparse.Namespace) -> int:
     from .status import clear_items, show_status
 
+    if args.command == "clear" and (
+        args.everything == (args.kind is not None) or (args.kind is None) != (args.number is None)
+    ):
+        args.usage_error("give `issue N`, `pr N` or `--all`")  # exits 2, with clear's usage
     try:
         state_file = state_file_setting()
     except ConfigError as exc:
         return _fail(str(exc))
     if args.command == "status":
         return show_status(state_file)
-    if args.everything == (args.kind is not None) or (args.kind is not None) != (
-        args.number is not None
-    ):
-        parser.error("clear takes `issue N`, `pr N` or `--all`")
     return clear_items(state_file, kind=args.kind, number=args.number, everything=args.everything)
 
 
@@ -155,12 +233,13 @@ def _dry_run(settings: Settings, redactor: Redactor) -> int:
 
 
 async def _preflight(settings: Settings, redactor: Redactor, *, fix: bool) -> list[Finding]:
+    # No retries and a short timeout: an unreachable GitHub is one finding, soon.
     github = GitHubClient(
-        settings.token, settings.github_repo, api_url=settings.github_api_url, redactor=redactor
-    )
+        settings.token, settings.github_repo, api_url=settings.github_api_url,
+        retry=RetryPolicy(max_retries=0), timeout=GITHUB_TIMEOUT, redactor=redactor,
+    )  # fmt: skip
     async with github:
-        found = await preflight(settings, github, fix=fix)
-    return [Finding("configuration", Level.OK, f"GITHUB_REPO={settings.github_repo}"), *found]
+        return await preflight(settings, github, fix=fix)
 
 
 def _report(findings: list[Finding]) -> int:

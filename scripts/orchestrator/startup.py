@@ -6,11 +6,13 @@ import logging
 import os
 import resource
 import shutil
+import socket
+import ssl
 from pathlib import Path
 from urllib.parse import urlparse
 
 from .config import MODEL_KEYS, Settings
-from .core.errors import GitError, GitHubError, MalformedAnswer
+from .core.errors import GitError, GitHubError, MalformedAnswer, RateLimited
 from .core.remotes import foreign_host, git_host, repo_of_url
 from .github_watcher import GitHubClient
 from .sandbox import SYSTEM_DIRS, Bwrap, Sandbox, SandboxUnavailable
@@ -20,7 +22,14 @@ log = logging.getLogger(__name__)
 
 
 class StartupError(Exception):
-    """The daemon cannot work with this repository; one line for the user, exit code 2."""
+    """The daemon cannot work with this repository; one line for the user, exit code 2.
+
+    `problem` says what is wrong and `fix` (if any) what to do; `check` shows them apart."""
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        super().__init__(f"{problem}; {fix}" if fix else problem)
+        self.problem = problem
+        self.fix = fix
 
 
 def raise_fd_limit() -> None:
@@ -46,21 +55,7 @@ async def start_sandbox(settings: Settings) -> Sandbox | None:
         )
         return None
     bwrap = Bwrap()
-    try:
-        version = await bwrap.check()
-    except SandboxUnavailable as exc:
-        raise StartupError(
-            f"SANDBOX=bwrap: {exc}. Install bubblewrap, or set SANDBOX=off to run pull "
-            "requests' code without a sandbox (unsafe)"
-        ) from None
-    try:
-        await bwrap.check_socat()
-    except SandboxUnavailable as exc:
-        raise StartupError(
-            f"SANDBOX=bwrap: {exc}; Claude's runs reach the model's API through it. Install "
-            "socat, or set SANDBOX=off to run Claude and pull requests' code without a sandbox "
-            "(unsafe)"
-        ) from None
+    version = await probe_sandbox(bwrap)
     if exposed := exposed_daemon_file(settings):
         raise StartupError(exposed)
     # The daemon's mirror, read-only: a check may run git, never change the daemon's git.
@@ -81,6 +76,27 @@ async def start_sandbox(settings: Settings) -> Sandbox | None:
     )
 
 
+async def probe_sandbox(bwrap: Bwrap) -> str:
+    """bubblewrap's version, once it is shown to start a job here with socat inside it."""
+    try:
+        version = await bwrap.check()
+    except SandboxUnavailable as exc:
+        raise StartupError(
+            f"SANDBOX=bwrap: {exc}",
+            "install bubblewrap, or set SANDBOX=off to run pull requests' code without a "
+            "sandbox (unsafe)",
+        ) from None
+    try:
+        await bwrap.check_socat()
+    except SandboxUnavailable as exc:
+        raise StartupError(
+            f"SANDBOX=bwrap: {exc}; Claude's runs reach the model's API through it",
+            "install socat, or set SANDBOX=off to run Claude and pull requests' code without a "
+            "sandbox (unsafe)",
+        ) from None
+    return version
+
+
 async def check_start(settings: Settings, github: GitHubClient, worktrees: WorktreeManager) -> None:
     """Fail at start, in one line, on what would otherwise fail on every poll."""
     await check_clone(settings, worktrees)
@@ -89,20 +105,39 @@ async def check_start(settings: Settings, github: GitHubClient, worktrees: Workt
 
 
 async def warn_of_missing_label(settings: Settings, github: GitHubClient) -> None:
-    """A missing READY_LABEL is not fatal (GitHub makes a label when it is first added through
-    the API), but people cannot pick it in GitHub's label menu: say so at start."""
+    """Missing labels are not fatal (GitHub makes a label when it is first added through the
+    API), but people cannot pick them in GitHub's label menu: say so at start, in the words
+    `check` uses."""
     try:
-        present = await github.has_label(settings.ready_label)
+        missing = await missing_labels(settings, github)
     except GitHubError as exc:  # only a warning: the daemon works without knowing
-        log.warning("could not look up the label %r: %s", settings.ready_label, exc)
+        log.warning("could not look up the labels: %s", exc)
         return
-    if not present:
-        log.warning(
-            "the label %r does not exist in %s, so nobody can pick it on GitHub: "
-            "`check --fix` creates it",
-            settings.ready_label,
-            settings.github_repo,
-        )
+    if missing:
+        problem, fix = labels_missing(settings, missing)
+        log.warning("%s; %s", problem, fix)
+
+
+# The labels the daemon uses, with the setting that names each.
+LABEL_SETTINGS = ("ready_label", "failed_label")
+
+
+async def missing_labels(settings: Settings, github: GitHubClient) -> list[str]:
+    """READY_LABEL and FAILED_LABEL, those that do not exist in the repository."""
+    names = [getattr(settings, name) for name in LABEL_SETTINGS]
+    return [name for name in names if not await github.has_label(name)]
+
+
+def labels_missing(settings: Settings, missing: list[str]) -> tuple[str, str]:
+    """What missing labels mean and what to do: for the start-up warning and for `check`."""
+    setting = {getattr(settings, name): name.upper() for name in LABEL_SETTINGS}
+    labels, them, they = ("labels", "them", "they") if len(missing) > 1 else ("label", "it", "it")
+    named = " and ".join(f"{name} ({setting[name]})" for name in missing)
+    return (
+        f"{settings.github_repo} lacks the {labels} {named}: nobody can pick {them} in "
+        f"GitHub's label menu until {they} exist{'' if len(missing) > 1 else 's'}",
+        f"run `check --fix` to create {them}, or create {them} on GitHub (Issues, Labels)",
+    )
 
 
 async def check_clone(settings: Settings, worktrees: WorktreeManager) -> str:
@@ -113,7 +148,8 @@ async def check_clone(settings: Settings, worktrees: WorktreeManager) -> str:
         url = await worktrees.record_remote()
     except GitError:
         raise StartupError(
-            f"GIT_REMOTE={settings.git_remote!r} is not a remote of REPO_PATH={settings.repo_path}"
+            f"GIT_REMOTE={settings.git_remote!r} is not a remote of REPO_PATH={settings.repo_path}",
+            "set GIT_REMOTE to one of its remotes (git remote -v lists them)",
         ) from None
     # What the messages name: the clone, or the URL of the daemon's own.
     source = f"REPO_PATH={settings.repo_path}" if settings.repo_path else f"REPO_URL={url}"
@@ -122,25 +158,26 @@ async def check_clone(settings: Settings, worktrees: WorktreeManager) -> str:
         # Jobs read the clone's .git (read-only): a credential in its config is theirs.
         raise StartupError(
             f"the {settings.git_remote} URL of {source} carries a "
-            f"credential ({parsed.scheme}://…@{parsed.hostname}): remove it (git remote "
-            f"set-url {settings.git_remote} {parsed.scheme}://{parsed.hostname}{parsed.path}); "
-            "the daemon authenticates its pushes with GITHUB_TOKEN"
+            f"credential ({parsed.scheme}://…@{parsed.hostname})",
+            f"remove it: git remote set-url {settings.git_remote} "
+            f"{parsed.scheme}://{parsed.hostname}{parsed.path} (the daemon authenticates its "
+            "pushes with GITHUB_TOKEN)",
         )
     named = repo_of_url(url)
     if named is not None and named.lower() != settings.github_repo.lower():
         raise StartupError(
-            f"{source} is a clone of {named}, not of "
-            f"GITHUB_REPO={settings.github_repo}: set REPO_PATH to a clone of the watched "
-            "repository, or leave it unset for the daemon to keep a clone of its own"
+            f"{source} is a clone of {named}, not of GITHUB_REPO={settings.github_repo}",
+            "set REPO_PATH to a clone of the watched repository, or leave it unset for the "
+            "daemon to keep a clone of its own",
         )
     expected = git_host(settings.github_api_url)
     host = foreign_host(url, settings.github_api_url)
     if host is not None:
         # The token goes with every push: only ever to the GitHub the settings name.
         raise StartupError(
-            f"{source} pushes to {host}, not to {expected} (the host of "
-            f"GITHUB_API_URL={settings.github_api_url}): point {settings.git_remote} at "
-            f"{expected}, or set GITHUB_API_URL to that host's API"
+            f"{source} pushes to {host}, not to {expected}, the host of "
+            f"GITHUB_API_URL={settings.github_api_url}",
+            f"point {settings.git_remote} at {expected}, or set GITHUB_API_URL to that host's API",
         )
     return url
 
@@ -150,20 +187,64 @@ async def check_github(settings: Settings, github: GitHubClient) -> None:
     try:
         await github.default_branch()
     except GitHubError as exc:
-        if isinstance(exc, MalformedAnswer):
-            why = (
-                f"{exc} (is GITHUB_API_URL={settings.github_api_url} GitHub's API root? "
-                "GitHub Enterprise: https://HOST/api/v3)"
-            )
-        elif exc.status == 401:
-            why = "GitHub refused GITHUB_TOKEN (401 Bad credentials)"
-        elif exc.status in (403, 404):
-            why = (
-                f"GITHUB_REPO={settings.github_repo} is not visible with this token ({exc.status})"
-            )
-        else:
-            why = f"cannot reach GitHub at GITHUB_API_URL={settings.github_api_url} ({exc.message})"
-        raise StartupError(why) from None
+        raise github_failure(settings, exc) from None
+
+
+# What to do when GitHub cannot be reached: the network, a proxy, or the wrong URL.
+REACH_FIX = (
+    "check the network and GITHUB_API_URL (GitHub Enterprise: https://HOST/api/v3); behind a "
+    "proxy, set HTTPS_PROXY"
+)
+
+
+def github_failure(settings: Settings, exc: GitHubError) -> StartupError:
+    """A failed GitHub call at start, or in `check`, as what went wrong and what to do."""
+    api = f"GITHUB_API_URL={settings.github_api_url}"
+    if isinstance(exc, MalformedAnswer):
+        return StartupError(
+            f"{exc}, so {api} may not be GitHub's API root",
+            "set GITHUB_API_URL to the API root: https://api.github.com, or for GitHub "
+            "Enterprise https://HOST/api/v3",
+        )
+    if isinstance(exc, RateLimited) or (exc.transient and exc.status in (403, 429)):
+        return StartupError(
+            f"GitHub's rate limit for this token is used up: {exc.message}",
+            "wait for it to reset (an hour at most), or stop what else uses the token",
+        )
+    if exc.status == 401:
+        return StartupError(
+            "GitHub refused GITHUB_TOKEN (401 Bad credentials)",
+            "set GITHUB_TOKEN to a valid token (classic: the `repo` scope), or leave it empty "
+            "and run `gh auth login`",
+        )
+    if exc.status in (403, 404):
+        return StartupError(
+            f"GITHUB_REPO={settings.github_repo} is not visible with this token ({exc.status})",
+            "check GITHUB_REPO's spelling, and that the token's account can see the "
+            "repository (a fine-grained token: its repository access)",
+        )
+    if exc.status == 0:
+        return StartupError(f"cannot reach GitHub at {api}: {unreachable(exc)}", REACH_FIX)
+    return StartupError(
+        f"GitHub at {api} answered {exc.status}: {exc.message}",
+        "try again in a few minutes; if it lasts, check GITHUB_API_URL",
+    )
+
+
+def unreachable(exc: BaseException) -> str:
+    """Why no answer came, in words: the cause under githubkit's and httpx's wrappers."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, socket.gaierror):
+            return "its host name does not resolve (no DNS, or a wrong name)"
+        if isinstance(cause, ConnectionRefusedError):
+            return "the connection was refused"
+        if isinstance(cause, TimeoutError) or "timeout" in type(cause).__name__.lower():
+            return "no answer in time"
+        if isinstance(cause, ssl.SSLError):
+            return f"the TLS handshake failed: {cause.reason or cause}"
+        cause = cause.__cause__ or cause.__context__
+    return "no answer"
 
 
 async def open_mirror(settings: Settings, worktrees: WorktreeManager) -> None:
@@ -198,6 +279,7 @@ def exposed_daemon_file(settings: Settings) -> str | None:
     own = {
         "STATE_FILE": settings.state_file,
         "WORKTREE_BASE": settings.worktree_base,  # every job's worktree, and the mirror
+        "LOG_DIR": settings.log_dir,  # every Claude run's prompt and output
         **({"REPO_PATH": settings.repo_path} if settings.repo_path else {}),
         **({".env": env_file} if env_file.is_file() else {}),
     }
@@ -207,7 +289,7 @@ def exposed_daemon_file(settings: Settings) -> str | None:
             if real.is_relative_to(folder.resolve()):
                 return (
                     f"{name}={real} is inside {folder}, which the sandbox lets every job read: "
-                    "keep the daemon's files (its .env, state, worktrees and clone) out of "
+                    "keep the daemon's files (its .env, state, logs, worktrees and clone) out of "
                     "/usr, /opt, SANDBOX_READ_PATHS and the Claude CLI's folder"
                 )
     return None
@@ -227,20 +309,29 @@ def _last_line(text: str) -> str:
 
 
 def missing_model_credential(settings: Settings) -> str | None:
-    """Why Claude's runs could not reach the model, if they could not: no key in the
-    environment (or `.env`), and no login the CLI would see (the sandbox hides the home)."""
+    """Why Claude's runs could not reach the model, if they could not, and what to do (one
+    line)."""
+    why = model_credential_problem(sandboxed=settings.sandbox != "off")
+    return None if why is None else ": ".join(why)
+
+
+def model_credential_problem(*, sandboxed: bool) -> tuple[str, str] | None:
+    """No key in the environment (or `.env`), and no login the CLI would see (the sandbox
+    hides the home directory): the problem and its fix."""
     if any(os.environ.get(name) for name in MODEL_KEYS):
         return None
     login = Path.home() / ".claude" / ".credentials.json"
-    if login.is_file() and settings.sandbox == "off":
+    if login.is_file() and not sandboxed:
         return None
     where = "in the environment or .env"
     if login.is_file():
         return (
-            "Claude Code is logged in, but the sandbox hides the login in your home: set "
-            f"CLAUDE_CODE_OAUTH_TOKEN (made by `claude setup-token`) or ANTHROPIC_API_KEY {where}"
+            "Claude Code is logged in, but the sandbox hides the login in your home",
+            "set CLAUDE_CODE_OAUTH_TOKEN (made by `claude setup-token`) or ANTHROPIC_API_KEY "
+            f"{where}",
         )
     return (
-        "no credential for Claude Code: set ANTHROPIC_API_KEY, or CLAUDE_CODE_OAUTH_TOKEN "
-        f"(made by `claude setup-token`), {where}"
+        "no credential for Claude Code",
+        "set ANTHROPIC_API_KEY, or CLAUDE_CODE_OAUTH_TOKEN (made by `claude setup-token`), "
+        + where,
     )

@@ -219,8 +219,11 @@ def test_environment_wins_over_dotenv(monkeypatch: pytest.MonkeyPatch, clean_env
         ),
         ("MERGE_COMMENT_TRIGGER", "", "set but empty"),
         ("AUTO_MERGE_ENABLED", "", "default, true"),
-        ("FAILED_LABEL", "READY", "also READY_LABEL"),
-        ("REVIEW_COMMENT_TRIGGER", "/merge", "also MERGE_COMMENT_TRIGGER"),
+        ("FAILED_LABEL", "READY", "also READY_LABEL (its default)"),
+        ("READY_LABEL", "claude-failed", "also FAILED_LABEL (its default)"),
+        ("REVIEW_COMMENT_TRIGGER", "/merge", "also MERGE_COMMENT_TRIGGER (its default)"),
+        # Found by a newcomer: this blamed REVIEW_COMMENT_TRIGGER, which was never set.
+        ("MERGE_COMMENT_TRIGGER", "/review", "also REVIEW_COMMENT_TRIGGER (its default)"),
         ("MAX_REVIEWS_PER_DAY", "0", "greater than 0"),
         ("GITHUB_API_URL", "api.github.com", "http(s) URL"),
         ("REPO_PATH", "/", "git repository"),
@@ -422,9 +425,16 @@ def test_the_readme_tables_and_the_settings_agree(clean_env: Path) -> None:
     [
         ("https://github.com/harry-m/dashai.git", True),  # run from the watched repo's clone
         ("git@github.com:Harry-M/dashai.git", True),
-        ("/srv/mirrors/dashai.git", True),  # a local path names no repository: as before
+        ("ssh://git@ssh.github.com:443/harry-m/dashai.git", True),
         ("https://github.com/your-org/claude-orchestrator.git", False),  # the tool's checkout
         (None, False),  # a repository without the remote
+        # Found by a newcomer: an orchestrator checkout cloned from a local path was taken for
+        # the watched repository. A local path names no repository, so it is not.
+        ("/home/me/src/claude-orchestrator", False),
+        ("/srv/mirrors/dashai.git", False),
+        ("file:///srv/mirrors/harry-m/dashai.git", False),
+        ("../harry-m/dashai", False),
+        ("https://evil.example/harry-m/dashai.git", False),  # the name, on another host
     ],
 )
 def test_without_repo_path_the_current_clone_is_used_only_if_it_is_the_watched_one(
@@ -433,6 +443,66 @@ def test_without_repo_path_the_current_clone_is_used_only_if_it_is_the_watched_o
     if remote is not None:
         git(clean_env, "remote", "add", "origin", remote)
     assert load_settings().repo_path == (clean_env if used else None)
+
+
+@pytest.mark.usefixtures("required")
+def test_two_settings_that_clash_name_the_one_set_in_dotenv(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path
+) -> None:
+    (clean_env / ".env").write_text("MERGE_COMMENT_TRIGGER=/review\n")
+    with pytest.raises(ConfigError, match=r"^MERGE_COMMENT_TRIGGER='/review' is not valid"):
+        load_settings()
+    # Found by a newcomer: .env.example's own line REVIEW_COMMENT_TRIGGER=/review is set too,
+    # but left as it was: the one changed is named.
+    example = (Path(__file__).parents[3] / ".env.example").read_text()
+    (clean_env / ".env").write_text(example + "MERGE_COMMENT_TRIGGER=/review\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value) == (
+        "MERGE_COMMENT_TRIGGER='/review' is not valid: it is also REVIEW_COMMENT_TRIGGER (its "
+        "default); expected another command"
+    )
+    # Both changed: either may be named, and the other is not called a default.
+    monkeypatch.setenv("REVIEW_COMMENT_TRIGGER", "/again")
+    monkeypatch.setenv("MERGE_COMMENT_TRIGGER", "/again")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "='/again' is not valid: it is also" in str(info.value)
+    assert "(its default)" not in str(info.value)
+
+
+@pytest.mark.parametrize("where", ["environment", "dotenv"])
+def test_state_file_set_but_empty_is_refused_as_the_daemon_refuses_it(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path, where: str
+) -> None:
+    if where == "environment":
+        monkeypatch.setenv("STATE_FILE", "")
+        (clean_env / ".env").write_text("STATE_FILE=from-dotenv.json\n")  # the environment wins
+    else:
+        (clean_env / ".env").write_text("STATE_FILE=\n")
+    expected = (
+        "STATE_FILE is set but empty: expected a value (remove the line to use the default, "
+        "'./.orchestrator-state.json')"
+    )
+    with pytest.raises(ConfigError) as info:
+        config.state_file_setting()
+    assert str(info.value) == expected
+    # The daemon's own rule says the same.
+    monkeypatch.setenv("GITHUB_REPO", "a/b")
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value) == expected
+
+
+def test_state_file_alone_is_read_from_the_environment_then_dotenv(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path
+) -> None:
+    assert config.state_file_setting() == clean_env / ".orchestrator-state.json"
+    (clean_env / ".env").write_text("STATE_FILE=from-dotenv.json\n")
+    assert config.state_file_setting() == clean_env / "from-dotenv.json"
+    monkeypatch.setenv("STATE_FILE", "/elsewhere/state.json")
+    assert config.state_file_setting() == Path("/elsewhere/state.json")
 
 
 @pytest.mark.usefixtures("required")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta, timezone
@@ -668,3 +669,44 @@ def test_github_time_takes_naive_datetimes_as_utc() -> None:
     assert github_time(datetime(2026, 11, 25, 9, 2, 19)) == "2026-11-25T09:02:19Z"
     cet = datetime(2026, 11, 25, 10, 2, 19, tzinfo=timezone(timedelta(hours=1)))
     assert github_time(cet) == "2026-11-25T09:02:19Z"
+
+
+async def test_requests_go_through_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTPS_PROXY and the like are honoured (httpx reads them only for clients without a
+    transport of their own); the control: NO_PROXY exempts the host, and nothing reaches
+    the proxy."""
+    proxy = socket.socket()
+    proxy.bind(("127.0.0.1", 0))
+    proxy.listen(1)
+    proxy.settimeout(10)
+    port = proxy.getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    seen: list[str] = []
+
+    def answer_once() -> None:
+        conn, _ = proxy.accept()
+        with conn:
+            seen.append(conn.recv(65536).split(b"\r\n", 1)[0].decode())
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\n{}")
+
+    server = threading.Thread(target=answer_once, daemon=True)
+    server.start()
+    gh = GitHubClient("ghp_x", "acme/widgets", api_url="http://github.test",
+                      retry=RetryPolicy(max_retries=0), timeout=10)  # fmt: skip
+    async with gh:
+        with pytest.raises(NotFound):
+            await gh.default_branch()
+    server.join(10)
+    proxy.close()
+    assert seen == ["GET http://github.test/repos/acme/widgets HTTP/1.1"]
+
+    monkeypatch.setenv("NO_PROXY", "github.test")
+    gh = GitHubClient("ghp_x", "acme/widgets", api_url="http://github.test",
+                      retry=RetryPolicy(max_retries=0), timeout=10)  # fmt: skip
+    async with gh:
+        with pytest.raises(GitHubError):  # the name does not resolve: no proxy was asked
+            await gh.default_branch()

@@ -118,6 +118,7 @@ def test_once_runs_a_cycle_and_saves_the_state(
         GITHUB_TOKEN=fake_github.token,
         GITHUB_API_URL=fake_github.url,
         STATE_FILE="s.json",
+        REPO_PATH=str(project),
     )
     result = _run(["--once", "--verbose"], project, env)
     assert result.returncode == 0, result.stderr
@@ -144,6 +145,7 @@ def test_an_idle_once_after_the_first_exits_0(
         GITHUB_TOKEN=fake_github.token,
         GITHUB_API_URL=fake_github.url,
         STATE_FILE="s.json",
+        REPO_PATH=str(project),
     )
     for _ in range(2):
         result = _run(["--once"], project, env)
@@ -152,19 +154,43 @@ def test_an_idle_once_after_the_first_exits_0(
     assert [r.status for r in comments if "since" in r.query] == [200]
 
 
-def test_a_missing_ready_label_is_a_warning_at_start(
+def test_missing_labels_are_a_warning_at_start_in_the_words_of_check(
     project: Path, tmp_path: Path, fake_github: FakeGitHub
 ) -> None:
-    env = _env(tmp_path, GITHUB_REPO="acme/widgets", GITHUB_TOKEN=fake_github.token,
-               GITHUB_API_URL=fake_github.url, STATE_FILE="s.json")  # fmt: skip
+    """Found by a newcomer: start-up warned of READY_LABEL alone, in other words than
+    `check`, which called both labels a problem. One rule now, one function, one wording."""
+    env = _env(
+        tmp_path,
+        GITHUB_REPO="acme/widgets",
+        GITHUB_TOKEN=fake_github.token,
+        GITHUB_API_URL=fake_github.url,
+        STATE_FILE="s.json",
+        REPO_PATH=str(project),
+    )
+    both = (
+        "acme/widgets lacks the labels ready (READY_LABEL) and claude-failed (FAILED_LABEL): "
+        "nobody can pick them in GitHub's label menu until they exist; run `check --fix` to "
+        "create them"
+    )
     result = _run(["--once"], project, env)
     assert result.returncode == 0, result.stderr
-    warning = "the label 'ready' does not exist in acme/widgets"
-    assert warning in result.stderr and "`check --fix` creates it" in result.stderr
-    # The control: once the label exists, start-up is quiet about it.
+    [line] = [line for line in result.stderr.splitlines() if "lacks the label" in line]
+    assert "WARNING" in line and both in line
+    check = _run(["check"], project, env)
+    assert f"problem  labels         {both.split('; ')[0]}" in check.stdout, check.stdout
+    assert f"fix: {both.split('; ')[1]}" in check.stdout
     fake_github.create_label("ready")
+    one = "acme/widgets lacks the label claude-failed (FAILED_LABEL): nobody can pick it"
+    assert one in _run(["--once"], project, env).stderr
+    assert one in _run(["check"], project, env).stdout
+    # The control: once both exist, start-up is quiet about them, and check says they exist.
+    fake_github.create_label("claude-failed")
     result = _run(["--once"], project, env)
-    assert result.returncode == 0 and warning not in result.stderr
+    assert result.returncode == 0 and "lacks the label" not in result.stderr
+    assert (
+        "ok       labels         ready and claude-failed exist"
+        in _run(["check"], project, env).stdout
+    )
 
 
 def test_the_console_script_works_from_another_directory(project: Path, tmp_path: Path) -> None:
@@ -218,13 +244,14 @@ class _Daemon:
 
 
 @pytest.fixture
-def daemon_env(tmp_path: Path, fake_github: FakeGitHub) -> dict[str, str]:
+def daemon_env(tmp_path: Path, fake_github: FakeGitHub, project: Path) -> dict[str, str]:
     return _env(
         tmp_path,
         GITHUB_REPO="acme/widgets",
         GITHUB_TOKEN=fake_github.token,
         GITHUB_API_URL=fake_github.url,
         POLL_INTERVAL="3600",
+        REPO_PATH=str(project),
     )
 
 
@@ -339,6 +366,7 @@ def test_without_bubblewrap_the_daemon_refuses_unless_told_otherwise(
         GITHUB_TOKEN=fake_github.token,
         GITHUB_API_URL=fake_github.url,
         STATE_FILE="s.json",
+        REPO_PATH=str(project),
     )
     (tmp_path / "bin" / "bwrap").unlink()  # a machine without bubblewrap
     refused = _run(["--once"], project, env)
@@ -436,6 +464,7 @@ def test_without_a_model_credential_the_daemon_refuses_to_start(
         GITHUB_API_URL=fake_github.url,
         STATE_FILE="s.json",
         ANTHROPIC_API_KEY="",
+        REPO_PATH=str(project),
     )
     result = _run(["--once"], project, env)
     assert result.returncode == 2 and "Traceback" not in result.stderr

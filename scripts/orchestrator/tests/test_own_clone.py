@@ -67,3 +67,19 @@ async def test_a_wrong_token_is_a_clear_start_failure(
     assert "check GITHUB_TOKEN" in line and "Traceback" not in done.stderr
     assert world.github.token not in done.stderr
     assert not world.settings.git_mirror.exists()  # nothing half made is left to trip on
+
+
+def test_a_clone_made_from_a_local_path_is_not_taken_for_the_watched_repository(
+    world: World, served: GitHttpServer
+) -> None:
+    """Found by a newcomer: started without REPO_PATH inside a clone whose remote is a local
+    path (an orchestrator checkout cloned from /home/me/src/...), the daemon took that clone
+    for GITHUB_REPO's. A local path names no repository: the daemon keeps its own clone."""
+    git(world.root, "init", "--quiet")
+    git(world.root, "remote", "add", "origin", str(world.git.origin))  # acme/widgets itself
+    url = f"{served.url}/acme/widgets.git"
+    done = world.run_cli("--once", extra_env={"REPO_PATH": "", "REPO_URL": url})
+    assert done.returncode == 0, done.stderr
+    assert any(r.authorized and r.path.endswith("git-upload-pack") for r in served.requests)
+    assert (world.settings.git_mirror / "HEAD").is_file()
+    assert "git: made the daemon's own copy of acme/widgets" in done.stderr

@@ -401,7 +401,7 @@ def test_the_cli_wrapper_holds_no_secret(
     assert "HTTPS_PROXY" not in text  # a proxy would take the CLI's requests off loopback
 
 
-@pytest.mark.parametrize("setting", ["state_file", "worktree_base"])
+@pytest.mark.parametrize("setting", ["state_file", "worktree_base", "log_dir"])
 async def test_daemon_files_a_job_could_read_are_refused_at_start(
     world: World, tmp_path: Path, setting: str
 ) -> None:
@@ -410,7 +410,9 @@ async def test_daemon_files_a_job_could_read_are_refused_at_start(
     shared = tmp_path / "opt-like"
     shared.mkdir()
     assert await startup.start_sandbox(world.settings) is not None  # the control
-    inside = shared / ("state.json" if setting == "state_file" else "worktrees")
+    inside = (
+        shared / {"state_file": "state.json", "worktree_base": "trees", "log_dir": "logs"}[setting]
+    )
     world.configure(sandbox_read_paths=[*world.settings.sandbox_read_paths, shared],
                     **{setting: inside})  # fmt: skip
     with pytest.raises(startup.StartupError) as refused:
