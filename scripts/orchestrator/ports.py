@@ -1,6 +1,6 @@
 """The ports: what the workflows need from GitHub, git, Claude, the checks, the state and time.
 
-Workflows depend on these Protocols only; `main.py` wires the adapters (`GitHubClient`,
+Workflows depend on these Protocols only; `wiring.py` wires the adapters (`GitHubClient`,
 `WorktreeManager`, `SdkClaudeRunner`, `ShellChecks`, `State`, `SystemClock`), and the tests
 wire recording fakes (`tests/conftest.py`). Every method may raise the port's error from
 `core.errors`: `GitHubError` for GitHub, `GitError` for git.

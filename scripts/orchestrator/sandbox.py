@@ -268,7 +268,10 @@ class Sandbox:
              '"$@"']
         )  # fmt: skip
         wrapper = directory / "claude"
-        wrapper.write_text(f"#!/bin/sh\nexec {line}\n", encoding="utf-8")
+        # setsid: a session of its own, so a terminal's Ctrl-C (sent to the daemon's whole
+        # process group) reaches the daemon, which gives the run SHUTDOWN_GRACE, and not the
+        # run itself. -w: should setsid have to fork, it waits and passes on the exit code.
+        wrapper.write_text(f"#!/bin/sh\nexec setsid -w {line}\n", encoding="utf-8")
         wrapper.chmod(0o700)
         return wrapper
 

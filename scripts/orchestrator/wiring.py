@@ -133,7 +133,8 @@ def build_daemon(
 
 
 class Pacer:
-    """The wait before the next poll (`core.pace`), and one line when it changes."""
+    """The wait before the next poll (`core.pace`); one line when it slows down, and one when
+    it is back to the interval."""
 
     def __init__(self, interval: float, rate: RateBudget) -> None:
         self._interval = interval
@@ -144,11 +145,11 @@ class Pacer:
         rate = self._rate
         pace = next_poll(self._interval, limit=rate.limit, remaining=rate.remaining,
                          reset_at=rate.reset_at, now=datetime.now(timezone.utc))  # fmt: skip
-        if pace.slowed and rate.reset_at is not None:
+        if pace.slowed and not self._slowed and rate.reset_at is not None:
             log.warning("GitHub's rate limit runs low (%s of %s requests left until %s): "
-                        "next poll in %.0fs", rate.remaining, rate.limit,
+                        "polling every %.0fs until then", rate.remaining, rate.limit,
                         rate.reset_at.strftime("%H:%M:%S UTC"), pace.delay)  # fmt: skip
-        elif self._slowed:
+        elif self._slowed and not pace.slowed:
             log.info("GitHub's rate limit is fine again: polling every %gs", self._interval)
         self._slowed = pace.slowed
         return pace.delay

@@ -10,6 +10,9 @@ from datetime import datetime
 POLL_COST = 2
 # The share of the limit kept for the work itself: comments, pushes, merges.
 RESERVE = 0.1
+# Above this share left, the pace is never changed: an idle poll is answered 304 and costs
+# nothing, so only a budget already spent by work can run out.
+LOW = 0.25
 
 
 @dataclass(frozen=True)
@@ -26,13 +29,14 @@ def next_poll(
     reset_at: datetime | None,
     now: datetime,
 ) -> Pace:
-    """`interval`, or longer when polling at that pace would spend the requests left (above a
-    reserve for the work) before `reset_at`; at or under the reserve, the next poll waits for
-    the reset. Without a known budget, `interval`."""
+    """`interval`, or, once under a quarter of the limit is left, longer when polling at that
+    pace (each poll counted as a changed one) would spend the requests left above a reserve
+    for the work before `reset_at`; at or under the reserve, the next poll waits for the
+    reset. Without a known budget, `interval`."""
     if limit is None or remaining is None or reset_at is None:
         return Pace(interval, False)
     until_reset = (reset_at - now).total_seconds()
-    if until_reset <= 0:
+    if until_reset <= 0 or remaining >= LOW * limit:
         return Pace(interval, False)
     spare = remaining - RESERVE * limit
     if spare < POLL_COST:

@@ -17,6 +17,12 @@ def test_a_full_budget_keeps_the_interval() -> None:
     assert (pace.delay, pace.slowed) == (60, False)
 
 
+def test_a_tiny_interval_is_kept_while_the_budget_is_large() -> None:
+    """Idle polls are answered 304 and cost nothing: a budget is low only once work spent it."""
+    pace = next_poll(0.001, limit=5000, remaining=1300, reset_at=HOUR, now=NOW)
+    assert (pace.delay, pace.slowed) == (0.001, False)
+
+
 def test_an_unknown_budget_keeps_the_interval() -> None:
     assert next_poll(60, limit=None, remaining=None, reset_at=None, now=NOW).delay == 60
 

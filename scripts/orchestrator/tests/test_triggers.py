@@ -10,8 +10,9 @@ from scripts.orchestrator.workflows.comment_feed import PENDING_META
 
 from .fixtures_world import World
 
-# More than the client's retries: the call fails for this cycle, as in a GitHub outage.
-OUTAGE = 6
+# More than the client's retries: the call fails for this cycle, as in a GitHub outage. Eight:
+# a pull request is read twice in such a cycle (by the view and by the command), with retries.
+OUTAGE = 8
 REVIEW_TEXT = "## Summary\nFine.\n\n## Findings\nNo findings.\n\n## Verdict\nVERDICT: COMMENT"
 
 

@@ -23,6 +23,10 @@ def test_the_pacer_slows_down_and_says_until_when(caplog: pytest.LogCaptureFixtu
     rate.remaining = 520  # 20 above the reserve: 10 polls must last an hour
     assert pacer() == pytest.approx(360, rel=0.01)
     assert f"until {reset:%H:%M:%S} UTC" in caplog.text and "520 of 5000" in caplog.text
+    caplog.clear()
+    rate.remaining = 518
+    assert pacer() > 360
+    assert caplog.text == "", "one line when it slows down, not one per poll"
     rate.remaining = 4999  # reset
     caplog.clear()
     assert pacer() == 60
