@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 FIRST_WATCHED_META = "first_watched_at"
 LAST_CYCLE_META = "last_cycle_at"
 INTERRUPTED = "interrupted: the daemon stopped"
+CLAUDE_KINDS = frozenset({WorkItemType.ISSUE, WorkItemType.PR_REVIEW})
 
 
 class ClaudeRuns(Protocol):
@@ -53,9 +54,13 @@ class Daemon:
         before_cycle: Sequence[Callable[[], Awaitable[None]]] = (),
         after_cycle: Sequence[Callable[[], Awaitable[None]]] = (),
         pace: Callable[[], float] | None = None,
+        max_claude_jobs: int | None = None,
     ) -> None:
         """`pace` says how long to wait for the next cycle (e.g. longer when GitHub's rate
-        limit runs low); without it, `poll_interval`."""
+        limit runs low); without it, `poll_interval`. `max_claude_jobs` bounds the jobs that
+        end in a Claude run (implementations, reviews) running at once: each makes a worktree
+        before it waits for a slot, and a hundred new pull requests must not make a hundred.
+        The others wait for the next cycle, which plans them again."""
         self._state = state
         self._sources = list(sources)
         self._before_cycle = list(before_cycle)
@@ -64,6 +69,8 @@ class Daemon:
         self._grace = shutdown_grace
         self._poll_interval = poll_interval
         self._pace = pace
+        self._max_claude_jobs = max_claude_jobs
+        self._deferred: set[str] = set()  # jobs told once that they wait
         self._repo = repo
         self._running: dict[str, asyncio.Task[None]] = {}
         self._jobs: dict[str, Job] = {}
@@ -89,7 +96,8 @@ class Daemon:
         log.info("%s: stopping, no new work (a second one stops at once)", why)
 
     async def run(self, *, once: bool = False) -> int:
-        """Poll until stopped (or once); returns 0, or 1 if anything failed unexpectedly."""
+        """Poll until stopped (or once); returns 0, or 1 if anything failed unexpectedly in a
+        run that ended by itself (`once`). A stop asked for (a signal) returns 0."""
         if self._state.get_meta(FIRST_WATCHED_META) is None:
             self._state.set_meta(FIRST_WATCHED_META, utcnow().isoformat())
         log.info(
@@ -112,6 +120,8 @@ class Daemon:
             raise
         finally:
             await self._shutdown()
+        if self._stop_asked is not None:
+            return 0  # a stop asked for is a clean end, whatever failed weeks before
         return 1 if self.failures else 0
 
     async def cycle(self) -> None:
@@ -158,6 +168,15 @@ class Daemon:
     def _start(self, job: Job) -> None:
         if job.key in self._running or self._stop.is_set():
             return
+        if self._max_claude_jobs is not None and job.kind in CLAUDE_KINDS:
+            busy = sum(1 for j in self._jobs.values() if j.kind in CLAUDE_KINDS)
+            if busy >= self._max_claude_jobs:
+                if job.key not in self._deferred:
+                    self._deferred.add(job.key)
+                    with item_context(job.label):
+                        log.info("waits: %d implementations and reviews already run", busy)
+                return
+        self._deferred.discard(job.key)
         task = asyncio.create_task(self._guarded(job), name=job.label)
         self._running[job.key] = task
         self._jobs[job.key] = job

@@ -12,9 +12,13 @@ import contextlib
 import hashlib
 import logging
 import os
+import sqlite3
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import anysqlite
@@ -22,7 +26,15 @@ import httpx
 from githubkit.cache import BaseCacheStrategy
 from githubkit.cache.mem_cache import MemCache
 from githubkit.exception import CacheUnsupportedError
-from hishel import AsyncBaseStorage, AsyncSqliteStorage, SyncBaseStorage
+from hishel import (
+    AsyncBaseStorage,
+    AsyncSqliteStorage,
+    Entry,
+    EntryMeta,
+    Request,
+    Response,
+    SyncBaseStorage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +47,7 @@ def cache_file(state_file: Path, token: str) -> Path:
     """Where the answers for `token` are kept: beside the state, one file per token (a
     fingerprint, not the token), so a new token never reuses another's answers."""
     fingerprint = hashlib.sha256(token.encode()).hexdigest()[:12]
-    return state_file.with_name(f"{state_file.stem}.http-cache-{fingerprint}.sqlite")
+    return state_file.with_name(f"{state_file.name}.http-cache-{fingerprint}.sqlite")
 
 
 def drop_other_caches(keep: Path) -> None:
@@ -65,22 +77,99 @@ class SqliteCacheStrategy(BaseCacheStrategy):
 
     async def get_async_hishel_storage(self) -> AsyncBaseStorage:
         # A new storage per client: hishel closes it with the client.
+        try:
+            connection = await self._open()
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("GitHub's answers are not kept (%s: %s); every read is a full one",
+                        self.path, exc)  # fmt: skip
+            connection = await anysqlite.connect(":memory:")
+        return SafeStorage(connection=connection, default_ttl=CACHE_TTL)
+
+    async def _open(self) -> anysqlite.Connection:
+        """The cache's database; an unreadable one is moved aside and made again."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Created private before SQLite opens it; its journals take the same mode.
-        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
-        # Our own connection: given a path, hishel also writes a `.gitignore` of `*` into
-        # its folder, which may be the user's project.
-        connection = await anysqlite.connect(str(self.path))
-        return AsyncSqliteStorage(connection=connection, default_ttl=CACHE_TTL)
+        for attempt in (1, 2):
+            # Created private before SQLite opens it; its journals take the same mode.
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+            # Our own connection: given a path, hishel also writes a `.gitignore` of `*` into
+            # its folder, which may be the user's project.
+            connection = await anysqlite.connect(str(self.path))
+            try:
+                cursor = await connection.execute("PRAGMA quick_check")
+                verdict = await cursor.fetchone()
+                if verdict is not None and verdict[0] == "ok":
+                    return connection
+                problem = str(verdict[0] if verdict else "no answer")
+            except sqlite3.DatabaseError as exc:
+                problem = str(exc)
+            await connection.close()
+            if attempt == 2:
+                raise sqlite3.DatabaseError(problem)
+            aside = self.path.with_name(self.path.name + ".broken")
+            log.warning("%s is unreadable (%s): moved to %s, GitHub's answers are kept anew",
+                        self.path, problem, aside.name)  # fmt: skip
+            for path in self.path.parent.glob(self.path.name + "*"):
+                if path.name.endswith(".broken"):
+                    continue
+                target = aside if path == self.path else path.with_name(path.name + ".broken")
+                os.replace(path, target)
+        raise AssertionError("unreachable")
+
+
+class SafeStorage(AsyncSqliteStorage):
+    """hishel's SQLite storage, whose faults (a full disk, a file broken while in use) cost
+    the cache, never the read: the answer goes through as if nothing were kept."""
+
+    _warned = False
+
+    def _fault(self, exc: Exception) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("GitHub's answers cannot be kept (%s); reads go on without", exc)
+
+    async def create_entry(
+        self, request: Request, response: Response, key: str, id_: uuid.UUID | None = None
+    ) -> Entry:
+        try:
+            return await super().create_entry(request, response, key, id_)
+        except sqlite3.Error as exc:
+            self._fault(exc)
+            entry_id = id_ or uuid.uuid4()
+            return Entry(entry_id, request, EntryMeta(), response, key.encode())
+
+    async def get_entries(self, key: str) -> list[Entry]:
+        try:
+            return await super().get_entries(key)
+        except sqlite3.Error as exc:
+            self._fault(exc)
+            return []
+
+    async def update_entry(
+        self, id: uuid.UUID, new_pair: Entry | Callable[[Entry], Entry]
+    ) -> Entry | None:
+        try:
+            return await super().update_entry(id, new_pair)
+        except sqlite3.Error as exc:
+            self._fault(exc)
+            return None
+
+    async def remove_entry(self, id: uuid.UUID) -> None:
+        try:
+            await super().remove_entry(id)
+        except sqlite3.Error as exc:
+            self._fault(exc)
 
 
 @dataclass
 class RateBudget:
-    """The core rate limit as GitHub's last answer stated it."""
+    """The core rate limit as GitHub's last answer stated it; the reset counted on GitHub's
+    clock (the answer's `Date`), so a skewed local clock does not move it."""
 
     limit: int | None = None
     remaining: int | None = None
     reset_at: datetime | None = None
+    reset_in: float | None = None  # seconds from the answer to the reset
+    noted_at: float = 0.0  # time.monotonic() at that answer
 
     def note(self, headers: httpx.Headers) -> None:
         if headers.get("x-ratelimit-resource", "core") != "core":
@@ -88,10 +177,21 @@ class RateBudget:
         try:
             limit = int(headers["x-ratelimit-limit"])
             remaining = int(headers["x-ratelimit-remaining"])
-            reset_at = datetime.fromtimestamp(float(headers["x-ratelimit-reset"]), timezone.utc)
+            reset = float(headers["x-ratelimit-reset"])
+            reset_at = datetime.fromtimestamp(reset, timezone.utc)
         except (KeyError, ValueError, OverflowError, OSError):  # absent, or not a time
             return
+        try:
+            answered = parsedate_to_datetime(headers.get("date", "")).timestamp()
+        except (TypeError, ValueError):
+            answered = time.time()
         self.limit, self.remaining, self.reset_at = limit, remaining, reset_at
+        self.reset_in, self.noted_at = reset - answered, time.monotonic()
+
+    def until_reset(self) -> float | None:
+        if self.reset_in is None:
+            return None
+        return self.reset_in - (time.monotonic() - self.noted_at)
 
 
 class AuthTransport(httpx.AsyncBaseTransport):
@@ -123,7 +223,8 @@ class AuthTransport(httpx.AsyncBaseTransport):
         self.sent += 1
         self.not_modified += response.status_code == 304
         self.last_answer_at = time.time()
-        self._budget.note(response.headers)
+        if (request.url.scheme, request.url.host, request.url.port) == self._origin:
+            self._budget.note(response.headers)  # another host's headers are not GitHub's
         return response
 
     async def aclose(self) -> None:

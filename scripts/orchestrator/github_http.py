@@ -160,7 +160,9 @@ class RetryPolicy:
 def _method(exc: RequestError[Any]) -> str | None:
     try:
         return str(exc.exc.request.method)
-    except RuntimeError:  # an httpx error raised before a request was built
+    # An httpx error raised before a request was built, or not httpx's at all (e.g. a fault
+    # of the answers' cache): no request to name.
+    except (RuntimeError, AttributeError):
         return None
 
 
@@ -204,7 +206,12 @@ def environment_proxy(url: str) -> str | None:
     if parsed.host in LOOPBACK or urllib.request.proxy_bypass_environment(parsed.host):  # type: ignore[attr-defined]
         return None
     proxies = urllib.request.getproxies_environment()
-    return proxies.get(parsed.scheme) or proxies.get("all")
+    proxy = proxies.get(parsed.scheme) or proxies.get("all")
+    if proxy and httpx.URL(proxy).scheme not in ("http", "https"):
+        # httpx needs an extra package for SOCKS; without it the client would not start.
+        log.warning("the proxy %s is not an http(s) one: GitHub is asked directly", proxy)
+        return None
+    return proxy
 
 
 class WriteSpacingThrottler(LocalThrottler):

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from .core.errors import NotFound
+from .core.errors import GitHubError, NotFound
 from .core.models import Issue, PullRequest
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,15 @@ VERSION = 1
 # The first cursor lies this far before GitHub's clock at the first listing: what changes
 # while the lists are read is listed again, not missed.
 SEED_MARGIN = timedelta(minutes=1)
-# GitHub's times have whole seconds and `since` may mean "after": the cursor steps back one.
-OVERLAP = timedelta(seconds=1)
+# GitHub's times have whole seconds, `since` may mean "after", and a change may show in the
+# list a moment after its `updated_at`: the cursor stays this far behind the newest change.
+# What it lists again is told apart by fingerprint, and an idle read is still answered 304.
+OVERLAP = timedelta(minutes=2)
+# A pull request read within this of its update may change again without moving `updated_at`.
+SAME_SECOND = timedelta(seconds=1)
+# Once a day the view is listed whole again: what the feed cannot show (a deleted or
+# transferred issue, a renamed label) does not linger longer.
+RELIST_EVERY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -52,8 +59,9 @@ class Source(Protocol):
 
 @dataclass
 class Listings:
-    label: str
+    scope: str  # the repository (API root and owner/name) and READY_LABEL it lists
     cursor: datetime
+    seeded_at: datetime  # GitHub's clock at the last whole listing
     pulls: dict[int, PullRequest] = field(default_factory=dict)
     issues: dict[int, Issue] = field(default_factory=dict)  # open, labelled, not pull requests
     # What was applied per number (its `updated_at` and a fingerprint of the entry), for the
@@ -62,15 +70,20 @@ class Listings:
     # Pull requests read in the second of their last update: a push later in that second
     # would not move `updated_at`, so they are read again while the feed lists them.
     recheck: set[int] = field(default_factory=set)
+    # Pull requests whose read failed: read again at every refresh until it works.
+    retry: set[int] = field(default_factory=set)
 
 
 class ListingView:
-    """The open pull requests and the open issues labelled `label`, as of the last `refresh`.
-    `path` None keeps it in memory only (a dry run writes no file)."""
+    """The open pull requests and the open issues labelled `label` of `repo` (its API root
+    and owner/name), as of the last `refresh`. `path` None keeps it in memory only (a dry run
+    writes no file). Pull requests are kept without their description: read the pull request
+    itself for it."""
 
-    def __init__(self, path: Path | None, label: str) -> None:
+    def __init__(self, path: Path | None, label: str, repo: str = "") -> None:
         self.path = path
         self.label = label
+        self.scope = f"{repo} {label}"
         self._listings: Listings | None = None
         self._loaded = False
 
@@ -92,13 +105,25 @@ class ListingView:
         if listings is None:
             await self._seed(source)
             return
-        changes = (await source.list_changed(listings.cursor)).items
-        changed = False
-        for item in changes:  # oldest first: the cursor may stop at a failure
+        answer = await source.list_changed(listings.cursor)
+        if (
+            answer.answered_at is not None
+            and answer.answered_at - listings.seeded_at > RELIST_EVERY
+        ):
+            await self._seed(source)
+            return
+        changes = answer.items
+        changed = await self._retry(listings, source)
+        for item in changes:  # oldest first
             mark = (item.updated_at, fingerprint(item))
             if listings.applied.get(item.number) == mark and item.number not in listings.recheck:
                 continue  # listed again only because of the overlap
-            await self._apply(listings, item, source)
+            try:
+                await self._apply(listings, item, source)
+            except GitHubError as exc:  # one item must not hold up the others
+                log.warning("pull request #%d not read (%s); read again next cycle",
+                            item.number, exc)  # fmt: skip
+                listings.retry.add(item.number)
             listings.applied[item.number] = mark
             changed = True
         if changes:
@@ -113,14 +138,33 @@ class ListingView:
         if changed:
             self._store(listings)
 
+    async def _retry(self, listings: Listings, source: Source) -> bool:
+        """Read again the pull requests whose read failed; True if any was."""
+        done = False
+        for number in sorted(listings.retry):
+            try:
+                pull = await source.get_pull(number)
+            except NotFound:
+                pull = None
+            except GitHubError:
+                continue
+            listings.retry.discard(number)
+            if pull is not None and pull.state == "open":
+                listings.pulls[number] = _lean(pull)
+            else:
+                listings.pulls.pop(number, None)
+            done = True
+        return done
+
     async def _seed(self, source: Source) -> None:
         start = await source.server_time()
         pulls = await source.open_pulls_now()
         issues = [i for i in await source.open_issues_now(self.label) if not i.is_pull_request]
         listings = Listings(
-            self.label,
+            self.scope,
             start - SEED_MARGIN,
-            {p.number: p for p in pulls},
+            start,
+            {p.number: _lean(p) for p in pulls},
             {i.number: i for i in issues},
         )
         log.info("listed %d open pull request(s) and %d %r issue(s); from now on only changes",
@@ -133,12 +177,13 @@ class ListingView:
         if item.is_pull_request:
             listings.issues.pop(number, None)
             pull = None
+            listings.retry.discard(number)
             if item.state == "open":
                 with contextlib.suppress(NotFound):  # deleted, or not yet visible
                     pull = await source.get_pull(number)
             if pull is not None and pull.state == "open":
-                listings.pulls[number] = pull
-                if pull.seen_at is None or pull.seen_at <= item.updated_at + OVERLAP:
+                listings.pulls[number] = _lean(pull)
+                if pull.seen_at is None or pull.seen_at <= item.updated_at + SAME_SECOND:
                     listings.recheck.add(number)
             else:
                 listings.pulls.pop(number, None)
@@ -161,10 +206,13 @@ class ListingView:
             return None
         try:
             listings = decode(json.loads(self.path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        # Any damage (JSON of another shape, a naive time...): the view is a cache, listed again.
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             log.warning("%s is unreadable (%s); listing what is open again", self.path, exc)
             return None
-        if listings.label != self.label:  # READY_LABEL changed: the issues kept are others
+        if listings.scope != self.scope:  # another repository, or READY_LABEL changed
+            log.info("%s lists %s, not %s; listing what is open again",
+                     self.path.name, listings.scope, self.scope)  # fmt: skip
             return None
         self._listings = listings
         return listings
@@ -187,7 +235,13 @@ class ListingView:
 
 
 def listings_file(state_file: Path) -> Path:
-    return state_file.with_name(f"{state_file.stem}.listings.json")
+    return state_file.with_name(f"{state_file.name}.listings.json")
+
+
+def _lean(pull: PullRequest) -> PullRequest:
+    """A pull request as the view keeps it: without its description (anyone may write a
+    long one; whoever needs it reads the pull request itself)."""
+    return dataclasses.replace(pull, body="")
 
 
 # -- the file's shape ------------------------------------------------------------------------
@@ -196,12 +250,14 @@ def listings_file(state_file: Path) -> Path:
 def encode(listings: Listings) -> dict[str, Any]:
     return {
         "version": VERSION,
-        "label": listings.label,
+        "scope": listings.scope,
         "cursor": listings.cursor.isoformat(),
+        "seeded_at": listings.seeded_at.isoformat(),
         "pulls": [_plain(p) for p in listings.pulls.values()],
         "issues": [_plain(i) for i in listings.issues.values()],
         "applied": {str(n): [t.isoformat(), mark] for n, (t, mark) in listings.applied.items()},
         "recheck": sorted(listings.recheck),
+        "retry": sorted(listings.retry),
     }
 
 
@@ -211,8 +267,9 @@ def decode(data: dict[str, Any]) -> Listings:
     pulls = [_model(PullRequest, p) for p in data["pulls"]]
     issues = [_model(Issue, i) for i in data["issues"]]
     return Listings(
-        label=str(data["label"]),
-        cursor=datetime.fromisoformat(data["cursor"]),
+        scope=str(data["scope"]),
+        cursor=_aware(data["cursor"]),
+        seeded_at=_aware(data["seeded_at"]),
         pulls={p.number: p for p in pulls},
         issues={i.number: i for i in issues},
         applied={
@@ -220,7 +277,15 @@ def decode(data: dict[str, Any]) -> Listings:
             for n, (t, mark) in data["applied"].items()
         },
         recheck={int(n) for n in data["recheck"]},
+        retry={int(n) for n in data["retry"]},
     )
+
+
+def _aware(text: str) -> datetime:
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return when
 
 
 def fingerprint(item: Issue) -> str:

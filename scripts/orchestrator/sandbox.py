@@ -271,9 +271,19 @@ class Sandbox:
         # setsid: a session of its own, so a terminal's Ctrl-C (sent to the daemon's whole
         # process group) reaches the daemon, which gives the run SHUTDOWN_GRACE, and not the
         # run itself. -w: should setsid have to fork, it waits and passes on the exit code.
-        wrapper.write_text(f"#!/bin/sh\nexec setsid -w {line}\n", encoding="utf-8")
+        setsid = shlex.quote(setsid_path() or "setsid")
+        wrapper.write_text(f"#!/bin/sh\nexec {setsid} -w {line}\n", encoding="utf-8")
         wrapper.chmod(0o700)
         return wrapper
+
+
+def setsid_path() -> str | None:
+    """util-linux's setsid, which Claude's sandboxed runs start through: on PATH, else where
+    Debian and Ubuntu put it (a daemon's PATH may be short)."""
+    found = shutil.which("setsid")
+    if found is not None:
+        return found
+    return next((p for p in ("/usr/bin/setsid", "/bin/setsid") if os.access(p, os.X_OK)), None)
 
 
 def _bridge(socat: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import resource
@@ -15,7 +16,7 @@ from .config import MODEL_KEYS, Settings
 from .core.errors import GitError, GitHubError, MalformedAnswer, RateLimited
 from .core.remotes import foreign_host, git_host, repo_of_url
 from .github_watcher import GitHubClient
-from .sandbox import SYSTEM_DIRS, Bwrap, Sandbox, SandboxUnavailable
+from .sandbox import SYSTEM_DIRS, Bwrap, Sandbox, SandboxUnavailable, setsid_path
 from .worktree_manager import WorktreeManager
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,30 @@ async def probe_sandbox(bwrap: Bwrap) -> str:
             "install socat, or set SANDBOX=off to run Claude and pull requests' code without a "
             "sandbox (unsafe)",
         ) from None
+    if not await _setsid_waits():
+        raise StartupError(
+            "SANDBOX=bwrap: `setsid -w` does not run here; Claude's runs start through it, "
+            "in a session of their own (so a terminal's Ctrl-C leaves them their grace)",
+            "install util-linux's setsid (busybox's has no -w)",
+        )
     return version
+
+
+async def _setsid_waits() -> bool:
+    """Whether util-linux's `setsid -w`, which Claude's sandboxed runs start through, works."""
+    setsid = setsid_path()
+    if setsid is None:
+        return False
+    process = await asyncio.create_subprocess_exec(
+        setsid, "-w", "/bin/sh", "-c", "exit 0", stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        return await asyncio.wait_for(process.wait(), 10) == 0
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return False
 
 
 async def check_start(settings: Settings, github: GitHubClient, worktrees: WorktreeManager) -> None:

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 86_400.0  # seconds: old transcripts are looked for at most once a day
 SUFFIX = ".jsonl"
+# A transcript's name: its run's start in UTC, and a count if two started in one second.
+TRANSCRIPT_NAME = re.compile(r"\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ(-\d+)?\.jsonl")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -182,8 +184,9 @@ def _private_dir(folder: Path, *, parents: bool = False) -> None:
 
 
 def prune_transcripts(log_dir: Path, older_than: timedelta, now: float | None = None) -> int:
-    """Delete the transcripts (`log_dir/*/*.jsonl`) last written more than `older_than` ago,
-    and the folders left empty; return how many files went. Other files are left alone."""
+    """Delete the transcripts (`log_dir/*/<UTC time>.jsonl`, by name) last written more than
+    `older_than` ago, and the folders they leave empty; return how many files went. Other
+    files and folders are left alone."""
     limit = (time.time() if now is None else now) - older_than.total_seconds()
     removed = 0
     try:
@@ -195,11 +198,16 @@ def prune_transcripts(log_dir: Path, older_than: timedelta, now: float | None = 
         return 0
     for folder in folders:
         try:
+            gone = 0
             for file in folder.glob(f"*{SUFFIX}"):
-                if file.is_file() and file.stat().st_mtime < limit:
+                # Only the daemon's own names: LOG_DIR may be a folder others write to as well.
+                if not TRANSCRIPT_NAME.fullmatch(file.name) or not file.is_file():
+                    continue
+                if file.stat().st_mtime < limit:
                     file.unlink()
-                    removed += 1
-            if not any(folder.iterdir()):
+                    gone += 1
+            removed += gone
+            if gone and not any(folder.iterdir()):
                 folder.rmdir()
         except OSError as exc:
             log.warning("cannot prune Claude's transcripts in %s: %s", folder, exc)

@@ -9,7 +9,7 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 from .checks import ShellChecks
@@ -82,7 +82,8 @@ def github_client(settings: Settings, redactor: Redactor, **options: Any) -> Git
     current by one read of what changed (`github_view`). `options` for the tests and demo."""
     cache = cache_file(settings.state_file, settings.token)
     drop_other_caches(cache)
-    view = ListingView(listings_file(settings.state_file), settings.ready_label)
+    repo = f"{settings.github_api_url} {settings.github_repo}"
+    view = ListingView(listings_file(settings.state_file), settings.ready_label, repo)
     options.setdefault("api_url", settings.github_api_url)
     return GitHubClient(
         settings.token,
@@ -129,6 +130,8 @@ def build_daemon(
         before_cycle=before,
         after_cycle=after,
         pace=pace,
+        # Room to prepare the next runs while the slots are busy, and no more.
+        max_claude_jobs=2 * settings.max_concurrent,
     )
 
 
@@ -144,7 +147,7 @@ class Pacer:
     def __call__(self) -> float:
         rate = self._rate
         pace = next_poll(self._interval, limit=rate.limit, remaining=rate.remaining,
-                         reset_at=rate.reset_at, now=datetime.now(timezone.utc))  # fmt: skip
+                         until_reset=rate.until_reset())  # fmt: skip
         if pace.slowed and not self._slowed and rate.reset_at is not None:
             log.warning("GitHub's rate limit runs low (%s of %s requests left until %s): "
                         "polling every %.0fs until then", rate.remaining, rate.limit,

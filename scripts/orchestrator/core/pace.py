@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 # Requests a poll may cost when something changed (an idle one costs none: its reads are
 # answered 304, which GitHub does not count).
 POLL_COST = 2
 # The share of the limit kept for the work itself: comments, pushes, merges.
 RESERVE = 0.1
+# The longest wait, whatever the headers say (a reset an hour away is GitHub's longest).
+MAX_DELAY = 3600.0
 # Above this share left, the pace is never changed: an idle poll is answered 304 and costs
 # nothing, so only a budget already spent by work can run out.
 LOW = 0.25
@@ -26,16 +27,16 @@ def next_poll(
     *,
     limit: int | None,
     remaining: int | None,
-    reset_at: datetime | None,
-    now: datetime,
+    until_reset: float | None,
 ) -> Pace:
     """`interval`, or, once under a quarter of the limit is left, longer when polling at that
     pace (each poll counted as a changed one) would spend the requests left above a reserve
     for the work before `reset_at`; at or under the reserve, the next poll waits for the
-    reset. Without a known budget, `interval`."""
-    if limit is None or remaining is None or reset_at is None:
+    reset (`until_reset` seconds away, as GitHub's clock has it), never longer than an hour.
+    Without a known budget, `interval`."""
+    if limit is None or remaining is None or until_reset is None:
         return Pace(interval, False)
-    until_reset = (reset_at - now).total_seconds()
+    until_reset = min(until_reset, MAX_DELAY)
     if until_reset <= 0 or remaining >= LOW * limit:
         return Pace(interval, False)
     spare = remaining - RESERVE * limit

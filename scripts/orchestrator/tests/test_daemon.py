@@ -412,3 +412,50 @@ async def test_the_pace_sets_the_wait_between_cycles(state: State) -> None:
     daemon.request_stop()
     assert await running == 0
     assert asked[:2] == [1, 2]
+
+
+async def test_implementations_and_reviews_are_bounded_merges_are_not(
+    state: State, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by an outside review: with every job started at once, a hundred new pull
+    requests made a hundred worktrees before waiting for a Claude slot."""
+    caplog.set_level("INFO")
+    release = asyncio.Event()
+    started: list[str] = []
+
+    def job(kind: WorkItemType, number: int) -> Job:
+        async def run() -> None:
+            started.append(f"{kind.value}#{number}")
+            await release.wait()
+
+        return Job(kind, number, run)
+
+    jobs = [job(WorkItemType.PR_REVIEW, n) for n in range(1, 6)]
+    jobs += [job(WorkItemType.MERGE, 9)]
+    # As a workflow plans: what has run is not planned again.
+    source = ListSource("all", lambda: [j for j in jobs if j.label not in started])
+    daemon = Daemon(state, [source], runs=ClaudeSlots(HeldClaude(), 1), shutdown_grace=0,
+                    poll_interval=3600, repo="acme/widgets", max_claude_jobs=2)  # fmt: skip
+    await daemon.cycle()
+    await until(lambda: len(started) == 3, "three jobs")
+    await daemon.cycle()  # planned again: still waiting, and said once
+    assert sorted(started) == ["merge#9", "pr_review#1", "pr_review#2"]
+    assert caplog.text.count("waits: 2 implementations and reviews already run") == 3
+    release.set()
+    await until(lambda: not daemon.running, "the first jobs to end")
+    await daemon.cycle()
+    await until(lambda: len(started) == 5, "the next two")
+    assert sorted(started)[-2:] == ["pr_review#3", "pr_review#4"]
+    daemon.request_stop()
+    await daemon.run()
+
+
+async def test_a_stop_asked_for_exits_0_after_an_old_failure(state: State) -> None:
+    """Found by an outside review: one passing 502 weeks before made a clean SIGTERM exit 1,
+    and systemd marked the unit failed. The control: `--once` still says 1."""
+    daemon = _daemon(state, BrokenSource())
+    running = asyncio.ensure_future(daemon.run())
+    await until(lambda: daemon.failures > 0, "a failed poll")
+    daemon.request_stop()
+    assert await running == 0
+    assert await _daemon(state, BrokenSource()).run(once=True) == 1

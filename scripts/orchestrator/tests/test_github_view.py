@@ -3,7 +3,9 @@ idle poll is two requests answered 304, before and after a restart, and nothing 
 
 from __future__ import annotations
 
+import email.utils
 import json
+import sqlite3
 import stat
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -12,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from hishel import AsyncSqliteStorage
 
 from scripts.orchestrator.fakes.fake_github import FakeGitHub
 from scripts.orchestrator.github_cache import (
@@ -41,7 +44,7 @@ def client_for(fake: FakeGitHub, home: Path, **options: Any) -> GitHubClient:
         retry=FAST_RETRY,
         write_interval=0,
         cache_path=cache_file(state, fake.token),
-        view=ListingView(listings_file(state), "ready"),
+        view=ListingView(listings_file(state), "ready", f"{fake.url} {fake.full_name}"),
         **options,
     )
 
@@ -207,7 +210,7 @@ async def test_another_ready_label_lists_again(fake_github: FakeGitHub, tmp_path
     async with client_for(fake_github, tmp_path) as gh:
         assert [i.number for i in await gh.list_open_issues("ready")] == [first]
     state = tmp_path / "state.json"
-    view = ListingView(listings_file(state), "go")
+    view = ListingView(listings_file(state), "go", f"{fake_github.url} {fake_github.full_name}")
     async with GitHubClient(fake_github.token, fake_github.full_name, api_url=fake_github.url,
                             view=view) as gh:  # fmt: skip
         assert [i.number for i in await gh.list_open_issues("go")] == [second]
@@ -219,7 +222,7 @@ def test_each_token_has_its_own_cache_file(tmp_path: Path) -> None:
     assert old != new and "ghp_" not in old.name
     for path in (old, old.with_name(old.name + "-journal"), new):
         path.write_bytes(b"x")
-    unrelated = tmp_path / "state.listings.json"
+    unrelated = tmp_path / "state.json.listings.json"
     unrelated.write_text("{}")
     drop_other_caches(new)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([new.name, unrelated.name])
@@ -282,3 +285,111 @@ async def test_a_push_in_the_second_of_the_last_read_is_still_seen(
         await gh.refresh_view()
         assert logged(fake_github) == [(ISSUES, 304)]
     assert number
+
+
+async def test_a_broken_cache_file_is_moved_aside_and_the_reads_go_on(
+    fake_github: FakeGitHub, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by an outside review: a corrupt cache stopped every GitHub read with an
+    AttributeError no handler expected. A cache may only make reads slower, never stop them."""
+    ready = fake_github.create_issue("ready", labels=["ready"])
+    cache = cache_file(tmp_path / "state.json", fake_github.token)
+    cache.write_bytes(b"this is not a database" * 100)
+    async with client_for(fake_github, tmp_path) as gh:
+        assert [i.number for i in await gh.list_open_issues("ready")] == [ready]
+        await cycle(gh)
+    assert "unreadable" in caplog.text and cache.with_name(cache.name + ".broken").exists()
+    fake_github.advance(60)
+    fake_github.clear_logs()
+    async with client_for(fake_github, tmp_path) as gh:  # the new file keeps answers again
+        await cycle(gh)
+        await cycle(gh)
+    assert logged(fake_github)[-2:] == [(ISSUES, 304), (COMMENTS, 304)]
+
+
+async def test_a_cache_that_cannot_be_written_costs_the_cache_not_the_read(
+    fake_github: FakeGitHub, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A full disk: every write of hishel's storage fails; the answers still come through."""
+
+    async def full(*_: object, **__: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(AsyncSqliteStorage, "create_entry", full)
+    monkeypatch.setattr(AsyncSqliteStorage, "update_entry", full)
+    ready = fake_github.create_issue("ready", labels=["ready"])
+    async with client_for(fake_github, tmp_path) as gh:
+        assert [i.number for i in await gh.list_open_issues("ready")] == [ready]
+        await cycle(gh)
+        await cycle(gh)
+        assert await gh.default_branch() == "main"
+    assert caplog.text.count("cannot be kept") == 1
+
+
+async def test_one_pull_request_that_cannot_be_read_holds_up_nothing_else(
+    fake_github: FakeGitHub, tmp_path: Path
+) -> None:
+    """Found by an outside review: a pull request whose read kept failing stopped every
+    refresh at it, so a ready issue labelled later was never seen."""
+    broken = pull(fake_github, "broken")
+    async with client_for(fake_github, tmp_path) as gh:
+        await gh.refresh_view()
+        fake_github.advance(5)
+        fake_github.commit("broken", {"b.txt": "b\n"})
+        new_head = fake_github.branch_sha("broken")
+        fake_github.faults.fail_next(403, count=100, method="GET", path=rf"/pulls/{broken}$")
+        ready = fake_github.create_issue("later", labels=["ready"])
+        await gh.refresh_view()
+        assert [i.number for i in await gh.list_open_issues("ready")] == [ready]
+        fake_github.faults.clear()
+        fake_github.advance(600)  # the cursor has long passed the pull request's change
+        await gh.refresh_view()
+        assert [p.head_sha for p in await gh.list_open_pulls()] == [new_head]
+
+
+async def test_another_repository_or_a_day_lists_everything_again(
+    fake_github: FakeGitHub, tmp_path: Path
+) -> None:
+    pull(fake_github, "topic")
+    state = tmp_path / "state.json"
+    async with client_for(fake_github, tmp_path) as gh:
+        await gh.refresh_view()
+    other = ListingView(listings_file(state), "ready", "https://api.github.com acme/other")
+    assert not other.seeded  # another repository's view is not this one's
+    fake_github.clear_logs()
+    async with client_for(fake_github, tmp_path) as gh:
+        await gh.refresh_view()
+        assert not [r for r in fake_github.requests if r.path.endswith("/pulls")]
+        fake_github.advance(25 * 3600)
+        await gh.refresh_view()
+        assert [r for r in fake_github.requests if r.path.endswith("/pulls")], "listed again"
+
+
+async def test_a_view_file_with_a_naive_time_is_listed_again(
+    fake_github: FakeGitHub, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.json"
+    async with client_for(fake_github, tmp_path) as gh:
+        await gh.refresh_view()
+    data = json.loads(listings_file(state).read_text())
+    data["cursor"] = "2024-01-01T00:00:00"  # hand-edited, without a time zone
+    listings_file(state).write_text(json.dumps(data))
+    ready = fake_github.create_issue("ready", labels=["ready"])
+    async with client_for(fake_github, tmp_path) as gh:
+        await gh.refresh_view()
+        assert [i.number for i in await gh.list_open_issues("ready")] == [ready]
+
+
+def test_the_reset_is_counted_on_githubs_clock() -> None:
+    """Found by an outside review: a local clock hours behind GitHub's made the pace wait
+    those hours. The reset is taken relative to the answer's own Date."""
+    budget = RateBudget()
+    github_now = 2_000_000_000  # years ahead of this machine's clock
+    budget.note(httpx.Headers({
+        "date": email.utils.formatdate(github_now, usegmt=True),
+        "x-ratelimit-limit": "5000", "x-ratelimit-remaining": "100",
+        "x-ratelimit-reset": str(github_now + 1800),
+    }))  # fmt: skip
+    left = budget.until_reset()
+    assert left is not None and 1790 < left <= 1800

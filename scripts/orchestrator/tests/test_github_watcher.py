@@ -33,6 +33,7 @@ from scripts.orchestrator.github_http import (
     RateLimited,
     RetryPolicy,
     Unprocessable,
+    environment_proxy,
     map_error,
 )
 from scripts.orchestrator.github_watcher import (
@@ -710,3 +711,13 @@ async def test_requests_go_through_the_proxy_the_environment_names(
     async with gh:
         with pytest.raises(GitHubError):  # the name does not resolve: no proxy was asked
             await gh.default_branch()
+
+
+def test_a_socks_proxy_is_passed_by_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by an outside review: ALL_PROXY=socks5h://... made the client fail to start
+    (httpx's SOCKS support is an extra); the control: an http proxy is taken."""
+    monkeypatch.setenv("ALL_PROXY", "socks5h://127.0.0.1:1080")
+    GitHubClient("ghp_x", "acme/widgets", api_url="https://api.github.com")
+    assert environment_proxy("https://api.github.com") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    assert environment_proxy("https://api.github.com") == "http://proxy.internal:3128"

@@ -253,6 +253,21 @@ async def test_without_socat_the_daemon_refuses_to_start_unless_the_sandbox_is_o
     assert await startup.start_sandbox(world.settings) is None
 
 
+async def test_without_util_linux_setsid_the_daemon_refuses_to_start(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Claude's sandboxed runs start through `setsid -w` (a session of their own): found by an
+    outside review, busybox's setsid has no -w and every run would have failed at exec."""
+    assert await startup.start_sandbox(world.settings) is not None  # the control
+    fake = tmp_path / "bin" / "setsid"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'setsid: unrecognized option: w' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    with pytest.raises(startup.StartupError, match=r"`setsid -w` does not run here"):
+        await startup.start_sandbox(world.settings)
+
+
 async def test_socat_found_through_a_link_outside_the_sandbox_still_runs_in_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

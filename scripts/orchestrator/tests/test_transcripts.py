@@ -158,11 +158,15 @@ def test_old_transcripts_are_pruned_and_nothing_else(tmp_path: Path) -> None:
     young = tmp_path / "issue-2" / "2026-01-20T00-00-00Z.jsonl"
     other = tmp_path / "issue-1" / "notes.txt"
     loose = tmp_path / "top.jsonl"
-    for file in (old, young, other, loose):
+    # Found by an outside review: LOG_DIR=~/logs would lose another program's old .jsonl.
+    foreign = tmp_path / "app" / "events.jsonl"
+    empty = tmp_path / "empty-folder-of-someone-else"
+    empty.mkdir()
+    for file in (old, young, other, loose, foreign):
         file.parent.mkdir(exist_ok=True)
         file.write_text("{}\n")
     now = time.time()
-    for file in (old, other, loose):
+    for file in (old, other, loose, foreign):
         os.utime(file, (now - 15 * 86_400, now - 15 * 86_400))
     os.utime(young, (now - 13 * 86_400, now - 13 * 86_400))
     lonely = tmp_path / "issue-3" / "2026-01-02T00-00-00Z.jsonl"
@@ -174,6 +178,7 @@ def test_old_transcripts_are_pruned_and_nothing_else(tmp_path: Path) -> None:
 
     assert not old.exists() and not lonely.exists() and not lonely.parent.exists()
     assert young.exists() and other.exists() and loose.exists()
+    assert foreign.exists() and empty.exists()
     assert prune_transcripts(tmp_path / "missing", TWO_WEEKS) == 0
 
 

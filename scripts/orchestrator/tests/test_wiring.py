@@ -4,6 +4,7 @@ real daemon against the fake GitHub."""
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -17,7 +18,8 @@ from .fixtures_world import World
 def test_the_pacer_slows_down_and_says_until_when(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     reset = datetime.now(timezone.utc) + timedelta(hours=1)
-    rate = RateBudget(limit=5000, remaining=4900, reset_at=reset)
+    rate = RateBudget(limit=5000, remaining=4900, reset_at=reset, reset_in=3600,
+                      noted_at=time.monotonic())  # fmt: skip
     pacer = Pacer(60, rate)
     assert pacer() == 60
     rate.remaining = 520  # 20 above the reserve: 10 polls must last an hour
