@@ -71,6 +71,9 @@ class Daemon:
         self._pace = pace
         self._max_claude_jobs = max_claude_jobs
         self._deferred: set[str] = set()  # jobs told once that they wait
+        # This cycle's jobs over the bound, started as earlier ones end (a new cycle plans
+        # again, so none outlives the plan it came from).
+        self._waiting: dict[str, Job] = {}
         self._repo = repo
         self._running: dict[str, asyncio.Task[None]] = {}
         self._jobs: dict[str, Job] = {}
@@ -126,6 +129,7 @@ class Daemon:
 
     async def cycle(self) -> None:
         """Poll every source once and start the jobs that are not already running."""
+        self._waiting.clear()  # planned again below
         for prepare in self._before_cycle:  # e.g. fetch the new comments every source reads
             try:
                 await prepare()
@@ -171,12 +175,14 @@ class Daemon:
         if self._max_claude_jobs is not None and job.kind in CLAUDE_KINDS:
             busy = sum(1 for j in self._jobs.values() if j.kind in CLAUDE_KINDS)
             if busy >= self._max_claude_jobs:
+                self._waiting[job.key] = job
                 if job.key not in self._deferred:
                     self._deferred.add(job.key)
                     with item_context(job.label):
                         log.info("waits: %d implementations and reviews already run", busy)
                 return
         self._deferred.discard(job.key)
+        self._waiting.pop(job.key, None)
         task = asyncio.create_task(self._guarded(job), name=job.label)
         self._running[job.key] = task
         self._jobs[job.key] = job
@@ -185,6 +191,8 @@ class Daemon:
     def _forget(self, key: str, _task: asyncio.Task[None]) -> None:
         self._running.pop(key, None)
         self._jobs.pop(key, None)
+        for job in list(self._waiting.values()):  # a place may have come free
+            self._start(job)
 
     async def _guarded(self, job: Job) -> None:
         with item_context(job.label):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 import urllib.request
@@ -214,6 +215,20 @@ def environment_proxy(url: str) -> str | None:
     return proxy
 
 
+def is_read(request: httpx.Request) -> bool:
+    """A request that changes nothing: a GET, HEAD or OPTIONS, or a GraphQL query (a POST,
+    which GitHub counts as a read unless it is a mutation)."""
+    if request.method in _READS:
+        return True
+    if request.method != "POST" or not request.url.path.endswith("/graphql"):
+        return False
+    try:
+        query = json.loads(request.content).get("query", "")
+    except (ValueError, AttributeError, httpx.RequestNotRead):
+        return False
+    return isinstance(query, str) and not query.lstrip().startswith("mutation")
+
+
 class WriteSpacingThrottler(LocalThrottler):
     """Bounded concurrency, plus a pause between mutating requests (GitHub's secondary limits
     ask for about a second between writes; githubkit leaves this as a TODO)."""
@@ -227,7 +242,7 @@ class WriteSpacingThrottler(LocalThrottler):
     @contextlib.contextmanager
     def acquire(self, request: httpx.Request) -> Generator[None, Any, Any]:
         with super().acquire(request):
-            if request.method not in _READS:
+            if not is_read(request):
                 delay = self._last_write + self.write_interval - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
@@ -237,7 +252,7 @@ class WriteSpacingThrottler(LocalThrottler):
     @contextlib.asynccontextmanager
     async def async_acquire(self, request: httpx.Request) -> AsyncGenerator[None, Any]:
         async with super().async_acquire(request):
-            if request.method in _READS:
+            if is_read(request):
                 yield
                 return
             if self._write_lock is None:
