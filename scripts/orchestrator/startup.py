@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
 import resource
 import shutil
 import socket
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -269,6 +272,36 @@ def unreachable(exc: BaseException) -> str:
             return f"the TLS handshake failed: {cause.reason or cause}"
         cause = cause.__cause__ or cause.__context__
     return "no answer"
+
+
+@contextlib.contextmanager
+def hold_mirror(settings: Settings) -> Iterator[None]:
+    """The daemon's git is its own while it runs: a second daemon for the same repository and
+    WORKTREE_BASE (with another STATE_FILE) would prune the first one's worktrees at start."""
+    lock = settings.git_mirror.with_name(settings.git_mirror.name + ".lock")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StartupError(
+            f"WORKTREE_BASE={settings.worktree_base}: cannot keep the daemon's git there "
+            f"({exc.strerror}); expected a directory the daemon can write"
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            raise StartupError(
+                f"another daemon (pid {holder}) uses WORKTREE_BASE={settings.worktree_base} "
+                f"for {settings.github_repo}",
+                "stop it, or give this one a WORKTREE_BASE of its own",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(fd)  # the lock goes with it
 
 
 async def open_mirror(settings: Settings, worktrees: WorktreeManager) -> None:

@@ -31,6 +31,7 @@ from .startup import (
     StartupError,
     check_start,
     exposed_by_cli,
+    hold_mirror,
     missing_model_credential,
     open_mirror,
     start_sandbox,
@@ -197,49 +198,63 @@ async def serve(
     )
     async with github:
         await check_start(settings, github, worktrees)
-        await open_mirror(settings, worktrees)
-        # What a killed daemon left; an unfinished issue's branch may hold its unpushed commit.
-        await worktrees.prune_leftovers(keep_branches=unfinished_branches(state))
-        sandbox = await start_sandbox(settings)
-        if claude is None:
-            assert settings.claude_cli_path is not None
-            if sandbox is not None and (exposed := exposed_by_cli(settings.claude_cli_path)):
-                raise StartupError(
-                    f"CLAUDE_CLI_PATH={settings.claude_cli_path} sits in {exposed}, which the "
-                    "sandbox would then show to Claude's runs: install the CLI in a folder of "
-                    "its own (e.g. npm's global prefix) and point CLAUDE_CLI_PATH at it"
-                )
-            transcripts = Transcripts(
-                settings.log_dir,
-                max_bytes=settings.transcript_max_bytes,
-                retention=timedelta(days=settings.log_retention_days),
-                redactor=redactor,
+        with hold_mirror(settings):
+            return await _run(settings, state, once, github, claude, redactor, worktrees)
+
+
+async def _run(
+    settings: Settings,
+    state: StateStore,
+    once: bool,
+    github: GitHubClient,
+    claude: Claude | None,
+    redactor: Redactor,
+    worktrees: WorktreeManager,
+) -> int:
+    """The daemon on its own git: the mirror, the sandbox, the adapters, signals, the loop."""
+    await open_mirror(settings, worktrees)
+    # What a killed daemon left; an unfinished issue's branch may hold its unpushed commit.
+    await worktrees.prune_leftovers(keep_branches=unfinished_branches(state))
+    sandbox = await start_sandbox(settings)
+    if claude is None:
+        assert settings.claude_cli_path is not None
+        if sandbox is not None and (exposed := exposed_by_cli(settings.claude_cli_path)):
+            raise StartupError(
+                f"CLAUDE_CLI_PATH={settings.claude_cli_path} sits in {exposed}, which the "
+                "sandbox would then show to Claude's runs: install the CLI in a folder of "
+                "its own (e.g. npm's global prefix) and point CLAUDE_CLI_PATH at it"
             )
-            transcripts.prune()  # at start; the runs prune again at most once a day
-            claude = SdkClaudeRunner(
-                settings.claude_cli_path,
-                model=settings.claude_model,
-                sandbox=sandbox,
-                transcripts=transcripts,
-            )
-        checks = ShellChecks(sandbox)
-        scanner = SecretScanner(redactor)
-        adapters = Adapters(github, worktrees, claude, checks, scanner, SystemClock(), redactor)
-        daemon = build_daemon(settings, state, adapters, github=github)
-        # Claude's sandboxed runs share one model proxy, stopped when the daemon stops.
-        serving: contextlib.AbstractAsyncContextManager[None] = (
-            claude.serving() if isinstance(claude, SdkClaudeRunner) else contextlib.nullcontext()
+        transcripts = Transcripts(
+            settings.log_dir,
+            max_bytes=settings.transcript_max_bytes,
+            retention=timedelta(days=settings.log_retention_days),
+            redactor=redactor,
         )
-        loop = asyncio.get_running_loop()
+        transcripts.prune()  # at start; the runs prune again at most once a day
+        claude = SdkClaudeRunner(
+            settings.claude_cli_path,
+            model=settings.claude_model,
+            sandbox=sandbox,
+            transcripts=transcripts,
+        )
+    checks = ShellChecks(sandbox)
+    scanner = SecretScanner(redactor)
+    adapters = Adapters(github, worktrees, claude, checks, scanner, SystemClock(), redactor)
+    daemon = build_daemon(settings, state, adapters, github=github)
+    # Claude's sandboxed runs share one model proxy, stopped when the daemon stops.
+    serving: contextlib.AbstractAsyncContextManager[None] = (
+        claude.serving() if isinstance(claude, SdkClaudeRunner) else contextlib.nullcontext()
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # The first: no new work, Claude's runs get SHUTDOWN_GRACE; the second: at once.
+        loop.add_signal_handler(sig, daemon.request_stop, sig.name)
+    try:
+        async with serving:
+            return await daemon.run(once=once)
+    finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            # The first: no new work, Claude's runs get SHUTDOWN_GRACE; the second: at once.
-            loop.add_signal_handler(sig, daemon.request_stop, sig.name)
-        try:
-            async with serving:
-                return await daemon.run(once=once)
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+            loop.remove_signal_handler(sig)
 
 
 def known_secrets(settings: Settings) -> Redactor:

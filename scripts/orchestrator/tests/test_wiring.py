@@ -4,11 +4,13 @@ real daemon against the fake GitHub."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from scripts.orchestrator import startup
 from scripts.orchestrator.github_cache import RateBudget
 from scripts.orchestrator.wiring import Pacer
 
@@ -53,3 +55,16 @@ async def test_an_idle_cycle_of_the_daemon_costs_two_reads_answered_304(world: W
     cycle = [r.path for r in gh.requests if r.path.endswith(("/issues", "/issues/comments"))]
     assert cycle == ["/repos/acme/widgets/issues", "/repos/acme/widgets/issues/comments"]
     assert {r.method for r in gh.requests} == {"GET"}
+
+
+async def test_a_second_daemon_on_the_same_git_refuses_to_start(world: World) -> None:
+    """Found by an outside review: two daemons with their own state files but one
+    WORKTREE_BASE shared the repository's mirror, and the second one's start-up pruning
+    removed the first one's worktrees. The control: after the first stops, it starts."""
+    with startup.hold_mirror(world.settings):
+        with pytest.raises(startup.StartupError, match=rf"another daemon \(pid {os.getpid()}\)"):
+            await world.once()
+        other = world.settings.model_copy(update={"github_repo": "acme/gadgets"})
+        with startup.hold_mirror(other):  # another repository's git: its own lock
+            pass
+    assert await world.once() == 0
