@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Protocol
 
-from .core.work import Status, WorkItemType, utcnow
+from .core.work import Status, WorkItemType, said, utcnow
 from .logs import item_context
 from .ports import Job, StateStore, Workflow
 
@@ -294,14 +294,5 @@ def _cancel(tasks: dict[str, asyncio.Task[None]], why: str, jobs: dict[str, Job]
 
 def _named(keys: Collection[str], jobs: dict[str, Job]) -> str:
     """The jobs' items in words, e.g. `issue #4, merge of #7`."""
-    return ", ".join(_said(jobs[key]) for key in sorted(keys, key=lambda k: jobs[k].number))
-
-
-def _said(job: Job) -> str:
-    match job.kind:
-        case WorkItemType.ISSUE:
-            return f"issue #{job.number}"
-        case WorkItemType.PR_REVIEW:
-            return f"review of #{job.number}"
-        case WorkItemType.MERGE:
-            return f"merge of #{job.number}"
+    named = sorted((jobs[key] for key in keys), key=lambda job: job.number)
+    return ", ".join(said(job.kind, job.number) for job in named)

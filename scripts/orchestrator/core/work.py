@@ -197,3 +197,14 @@ def _as(kind: type[FactsT], item: WorkItem) -> FactsT:
 
 def item_key(kind: WorkItemType, number: int) -> str:
     return f"{kind.value}:{number}"
+
+
+def said(kind: WorkItemType, number: int) -> str:
+    """A work item in a few words, for people: `issue #4`, `review of #7`, `merge of #9`."""
+    match kind:
+        case WorkItemType.ISSUE:
+            return f"issue #{number}"
+        case WorkItemType.PR_REVIEW:
+            return f"review of #{number}"
+        case WorkItemType.MERGE:
+            return f"merge of #{number}"

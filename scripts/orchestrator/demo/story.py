@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.text import PREFIX
-from ..core.work import WorkItem, WorkItemType
+from ..core.work import WorkItem, said
 
 EMOJI = {"eyes": "👀", "+1": "👍", "-1": "👎", "rocket": "🚀", "confused": "😕", "heart": "❤️"}
 SHOWN = 90  # characters of a comment or a command's output shown in a line
@@ -187,10 +187,4 @@ def summary(s: Summary) -> list[str]:
 
 def describe(item: WorkItem) -> str:
     """What a work item is, in a few words."""
-    match item.type:
-        case WorkItemType.ISSUE:
-            return f"issue #{item.number}"
-        case WorkItemType.PR_REVIEW:
-            return f"review of #{item.number}"
-        case WorkItemType.MERGE:
-            return f"merge of #{item.number}"
+    return said(item.type, item.number)
