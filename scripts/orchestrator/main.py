@@ -7,23 +7,19 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
 from . import __version__, logs
 from .config import ConfigError, Settings, load_settings, state_file_setting
-from .core.redact import Redactor
-from .github_http import RetryPolicy
-from .github_watcher import GitHubClient
-from .preflight import GITHUB_TIMEOUT, Finding, Level, preflight, preflight_unconfigured, report
 from .reexec import inherited_token, restart_without_secrets, secrets_in_environment
-from .startup import (
-    StartupError,
-    raise_fd_limit,
-)
-from .state import State, StateError
-from .wiring import known_secrets, serve
+
+# The GitHub client, Claude's SDK and the checks (about a second of imports) are imported
+# where they are used: the daemon restarts itself once before it needs them (reexec.py).
+if TYPE_CHECKING:
+    from .core.redact import Redactor
+    from .preflight import Finding
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +166,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(**overrides)
     except ConfigError as exc:
         if args.command == "check":
+            from .preflight import preflight_unconfigured
+
             return _report(asyncio.run(preflight_unconfigured(exc)))
         return _fail(str(exc))
     if secrets_in_environment():
         # /proc/<pid>/environ would show the token for the daemon's whole life.
         restart_without_secrets(settings.token, sys.argv[1:] if argv is None else argv)
+    return _run(args, settings)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    """The commands that talk to GitHub: `check`, `--dry-run` and the daemon."""
+    from .startup import StartupError, raise_fd_limit
+    from .state import State, StateError
+    from .wiring import known_secrets, serve
+
     redactor = known_secrets(settings)  # the one redactor: logs, comments, state
     logs.configure(args.verbose, redactor)
     raise_fd_limit()
@@ -221,6 +228,8 @@ def _items_command(args: argparse.Namespace) -> int:
 
 def _dry_run(settings: Settings, redactor: Redactor) -> int:
     from .dry_run import UnmodelledWrite, dry_run
+    from .startup import StartupError
+    from .state import StateError
 
     try:
         return asyncio.run(dry_run(settings, redactor, sys.stdout))
@@ -233,6 +242,10 @@ def _dry_run(settings: Settings, redactor: Redactor) -> int:
 
 
 async def _preflight(settings: Settings, redactor: Redactor, *, fix: bool) -> list[Finding]:
+    from .github_http import RetryPolicy
+    from .github_watcher import GitHubClient
+    from .preflight import GITHUB_TIMEOUT, preflight
+
     # No retries and a short timeout: an unreachable GitHub is one finding, soon.
     github = GitHubClient(
         settings.token, settings.github_repo, api_url=settings.github_api_url,
@@ -243,6 +256,8 @@ async def _preflight(settings: Settings, redactor: Redactor, *, fix: bool) -> li
 
 
 def _report(findings: list[Finding]) -> int:
+    from .preflight import Level, report
+
     print(report(findings))
     return EXIT_CONFIG if any(f.level is Level.PROBLEM for f in findings) else 0
 

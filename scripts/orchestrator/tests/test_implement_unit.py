@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import pytest
@@ -303,6 +304,34 @@ async def test_one_comment_says_work_started_then_how_it_ended(rig: Rig) -> None
     assert await rig.cycle() == [1]
     started, failed = rig.gh.bot_comments(1)
     assert "done: pull request" in started and "Claude could not implement" in failed
+
+
+async def test_claude_does_not_wait_for_the_acknowledgement(rig: Rig) -> None:
+    # GitHub's one-write-a-second queue can hold the 👀 and "working on it" for seconds behind
+    # other jobs' writes; Claude starts meanwhile, and the outcome still edits that comment.
+    slow = rig.gh.gate("react_to_issue")
+    rig.claude.before("run", lambda *_: slow.set())  # Claude's start lets the reaction through
+    rig.claude.succeed("Added greet.py.", FILES)
+    [job] = await rig.wf.poll()
+    await asyncio.wait_for(job.run(), timeout=10)
+    names = rig.gh.names()
+    assert rig.claude.names() == ["run"] and names.index("create_comment") < names.index(
+        "create_pull"
+    )
+    [said] = rig.gh.bot_comments(1)  # edited with the outcome: not a second comment
+    assert said.startswith("**Claude Orchestrator**: done: pull request")
+    # The task Claude got was read before the acknowledgement: it holds no "working on it".
+    [request] = rig.claude.requests
+    assert "working on" not in request.prompt.lower()
+
+
+async def test_a_refused_acknowledgement_stops_nothing(rig: Rig) -> None:
+    rig.gh.fail("react_to_issue", GitHubError(403, "Forbidden"))
+    rig.claude.succeed("Added greet.py.", FILES)
+    assert await rig.cycle() == [1]
+    assert rig.item().status is Status.DONE and rig.item().pr_number == 2
+    [said] = rig.gh.bot_comments(1)  # the outcome comes as a comment of its own
+    assert "done: pull request #2" in said
 
 
 async def test_a_deleted_progress_comment_does_not_lose_the_outcome(rig: Rig) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import logging
@@ -175,9 +176,7 @@ class ImplementWorkflow:
         if isinstance(as_labelled, Refused):
             return as_labelled
         issue = as_labelled  # the title and body Claude, the commit and the pull request get
-        if fresh:
-            await self._acknowledge(issue)
-        else:
+        if not fresh:
             resumed = await self._resume_push(issue, branch, base, open_pull)
             if resumed is not None:
                 return resumed
@@ -186,11 +185,36 @@ class ImplementWorkflow:
 
         if open_pull is not None:  # a new attempt on the issue's open pull request
             self._items.update_facts(number, updating_pull=open_pull.number)
+        # The task is read before the acknowledgement is written: its comment is no part of it.
+        prompt = await self._task(issue)
+        # The acknowledgement waits in the one-write-a-second queue behind every other job's
+        # writes; Claude does not wait for it (it is joined before anything is pushed or told).
+        acknowledged = asyncio.create_task(self._acknowledge(issue)) if fresh else None
+        try:
+            return await self._work(issue, prompt, branch, base, open_pull, acknowledged)
+        finally:
+            if acknowledged is not None:
+                await _join(acknowledged)
+
+    async def _work(
+        self,
+        issue: Issue,
+        prompt: str,
+        branch: str,
+        base: str,
+        open_pull: PullRequest | None,
+        acknowledged: asyncio.Task[None] | None,
+    ) -> PullRequest | Failed:
+        """Claude's run in a fresh worktree, then its commit, push and pull request (after
+        the acknowledgement: "working on it" never comes after the pull request)."""
+        number = issue.number
         start = await self.worktrees.fetch_branch(open_pull.head_ref if open_pull else base)
         remote_sha = await self.worktrees.remote_branch_sha(branch)
         worktree = await self.worktrees.branch_worktree(f"feature-issue-{number}", branch, start)
         try:
-            made = await self._run_claude(issue, worktree, start)
+            made = await self._run_claude(issue, prompt, worktree, start)
+            if acknowledged is not None:
+                await _join(acknowledged)
             if isinstance(made, Failed):
                 return made
             head = await self._commit(issue, worktree, start, made)
@@ -229,10 +253,11 @@ class ImplementWorkflow:
             unlabel = outbox.remove_label(issue.number, self.settings.failed_label)
             self._outbox.queue(self._items.get(issue.number), [unlabel])
             await self._outbox.try_send(issue.number)
-        await self.github.react_to_issue(issue.number, "eyes")
+        # A courtesy: without it the outcome comes as a comment of its own.
         try:
+            await self.github.react_to_issue(issue.number, "eyes")
             said = await self.github.create_comment(issue.number, text.started())
-        except GitHubError as exc:  # a courtesy: the outcome then comes as a comment of its own
+        except GitHubError as exc:
             log.warning("issue #%d: could not say that work started: %s", issue.number, exc)
             return
         if said.id:  # 0: GitHub took it but its answer was unreadable
@@ -320,8 +345,9 @@ class ImplementWorkflow:
             [a for a in sorted(authors) if not may_command(await self.github.permission(a))]
         )
 
-    async def _run_claude(self, issue: Issue, worktree: Path, start: str) -> ClaudeResult | Failed:
-        prompt = await self._task(issue)
+    async def _run_claude(
+        self, issue: Issue, prompt: str, worktree: Path, start: str
+    ) -> ClaudeResult | Failed:
         # The guidelines of the commit the work starts from (the default branch's, usually).
         own = await self.worktrees.read_file(start, repo_guidelines_path("implement"))
         request = ClaudeRequest(
@@ -461,3 +487,12 @@ class ImplementWorkflow:
             finished_at=self.clock.now(),
         )
         await self._outbox.try_send(number)
+
+
+async def _join(task: asyncio.Task[None]) -> None:
+    """Wait for `task`; if this wait is cancelled (a stop), cancel the task too."""
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
