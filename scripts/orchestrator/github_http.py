@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import time
 import urllib.request
-from collections.abc import AsyncGenerator, Generator
 from datetime import timedelta
 from typing import Any
 
-import anyio
 import httpx
 from githubkit.exception import (
     GitHubException,
@@ -21,7 +16,6 @@ from githubkit.exception import (
     RequestTimeout,
 )
 from githubkit.retry import RetryOption
-from githubkit.throttling import LocalThrottler
 
 from .core.errors import (
     Conflict,
@@ -43,14 +37,10 @@ __all__ = [
     "RetryPolicy",
     "TimeoutTransport",
     "Unprocessable",
-    "WriteSpacingThrottler",
     "map_error",
 ]
 
 log = logging.getLogger(__name__)
-
-_READS = frozenset({"GET", "HEAD", "OPTIONS"})
-
 
 _BY_STATUS: dict[int, type[GitHubError]] = {
     404: NotFound,
@@ -213,53 +203,3 @@ def environment_proxy(url: str) -> str | None:
         log.warning("the proxy %s is not an http(s) one: GitHub is asked directly", proxy)
         return None
     return proxy
-
-
-def is_read(request: httpx.Request) -> bool:
-    """A request that changes nothing: a GET, HEAD or OPTIONS, or a GraphQL query (a POST,
-    which GitHub counts as a read unless it is a mutation)."""
-    if request.method in _READS:
-        return True
-    if request.method != "POST" or not request.url.path.endswith("/graphql"):
-        return False
-    try:
-        query = json.loads(request.content).get("query", "")
-    except (ValueError, AttributeError, httpx.RequestNotRead):
-        return False
-    return isinstance(query, str) and not query.lstrip().startswith("mutation")
-
-
-class WriteSpacingThrottler(LocalThrottler):
-    """Bounded concurrency, plus a pause between mutating requests (GitHub's secondary limits
-    ask for about a second between writes; githubkit leaves this as a TODO)."""
-
-    def __init__(self, max_concurrency: int = 10, write_interval: float = 1.0) -> None:
-        super().__init__(max_concurrency)
-        self.write_interval = write_interval
-        self._last_write = 0.0
-        self._write_lock: anyio.Lock | None = None
-
-    @contextlib.contextmanager
-    def acquire(self, request: httpx.Request) -> Generator[None, Any, Any]:
-        with super().acquire(request):
-            if not is_read(request):
-                delay = self._last_write + self.write_interval - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                self._last_write = time.monotonic()
-            yield
-
-    @contextlib.asynccontextmanager
-    async def async_acquire(self, request: httpx.Request) -> AsyncGenerator[None, Any]:
-        async with super().async_acquire(request):
-            if is_read(request):
-                yield
-                return
-            if self._write_lock is None:
-                self._write_lock = anyio.Lock()
-            async with self._write_lock:
-                delay = self._last_write + self.write_interval - time.monotonic()
-                if delay > 0:
-                    await anyio.sleep(delay)
-                self._last_write = time.monotonic()
-            yield

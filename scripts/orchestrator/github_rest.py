@@ -26,10 +26,10 @@ from .github_http import (
     MalformedAnswer,
     RetryPolicy,
     TimeoutTransport,
-    WriteSpacingThrottler,
     map_error,
 )
 from .github_parse import Json
+from .github_spacing import WriteSpacingThrottler
 from .github_view import ListingView
 
 log = logging.getLogger(__name__)

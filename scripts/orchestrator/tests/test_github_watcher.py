@@ -34,7 +34,6 @@ from scripts.orchestrator.github_http import (
     RetryPolicy,
     Unprocessable,
     environment_proxy,
-    is_read,
     map_error,
 )
 from scripts.orchestrator.github_watcher import (
@@ -471,14 +470,6 @@ async def test_reads_are_not_spaced(fake_github: FakeGitHub) -> None:
             # concurrency benchmark: it was spaced like a write, a second per issue started).
             await gh.edited_at(number)
         assert time.monotonic() - started < 15.0  # far below one write interval
-
-
-def test_a_graphql_mutation_is_a_write() -> None:
-    query = httpx.Request("POST", "https://api.github.com/graphql", json={"query": "query { a }"})
-    mutation = httpx.Request("POST", "https://api.github.com/graphql",
-                             json={"query": "  mutation { addStar }"})  # fmt: skip
-    comment = httpx.Request("POST", "https://api.github.com/repos/a/b/issues/1/comments", json={})
-    assert [is_read(r) for r in (query, mutation, comment)] == [True, False, False]
 
 
 # -- bodies ---------------------------------------------------------------------------------
