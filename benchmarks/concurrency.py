@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
 
-from scripts.orchestrator.fakes.fake_github import FakeGitHub
+from scripts.orchestrator.fakes.fake_github import FakeGitHub, graphql_api
 from scripts.orchestrator.fakes.fake_github.app import App, RawResponse
 from scripts.orchestrator.fakes.git_world import GitWorld, make_world
 from scripts.orchestrator.fakes.model_script import Text, write
@@ -272,6 +272,9 @@ def scene(latency: float) -> Iterator[Scene]:
             github.set_permission("alice", "write")
             for label in ("ready", "claude-failed"):
                 github.create_label(label)
+            # The fake reads GitHub's GraphQL schema at its first query (about a second):
+            # the fake's cost, not the daemon's, so paid before the daemon's time starts.
+            graphql_api.schema()
             yield Scene(root, world, github, model, recorder)
 
 
