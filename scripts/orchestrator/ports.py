@@ -169,3 +169,37 @@ class Workflow(Protocol):
     name: str
 
     async def poll(self) -> Sequence[Job]: ...
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job as the daemon holds it now, for the dashboard: running since `started_at`, or
+    waiting for a place (`started_at` None)."""
+
+    kind: WorkItemType
+    number: int
+    started_at: datetime | None
+    in_claude: bool = False  # inside a Claude run (its transcript grows)
+
+    @property
+    def key(self) -> str:
+        return item_key(self.kind, self.number)
+
+
+class Telemetry(Protocol):
+    """What the daemon tells the metrics (serve mode); `NO_TELEMETRY` when nobody listens."""
+
+    def poll_done(self, seconds: float) -> None: ...
+
+    def job_done(self, kind: WorkItemType, number: int, seconds: float, outcome: str) -> None: ...
+
+
+class _NoTelemetry:
+    def poll_done(self, seconds: float) -> None:
+        return None
+
+    def job_done(self, kind: WorkItemType, number: int, seconds: float, outcome: str) -> None:
+        return None
+
+
+NO_TELEMETRY: Telemetry = _NoTelemetry()
