@@ -24,7 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from .core.models import ReviewEvent
-from .core.remotes import clone_url, foreign_host, host_of_url, repo_of_url
+from .core.remotes import clone_url, foreign_host, host_of_url, repo_of_url, web_url
 
 TOKEN_REQUIRED_MESSAGE = "GITHUB_TOKEN environment variable is required"  # noqa: S105
 GH_CLI_TIMEOUT = 10.0
@@ -42,6 +42,7 @@ NonEmptyStr = Annotated[str, Field(min_length=1)]
 # `inf` and `nan` parse as floats: a poll interval of `inf` would poll once, then never again.
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Port = Annotated[int, Field(ge=0, le=65535)]  # 0: a free port, which the log names
 
 
 class Settings(BaseSettings):
@@ -103,6 +104,12 @@ class Settings(BaseSettings):
     transcript_max_bytes: PositiveInt = 5_000_000
     log_retention_days: PositiveFloat = 14
     state_retention_days: PositiveFloat = 30  # finished items older than this leave the state
+    # Serve mode (`serve`): webhooks, the dashboard and the metrics on one HTTP server
+    serve_host: NonEmptyStr = "127.0.0.1"
+    serve_port: Port = 8765
+    webhook_secret: SecretStr | None = None  # no secret: webhooks are refused
+    dashboard_token: SecretStr | None = None  # needed when SERVE_HOST is not a loopback one
+    webhook_poll_interval: PositiveFloat = 600  # the poll's interval while webhooks arrive
 
     @field_validator("github_repo")
     @classmethod
@@ -201,6 +208,11 @@ class Settings(BaseSettings):
     def clone_url(self) -> str:
         """Where the daemon fetches from and pushes to when it has no clone to read it from."""
         return self.repo_url or clone_url(self.github_api_url, self.github_repo)
+
+    @property
+    def html_url(self) -> str:
+        """The repository's page on GitHub (links in the dashboard)."""
+        return web_url(self.github_api_url, self.github_repo)
 
     @property
     def git_mirror(self) -> Path:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from datetime import datetime
 from typing import Protocol
 
 from .core.work import Status, WorkItemType, said, utcnow
 from .logs import item_context
-from .ports import Job, StateStore, Workflow
+from .ports import NO_TELEMETRY, Job, JobView, StateStore, Telemetry, Workflow
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,14 @@ class Daemon:
         after_cycle: Sequence[Callable[[], Awaitable[None]]] = (),
         pace: Callable[[], float] | None = None,
         max_claude_jobs: int | None = None,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         """`pace` says how long to wait for the next cycle (e.g. longer when GitHub's rate
         limit runs low); without it, `poll_interval`. `max_claude_jobs` bounds the jobs that
         end in a Claude run (implementations, reviews) running at once: each makes a worktree
         before it waits for a slot, and a hundred new pull requests must not make a hundred.
-        The others wait for the next cycle, which plans them again."""
+        The others wait for the next cycle, which plans them again. `telemetry` hears of each
+        cycle and each job's end (serve mode's metrics)."""
         self._state = state
         self._sources = list(sources)
         self._before_cycle = list(before_cycle)
@@ -80,11 +82,30 @@ class Daemon:
         self._stop = asyncio.Event()
         self._at_once = asyncio.Event()  # a second stop request: no grace
         self._stop_asked: float | None = None  # loop time of the first request
+        self._wake = asyncio.Event()  # a webhook: poll now, not at the interval's end
+        self._started: dict[str, datetime] = {}
+        self._telemetry = telemetry
         self.failures = 0  # polls and jobs that ended in an unexpected error
 
     @property
     def running(self) -> list[str]:
         return sorted(self._running)
+
+    def jobs(self) -> list[JobView]:
+        """The jobs running now (oldest first), then those waiting for a place."""
+        in_claude = set(self._runs.running())
+        running = [
+            JobView(job.kind, job.number, self._started.get(key), job.label in in_claude)
+            for key, job in self._jobs.items()
+        ]
+        running.sort(key=lambda view: view.started_at or utcnow())
+        waiting = [JobView(j.kind, j.number, None) for j in self._waiting.values()]
+        return running + waiting
+
+    def wake(self) -> None:
+        """Poll now (e.g. a webhook said something changed); one wake during a cycle makes
+        one more cycle right after it. Call it from the daemon's event loop."""
+        self._wake.set()
 
     def request_stop(self, why: str = "stop requested") -> None:
         """Ask the loop to stop; a second request stops at once. Safe in a signal handler."""
@@ -116,8 +137,7 @@ class Daemon:
                     await self._drain()
                     break
                 wait = self._pace() if self._pace is not None else self._poll_interval
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), wait)
+                await self._sleep(wait)
         except asyncio.CancelledError:
             self._at_once.set()  # whoever cancels the loop wants it stopped now
             raise
@@ -127,8 +147,26 @@ class Daemon:
             return 0  # a stop asked for is a clean end, whatever failed weeks before
         return 1 if self.failures else 0
 
+    async def _sleep(self, seconds: float) -> None:
+        """Until the next cycle is due: `seconds`, a stop or a wake."""
+        stop = asyncio.ensure_future(self._stop.wait())
+        wake = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({stop, wake}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            wake.cancel()
+        self._wake.clear()  # the cycle about to start sees what the wake was about
+
     async def cycle(self) -> None:
         """Poll every source once and start the jobs that are not already running."""
+        began = asyncio.get_running_loop().time()
+        try:
+            await self._poll_sources()
+        finally:
+            self._telemetry.poll_done(asyncio.get_running_loop().time() - began)
+
+    async def _poll_sources(self) -> None:
         self._waiting.clear()  # planned again below
         for prepare in self._before_cycle:  # e.g. fetch the new comments every source reads
             try:
@@ -186,11 +224,13 @@ class Daemon:
         task = asyncio.create_task(self._guarded(job), name=job.label)
         self._running[job.key] = task
         self._jobs[job.key] = job
+        self._started[job.key] = utcnow()
         task.add_done_callback(functools.partial(self._forget, job.key))
 
     def _forget(self, key: str, _task: asyncio.Task[None]) -> None:
         self._running.pop(key, None)
         self._jobs.pop(key, None)
+        self._started.pop(key, None)
         for job in list(self._waiting.values()):  # a place may have come free
             self._start(job)
 
@@ -204,13 +244,19 @@ class Daemon:
                 self._hand_back(job)
                 took = asyncio.get_running_loop().time() - started
                 log.info("stopped after %.1fs: %s", took, self._outcome(job))
+                self._telemetry.job_done(job.kind, job.number, took, "cancelled")
                 raise
             except Exception:  # a crashed job is logged; the daemon goes on
                 self.failures += 1
                 log.exception("job crashed")
+                took = asyncio.get_running_loop().time() - started
+                self._telemetry.job_done(job.kind, job.number, took, "crashed")
                 return
             took = asyncio.get_running_loop().time() - started
             log.info("ended after %.1fs: %s", took, self._outcome(job))
+            item = self._state.get(job.kind, job.number)
+            outcome = item.status.value if item is not None else "nothing"
+            self._telemetry.job_done(job.kind, job.number, took, outcome)
 
     def _hand_back(self, job: Job) -> None:
         """An interrupted job's item goes back to pending: the next start takes it up again."""

@@ -213,13 +213,22 @@ class AuthTransport(httpx.AsyncBaseTransport):
         self.sent = 0  # requests that reached GitHub (cached answers never do)
         self.not_modified = 0
         self.last_answer_at = 0.0
+        # Told each answer's status, or None for no answer (serve mode's metrics).
+        self.observers: list[Callable[[int | None], None]] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if (request.url.scheme, request.url.host, request.url.port) == self._origin:
             request.headers["Authorization"] = self._authorization
         else:
             request.headers.pop("Authorization", None)
-        response = await self._inner.handle_async_request(request)
+        try:
+            response = await self._inner.handle_async_request(request)
+        except httpx.TransportError:
+            for observe in self.observers:
+                observe(None)
+            raise
+        for observe in self.observers:
+            observe(response.status_code)
         self.sent += 1
         self.not_modified += response.status_code == 304
         self.last_answer_at = time.time()

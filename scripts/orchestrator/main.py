@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from . import __version__, logs
 from .config import ConfigError, Settings, load_settings, state_file_setting
-from .reexec import inherited_token, restart_without_secrets, secrets_in_environment
+from .reexec import inherited_secrets, restart_without_secrets, secrets_in_environment
 
 # The GitHub client, Claude's SDK and the checks (about a second of imports) are imported
 # where they are used: the daemon restarts itself once before it needs them (reexec.py).
@@ -72,6 +72,25 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 no problem (warnings allowed); 2 at least one problem.",
     )
     check.add_argument("--fix", action="store_true", help="create the missing labels")
+    commands.add_parser(
+        "serve",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="run the daemon with an HTTP server: GitHub's webhooks start work at once, a "
+        "live dashboard, Prometheus metrics",
+        description=(
+            "Run the daemon as without a command, plus an HTTP server on SERVE_HOST:SERVE_PORT\n"
+            "(127.0.0.1:8765): POST /webhook takes the repository's webhooks (signed with\n"
+            "WEBHOOK_SECRET; without it they are refused) and polls at once; / is a read-only\n"
+            "dashboard with each Claude run's transcript live; /metrics is Prometheus text.\n"
+            "Polling goes on: every WEBHOOK_POLL_INTERVAL seconds while webhooks arrive,\n"
+            "every POLL_INTERVAL when they stop. A SERVE_HOST other than loopback needs\n"
+            "DASHBOARD_TOKEN."
+        ),
+        epilog=(
+            "exit codes: as the daemon's; 2 also when SERVE_PORT cannot be listened on, or\n"
+            "SERVE_HOST is not a loopback address and DASHBOARD_TOKEN is not set."
+        ),
+    )
     demo = commands.add_parser(
         "demo",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -160,9 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _items_command(args)
     if args.command == "check" and not args.verbose:
         _quiet()  # check prints its table and nothing else
-    handed_over = inherited_token()
+    handed_over = inherited_secrets()
     try:
-        overrides: dict[str, Any] = {"github_token": SecretStr(handed_over)} if handed_over else {}
+        overrides: dict[str, Any] = {name: SecretStr(v) for name, v in handed_over.items()}
         settings = load_settings(**overrides)
     except ConfigError as exc:
         if args.command == "check":
@@ -172,7 +191,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     if secrets_in_environment():
         # /proc/<pid>/environ would show the token for the daemon's whole life.
-        restart_without_secrets(settings.token, sys.argv[1:] if argv is None else argv)
+        secrets = {"github_token": settings.token}
+        for name in ("webhook_secret", "dashboard_token"):
+            value: SecretStr | None = getattr(settings, name)
+            if value is not None:
+                secrets[name] = value.get_secret_value()
+        restart_without_secrets(secrets, sys.argv[1:] if argv is None else argv)
     return _run(args, settings)
 
 
@@ -197,7 +221,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return _fail(str(exc))
     with state:
         try:
-            return asyncio.run(serve(settings, state, once=args.once, redactor=redactor))
+            http = args.command == "serve"
+            return asyncio.run(serve(settings, state, once=args.once, redactor=redactor, http=http))
         except StartupError as exc:
             return _fail(str(exc))
         except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed

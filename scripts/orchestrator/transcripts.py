@@ -25,6 +25,11 @@ TRANSCRIPT_NAME = re.compile(r"\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ(-\d+)?\.jsonl")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+def item_folder(item: str) -> str:
+    """The folder of `item`'s transcripts (a log label such as `issue#12`: `issue-12`)."""
+    return _SAFE.sub("-", item).strip("-.") or "other"
+
+
 class Transcripts:
     """Where each run's transcript goes: `log_dir/<item>/<UTC start time>.jsonl`.
 
@@ -60,7 +65,7 @@ class Transcripts:
         file cannot be made."""
         if self._pruned_at is None or self._monotonic() - self._pruned_at >= PRUNE_EVERY:
             self.prune()
-        folder = self.log_dir / (_SAFE.sub("-", item).strip("-.") or "other")
+        folder = self.log_dir / item_folder(item)
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
         try:
             _private_dir(self.log_dir, parents=True)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -17,16 +18,29 @@ from .claude_runner import SdkClaudeRunner
 from .claude_slots import ClaudeSlots
 from .clock import SystemClock
 from .config import Settings
-from .core.pace import next_poll
+from .core.pace import next_poll, with_webhooks
 from .core.redact import Redactor
 from .core.work import Status, WorkItemType
 from .daemon import Daemon
 from .github_cache import RateBudget, cache_file, drop_other_caches
 from .github_view import ListingView, listings_file
 from .github_watcher import GitHubClient
+from .metrics import Metrics, budget_reading
 from .model_proxy import CREDENTIAL_ENV
-from .ports import Checks, Claude, Clock, Git, GitHub, SecretScan, StateStore, Workflow
+from .ports import (
+    NO_TELEMETRY,
+    Checks,
+    Claude,
+    Clock,
+    Git,
+    GitHub,
+    SecretScan,
+    StateStore,
+    Telemetry,
+    Workflow,
+)
 from .secret_scan import SecretScanner
+from .serving import check_serving, listen, serve_http, since_last, webhook_receiver
 from .startup import (
     StartupError,
     check_start,
@@ -102,6 +116,8 @@ def build_daemon(
     adapters: Adapters,
     *,
     github: GitHubClient | None = None,
+    telemetry: Telemetry = NO_TELEMETRY,
+    webhooks: tuple[float, Callable[[], float | None]] | None = None,
 ) -> Daemon:
     """The daemon over the three workflows; their Claude runs share MAX_CONCURRENT slots.
     With the real `github` client: its view is refreshed first in each cycle, the poll slows
@@ -117,7 +133,7 @@ def build_daemon(
     pace = None
     if github is not None:
         before.insert(0, github.refresh_view)
-        pace = Pacer(settings.poll_interval, github.rate)
+        pace = Pacer(settings.poll_interval, github.rate, webhooks)
         if isinstance(state, State):
             retention = timedelta(days=settings.state_retention_days)
             after.append(daily_pruning(state, adapters.github, retention))
@@ -133,6 +149,7 @@ def build_daemon(
         pace=pace,
         # Room to prepare the next runs while the slots are busy, and no more.
         max_claude_jobs=2 * settings.max_concurrent,
+        telemetry=telemetry,
     )
 
 
@@ -140,14 +157,26 @@ class Pacer:
     """The wait before the next poll (`core.pace`); one line when it slows down, and one when
     it is back to the interval."""
 
-    def __init__(self, interval: float, rate: RateBudget) -> None:
+    def __init__(
+        self,
+        interval: float,
+        rate: RateBudget,
+        webhooks: tuple[float, Callable[[], float | None]] | None = None,
+    ) -> None:
+        """`webhooks`: serve mode's interval while webhooks arrive, and the seconds since
+        the last one (None before the first)."""
         self._interval = interval
         self._rate = rate
+        self._webhooks = webhooks
         self._slowed = False
 
     def __call__(self) -> float:
         rate = self._rate
-        pace = next_poll(self._interval, limit=rate.limit, remaining=rate.remaining,
+        interval = self._interval
+        if self._webhooks is not None:
+            quiet, since = self._webhooks
+            interval = with_webhooks(interval, quiet, since())
+        pace = next_poll(interval, limit=rate.limit, remaining=rate.remaining,
                          until_reset=rate.until_reset())  # fmt: skip
         if pace.slowed and not self._slowed and rate.reset_at is not None:
             log.warning("GitHub's rate limit runs low (%s of %s requests left until %s): "
@@ -176,8 +205,10 @@ async def serve(
     github: GitHubClient | None = None,
     claude: Claude | None = None,
     redactor: Redactor | None = None,
+    http: bool = False,
 ) -> int:
-    """Run the daemon until it is stopped by a signal (or after one cycle with `once`).
+    """Run the daemon until it is stopped by a signal (or after one cycle with `once`);
+    with `http`, serve mode: webhooks, the dashboard and the metrics beside it.
 
     `github` and `claude` replace the real adapters (the tests and the demo use local ones);
     `redactor` is the one the logs use (default: one that knows the token).
@@ -186,6 +217,10 @@ async def serve(
     if claude is None and (why := missing_model_credential(settings)) is not None:
         # Else the first ready issue would fail in public with the CLI's "Please run /login".
         raise StartupError(why)
+    sock = None
+    if http:  # refused or taken: said before anything else starts
+        check_serving(settings)
+        sock = listen(settings)
     if github is None:
         github = github_client(settings, redactor)
     worktrees = WorktreeManager(
@@ -196,10 +231,12 @@ async def serve(
         url=settings.clone_url,
         keep_worktrees=settings.keep_worktrees,
     )
-    async with github:
-        await check_start(settings, github, worktrees)
-        with hold_mirror(settings):
-            return await _run(settings, state, once, github, claude, redactor, worktrees)
+    with sock if sock is not None else contextlib.nullcontext():
+        async with github:
+            await check_start(settings, github, worktrees)
+            with hold_mirror(settings):
+                return await _run(settings, state, once, github, claude, redactor, worktrees,
+                                  sock)  # fmt: skip
 
 
 async def _run(
@@ -210,8 +247,10 @@ async def _run(
     claude: Claude | None,
     redactor: Redactor,
     worktrees: WorktreeManager,
+    sock: socket.socket | None,
 ) -> int:
-    """The daemon on its own git: the mirror, the sandbox, the adapters, signals, the loop."""
+    """The daemon on its own git: the mirror, the sandbox, the adapters, signals, the loop;
+    with `sock`, the HTTP server on it."""
     await open_mirror(settings, worktrees)
     # What a killed daemon left; an unfinished issue's branch may hold its unpushed commit.
     await worktrees.prune_leftovers(keep_branches=unfinished_branches(state))
@@ -240,7 +279,19 @@ async def _run(
     checks = ShellChecks(sandbox)
     scanner = SecretScanner(redactor)
     adapters = Adapters(github, worktrees, claude, checks, scanner, SystemClock(), redactor)
-    daemon = build_daemon(settings, state, adapters, github=github)
+    web: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
+    if sock is None:
+        daemon = build_daemon(settings, state, adapters, github=github)
+    else:
+        metrics = Metrics(state, budget_reading(github.rate))
+        github.wire.observers.append(metrics.github_observer)
+        woken: list[Daemon] = []  # the receiver wakes the daemon built after it
+        receiver = webhook_receiver(settings, lambda: woken[0].wake(), metrics)
+        quiet = (settings.webhook_poll_interval, since_last(receiver))
+        daemon = build_daemon(settings, state, adapters, github=github, telemetry=metrics,
+                              webhooks=quiet)  # fmt: skip
+        woken.append(daemon)
+        web = serve_http(settings, state, daemon, github.rate, receiver, metrics, sock)
     # Claude's sandboxed runs share one model proxy, stopped when the daemon stops.
     serving: contextlib.AbstractAsyncContextManager[None] = (
         claude.serving() if isinstance(claude, SdkClaudeRunner) else contextlib.nullcontext()
@@ -250,7 +301,7 @@ async def _run(
         # The first: no new work, Claude's runs get SHUTDOWN_GRACE; the second: at once.
         loop.add_signal_handler(sig, daemon.request_stop, sig.name)
     try:
-        async with serving:
+        async with serving, web:
             return await daemon.run(once=once)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -258,6 +309,10 @@ async def _run(
 
 
 def known_secrets(settings: Settings) -> Redactor:
-    """A redactor for the GitHub token and the model's credential, in every form it knows."""
+    """A redactor for the GitHub token, serve mode's secrets and the model's credential, in
+    every form it knows."""
     model = [os.environ.get(name, "") for name in CREDENTIAL_ENV]
-    return Redactor([settings.token, *model])
+    serving = [
+        s.get_secret_value() for s in (settings.webhook_secret, settings.dashboard_token) if s
+    ]
+    return Redactor([settings.token, *serving, *model])

@@ -46,3 +46,12 @@ def next_poll(
     if affordable * interval >= until_reset:
         return Pace(interval, False)
     return Pace(until_reset / affordable, True)
+
+
+def with_webhooks(interval: float, quiet: float, since_delivery: float | None) -> float:
+    """The poll's interval in serve mode: while webhooks arrive (the last one less than
+    `quiet` seconds ago) polling is only the safety net, due `quiet` seconds after the last
+    delivery; once they stop, `interval` again."""
+    if since_delivery is None or since_delivery >= quiet:
+        return interval
+    return max(interval, quiet - since_delivery)

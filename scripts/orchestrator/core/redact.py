@@ -9,7 +9,9 @@ from urllib.parse import quote
 
 REDACTED = "[REDACTED]"
 # GitHub credentials no child process gets: Claude and pre-merge commands run untrusted code.
-SECRET_ENV_VARS = frozenset({"GITHUB_TOKEN", "GH_TOKEN", "GITHUB_PAT", "GH_ENTERPRISE_TOKEN"})
+# The GitHub token's names, and serve mode's secrets: never in a child's environment.
+SECRET_ENV_VARS = frozenset({"GITHUB_TOKEN", "GH_TOKEN", "GITHUB_PAT", "GH_ENTERPRISE_TOKEN",
+                             "WEBHOOK_SECRET", "DASHBOARD_TOKEN"})  # fmt: skip
 
 # Shapes of credentials that must never be echoed, whoever's they are (DESIGN §1).
 SECRET_PATTERNS = (

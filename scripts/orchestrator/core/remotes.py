@@ -53,3 +53,8 @@ def clone_url(api_url: str, repo: str) -> str:
     port = f":{parsed.port}" if parsed.port and host != "github.com" else ""
     scheme = "https" if host == "github.com" else (parsed.scheme or "https")
     return f"{scheme}://{host}{port}/{repo}.git"
+
+
+def web_url(api_url: str, repo: str) -> str:
+    """The repository's page on the GitHub of `api_url`, e.g. https://github.com/owner/repo."""
+    return clone_url(api_url, repo).removesuffix(".git")

@@ -193,6 +193,7 @@ if TYPE_CHECKING:  # mypy holds each fake to its port
         return gh, git, claude, checks, clock, state
 
 
+from .fixtures_daemon import *  # noqa: E402, F403
 from .fixtures_github import *  # noqa: E402, F403
 from .fixtures_model import *  # noqa: E402, F403
 from .fixtures_world import *  # noqa: E402, F403

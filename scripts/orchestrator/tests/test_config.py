@@ -114,7 +114,26 @@ EVERY_VARIABLE: list[tuple[str, str, str, Any]] = [
     ("TRANSCRIPT_MAX_BYTES", "1000", "transcript_max_bytes", 1000),
     ("LOG_RETENTION_DAYS", "0.5", "log_retention_days", 0.5),
     ("STATE_RETENTION_DAYS", "7", "state_retention_days", 7.0),
+    ("SERVE_HOST", "0.0.0.0", "serve_host", "0.0.0.0"),  # noqa: S104
+    ("SERVE_PORT", "9000", "serve_port", 9000),
+    ("WEBHOOK_POLL_INTERVAL", "300", "webhook_poll_interval", 300.0),
 ]
+
+
+@pytest.mark.usefixtures("required")
+@pytest.mark.parametrize("var", ["WEBHOOK_SECRET", "DASHBOARD_TOKEN"])
+def test_serve_secrets_are_read_and_kept_secret(monkeypatch: pytest.MonkeyPatch, var: str) -> None:
+    monkeypatch.setenv(var, "s3cret-value")
+    value = getattr(load_settings(), var.lower())
+    assert value.get_secret_value() == "s3cret-value" and "s3cret" not in repr(value)
+
+
+@pytest.mark.usefixtures("required")
+@pytest.mark.parametrize("raw", ["-1", "65536", "http"])
+def test_a_port_out_of_range_is_refused(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv("SERVE_PORT", raw)
+    with pytest.raises(ConfigError, match="SERVE_PORT"):
+        load_settings()
 
 
 @pytest.mark.usefixtures("required")
@@ -129,7 +148,7 @@ def test_every_variable_is_read(
 def test_every_setting_is_covered_by_a_test() -> None:
     tested = {field for _, _, field, _ in EVERY_VARIABLE} | {
         "github_repo", "github_token", "worktree_base", "state_file", "repo_path",
-        "claude_cli_path", "log_dir",
+        "claude_cli_path", "log_dir", "webhook_secret", "dashboard_token",
     }  # fmt: skip
     assert tested == set(Settings.model_fields)
 
@@ -377,7 +396,8 @@ def test_a_worktree_base_that_is_a_file_is_refused(
 
 
 # Defaults the README writes in words, where the value depends on the machine or on the CLI.
-README_WORDED = {"CLAUDE_CLI_PATH", "CLAUDE_MODEL", "REPO_PATH", "REPO_URL"}
+README_WORDED = {"CLAUDE_CLI_PATH", "CLAUDE_MODEL", "REPO_PATH", "REPO_URL", "WEBHOOK_SECRET",
+                 "DASHBOARD_TOKEN"}  # fmt: skip
 
 
 def _readme_settings() -> dict[str, str]:

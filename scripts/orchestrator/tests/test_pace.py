@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.orchestrator.core.pace import next_poll
+from scripts.orchestrator.core.pace import next_poll, with_webhooks
 
 HOUR = 3600.0
 
@@ -47,3 +47,24 @@ def test_a_reset_far_away_waits_an_hour_at_most() -> None:
     years; GitHub's window is an hour."""
     pace = next_poll(60, limit=5000, remaining=10, until_reset=8.2e9)
     assert (pace.delay, pace.slowed) == (3600, True)
+
+
+@pytest.mark.parametrize(
+    ("since_delivery", "expected"),
+    [
+        (None, 60),  # no webhook yet: the normal interval
+        (0.0, 600),  # one just came: the safety net, 600 s after it
+        (450.0, 150),  # still due 600 s after the last delivery
+        (599.0, 60),  # never shorter than the normal interval
+        (600.0, 60),  # they stopped: the normal interval again
+        (5000.0, 60),
+    ],
+)
+def test_webhooks_stretch_the_poll_while_they_arrive(
+    since_delivery: float | None, expected: float
+) -> None:
+    assert with_webhooks(60, 600, since_delivery) == expected
+
+
+def test_a_longer_normal_interval_is_kept_with_webhooks() -> None:
+    assert with_webhooks(900, 600, 0.0) == 900

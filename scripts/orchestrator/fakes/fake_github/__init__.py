@@ -19,10 +19,12 @@ from __future__ import annotations
 from .clock import Clock, FakeClock, SystemClock, iso
 from .fake import FakeGitHub
 from .faults import Faults
+from .hooks import Delivery
 from .model import Mutation, RequestRecord
 
 __all__ = [
     "Clock",
+    "Delivery",
     "FakeClock",
     "FakeGitHub",
     "Faults",

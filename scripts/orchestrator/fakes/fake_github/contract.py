@@ -72,6 +72,10 @@ class Contract:
         with self._lock:
             self._violations.append(message)
 
+    def record(self, message: str) -> None:
+        """Record a breach found elsewhere (a webhook payload against GitHub's schema)."""
+        self._record(message)
+
     # -- requests ---------------------------------------------------------------------------
 
     def check_request(

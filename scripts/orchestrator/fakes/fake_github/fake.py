@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +19,7 @@ from .clock import Clock, FakeClock, SystemClock
 from .contract import Contract
 from .faults import Faults
 from .gitops import GitRepo
+from .hooks import Deliverer, Delivery
 from .model import Mutation, RequestRecord, Token
 from .router import Router
 from .server import HttpServer
@@ -91,6 +92,7 @@ class FakeGitHub(WorldBuilder):
         )
         self._tokens = {token: Token(bot_login, _scopes(scopes))}
         self.contract = Contract()
+        self._hooks = Deliverer(self._store, self.contract)
         self._app = App(
             self._store, build_router(), self.faults, self._tokens, threading.Event(), self.contract
         )
@@ -110,6 +112,7 @@ class FakeGitHub(WorldBuilder):
     def stop(self) -> None:
         """Stop serving and close connections; returns within a few seconds at most."""
         self._server.stop()
+        self._hooks.stop()
 
     def __enter__(self) -> FakeGitHub:
         return self.start()
@@ -135,6 +138,33 @@ class FakeGitHub(WorldBuilder):
         """For a test that breaks the contract on purpose (to see the fake refuse like GitHub):
         `with gh.expect_violations() as seen: ...`; fails if nothing broke it."""
         return self.contract.expect_violations()
+
+    # -- webhooks -------------------------------------------------------------------------
+
+    def add_webhook(self, url: str, secret: str, events: Collection[str] = ("*",)) -> int:
+        """Add a repository webhook (JSON, signed with `secret`) and send it `ping`; returns its
+        ID. It then gets `issues` labeled, `pull_request` opened, synchronize, reopened and
+        labeled, `issue_comment` created and `pull_request_review` submitted, from the REST API
+        and from this class's helpers alike. A push is seen (synchronize) at the fake's next
+        request or helper call, as the fake sees pushes. Each payload is checked against
+        GitHub's webhook schemas; a breach is a contract violation."""
+        return self._hooks.add(url, secret, events)
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Every webhook delivery so far, oldest first, with the receiver's answer."""
+        return self._hooks.deliveries
+
+    def redeliver(self, delivery_id: str) -> None:
+        """Send a delivery again with the same `X-GitHub-Delivery` and body (a new record)."""
+        self._hooks.redeliver(delivery_id)
+
+    def wait_for_deliveries(
+        self, count: int | None = None, timeout: float = 10.0
+    ) -> list[Delivery]:
+        """Block until `count` deliveries (default: all made so far) have been answered;
+        AssertionError after `timeout` seconds. Returns them all."""
+        return self._hooks.wait(count, timeout)
 
     # -- properties -----------------------------------------------------------------------
 

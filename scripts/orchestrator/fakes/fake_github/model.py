@@ -174,6 +174,21 @@ class CommitStatus:
 
 
 @dataclass(frozen=True)
+class Happening:
+    """Something a webhook reports (`issues` `labeled`, ...), told by the store as it happens."""
+
+    event: str
+    action: str
+    number: int
+    actor: str
+    label: Label | None = None
+    comment_id: int | None = None
+    review_id: int | None = None
+    before: str | None = None
+    after: str | None = None
+
+
+@dataclass(frozen=True)
 class RequestRecord:
     """One HTTP request the fake answered, for tests to assert on."""
 

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from . import ci, errors
 from .gitops import Identity
-from .model import Issue, PullInfo, Review
+from .model import Happening, Issue, PullInfo, Review
 from .store import Store, check_body
 
 PULLS_DOC = "https://docs.github.com/rest/pulls/pulls"
@@ -68,8 +68,20 @@ def sync_heads(store: Store) -> dict[str, str]:
             store.git.update_ref(ref, branch)
             refs[ref] = branch
         if refs.get(ref) != info.seen_head:
-            info.seen_head = refs.get(ref)
+            before, info.seen_head = info.seen_head, refs.get(ref)
             store.touch(issue)
+            if before is not None and info.seen_head is not None:
+                # A push to the head: who pushed is not known here, so the author is named.
+                store.emit(
+                    Happening(
+                        "pull_request",
+                        "synchronize",
+                        issue.number,
+                        issue.user,
+                        before=before,
+                        after=info.seen_head,
+                    )
+                )
     return refs
 
 
@@ -134,6 +146,7 @@ def create_pull(
     store.git.update_ref(pull_ref(issue.number), head_sha)
     issue.pull.seen_head = head_sha
     install_hook(store)
+    store.emit(Happening("pull_request", "opened", issue.number, author))
     return issue
 
 
@@ -307,6 +320,10 @@ def add_review(
     )
     store.reviews.append(review)
     store.touch(issue)
+    if event is not None:
+        store.emit(
+            Happening("pull_request_review", "submitted", issue.number, actor, review_id=review.id)
+        )
     return review
 
 

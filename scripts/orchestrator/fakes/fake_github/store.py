@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from .model import (
     Comment,
     CommitStatus,
     Event,
+    Happening,
     Issue,
     Label,
     Mutation,
@@ -82,6 +83,8 @@ class Store:
         self.delete_branch_on_merge = False
         self.merge_methods = {"merge", "squash"}
         self.rate = RateLimiter()
+        # Told of each change a webhook reports (see hooks.py); nothing listens by default.
+        self.emit: Callable[[Happening], None] = _nobody
         # Separate ID sequences per kind, started apart so an ID never looks like a number.
         self._ids = {kind: itertools.count(start) for kind, start in _ID_STARTS.items()}
         self.user_id(owner)
@@ -168,6 +171,8 @@ class Store:
             issue.labels.append(lab.name)
             current.add(lab.name.lower())
             self.record_event(issue, actor, "labeled", label=lab)
+            kind = "pull_request" if issue.pull else "issues"
+            self.emit(Happening(kind, "labeled", issue.number, actor, label=lab))
 
     def remove_label(self, issue: Issue, name: str, actor: str) -> None:
         match = next((n for n in issue.labels if n.lower() == name.lower()), None)
@@ -250,6 +255,8 @@ class Store:
             issue.closed_at, issue.closed_by = None, None
             issue.state_reason = "reopened"
             self.record_event(issue, actor, "reopened", extra={"state_reason": "reopened"})
+            if issue.pull is not None:
+                self.emit(Happening("pull_request", "reopened", issue.number, actor))
 
     def touch(self, issue: Issue) -> None:
         issue.updated_at = self.now()
@@ -294,6 +301,7 @@ class Store:
         item = Comment(self.next_id("comment"), number, author, text, now, now, association)
         self.comments[item.id] = item
         self.touch(issue)
+        self.emit(Happening("issue_comment", "created", number, author, comment_id=item.id))
         return item
 
     def comment(self, comment_id: int) -> Comment:
@@ -327,6 +335,10 @@ class Store:
         item = Reaction(self.next_id("reaction"), author, content, self.now())
         reactions.append(item)
         return item, True
+
+
+def _nobody(happening: Happening) -> None:
+    """The default listener: without webhooks, changes are reported to no one."""
 
 
 def check_body(body: object, resource: str) -> str:

@@ -208,6 +208,8 @@ class WorldBuilder:
                 raise ValueError(f"#{number} is not a fork's pull request")
             sha = self._store.git.commit_files(parent, files, message, self._identity(issue.user))
             self._store.git.update_ref(ref, sha, parent)
+            # Notice the push now, as GitHub does: `updated_at` moves and `synchronize` is sent.
+            ops.sync_heads(self._store)
             return sha
 
     def review(

@@ -1,0 +1,402 @@
+"""Serve mode's read-only dashboard: the work items, the daemon's health, Claude's transcripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any, Protocol
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from .core.work import Status, WorkItem, WorkItemType, item_key, said
+from .dashboard_tail import tail
+from .ports import JobView
+from .transcripts import TRANSCRIPT_NAME
+
+ASSETS = Path(__file__).with_name("dashboard_assets")
+STATIC = {"dashboard.css": "text/css", "tail.js": "text/javascript", "favicon.svg": "image/svg+xml"}
+OVERVIEW_CAP = 50  # rows per group on the overview; the filtered views page through the rest
+PAGE_SIZE = 100
+SHOWN_BYTES = 512 * 1024  # of a finished transcript on its item's page; the rest by its link
+ERROR_CHARS = 160  # of an error in the table; the item's page has it whole
+# Nothing but this server's own files; no inline script or style, no frames, no forms elsewhere.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+}
+
+
+@dataclass(frozen=True)
+class RateView:
+    """GitHub's rate-limit budget as last seen."""
+
+    remaining: int
+    limit: int
+    resets_at: datetime | None
+
+
+class DashboardSource(Protocol):
+    """What the dashboard shows, read from the daemon; every method is cheap and never blocks."""
+
+    repo: str  # owner/name
+    html_url: str  # https://github.com/owner/name
+
+    def items(self) -> Sequence[WorkItem]: ...
+    def jobs(self) -> Sequence[JobView]: ...
+    def last_poll(self) -> datetime | None: ...
+    def rate(self) -> RateView | None: ...
+
+    def transcripts(self, kind: WorkItemType, number: int) -> list[Path]:
+        """The item's transcripts, oldest first (`dashboard_tail.transcript_files`)."""
+        ...
+
+    def webhooks(self) -> str:
+        """One line: "healthy, last delivery 12 s ago", "off", …"""
+        ...
+
+
+class Group(str, Enum):
+    """How the dashboard sorts an item: what it does now, not only its stored status."""
+
+    RUNNING = "running"
+    WAITING = "waiting"
+    FAILED = "failed"
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One item as a line of the table, every value ready to show."""
+
+    kind: WorkItemType
+    number: int
+    group: Group
+    what: str
+    title: str
+    github: str
+    pull: str  # the pull request an issue's work opened, "" if none
+    since: str
+    duration: str
+    cost: str
+    turns: str
+    attempts: str
+    error: str
+    item: WorkItem | None
+
+
+def dashboard_routes(
+    source: DashboardSource,
+    *,
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    poll: float = 0.2,
+) -> list[BaseRoute]:
+    """The dashboard's routes, all GET; `poll` is how often a live tail looks at its file."""
+    env = Environment(
+        loader=FileSystemLoader(ASSETS / "templates"),
+        autoescape=True,  # titles, errors and transcripts are untrusted text
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(repo=source.repo, html_url=source.html_url)
+    static = {name: (ASSETS / "static" / name).read_bytes() for name in STATIC}
+
+    def page(request: Request, template: str, **context: Any) -> HTMLResponse:
+        def url(route: str, /, **params: Any) -> str:
+            # Paths only, under wherever the routes are mounted: no host a proxy could garble.
+            return request.url_for(route, **params).path
+
+        html = env.get_template(template).render(url=url, **context)
+        return HTMLResponse(html, headers=HEADERS)
+
+    async def overview(request: Request) -> Response:
+        wanted = request.query_params.get("status", "")
+        if wanted and wanted not in Group._value2member_map_:
+            raise HTTPException(400, f"status must be one of {', '.join(g.value for g in Group)}")
+        at = now()
+        rows = table(source, at)
+        counts = {g: len(rows[g]) for g in Group}
+        if wanted:
+            group = Group(wanted)
+            pages = max(1, -(-counts[group] // PAGE_SIZE))
+            number = _int(request.query_params.get("page"), 1, 1, pages)
+            start = (number - 1) * PAGE_SIZE
+            shown = {group: rows[group][start : start + PAGE_SIZE]}
+            paging = {"page": number, "pages": pages, "start": start}
+        else:
+            shown = {g: rows[g][:OVERVIEW_CAP] for g in Group}
+            paging = {}
+        rate = source.rate()
+        return page(
+            request, "index.html", groups=list(Group), shown=shown, counts=counts,
+            total=sum(counts.values()), wanted=wanted, paging=paging, rate=rate,
+            resets=_until(rate.resets_at, at) if rate else "", last_poll=source.last_poll(),
+            last_poll_ago=_ago(source.last_poll(), at), webhooks=source.webhooks(), now=at,
+        )  # fmt: skip
+
+    async def item_page(request: Request) -> Response:
+        kind, number = _item_of(request)
+        at = now()
+        row = next((r for g in table(source, at).values() for r in g
+                    if r.kind is kind and r.number == number), None)  # fmt: skip
+        files = source.transcripts(kind, number)
+        if row is None and not files:
+            raise HTTPException(404, f"no {said(kind, number)}")
+        live = _job(source, kind, number) is not None
+        newest = files[-1] if files else None
+        shown = _shown(newest) if newest is not None and not live else None
+        return page(
+            request, "item.html", kind=kind, number=number, what=said(kind, number), row=row,
+            github=_github(source.html_url, kind, number), files=[_file(f) for f in files],
+            newest=newest.name if newest else None, live=live, shown=shown, now=at,
+        )  # fmt: skip
+
+    async def transcript(request: Request) -> Response:
+        kind, number = _item_of(request)
+        name = request.path_params["name"]
+        if not TRANSCRIPT_NAME.fullmatch(name):
+            raise HTTPException(404, "no such transcript")
+        # The name only picks among the item's own files: no path is built from it.
+        path = next((p for p in source.transcripts(kind, number) if p.name == name), None)
+        try:
+            body = path.read_bytes() if path is not None else None
+        except OSError:  # pruned since it was listed
+            body = None
+        if body is None:
+            raise HTTPException(404, "no such transcript")
+        return Response(body, media_type="text/plain; charset=utf-8", headers=HEADERS)
+
+    async def live_tail(request: Request) -> Response:
+        kind, number = _item_of(request)
+        events = tail(
+            lambda: source.transcripts(kind, number),
+            lambda: _job(source, kind, number) is not None,
+            request.is_disconnected,
+            resume=request.headers.get("last-event-id"),
+            poll=poll,
+        )
+        # `X-Accel-Buffering`: a buffering proxy in front would hold the lines back.
+        headers = {**HEADERS, "X-Accel-Buffering": "no"}
+        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+
+    async def asset(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in static:
+            raise HTTPException(404, "no such file")
+        return Response(static[name], media_type=STATIC[name], headers=HEADERS)
+
+    item = "/items/{kind}/{number:int}"
+    return [
+        Route("/", overview, methods=["GET"], name="dashboard"),
+        Route(item, item_page, methods=["GET"], name="dashboard_item"),
+        Route(f"{item}/transcripts/{{name}}", transcript, methods=["GET"],
+              name="dashboard_transcript"),
+        Route(f"{item}/tail", live_tail, methods=["GET"], name="dashboard_tail"),
+        Route("/static/{name}", asset, methods=["GET"], name="dashboard_static"),
+    ]  # fmt: skip
+
+
+def table(source: DashboardSource, at: datetime) -> dict[Group, list[Row]]:
+    """Every item (and every job not yet an item) by group, each group in the order shown:
+    running longest first, waiting in queue order, failed and done newest first."""
+    jobs = {job.key: job for job in source.jobs()}
+    rows: dict[Group, list[tuple[Any, Row]]] = {g: [] for g in Group}
+    seen: set[str] = set()
+    for item in source.items():
+        seen.add(item.key)
+        row = _row(source.html_url, item, jobs.get(item.key), at)
+        rows[row.group].append((_order(row, item, jobs.get(item.key)), row))
+    for key, job in jobs.items():
+        if key not in seen:
+            row = _job_row(source.html_url, job, at)
+            rows[row.group].append(((job.started_at or at).timestamp(), row))
+    return {g: [r for _, r in sorted(rows[g], key=lambda pair: pair[0])] for g in Group}
+
+
+def _order(row: Row, item: WorkItem, job: JobView | None) -> float:
+    match row.group:
+        case Group.RUNNING:
+            return ((job and job.started_at) or item.started_at or item.updated_at).timestamp()
+        case Group.WAITING:
+            return item.created_at.timestamp()
+        case Group.FAILED | Group.DONE:
+            return -(item.finished_at or item.updated_at).timestamp()
+
+
+def _group(item: WorkItem, job: JobView | None) -> Group:
+    if job is not None:
+        return Group.RUNNING if job.started_at is not None else Group.WAITING
+    match item.status:
+        case Status.IN_PROGRESS:
+            return Group.RUNNING
+        case Status.PENDING:
+            return Group.WAITING
+        case Status.FAILED:
+            return Group.FAILED
+        case Status.DONE:
+            return Group.DONE
+
+
+def _row(html_url: str, item: WorkItem, job: JobView | None, at: datetime) -> Row:
+    group = _group(item, job)
+    started = (job.started_at if job else None) or item.started_at
+    if group is Group.RUNNING:
+        since, duration = _when(started), _span((at - started).total_seconds() if started else None)
+    elif group is Group.WAITING:
+        since, duration = _when(item.created_at), ""
+    else:
+        since = _when(item.finished_at or item.updated_at)
+        took = item.duration_s
+        if took is None and item.started_at and item.finished_at:
+            took = (item.finished_at - item.started_at).total_seconds()
+        duration = _span(took)
+    error = item.last_error or ""
+    return Row(
+        kind=item.type, number=item.number, group=group, what=said(item.type, item.number),
+        title=(item.issue.title or "") if item.type is WorkItemType.ISSUE else "",
+        github=_github(html_url, item.type, item.number),
+        pull=f"{html_url}/pull/{item.pr_number}" if item.pr_number else "",
+        since=since, duration=duration,
+        cost=f"${item.cost_usd:,.2f}" if item.cost_usd is not None else "",
+        turns=str(item.turns) if item.turns is not None else "", attempts=str(item.attempts),
+        error=error if len(error) <= ERROR_CHARS else error[: ERROR_CHARS - 1] + "…",
+        item=item,
+    )  # fmt: skip
+
+
+def _job_row(html_url: str, job: JobView, at: datetime) -> Row:
+    running = job.started_at is not None
+    return Row(
+        kind=job.kind, number=job.number, group=Group.RUNNING if running else Group.WAITING,
+        what=said(job.kind, job.number), title="", github=_github(html_url, job.kind, job.number),
+        pull="", since=_when(job.started_at),
+        duration=_span((at - job.started_at).total_seconds()) if job.started_at else "",
+        cost="", turns="", attempts="", error="", item=None,
+    )  # fmt: skip
+
+
+def _job(source: DashboardSource, kind: WorkItemType, number: int) -> JobView | None:
+    key = item_key(kind, number)
+    return next((job for job in source.jobs() if job.key == key), None)
+
+
+def _item_of(request: Request) -> tuple[WorkItemType, int]:
+    try:
+        kind = WorkItemType(request.path_params["kind"])
+    except ValueError:
+        raise HTTPException(404, "no such kind of item") from None
+    return kind, request.path_params["number"]
+
+
+def _github(html_url: str, kind: WorkItemType, number: int) -> str:
+    return f"{html_url}/{'issues' if kind is WorkItemType.ISSUE else 'pull'}/{number}"
+
+
+@dataclass(frozen=True)
+class Line:
+    """A transcript's line as shown: its record's type, and the line itself."""
+
+    type: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Shown:
+    """The end of a finished transcript, as its item's page shows it."""
+
+    lines: list[Line]
+    skipped: int  # bytes left out before the first line shown
+    error: str
+
+
+def _shown(path: Path) -> Shown:
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            skipped = max(0, size - SHOWN_BYTES)
+            f.seek(skipped)
+            data = f.read()
+    except OSError as exc:
+        return Shown([], 0, f"cannot read {path.name}: {exc.strerror or exc}")
+    if skipped:  # the first line shown would be cut: start at the next whole one
+        cut = data.find(b"\n") + 1
+        skipped, data = skipped + cut, data[cut:]
+    return Shown([_line(raw) for raw in data.decode("utf-8", "replace").splitlines()], skipped, "")
+
+
+def _line(text: str) -> Line:
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return Line("text", text)
+    kind = record.get("type") if isinstance(record, dict) else None
+    return Line(kind if isinstance(kind, str) else "json", text)
+
+
+def _file(path: Path) -> dict[str, Any]:
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = None
+    return {"name": path.name, "size": _bytes(size)}
+
+
+def _bytes(size: int | None) -> str:
+    if size is None:
+        return "gone"
+    if size < 1024:
+        return f"{size} B"
+    return f"{size / 1024:,.1f} KB" if size < 1024 * 1024 else f"{size / 1024 / 1024:,.1f} MB"
+
+
+def _int(raw: str | None, default: int, low: int, high: int) -> int:
+    try:
+        value = int(raw) if raw is not None else default
+    except ValueError:
+        value = default
+    return min(max(value, low), high)
+
+
+def _when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M UTC") if at else ""
+
+
+def _ago(at: datetime | None, now: datetime) -> str:
+    if at is None:
+        return "not yet"
+    return f"{_span(max(0.0, (now - at).total_seconds()))} ago"
+
+
+def _until(at: datetime | None, now: datetime) -> str:
+    if at is None:
+        return ""
+    return f"in {_span(max(0.0, (at - now).total_seconds()))}"
+
+
+def _span(seconds: float | None) -> str:
+    """A duration for people: `42 s`, `3 min 5 s`, `2 h 10 min`, `3 d 4 h`."""
+    if seconds is None:
+        return ""
+    s = int(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s" if s % 60 else f"{s // 60} min"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"

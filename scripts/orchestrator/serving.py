@@ -1,0 +1,244 @@
+"""Serve mode: webhooks, the dashboard and the metrics on one HTTP server beside the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .config import Settings
+from .core.webhook_events import Wake
+from .core.work import WorkItem, WorkItemType
+from .daemon import LAST_CYCLE_META, Daemon
+from .dashboard import RateView, dashboard_routes
+from .dashboard_tail import transcript_files
+from .github_cache import RateBudget
+from .metrics import Metrics
+from .ports import JobView, StateStore
+from .startup import StartupError
+from .webhooks import WebhookReceiver
+
+log = logging.getLogger(__name__)
+
+COOKIE = "orchestrator_dashboard"
+STOP_TIMEOUT = 5.0  # seconds the server gets to close its connections when the daemon stops
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_serving(settings: Settings) -> None:
+    """Refuse, before anything starts, what serve mode must not run with."""
+    if not is_loopback(settings.serve_host) and settings.dashboard_token is None:
+        raise StartupError(
+            f"SERVE_HOST={settings.serve_host} is reachable from other machines: set "
+            "DASHBOARD_TOKEN, or serve on 127.0.0.1 and forward to it"
+        )
+
+
+def listen(settings: Settings) -> socket.socket:
+    """The server's socket, bound now: a port in use is one line at start, not a traceback."""
+    family = socket.AF_INET6 if ":" in settings.serve_host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((settings.serve_host, settings.serve_port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(
+            f"SERVE_HOST={settings.serve_host} SERVE_PORT={settings.serve_port}: cannot listen "
+            f"there ({exc.strerror or exc}); choose another SERVE_PORT"
+        ) from exc
+    sock.setblocking(False)
+    return sock
+
+
+class TokenGate:
+    """With DASHBOARD_TOKEN, every request but a webhook (which has its own signature) shows
+    the token: `Authorization: Bearer TOKEN`, or `?token=TOKEN` once, which sets a cookie."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self._app = app
+        self._token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._token is None or scope["type"] != "http" or scope["path"] == "/webhook":
+            await self._app(scope, receive, send)
+            return
+        request = Request(scope)
+        given = request.query_params.get("token")
+        if given is not None and self._matches(given):
+            # Once: the token leaves the address bar (and the history) for a cookie.
+            redirect = RedirectResponse(request.url.remove_query_params("token"), 303)
+            redirect.set_cookie(COOKIE, self._token, httponly=True, samesite="strict",
+                                secure=request.url.scheme == "https")  # fmt: skip
+            await redirect(scope, receive, send)
+            return
+        bearer = request.headers.get("authorization", "")
+        shown = bearer[7:] if bearer.lower().startswith("bearer ") else None
+        if self._matches(shown) or self._matches(request.cookies.get(COOKIE)):
+            await self._app(scope, receive, send)
+            return
+        refused = PlainTextResponse(
+            "the dashboard needs DASHBOARD_TOKEN: Authorization: Bearer TOKEN, or ?token=TOKEN\n",
+            401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+        await refused(scope, receive, send)
+
+    def _matches(self, given: str | None) -> bool:
+        assert self._token is not None
+        return given is not None and hmac.compare_digest(given.encode(), self._token.encode())
+
+
+@dataclass
+class WiredSource:
+    """What the dashboard shows, read from the daemon, the state, the rate budget, LOG_DIR."""
+
+    settings: Settings
+    state: StateStore
+    daemon: Daemon
+    budget: RateBudget
+    receiver: WebhookReceiver
+
+    repo: str = field(init=False)
+    html_url: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.repo = self.settings.github_repo
+        self.html_url = self.settings.html_url
+
+    def items(self) -> Sequence[WorkItem]:
+        return self.state.items()
+
+    def jobs(self) -> Sequence[JobView]:
+        return self.daemon.jobs()
+
+    def last_poll(self) -> datetime | None:
+        raw = self.state.get_meta(LAST_CYCLE_META)
+        return datetime.fromisoformat(raw) if raw else None
+
+    def rate(self) -> RateView | None:
+        b = self.budget
+        if b.limit is None or b.remaining is None:
+            return None
+        return RateView(remaining=b.remaining, limit=b.limit, resets_at=b.reset_at)
+
+    def transcripts(self, kind: WorkItemType, number: int) -> list[Path]:
+        return transcript_files(self.settings.log_dir, kind, number)
+
+    def webhooks(self) -> str:
+        if self.settings.webhook_secret is None:
+            return f"off (no WEBHOOK_SECRET): polling every {self.settings.poll_interval:g}s"
+        last = self.receiver.last_delivery
+        if last is None:
+            return "on, none received yet"
+        return f"on, last delivery {time.monotonic() - last:.0f}s ago"
+
+
+def build_app(routes: Sequence[BaseRoute], token: str | None) -> ASGIApp:
+    app = Starlette(routes=list(routes))
+    return TokenGate(app, token)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn in the daemon's own loop; the daemon owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serve_http(
+    settings: Settings,
+    state: StateStore,
+    daemon: Daemon,
+    budget: RateBudget,
+    receiver: WebhookReceiver,
+    metrics: Metrics,
+    sock: socket.socket,
+) -> AsyncIterator[None]:
+    """The HTTP server runs while the block does; it stops with it."""
+    source = WiredSource(settings, state, daemon, budget, receiver)
+    routes: list[BaseRoute] = [
+        Route("/webhook", receiver.endpoint, methods=["POST"]),
+        Route("/metrics", metrics.endpoint, methods=["GET"]),
+        *dashboard_routes(source),
+    ]
+    token = settings.dashboard_token.get_secret_value() if settings.dashboard_token else None
+    config = uvicorn.Config(
+        build_app(routes, token),
+        http="h11",
+        ws="none",
+        lifespan="off",
+        log_config=None,  # uvicorn's records go through the daemon's (redacting) logging
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=1,
+    )
+    server = _Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="serve")
+    host, port = sock.getsockname()[:2]
+    log.info("serving on http://%s:%d: the dashboard at /, webhooks at /webhook, metrics at "
+             "/metrics", host if ":" not in host else f"[{host}]", port)  # fmt: skip
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        try:
+            await asyncio.wait_for(task, STOP_TIMEOUT)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            task.cancel()
+        except Exception:  # the server's own failure must not hide the daemon's outcome
+            log.exception("the HTTP server failed")
+
+
+def webhook_receiver(
+    settings: Settings, wake: Callable[[], None], metrics: Metrics
+) -> WebhookReceiver:
+    """The receiver of POST /webhook: each accepted delivery wakes the daemon."""
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    if secret is None:
+        log.warning("WEBHOOK_SECRET is not set: webhooks are refused; polling every %gs",
+                    settings.poll_interval)  # fmt: skip
+
+    def woken(_delivery: Wake) -> None:
+        wake()
+
+    return WebhookReceiver(secret=secret, repo=settings.github_repo, wake=woken,
+                           observe=metrics.webhook)  # fmt: skip
+
+
+def since_last(receiver: WebhookReceiver) -> Callable[[], float | None]:
+    """Seconds since the last verified delivery, None before the first."""
+
+    def since() -> float | None:
+        last = receiver.last_delivery
+        return None if last is None else time.monotonic() - last
+
+    return since

@@ -1,0 +1,151 @@
+"""GitHub's webhooks received: verify each delivery, drop repeats, and wake the daemon."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from githubkit.webhooks import verify
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response
+
+from .core.webhook_events import Wake, decide
+
+log = logging.getLogger(__name__)
+
+# GitHub caps a delivery's payload at 25 MB and does not send a larger one.
+MAX_BODY = 25 * 1024 * 1024
+SIGNATURE = "X-Hub-Signature-256"
+# GitHub's delivery IDs are UUIDs; anything much else is not GitHub, and would be logged.
+_DELIVERY_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+_EVENT = re.compile(r"[a-z_]{1,64}")
+REFUSED_UNSIGNED = "webhooks are refused: set WEBHOOK_SECRET to receive them\n"
+
+
+class WebhookReceiver:
+    """The webhook endpoint: only deliveries signed with `secret` for `repo` wake the daemon.
+
+    Without a secret every delivery is refused (403): an unsigned webhook could be anyone's.
+    `last_delivery` is the `clock` time of the last delivery whose signature was good, so the
+    daemon can tell whether webhooks still arrive; `counts` feed the metrics.
+    """
+
+    def __init__(
+        self,
+        *,
+        secret: str | None,
+        repo: str,
+        wake: Callable[[Wake], None],
+        clock: Callable[[], float] = time.monotonic,
+        remember: int = 10_000,
+        observe: Callable[[str], None] | None = None,
+    ) -> None:
+        """`observe` hears each delivery's result (accepted, duplicate, ignored, rejected)."""
+        if remember < 1:
+            raise ValueError("remember must be at least 1")
+        self._secret = secret or None
+        self._repo = repo
+        self._wake = wake
+        self._clock = clock
+        self._remember = remember
+        # Delivery IDs already handled, oldest first; GitHub redelivers with the same ID.
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._last: float | None = None
+        self._observe = observe
+        self.counts: dict[str, int] = dict.fromkeys(
+            ("accepted", "duplicate", "ignored", "rejected"), 0
+        )
+
+    @property
+    def last_delivery(self) -> float | None:
+        return self._last
+
+    async def endpoint(self, request: Request) -> Response:
+        if request.method != "POST":
+            return self._reject(405, "only POST\n", {"Allow": "POST"})
+        if self._secret is None:
+            return self._reject(403, REFUSED_UNSIGNED)
+        declared = request.headers.get("Content-Length")
+        if declared is not None and not declared.isdigit():
+            return self._reject(400, "bad Content-Length\n")
+        try:
+            body = await _read(request, int(declared or 0))
+        except ClientDisconnect:
+            return self._reject(400, "the body broke off\n")
+        if body is None:
+            return self._reject(413, f"a delivery is at most {MAX_BODY} bytes\n")
+        signature = request.headers.get(SIGNATURE, "")
+        # verify() picks the digest from the prefix and compare_digest() refuses non-ASCII
+        # text; only a well-formed SHA-256 signature may reach it.
+        if not (signature.startswith("sha256=") and signature.isascii()):
+            return self._reject(401, f"missing or malformed {SIGNATURE}\n")
+        if not verify(self._secret, body, signature):
+            return self._reject(401, "bad signature\n")
+        self._last = self._clock()
+        return self._verified(request, body)
+
+    def _verified(self, request: Request, body: bytes) -> Response:
+        event = request.headers.get("X-GitHub-Event", "")
+        delivery = request.headers.get("X-GitHub-Delivery", "")
+        # The signature covers the body, not these headers: check their form before use.
+        if not _EVENT.fullmatch(event) or not _DELIVERY_ID.fullmatch(delivery):
+            return self._reject(400, "missing or malformed X-GitHub-Event or X-GitHub-Delivery\n")
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            return self._reject(400, "the body is not JSON\n")
+        if delivery in self._seen:
+            self._count("duplicate")
+            log.debug("webhook delivery %s again: ignored", delivery)
+            return PlainTextResponse("duplicate\n", status_code=200)
+        decision = decide(event, delivery, payload, self._repo)
+        if isinstance(decision, str):
+            self._note(delivery)
+            self._count("ignored")
+            log.debug("webhook %s delivery %s ignored", event, delivery)
+            return PlainTextResponse(f"ignored: {decision}\n", status_code=200)
+        # Remembered only once woken: if waking fails, GitHub's redelivery may try again.
+        self._wake(decision)
+        self._note(delivery)
+        self._count("accepted")
+        log.info(
+            "webhook %s.%s #%d (delivery %s)",
+            decision.event,
+            decision.action,
+            decision.number,
+            decision.delivery,
+        )
+        return PlainTextResponse("accepted\n", status_code=202)
+
+    def _count(self, result: str) -> None:
+        self.counts[result] += 1
+        if self._observe is not None:
+            self._observe(result)
+
+    def _note(self, delivery: str) -> None:
+        self._seen[delivery] = None
+        while len(self._seen) > self._remember:
+            self._seen.popitem(last=False)
+
+    def _reject(self, status: int, text: str, headers: dict[str, str] | None = None) -> Response:
+        self._count("rejected")
+        log.debug("webhook refused with %d", status)
+        return PlainTextResponse(text, status_code=status, headers=headers)
+
+
+async def _read(request: Request, declared: int) -> bytes | None:
+    """The raw body; None, without reading on, once it passes MAX_BODY (announced or sent)."""
+    if declared > MAX_BODY:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
