@@ -48,7 +48,7 @@ async def test_without_a_token_everything_is_open_on_loopback() -> None:
         {},  # nothing shown
         {"headers": {"Authorization": "Bearer wrong-token"}},
         {"headers": {"Authorization": f"Basic {TOKEN}"}},  # not a bearer token
-        {"cookies": {COOKIE: "wrong-token"}},
+        {"headers": {"Cookie": f"{COOKIE}=wrong-token"}},
         {"params": {"token": TOKEN[:-1]}},  # a prefix is not the token
     ],
 )
