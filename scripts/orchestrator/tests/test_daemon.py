@@ -455,3 +455,72 @@ async def test_a_stop_asked_for_exits_0_after_an_old_failure(state: State) -> No
     daemon.request_stop()
     assert await running == 0
     assert await _daemon(state, BrokenSource()).run(once=True) == 1
+
+
+async def test_a_wake_starts_a_cycle_at_once_and_one_during_a_cycle_one_more(
+    state: State,
+) -> None:
+    """POLL_INTERVAL is an hour: every cycle after the first is a wake's (a webhook's)."""
+    gate = asyncio.Event()
+    gate.set()
+
+    class GatedSource(ListSource):
+        entered = 0
+
+        async def poll(self) -> Sequence[Job]:
+            self.entered += 1
+            await gate.wait()
+            return await super().poll()
+
+    source = GatedSource("feed", lambda: [])
+    daemon = _daemon(state, source)
+    running = asyncio.ensure_future(daemon.run())
+    await until(lambda: source.polls == 1, "the first cycle")
+    daemon.wake()
+    await until(lambda: source.polls == 2, "the woken cycle")
+    # Three wakes while a cycle runs: one more cycle after it, not three.
+    gate.clear()
+    daemon.wake()
+    await until(lambda: source.entered == 3, "the third cycle, held")
+    for _ in range(3):
+        daemon.wake()
+    gate.set()
+    await until(lambda: source.polls == 4, "the cycle the held wakes asked for")
+    daemon.request_stop()
+    assert await running == 0
+    assert source.polls == 4
+
+
+async def test_jobs_shows_the_running_then_the_waiting_and_telemetry_hears_the_end(
+    state: State,
+) -> None:
+    release = asyncio.Event()
+    heard: list[tuple[WorkItemType, int, str]] = []
+
+    class Heard:
+        def poll_done(self, seconds: float) -> None:
+            heard.append((WorkItemType.ISSUE, 0, "poll"))
+
+        def job_done(self, kind: WorkItemType, number: int, seconds: float, outcome: str) -> None:
+            heard.append((kind, number, outcome))
+
+    async def run() -> None:
+        _put(state, WorkItemType.ISSUE, 1, Status.IN_PROGRESS)
+        await release.wait()
+        _put(state, WorkItemType.ISSUE, 1, Status.DONE)
+
+    job = Job(WorkItemType.ISSUE, 1, run)
+    source = ListSource("feed", lambda: [job])
+    daemon = Daemon(state, [source], runs=ClaudeSlots(HeldClaude(), 1), shutdown_grace=0,
+                    poll_interval=3600, repo="acme/widgets", telemetry=Heard())  # fmt: skip
+    running = asyncio.ensure_future(daemon.run())
+    await until(lambda: bool(daemon.jobs()), "the job")
+    [view] = daemon.jobs()
+    assert (view.kind, view.number, view.in_claude) == (WorkItemType.ISSUE, 1, False)
+    assert view.started_at is not None
+    release.set()
+    await until(lambda: (WorkItemType.ISSUE, 1, "done") in heard, "the job's end")
+    assert heard[0] == (WorkItemType.ISSUE, 0, "poll")
+    daemon.request_stop()
+    assert await running == 0
+    assert daemon.jobs() == []

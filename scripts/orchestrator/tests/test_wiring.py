@@ -37,6 +37,17 @@ def test_the_pacer_slows_down_and_says_until_when(caplog: pytest.LogCaptureFixtu
     assert "fine again" in caplog.text
 
 
+def test_while_webhooks_arrive_the_pacer_polls_only_as_a_safety_net() -> None:
+    rate = RateBudget()
+    since: list[float | None] = [None]
+    pacer = Pacer(60, rate, (600, lambda: since[0]))
+    assert pacer() == 60  # no delivery yet
+    since[0] = 0.0
+    assert pacer() == 600  # one just came
+    since[0] = 700.0
+    assert pacer() == 60  # they stopped
+
+
 async def test_an_idle_cycle_of_the_daemon_costs_two_reads_answered_304(world: World) -> None:
     """Each `world.once()` is a whole start of the daemon: its start-up reads are answered
     304 too, and the cycle reads what changed and the new comments, nothing else."""
