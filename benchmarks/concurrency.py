@@ -15,7 +15,7 @@ VmHWM of its own process (`/proc/<pid>/status`, not its Claude CLI children) aft
 while N issues are implemented and their pull requests reviewed, and after; and the RSS of the
 Claude CLI processes for context.
 
-Run by hand: `python benchmarks/concurrency.py` (about 11 minutes; with `--latencies 2`, 4).
+Run by hand: `python benchmarks/concurrency.py` (about 17 minutes; with `--latencies 2`, 3).
 """
 
 from __future__ import annotations
@@ -44,7 +44,10 @@ from scripts.orchestrator.fakes.scripted_model import (
     claude_cli_env,
 )
 
-ISSUES = 4
+# Twice the largest MAX_CONCURRENT: at 4 slots two waves, as a team's queue deeper than its
+# slots makes; with one wave, the start and the second between 4 pull requests' writes are the
+# whole difference (run `--issues 4` for that case).
+ISSUES = 8
 LATENCIES = (2.0, 30.0)  # seconds per model turn
 CONCURRENCY = (1, 2, 4)
 TURNS = 2  # model turns per issue: the `Write`, then the summary

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from .core.work import Status, WorkItem, WorkItemType, item_key, said
-from .dashboard_tail import tail
+from .dashboard_tail import open_transcript, tail
 from .ports import JobView
 from .transcripts import TRANSCRIPT_NAME
 
@@ -25,6 +25,7 @@ ASSETS = Path(__file__).with_name("dashboard_assets")
 STATIC = {"dashboard.css": "text/css", "tail.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 OVERVIEW_CAP = 50  # rows per group on the overview; the filtered views page through the rest
 PAGE_SIZE = 100
+MAX_TAILS = 32  # live transcripts open at once; more get 503 (each polls its file)
 SHOWN_BYTES = 512 * 1024  # of a finished transcript on its item's page; the rest by its link
 ERROR_CHARS = 160  # of an error in the table; the item's page has it whole
 # Nothing but this server's own files; no inline script or style, no frames, no forms elsewhere.
@@ -174,25 +175,40 @@ def dashboard_routes(
         # The name only picks among the item's own files: no path is built from it.
         path = next((p for p in source.transcripts(kind, number) if p.name == name), None)
         try:
-            body = path.read_bytes() if path is not None else None
-        except OSError:  # pruned since it was listed
+            body = None
+            if path is not None:
+                with open_transcript(path) as f:
+                    body = f.read()
+        except OSError:  # pruned since it was listed, or a link put in its place
             body = None
         if body is None:
             raise HTTPException(404, "no such transcript")
         return Response(body, media_type="text/plain; charset=utf-8", headers=HEADERS)
 
+    open_tails = [0]  # each polls its file: a bound, so open pages cannot load the daemon
+
     async def live_tail(request: Request) -> Response:
         kind, number = _item_of(request)
-        events = tail(
-            lambda: source.transcripts(kind, number),
-            lambda: _job(source, kind, number) is not None,
-            request.is_disconnected,
-            resume=request.headers.get("last-event-id"),
-            poll=poll,
-        )
+        if open_tails[0] >= MAX_TAILS:
+            raise HTTPException(503, "too many live transcripts open", {"Retry-After": "10"})
+
+        async def events() -> AsyncIterator[str]:
+            open_tails[0] += 1
+            try:
+                async for event in tail(
+                    lambda: source.transcripts(kind, number),
+                    lambda: _job(source, kind, number) is not None,
+                    request.is_disconnected,
+                    resume=request.headers.get("last-event-id"),
+                    poll=poll,
+                ):
+                    yield event
+            finally:
+                open_tails[0] -= 1
+
         # `X-Accel-Buffering`: a buffering proxy in front would hold the lines back.
         headers = {**HEADERS, "X-Accel-Buffering": "no"}
-        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
     async def asset(request: Request) -> Response:
         name = request.path_params["name"]
@@ -326,7 +342,7 @@ class Shown:
 
 def _shown(path: Path) -> Shown:
     try:
-        with path.open("rb") as f:
+        with open_transcript(path) as f:
             size = f.seek(0, 2)
             skipped = max(0, size - SHOWN_BYTES)
             f.seek(skipped)

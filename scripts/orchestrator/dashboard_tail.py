@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import stat
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import anyio
 
@@ -16,6 +18,7 @@ POLL_INTERVAL = 0.2  # seconds between looks at the file: a new line shows withi
 PING_EVERY = 15.0  # seconds of quiet before a comment line, so proxies keep the stream open
 CHUNK = 256 * 1024  # bytes read at once, so one big transcript never holds the loop long
 RETRY_MS = 2000  # how soon a browser reconnects after the stream breaks
+MAX_LINE = 1024 * 1024  # bytes of one unended line kept before it is sent as it stands
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 
 
@@ -27,10 +30,33 @@ def transcript_files(log_dir: Path, kind: WorkItemType, number: int) -> list[Pat
     """
     folder = log_dir / item_folder(f"{kind.value}#{number}")
     try:
-        names = [p for p in folder.iterdir() if TRANSCRIPT_NAME.fullmatch(p.name) and p.is_file()]
+        if folder.is_symlink():  # the daemon makes folders, never links: someone else's
+            return []
+        names = [p for p in folder.iterdir() if TRANSCRIPT_NAME.fullmatch(p.name) and _plain(p)]
     except OSError:  # no run yet, or LOG_DIR unreadable: nothing to show
         return []
     return sorted(names, key=_run_order)
+
+
+def _plain(path: Path) -> bool:
+    """A regular file, not a link: a link planted in LOG_DIR would serve any file the daemon
+    can read."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def open_transcript(path: Path) -> BinaryIO:
+    """`path` opened for reading, refusing a link put there since it was listed."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path.name} is not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _run_order(path: Path) -> tuple[str, int]:
@@ -61,7 +87,7 @@ class _File:
         """The lines ended since the last read, each with its event id, and whether the file
         started over."""
         try:
-            with self.path.open("rb") as f:
+            with open_transcript(self.path) as f:
                 stat = os.fstat(f.fileno())
                 restarted = (self.inode is not None and stat.st_ino != self.inode) or (
                     stat.st_size < self.offset
@@ -81,6 +107,10 @@ class _File:
             # An id names the end of its line: a reconnect resumes after the last line sent.
             end += len(line) + 1
             lines.append((_text(line), f"{self.path.name}:{end}"))
+        if len(self.partial) > MAX_LINE:  # a line that never ends is sent in pieces
+            end += len(self.partial)
+            lines.append((_text(self.partial), f"{self.path.name}:{end}"))
+            self.partial = b""
         return lines, restarted
 
     def rest(self) -> list[tuple[str, str]]:
@@ -100,7 +130,7 @@ async def tail(
     *,
     resume: str | None = None,
     poll: float = POLL_INTERVAL,
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """Server-sent events of the newest transcript: its lines so far, then each new one.
 
     `files` lists the item's transcripts (oldest first), `live` says whether its job still

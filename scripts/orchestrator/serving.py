@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 COOKIE = "orchestrator_dashboard"
 STOP_TIMEOUT = 5.0  # seconds the server gets to close its connections when the daemon stops
+MAX_CONNECTIONS = 100
 
 
 def is_loopback(host: str) -> bool:
@@ -76,29 +77,52 @@ def listen(settings: Settings) -> socket.socket:
 
 
 class TokenGate:
-    """With DASHBOARD_TOKEN, every request but a webhook (which has its own signature) shows
-    the token: `Authorization: Bearer TOKEN`, or `?token=TOKEN` once, which sets a cookie."""
+    """Who may see the dashboard and the metrics; webhooks have their own signature check.
+
+    Without DASHBOARD_TOKEN (loopback only) a request must name a loopback host: a web page
+    whose name an attacker points at 127.0.0.1 (DNS rebinding) is refused. With it, every
+    request shows the token: `Authorization: Bearer TOKEN`, or `?token=TOKEN` once, which sets
+    a cookie holding a value made from the token, never the token itself.
+    """
 
     def __init__(self, app: ASGIApp, token: str | None) -> None:
         self._app = app
         self._token = token
+        self._cookie = (
+            hmac.new(token.encode(), b"claude-orchestrator dashboard", "sha256").hexdigest()
+            if token is not None
+            else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._token is None or scope["type"] != "http" or scope["path"] == "/webhook":
+        if scope["type"] != "http" or scope["path"] == "/webhook":
             await self._app(scope, receive, send)
             return
         request = Request(scope)
+        if self._token is None:
+            if is_loopback(_host_name(request.headers.get("host", ""))):
+                await self._app(scope, receive, send)
+            else:
+                await PlainTextResponse("unknown host\n", 400)(scope, receive, send)
+            return
         given = request.query_params.get("token")
-        if given is not None and self._matches(given):
-            # Once: the token leaves the address bar (and the history) for a cookie.
-            redirect = RedirectResponse(request.url.remove_query_params("token"), 303)
-            redirect.set_cookie(COOKIE, self._token, httponly=True, samesite="strict",
-                                secure=request.url.scheme == "https")  # fmt: skip
+        if given is not None and _same(given, self._token):
+            # Once: the token leaves the address bar (and the history) for a cookie. The
+            # redirect stays on the host and scheme the browser used (a proxy's https too).
+            rest = request.url.remove_query_params("token")
+            target = rest.path + (f"?{rest.query}" if rest.query else "")
+            redirect = RedirectResponse(target, 303)
+            https = request.url.scheme == "https" or (
+                request.headers.get("x-forwarded-proto") == "https"
+            )
+            assert self._cookie is not None
+            redirect.set_cookie(COOKIE, self._cookie, httponly=True, samesite="strict",
+                                secure=https, path="/")  # fmt: skip
             await redirect(scope, receive, send)
             return
         bearer = request.headers.get("authorization", "")
         shown = bearer[7:] if bearer.lower().startswith("bearer ") else None
-        if self._matches(shown) or self._matches(request.cookies.get(COOKIE)):
+        if _same(shown, self._token) or _same(request.cookies.get(COOKIE), self._cookie):
             await self._app(scope, receive, send)
             return
         refused = PlainTextResponse(
@@ -108,9 +132,18 @@ class TokenGate:
         )
         await refused(scope, receive, send)
 
-    def _matches(self, given: str | None) -> bool:
-        assert self._token is not None
-        return given is not None and hmac.compare_digest(given.encode(), self._token.encode())
+
+def _same(given: str | None, expected: str | None) -> bool:
+    if given is None or expected is None:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _host_name(host: str) -> str:
+    """`127.0.0.1:8765` -> `127.0.0.1`, `[::1]:8765` -> `::1`."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
 
 
 @dataclass
@@ -200,6 +233,10 @@ async def serve_http(
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=1,
+        # Connections at once: beyond, 503 at once, so held connections (a slow client, or
+        # one sending its request a byte at a time) cannot take the daemon's descriptors.
+        limit_concurrency=MAX_CONNECTIONS,
+        timeout_keep_alive=10,
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="serve")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -9,6 +10,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+import anyio
 from githubkit.webhooks import verify
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
@@ -17,8 +19,12 @@ from .core.webhook_events import Wake, decide
 
 log = logging.getLogger(__name__)
 
-# GitHub caps a delivery's payload at 25 MB and does not send a larger one.
-MAX_BODY = 25 * 1024 * 1024
+# GitHub caps a payload at 25 MB, but the events the daemon reads are small: an issue's or a
+# pull request's text is at most 65,536 characters. The body is read before the signature can
+# be checked, so every byte allowed is memory anyone can make the daemon hold.
+MAX_BODY = 5 * 1024 * 1024
+MAX_READING = 8  # bodies read at once; more get 503 (GitHub's deliveries come one by one)
+READ_TIMEOUT = 10.0  # seconds to send a body: GitHub gives up on a delivery after 10
 SIGNATURE = "X-Hub-Signature-256"
 # GitHub's delivery IDs are UUIDs; anything much else is not GitHub, and would be logged.
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
@@ -56,9 +62,15 @@ class WebhookReceiver:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._last: float | None = None
         self._observe = observe
+        self._reading = 0  # bodies being read now
         self.counts: dict[str, int] = dict.fromkeys(
             ("accepted", "duplicate", "ignored", "rejected"), 0
         )
+
+    @property
+    def reading(self) -> int:
+        """Bodies being read now."""
+        return self._reading
 
     @property
     def last_delivery(self) -> float | None:
@@ -69,48 +81,62 @@ class WebhookReceiver:
             return self._reject(405, "only POST\n", {"Allow": "POST"})
         if self._secret is None:
             return self._reject(403, REFUSED_UNSIGNED)
-        declared = request.headers.get("Content-Length")
-        if declared is not None and not declared.isdigit():
-            return self._reject(400, "bad Content-Length\n")
-        try:
-            body = await _read(request, int(declared or 0))
-        except ClientDisconnect:
-            return self._reject(400, "the body broke off\n")
-        if body is None:
-            return self._reject(413, f"a delivery is at most {MAX_BODY} bytes\n")
+        # Everything the headers can refuse is refused before a byte of the body is read.
         signature = request.headers.get(SIGNATURE, "")
         # verify() picks the digest from the prefix and compare_digest() refuses non-ASCII
         # text; only a well-formed SHA-256 signature may reach it.
         if not (signature.startswith("sha256=") and signature.isascii()):
             return self._reject(401, f"missing or malformed {SIGNATURE}\n")
-        if not verify(self._secret, body, signature):
-            return self._reject(401, "bad signature\n")
-        self._last = self._clock()
-        return self._verified(request, body)
-
-    def _verified(self, request: Request, body: bytes) -> Response:
         event = request.headers.get("X-GitHub-Event", "")
         delivery = request.headers.get("X-GitHub-Delivery", "")
         # The signature covers the body, not these headers: check their form before use.
         if not _EVENT.fullmatch(event) or not _DELIVERY_ID.fullmatch(delivery):
             return self._reject(400, "missing or malformed X-GitHub-Event or X-GitHub-Delivery\n")
+        declared = request.headers.get("Content-Length")
+        if declared is not None and not declared.isdigit():
+            return self._reject(400, "bad Content-Length\n")
+        if int(declared or 0) > MAX_BODY:
+            return self._reject(413, f"a delivery is at most {MAX_BODY} bytes\n")
+        if self._reading >= MAX_READING:
+            return self._reject(503, "too many deliveries at once\n", {"Retry-After": "10"})
+        self._reading += 1
+        try:
+            with anyio.fail_after(READ_TIMEOUT):
+                body = await _read(request)
+        except ClientDisconnect:
+            return self._reject(400, "the body broke off\n")
+        except TimeoutError:
+            return self._reject(408, f"the body took more than {READ_TIMEOUT:g}s\n")
+        finally:
+            self._reading -= 1
+        if body is None:
+            return self._reject(413, f"a delivery is at most {MAX_BODY} bytes\n")
+        if not verify(self._secret, body, signature):
+            return self._reject(401, "bad signature\n")
+        self._last = self._clock()
+        return self._verified(event, delivery, body)
+
+    def _verified(self, event: str, delivery: str, body: bytes) -> Response:
         try:
             payload = json.loads(body)
         except (ValueError, RecursionError):
             return self._reject(400, "the body is not JSON\n")
-        if delivery in self._seen:
+        # GitHub signs the body only: a body seen before under a new delivery id is a replay
+        # (GitHub's own redelivery keeps the id); either way nothing new happened.
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        if delivery in self._seen or digest in self._seen:
             self._count("duplicate")
             log.debug("webhook delivery %s again: ignored", delivery)
             return PlainTextResponse("duplicate\n", status_code=200)
         decision = decide(event, delivery, payload, self._repo)
         if isinstance(decision, str):
-            self._note(delivery)
+            self._note(delivery, digest)
             self._count("ignored")
             log.debug("webhook %s delivery %s ignored", event, delivery)
             return PlainTextResponse(f"ignored: {decision}\n", status_code=200)
         # Remembered only once woken: if waking fails, GitHub's redelivery may try again.
         self._wake(decision)
-        self._note(delivery)
+        self._note(delivery, digest)
         self._count("accepted")
         log.info(
             "webhook %s.%s #%d (delivery %s)",
@@ -126,9 +152,10 @@ class WebhookReceiver:
         if self._observe is not None:
             self._observe(result)
 
-    def _note(self, delivery: str) -> None:
+    def _note(self, delivery: str, digest: str) -> None:
         self._seen[delivery] = None
-        while len(self._seen) > self._remember:
+        self._seen[digest] = None
+        while len(self._seen) > 2 * self._remember:  # an id and a digest per delivery
             self._seen.popitem(last=False)
 
     def _reject(self, status: int, text: str, headers: dict[str, str] | None = None) -> Response:
@@ -137,10 +164,8 @@ class WebhookReceiver:
         return PlainTextResponse(text, status_code=status, headers=headers)
 
 
-async def _read(request: Request, declared: int) -> bytes | None:
-    """The raw body; None, without reading on, once it passes MAX_BODY (announced or sent)."""
-    if declared > MAX_BODY:
-        return None
+async def _read(request: Request) -> bytes | None:
+    """The raw body; None, without reading on, once it passes MAX_BODY."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():

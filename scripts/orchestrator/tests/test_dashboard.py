@@ -19,8 +19,8 @@ from starlette.types import Message
 
 from scripts.orchestrator.core.redact import Redactor
 from scripts.orchestrator.core.work import IssueFacts, Status, WorkItem, WorkItemType
-from scripts.orchestrator.dashboard import CSP, RateView, dashboard_routes
-from scripts.orchestrator.dashboard_tail import tail, transcript_files
+from scripts.orchestrator.dashboard import CSP, MAX_TAILS, RateView, dashboard_routes
+from scripts.orchestrator.dashboard_tail import MAX_LINE, open_transcript, tail, transcript_files
 from scripts.orchestrator.ports import JobView
 from scripts.orchestrator.transcripts import Transcript, Transcripts
 
@@ -430,3 +430,74 @@ async def test_tail_waits_for_a_transcript_then_follows_rotations_and_new_runs(
     live = False
     seen = await asyncio.wait_for(collect(events, "event: end"), 2)
     assert '{"type": "unended"' in seen[0] and seen[-1] == "event: end\ndata: \n\n"
+
+
+async def test_a_link_planted_in_log_dir_is_never_served(
+    tmp_path: Path, source: FakeSource, client: httpx.AsyncClient
+) -> None:
+    secret = tmp_path / "not-a-transcript.txt"
+    secret.write_text("the daemon's private file\n")
+    # A link among an item's transcripts, and an item folder that is a link.
+    run = source.start_run("issue#12")  # the control: the runner's own file
+    assert run.path is not None
+    run.write({"type": "request", "prompt": "Add dark mode"})
+    run.close()
+    (run.path.parent / "2000-01-01T00-00-00Z.jsonl").symlink_to(secret)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "2000-01-01T00-00-00Z.jsonl").symlink_to(secret)
+    (source.log_dir / "issue-77").symlink_to(elsewhere)
+    assert transcript_files(source.log_dir, ISSUE, 12) == [run.path]
+    assert transcript_files(source.log_dir, ISSUE, 77) == []
+    for path in ("/items/issue/12/transcripts/2000-01-01T00-00-00Z.jsonl",
+                 "/items/issue/77/transcripts/2000-01-01T00-00-00Z.jsonl"):  # fmt: skip
+        answer = await client.get(path)
+        assert answer.status_code == 404 and "private" not in answer.text
+    shown = await client.get(f"/items/issue/12/transcripts/{run.path.name}")
+    assert shown.status_code == 200 and "Add dark mode" in shown.text
+    assert "private" not in (await client.get("/items/issue/77")).text
+
+
+def test_a_link_swapped_in_after_the_listing_is_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private\n")
+    planted = tmp_path / "2000-01-01T00-00-00Z.jsonl"
+    planted.symlink_to(secret)
+    with pytest.raises(OSError):
+        open_transcript(planted)
+    real = tmp_path / "2000-01-01T00-00-01Z.jsonl"
+    real.write_text("{}\n")
+    with open_transcript(real) as f:
+        assert f.read() == b"{}\n"
+
+
+async def test_a_line_that_never_ends_is_sent_in_pieces(tmp_path: Path) -> None:
+    folder = tmp_path / "issue-5"
+    folder.mkdir()
+    (folder / "2025-05-01T12-00-00Z.jsonl").write_bytes(b"x" * (MAX_LINE + 10))
+
+    async def never() -> bool:
+        return False
+
+    events = tail(lambda: transcript_files(tmp_path, ISSUE, 5), lambda: True, never, poll=0.01)
+    seen = await asyncio.wait_for(collect(events, "xxxx"), 5)
+    assert len(seen[-1]) > MAX_LINE  # sent, not kept growing in memory
+    await events.aclose()
+
+
+async def test_live_tails_are_bounded(source: FakeSource) -> None:
+    app = app_of(source)
+    streams = [await sse_of(app, "/items/issue/12/tail") for _ in range(MAX_TAILS)]
+    try:
+        for stream in streams:  # each has begun: its first bytes are sent
+            assert (await stream.start())["type"] == "http.response.start"
+            first = await asyncio.wait_for(stream.messages.get(), 2)
+            assert first["body"].startswith(b"retry:")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dash") as c:
+            refused = await c.get("/items/issue/12/tail")
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "10"
+            assert (await c.get("/")).status_code == 200  # the rest of the dashboard answers
+    finally:
+        for stream in streams:
+            await stream.close()

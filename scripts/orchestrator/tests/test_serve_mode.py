@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from scripts.orchestrator.fakes.model_script import Dynamic, RecordedRequest, Step, write
+from scripts.orchestrator.serving import MAX_CONNECTIONS
 from scripts.orchestrator.state import Status, WorkItemType
 
 from .fixtures_daemon import DEADLINE, DaemonProcess
@@ -220,3 +222,24 @@ def _done(world: World, number: int) -> bool:
 def _pulls(world: World) -> list[dict[str, Any]]:
     numbers = range(1, world.github.next_number())
     return [world.github.pull(n) for n in numbers if "pull_request" in world.github.issue(n)]
+
+
+def test_held_connections_cannot_take_the_daemons_descriptors(
+    world: World, daemons: list[DaemonProcess]
+) -> None:
+    daemon, url = serve(world, daemons)
+    host, port = url.removeprefix("http://").split(":")
+    held = []
+    try:
+        for _ in range(MAX_CONNECTIONS + 20):  # each sends half a request line, then waits
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            held.append(sock)
+        busy = httpx.get(url, timeout=10)
+        assert busy.status_code == 503  # turned away at once, not queued
+    finally:
+        for sock in held:
+            sock.close()
+    until(lambda: httpx.get(url, timeout=10).status_code == 200, "the dashboard again")
+    daemon.signal()
+    assert daemon.exit_code() == 0

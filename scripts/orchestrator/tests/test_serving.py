@@ -67,12 +67,35 @@ async def test_the_token_once_in_the_address_becomes_a_cookie() -> None:
     async with gated(TOKEN) as client:
         answer = await client.get("/", params={"token": TOKEN, "status": "failed"})
         assert answer.status_code == 303
-        # The token leaves the address (and the browser's history); the rest stays.
-        assert answer.headers["location"] == "http://127.0.0.1:8765/?status=failed"
+        # The token leaves the address (and the browser's history); the rest stays, on the
+        # host and scheme the browser used.
+        assert answer.headers["location"] == "/?status=failed"
         cookie = answer.headers["set-cookie"]
         assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
+        assert "secure" not in cookie.lower()  # plain http on loopback: it must come back
+        assert TOKEN not in cookie  # a value made from the token, not the token
         again = await client.get("/metrics")  # the client keeps the cookie
         assert again.status_code == 200
+
+
+async def test_behind_an_https_proxy_the_cookie_is_secure() -> None:
+    async with gated(TOKEN) as client:
+        answer = await client.get("/", params={"token": TOKEN},
+                                  headers={"X-Forwarded-Proto": "https"})  # fmt: skip
+        assert answer.status_code == 303 and answer.headers["location"] == "/"
+        assert "secure" in answer.headers["set-cookie"].lower()
+
+
+@pytest.mark.parametrize("host", ["evil.example.com", "evil.example.com:8765", "10.0.0.5:8765"])
+async def test_without_a_token_only_a_loopback_host_is_served(host: str) -> None:
+    # DNS rebinding: a page from evil.example.com, its name now pointing at 127.0.0.1.
+    async with gated(None) as client:
+        for path in ("/", "/metrics"):
+            refused = await client.get(path, headers={"Host": host})
+            assert refused.status_code == 400, path
+        assert (await client.post("/webhook", headers={"Host": host})).status_code == 200
+        for loopback in ("127.0.0.1:8765", "localhost:8765", "[::1]:8765", "127.0.0.1"):
+            assert (await client.get("/", headers={"Host": loopback})).status_code == 200
 
 
 async def test_webhooks_pass_the_gate_to_their_own_signature_check() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,9 +20,10 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from scripts.orchestrator import webhooks
 from scripts.orchestrator.core.webhook_events import Wake
 from scripts.orchestrator.fakes.fake_github import FakeGitHub
-from scripts.orchestrator.webhooks import MAX_BODY, REFUSED_UNSIGNED, WebhookReceiver
+from scripts.orchestrator.webhooks import MAX_BODY, REFUSED_UNSIGNED, SIGNATURE, WebhookReceiver
 
 SECRET = "it's a secret to everybody"
 REPO = "acme/widgets"
@@ -132,16 +135,49 @@ async def test_a_redelivery_does_not_wake_again(rig: Rig) -> None:
     assert rig.receiver.counts["duplicate"] == 1
 
 
-async def test_only_the_latest_ids_are_remembered() -> None:
+async def test_only_the_latest_deliveries_are_remembered() -> None:
     made = Rig(remember=2)
+    bodies = {d: encode(payload(number=n)) for n, d in enumerate("abc", start=1)}
     async with made.client:
-        body = encode(payload())
-        for delivery in ("a", "b", "c"):
+        for delivery, body in bodies.items():
             assert (await made.post(body, delivery=delivery)).status_code == 202
         # "a" is forgotten (oldest), "c" is not.
-        assert (await made.post(body, delivery="c")).status_code == 200
-        assert (await made.post(body, delivery="a")).status_code == 202
+        assert (await made.post(bodies["c"], delivery="c")).status_code == 200
+        assert (await made.post(bodies["a"], delivery="a")).status_code == 202
     assert [w.delivery for w in made.woken] == ["a", "b", "c", "a"]
+
+
+async def test_a_signed_body_replayed_under_a_new_id_wakes_nothing(rig: Rig) -> None:
+    # GitHub signs the body, not X-GitHub-Delivery: a captured delivery sent again with fresh
+    # ids must not make a poll each time.
+    body = encode(payload())
+    assert (await rig.post(body, delivery="real")).status_code == 202
+    for n in range(3):
+        again = await rig.post(body, delivery=f"replay-{n}")
+        assert (again.status_code, again.text) == (200, "duplicate\n")
+    other = await rig.post(encode(payload(number=8)), delivery="next")  # the control
+    assert other.status_code == 202
+    assert [w.number for w in rig.woken] == [7, 8]
+
+
+async def test_what_the_headers_refuse_is_refused_before_the_body_is_read(rig: Rig) -> None:
+    never_read: list[bool] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        never_read.append(True)
+        yield b"{}"
+
+    for sent in (
+        {"X-GitHub-Event": "issues", "X-GitHub-Delivery": "d-1"},  # no signature
+        {SIGNATURE: "sha256=00", "X-GitHub-Delivery": "d-1"},  # no event
+        {SIGNATURE: "sha256=00", "X-GitHub-Event": "issues"},  # no delivery id
+        {SIGNATURE: "sha256=00", "X-GitHub-Event": "issues", "X-GitHub-Delivery": "d-1",
+         "Content-Length": str(MAX_BODY + 1)},  # announced too big
+    ):  # fmt: skip
+        answer = await rig.client.post(PATH, content=body(), headers=sent)
+        assert answer.status_code in (400, 401, 413), sent
+    assert never_read == []
+    assert rig.woken == []
 
 
 async def test_ping_is_answered_and_wakes_nothing(rig: Rig) -> None:
@@ -300,3 +336,41 @@ def test_deliveries_from_the_fake_github_wake_the_receiver(fake_github: FakeGitH
     ]
     assert receiver.last_delivery is not None
     assert receiver.counts == {"accepted": 2, "duplicate": 1, "ignored": 1, "rejected": 1}
+
+
+async def test_a_body_that_never_ends_is_cut_and_few_are_read_at_once(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(webhooks, "READ_TIMEOUT", 0.2)
+    stalled = asyncio.Event()  # never set: a slowloris body
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield b'{"action": '
+        await stalled.wait()
+
+    sent = {SIGNATURE: "sha256=00", "X-GitHub-Event": "issues", "X-GitHub-Delivery": "d-1"}
+    answer = await rig.client.post(PATH, content=slow(), headers=sent)
+    assert answer.status_code == 408
+    # MAX_READING bodies on their way: the next delivery is turned away, not buffered.
+    monkeypatch.setattr(webhooks, "READ_TIMEOUT", 30.0)
+    posts = [
+        asyncio.create_task(rig.client.post(PATH, content=slow(), headers=sent))
+        for _ in range(webhooks.MAX_READING)
+    ]
+    try:
+        await until(lambda: rig.receiver.reading == webhooks.MAX_READING)
+        turned = await rig.post(encode(payload()), delivery="d-2")
+        assert (turned.status_code, turned.headers["retry-after"]) == (503, "10")
+    finally:
+        for post in posts:
+            post.cancel()
+        await asyncio.gather(*posts, return_exceptions=True)
+    await until(lambda: rig.receiver.reading == 0)
+    assert (await rig.post(encode(payload()), delivery="d-3")).status_code == 202  # control
+
+
+async def until(check: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "not in time"
+        await asyncio.sleep(0.01)
