@@ -6,7 +6,6 @@ import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -16,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from .core.work import Status, WorkItem, WorkItemType, item_key, said
+from .core.work import WorkItem, WorkItemType, item_key, said
+from .dashboard_rows import Group, ago, github_link, table, until
 from .dashboard_tail import open_transcript, tail
 from .ports import JobView
 from .transcripts import TRANSCRIPT_NAME
@@ -27,7 +27,6 @@ OVERVIEW_CAP = 50  # rows per group on the overview; the filtered views page thr
 PAGE_SIZE = 100
 MAX_TAILS = 32  # live transcripts open at once; more get 503 (each polls its file)
 SHOWN_BYTES = 512 * 1024  # of a finished transcript on its item's page; the rest by its link
-ERROR_CHARS = 160  # of an error in the table; the item's page has it whole
 # Nothing but this server's own files; no inline script or style, no frames, no forms elsewhere.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -71,35 +70,6 @@ class DashboardSource(Protocol):
         ...
 
 
-class Group(str, Enum):
-    """How the dashboard sorts an item: what it does now, not only its stored status."""
-
-    RUNNING = "running"
-    WAITING = "waiting"
-    FAILED = "failed"
-    DONE = "done"
-
-
-@dataclass(frozen=True)
-class Row:
-    """One item as a line of the table, every value ready to show."""
-
-    kind: WorkItemType
-    number: int
-    group: Group
-    what: str
-    title: str
-    github: str
-    pull: str  # the pull request an issue's work opened, "" if none
-    since: str
-    duration: str
-    cost: str
-    turns: str
-    attempts: str
-    error: str
-    item: WorkItem | None
-
-
 def dashboard_routes(
     source: DashboardSource,
     *,
@@ -130,7 +100,7 @@ def dashboard_routes(
         if wanted and wanted not in Group._value2member_map_:
             raise HTTPException(400, f"status must be one of {', '.join(g.value for g in Group)}")
         at = now()
-        rows = table(source, at)
+        rows = table(source.items(), source.jobs(), source.html_url, at)
         counts = {g: len(rows[g]) for g in Group}
         if wanted:
             group = Group(wanted)
@@ -146,14 +116,15 @@ def dashboard_routes(
         return page(
             request, "index.html", groups=list(Group), shown=shown, counts=counts,
             total=sum(counts.values()), wanted=wanted, paging=paging, rate=rate,
-            resets=_until(rate.resets_at, at) if rate else "", last_poll=source.last_poll(),
-            last_poll_ago=_ago(source.last_poll(), at), webhooks=source.webhooks(), now=at,
+            resets=until(rate.resets_at, at) if rate else "", last_poll=source.last_poll(),
+            last_poll_ago=ago(source.last_poll(), at), webhooks=source.webhooks(), now=at,
         )  # fmt: skip
 
     async def item_page(request: Request) -> Response:
         kind, number = _item_of(request)
         at = now()
-        row = next((r for g in table(source, at).values() for r in g
+        rows = table(source.items(), source.jobs(), source.html_url, at)
+        row = next((r for g in rows.values() for r in g
                     if r.kind is kind and r.number == number), None)  # fmt: skip
         files = source.transcripts(kind, number)
         if row is None and not files:
@@ -163,7 +134,7 @@ def dashboard_routes(
         shown = _shown(newest) if newest is not None and not live else None
         return page(
             request, "item.html", kind=kind, number=number, what=said(kind, number), row=row,
-            github=_github(source.html_url, kind, number), files=[_file(f) for f in files],
+            github=github_link(source.html_url, kind, number), files=[_file(f) for f in files],
             newest=newest.name if newest else None, live=live, shown=shown, now=at,
         )  # fmt: skip
 
@@ -227,85 +198,6 @@ def dashboard_routes(
     ]  # fmt: skip
 
 
-def table(source: DashboardSource, at: datetime) -> dict[Group, list[Row]]:
-    """Every item (and every job not yet an item) by group, each group in the order shown:
-    running longest first, waiting in queue order, failed and done newest first."""
-    jobs = {job.key: job for job in source.jobs()}
-    rows: dict[Group, list[tuple[Any, Row]]] = {g: [] for g in Group}
-    seen: set[str] = set()
-    for item in source.items():
-        seen.add(item.key)
-        row = _row(source.html_url, item, jobs.get(item.key), at)
-        rows[row.group].append((_order(row, item, jobs.get(item.key)), row))
-    for key, job in jobs.items():
-        if key not in seen:
-            row = _job_row(source.html_url, job, at)
-            rows[row.group].append(((job.started_at or at).timestamp(), row))
-    return {g: [r for _, r in sorted(rows[g], key=lambda pair: pair[0])] for g in Group}
-
-
-def _order(row: Row, item: WorkItem, job: JobView | None) -> float:
-    match row.group:
-        case Group.RUNNING:
-            return ((job and job.started_at) or item.started_at or item.updated_at).timestamp()
-        case Group.WAITING:
-            return item.created_at.timestamp()
-        case Group.FAILED | Group.DONE:
-            return -(item.finished_at or item.updated_at).timestamp()
-
-
-def _group(item: WorkItem, job: JobView | None) -> Group:
-    if job is not None:
-        return Group.RUNNING if job.started_at is not None else Group.WAITING
-    match item.status:
-        case Status.IN_PROGRESS:
-            return Group.RUNNING
-        case Status.PENDING:
-            return Group.WAITING
-        case Status.FAILED:
-            return Group.FAILED
-        case Status.DONE:
-            return Group.DONE
-
-
-def _row(html_url: str, item: WorkItem, job: JobView | None, at: datetime) -> Row:
-    group = _group(item, job)
-    started = (job.started_at if job else None) or item.started_at
-    if group is Group.RUNNING:
-        since, duration = _when(started), _span((at - started).total_seconds() if started else None)
-    elif group is Group.WAITING:
-        since, duration = _when(item.created_at), ""
-    else:
-        since = _when(item.finished_at or item.updated_at)
-        took = item.duration_s
-        if took is None and item.started_at and item.finished_at:
-            took = (item.finished_at - item.started_at).total_seconds()
-        duration = _span(took)
-    error = item.last_error or ""
-    return Row(
-        kind=item.type, number=item.number, group=group, what=said(item.type, item.number),
-        title=(item.issue.title or "") if item.type is WorkItemType.ISSUE else "",
-        github=_github(html_url, item.type, item.number),
-        pull=f"{html_url}/pull/{item.pr_number}" if item.pr_number else "",
-        since=since, duration=duration,
-        cost=f"${item.cost_usd:,.2f}" if item.cost_usd is not None else "",
-        turns=str(item.turns) if item.turns is not None else "", attempts=str(item.attempts),
-        error=error if len(error) <= ERROR_CHARS else error[: ERROR_CHARS - 1] + "…",
-        item=item,
-    )  # fmt: skip
-
-
-def _job_row(html_url: str, job: JobView, at: datetime) -> Row:
-    running = job.started_at is not None
-    return Row(
-        kind=job.kind, number=job.number, group=Group.RUNNING if running else Group.WAITING,
-        what=said(job.kind, job.number), title="", github=_github(html_url, job.kind, job.number),
-        pull="", since=_when(job.started_at),
-        duration=_span((at - job.started_at).total_seconds()) if job.started_at else "",
-        cost="", turns="", attempts="", error="", item=None,
-    )  # fmt: skip
-
-
 def _job(source: DashboardSource, kind: WorkItemType, number: int) -> JobView | None:
     key = item_key(kind, number)
     return next((job for job in source.jobs() if job.key == key), None)
@@ -317,10 +209,6 @@ def _item_of(request: Request) -> tuple[WorkItemType, int]:
     except ValueError:
         raise HTTPException(404, "no such kind of item") from None
     return kind, request.path_params["number"]
-
-
-def _github(html_url: str, kind: WorkItemType, number: int) -> str:
-    return f"{html_url}/{'issues' if kind is WorkItemType.ISSUE else 'pull'}/{number}"
 
 
 @dataclass(frozen=True)
@@ -386,33 +274,3 @@ def _int(raw: str | None, default: int, low: int, high: int) -> int:
     except ValueError:
         value = default
     return min(max(value, low), high)
-
-
-def _when(at: datetime | None) -> str:
-    return at.strftime("%Y-%m-%d %H:%M UTC") if at else ""
-
-
-def _ago(at: datetime | None, now: datetime) -> str:
-    if at is None:
-        return "not yet"
-    return f"{_span(max(0.0, (now - at).total_seconds()))} ago"
-
-
-def _until(at: datetime | None, now: datetime) -> str:
-    if at is None:
-        return ""
-    return f"in {_span(max(0.0, (at - now).total_seconds()))}"
-
-
-def _span(seconds: float | None) -> str:
-    """A duration for people: `42 s`, `3 min 5 s`, `2 h 10 min`, `3 d 4 h`."""
-    if seconds is None:
-        return ""
-    s = int(seconds)
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60} s" if s % 60 else f"{s // 60} min"
-    if s < 86400:
-        return f"{s // 3600} h {s % 3600 // 60} min"
-    return f"{s // 86400} d {s % 86400 // 3600} h"
