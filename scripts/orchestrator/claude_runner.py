@@ -154,8 +154,9 @@ class SdkClaudeRunner:
                 await anyio.to_thread.run_sync(proxy.stop)
 
     async def _run(self, request: ClaudeRequest, cli_path: str) -> ClaudeResult:
-        log.info("Claude starts (%s; at most %d turns, %s)", ", ".join(request.tools),
-                 request.max_turns, _elapsed(request.timeout))  # fmt: skip
+        budget = f", ${request.max_budget_usd:.2f}" if request.max_budget_usd is not None else ""
+        log.info("Claude starts (%s; at most %d turns, %s%s)", ", ".join(request.tools),
+                 request.max_turns, _elapsed(request.timeout), budget)  # fmt: skip
         item = current_item.get()
         transcript = Transcript.none()
         if self._transcripts is not None:
@@ -166,6 +167,7 @@ class SdkClaudeRunner:
             "type": "request", "item": item, "prompt": request.prompt, "cwd": str(request.cwd),
             "tools": list(request.tools), "max_turns": request.max_turns,
             "timeout": request.timeout, "model": self._model,
+            "max_budget_usd": request.max_budget_usd,
         })  # fmt: skip
         result: ClaudeResult | None = None
         try:
@@ -198,6 +200,7 @@ class SdkClaudeRunner:
             # (DESIGN §3); bypassPermissions refuses to run as root.
             permission_mode="acceptEdits",
             max_turns=request.max_turns,
+            max_budget_usd=request.max_budget_usd,
             system_prompt={"type": "preset", "preset": "claude_code", "append": request.guidelines},
             setting_sources=list(request.setting_sources),
             env=env,
@@ -226,6 +229,7 @@ class SdkClaudeRunner:
                 error=f"Claude did not finish within {request.timeout:g} seconds (CLAUDE_TIMEOUT)",
                 timed_out=True,
                 stderr_tail=stderr,
+                limit="time",
             )
         except ClaudeSDKError as exc:
             # The SDK raises after an error result; that result explains it best.
@@ -265,9 +269,23 @@ def _keep_tail(lines: list[str], line: str) -> None:
     del lines[:-STDERR_TAIL]
 
 
-def _result_error(result: ResultMessage) -> str:
+def _limit(result: ResultMessage | None) -> str | None:
+    """The limit that stopped the run, if one did."""
+    if result is None:
+        return None
     if result.subtype == "error_max_turns" or result.terminal_reason == "max_turns":
+        return "turns"
+    if result.subtype == "error_max_budget_usd":
+        return "budget"
+    return None
+
+
+def _result_error(result: ResultMessage) -> str:
+    if _limit(result) == "turns":
         return f"Claude used all {result.num_turns} turns (MAX_TURNS) without finishing"
+    if _limit(result) == "budget":
+        spent = f"${result.total_cost_usd:.2f}" if result.total_cost_usd is not None else "it"
+        return f"Claude stopped at its budget: the run cost {spent}"
     if result.api_error_status:
         return f"the model API answered {result.api_error_status}"
     detail = "; ".join(result.errors or []) or (result.result or result.subtype)
@@ -290,6 +308,7 @@ def _failed(
         session_id=result.session_id if result else None,
         error=error,
         stderr_tail=stderr,
+        limit=_limit(result),
     )
 
 

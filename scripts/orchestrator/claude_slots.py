@@ -1,13 +1,21 @@
-"""Claude's slots: at most MAX_CONCURRENT runs at a time, and none starts once the daemon stops."""
+"""Claude's slots: at most MAX_CONCURRENT runs at a time, within the day's budget, and none once
+the daemon stops."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from collections.abc import Callable
+from datetime import datetime
 
+from .core.budget import Budgets, allowance, day_of, spent_on, with_spend
 from .core.models import ClaudeRequest, ClaudeResult
+from .core.work import utcnow
 from .logs import current_item
-from .ports import Claude
+from .ports import Claude, StateStore
+
+DAILY_SPEND_META = "daily_spend_usd"  # {"2026-12-05": 1.25}: every run's cost, by UTC day
 
 log = logging.getLogger(__name__)
 
@@ -22,12 +30,40 @@ class ClaudeSlots:
     (Ctrl-C in a terminal signals the whole process group), which is no failure of the issue.
     """
 
-    def __init__(self, claude: Claude, limit: int) -> None:
+    def __init__(
+        self,
+        claude: Claude,
+        limit: int,
+        *,
+        state: StateStore | None = None,
+        daily_budget: float | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        """With `state`, every run's cost is added to the day's total there; with
+        `daily_budget` too, a run's cap is at most what is left of the day once the runs in
+        progress have theirs, and none starts once it is spent."""
         self._claude = claude
         self._limit = limit
         self._slots = asyncio.Semaphore(limit)
         self._running: list[str] = []  # the items whose run holds a slot, oldest first
         self._closed = False
+        self._state = state
+        self._daily = daily_budget
+        self._clock = clock
+        self._reserved: dict[int, float] = {}  # the caps of the runs in progress, by run
+
+    def spent_today(self) -> float:
+        if self._state is None:
+            return 0.0
+        return spent_on(self._state.get_meta(DAILY_SPEND_META) or {}, day_of(self._clock()))
+
+    def day_spent(self) -> str | None:
+        """Why no Claude run may start now (the day's budget is spent), or None."""
+        if self._daily is None:
+            return None
+        reserved = sum(self._reserved.values())
+        return allowance(Budgets(day=self._daily), item_spent=0, day_spent=self.spent_today(),
+                         day_reserved=reserved).refused  # fmt: skip
 
     def running(self) -> list[str]:
         """The items (log labels, e.g. `issue#4`) whose Claude run is in progress."""
@@ -45,16 +81,35 @@ class ClaudeSlots:
                      self._limit, ", ".join(self._running))  # fmt: skip
         async with self._slots:
             self._refuse_when_closed()
+            day = allowance(Budgets(run=request.max_budget_usd, day=self._daily), item_spent=0,
+                            day_spent=self.spent_today(),
+                            day_reserved=sum(self._reserved.values()))  # fmt: skip
+            if day.refused is not None:
+                log.info("no Claude run: %s", day.refused)
+                return ClaudeResult(ok=False, text="", error=day.refused, limit="day")
+            if day.cap != request.max_budget_usd:
+                request = dataclasses.replace(request, max_budget_usd=day.cap)
+            run = id(request)
+            self._reserved[run] = day.cap or 0.0
             self._running.append(item)
             try:
                 result = await self._claude.run(request)
             finally:
                 self._running.remove(item)
+                del self._reserved[run]
+            self._record(result)
         if self._closed and not result.ok:
             log.info("Claude's run ended while the daemon stops, taken as interrupted: %s",
                      result.error)  # fmt: skip
             raise asyncio.CancelledError("the daemon is stopping: Claude's run was interrupted")
         return result
+
+    def _record(self, result: ClaudeResult) -> None:
+        if self._state is None or not result.cost_usd:
+            return
+        ledger = self._state.get_meta(DAILY_SPEND_META) or {}
+        day = day_of(self._clock())
+        self._state.set_meta(DAILY_SPEND_META, with_spend(ledger, day, result.cost_usd))
 
     def _refuse_when_closed(self) -> None:
         if self._closed:

@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     transcript_max_bytes: PositiveInt = 5_000_000
     log_retention_days: PositiveFloat = 14
     state_retention_days: PositiveFloat = 30  # finished items older than this leave the state
+    # Claude's budgets in US dollars (unset: none): per run (the CLI stops at it), per item
+    # across all its runs, per UTC day for the whole daemon
+    claude_max_budget_usd: PositiveFloat | None = None
+    item_max_budget_usd: PositiveFloat | None = None
+    daily_max_budget_usd: PositiveFloat | None = None
     # Serve mode (`serve`): webhooks, the dashboard and the metrics on one HTTP server
     serve_host: NonEmptyStr = "127.0.0.1"
     serve_port: Port = 8765

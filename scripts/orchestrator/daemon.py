@@ -56,13 +56,15 @@ class Daemon:
         pace: Callable[[], float] | None = None,
         max_claude_jobs: int | None = None,
         telemetry: Telemetry = NO_TELEMETRY,
+        claude_gate: Callable[[], str | None] | None = None,
     ) -> None:
         """`pace` says how long to wait for the next cycle (e.g. longer when GitHub's rate
         limit runs low); without it, `poll_interval`. `max_claude_jobs` bounds the jobs that
         end in a Claude run (implementations, reviews) running at once: each makes a worktree
         before it waits for a slot, and a hundred new pull requests must not make a hundred.
         The others wait for the next cycle, which plans them again. `telemetry` hears of each
-        cycle and each job's end (serve mode's metrics)."""
+        cycle and each job's end (serve mode's metrics). `claude_gate` says why no job that
+        ends in a Claude run may start now (the day's budget is spent), or None."""
         self._state = state
         self._sources = list(sources)
         self._before_cycle = list(before_cycle)
@@ -85,6 +87,8 @@ class Daemon:
         self._wake = asyncio.Event()  # a webhook: poll now, not at the interval's end
         self._started: dict[str, datetime] = {}
         self._telemetry = telemetry
+        self._claude_gate = claude_gate
+        self._gate_said: str | None = None  # the reason last logged, said once
         self.failures = 0  # polls and jobs that ended in an unexpected error
 
     @property
@@ -210,6 +214,16 @@ class Daemon:
     def _start(self, job: Job) -> None:
         if job.key in self._running or self._stop.is_set():
             return
+        if self._claude_gate is not None and job.kind in CLAUDE_KINDS:
+            closed = self._claude_gate()
+            if closed is not None:
+                if closed != self._gate_said:
+                    log.warning("implementations and reviews wait: %s", closed)
+                self._gate_said = closed
+                return  # planned again by the next cycle
+            if self._gate_said is not None:
+                log.info("implementations and reviews start again")
+                self._gate_said = None
         if self._max_claude_jobs is not None and job.kind in CLAUDE_KINDS:
             busy = sum(1 for j in self._jobs.values() if j.kind in CLAUDE_KINDS)
             if busy >= self._max_claude_jobs:

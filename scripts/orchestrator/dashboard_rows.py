@@ -106,7 +106,7 @@ def _row(html_url: str, item: WorkItem, job: JobView | None, at: datetime) -> Ro
         github=github_link(html_url, item.type, item.number),
         pull=f"{html_url}/pull/{item.pr_number}" if item.pr_number else "",
         since=since, duration=duration,
-        cost=f"${item.cost_usd:,.2f}" if item.cost_usd is not None else "",
+        cost=_cost(item),
         turns=str(item.turns) if item.turns is not None else "", attempts=str(item.attempts),
         error=error if len(error) <= ERROR_CHARS else error[: ERROR_CHARS - 1] + "…",
         item=item,
@@ -122,6 +122,13 @@ def _job_row(html_url: str, job: JobView, at: datetime) -> Row:
         duration=span((at - job.started_at).total_seconds()) if job.started_at else "",
         cost="", turns="", attempts="", error="", item=None,
     )  # fmt: skip
+
+
+def _cost(item: WorkItem) -> str:
+    """Every Claude run's cost for the item (the last run's, in a state from before the ledger)."""
+    if item.runs:
+        return f"${item.spent_usd:,.2f}" + (f" ({item.runs} runs)" if item.runs > 1 else "")
+    return f"${item.cost_usd:,.2f}" if item.cost_usd is not None else ""
 
 
 def github_link(html_url: str, kind: WorkItemType, number: int) -> str:

@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
+from .claude_slots import DAILY_SPEND_META
+from .core.budget import day_of, spent_on
 from .core.text import cut
 from .core.work import Status, WorkItem, WorkItemType
 from .daemon import LAST_CYCLE_META
@@ -55,6 +57,7 @@ def show_status(state_file: Path, *, out: TextIO | None = None, err: TextIO | No
         with State(state_file, lock=False) as state:
             items = state.items()
             last_cycle = _when(state.get_meta(LAST_CYCLE_META))
+            ledger = state.get_meta(DAILY_SPEND_META) or {}
     except StateError as exc:  # its message names the file and what to do
         print(exc, file=err)
         return EXIT_UNUSABLE
@@ -67,7 +70,8 @@ def show_status(state_file: Path, *, out: TextIO | None = None, err: TextIO | No
         return EXIT_OK
     width = max(MIN_WIDTH, shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns)
     now = datetime.now(timezone.utc)
-    print(format_status(items, now, width=width, last_cycle=last_cycle), file=out)
+    today = spent_on(ledger, day_of(now)) if isinstance(ledger, dict) else 0.0
+    print(format_status(items, now, width=width, last_cycle=last_cycle, today=today), file=out)
     return EXIT_OK
 
 
@@ -146,6 +150,7 @@ def format_status(
     *,
     width: int = DEFAULT_WIDTH,
     last_cycle: datetime | None = None,
+    today: float = 0.0,
 ) -> str:
     """The table of `items` (running first, then by type and number), the counts under it."""
     ordered = sorted(items, key=sort_key)
@@ -161,7 +166,7 @@ def format_status(
         lines.append(_line(row[:-1], fixed, room))
         if row[-1] != "-":
             lines.append(cut(f"    error: {row[-1]}", width))
-    lines += _pack(summary(ordered, now, last_cycle), width)
+    lines += _pack(summary(ordered, now, last_cycle, today), width)
     return "\n".join(lines)
 
 
@@ -177,21 +182,33 @@ def item_row(item: WorkItem, now: datetime) -> tuple[str, ...]:
         str(item.attempts),
         item.head_sha[:SHA_LENGTH] if item.head_sha else "-",
         f"#{item.pr_number}" if item.pr_number is not None else "-",
-        f"${item.cost_usd:.4f}" if item.cost_usd is not None else "-",
+        _spent(item),
         _time(item, now),
         " ".join(item.last_error.split()) if item.last_error else "-",  # one line
     )
 
 
-def summary(items: Sequence[WorkItem], now: datetime, last_cycle: datetime | None) -> list[str]:
-    """What goes under the table: counts per status, cost, unsent writes, the last cycle."""
+def _spent(item: WorkItem) -> str:
+    """What the item's Claude runs cost, all of them (`$0.4200 (3 runs)` after more than one)."""
+    if item.runs == 0:  # none counted yet (a state from before the ledger): the last run's
+        return f"${item.cost_usd:.4f}" if item.cost_usd is not None else "-"
+    return f"${item.spent_usd:.4f}" + (f" ({item.runs} runs)" if item.runs > 1 else "")
+
+
+def summary(
+    items: Sequence[WorkItem], now: datetime, last_cycle: datetime | None, today: float = 0.0
+) -> list[str]:
+    """What goes under the table: counts per status, cost (all, and today's), unsent writes,
+    the last cycle."""
     counts = Counter(item.status for item in items)
     noun = "item" if len(items) == 1 else "items"
     by_status = ", ".join(f"{counts[s]} {label}" for s, label in STATUS_LABELS.items() if counts[s])
     parts = [f"{len(items)} {noun}: {by_status}"]
-    cost = sum(item.cost_usd or 0.0 for item in items)
+    cost = sum(item.spent_usd if item.runs else (item.cost_usd or 0.0) for item in items)
     if cost:
         parts.append(f"cost ${cost:.4f}")
+    if today:
+        parts.append(f"today ${today:.4f}")
     unsent = sum(len(item.outbox) for item in items)
     if unsent:
         parts.append(f"{unsent} unsent GitHub write{'s' if unsent != 1 else ''}")

@@ -122,7 +122,8 @@ def build_daemon(
     """The daemon over the three workflows; their Claude runs share MAX_CONCURRENT slots.
     With the real `github` client: its view is refreshed first in each cycle, the poll slows
     down when the rate limit runs low, and the state is pruned once a day."""
-    slots = ClaudeSlots(adapters.claude, settings.max_concurrent)
+    slots = ClaudeSlots(adapters.claude, settings.max_concurrent, state=state,
+                        daily_budget=settings.daily_max_budget_usd)  # fmt: skip
     adapters = replace(adapters, claude=slots)
     heads = PullHeads(adapters.github, state)
     feed = CommentFeed(adapters.github, state)
@@ -150,6 +151,7 @@ def build_daemon(
         # Room to prepare the next runs while the slots are busy, and no more.
         max_claude_jobs=2 * settings.max_concurrent,
         telemetry=telemetry,
+        claude_gate=slots.day_spent,
     )
 
 

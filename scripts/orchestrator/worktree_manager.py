@@ -24,6 +24,8 @@ COMMIT_NAME = "claude-orchestrator"
 COMMIT_EMAIL = "claude-orchestrator@users.noreply.github.com"
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+# Claude Code writes a file as `<name>.tmp.<pid>.<hex>`, then renames it into place.
+_PARTIAL_WRITE = re.compile(r".+\.tmp\.\d+\.[0-9a-f]{8,}")
 # Parallel checkout, one worker per core: halves a 10,000-file checkout (docs/benchmarks.md).
 _CHECKOUT = ("-c", "checkout.workers=0")
 PULL_REFS = "refs/orchestrator/pull"  # where `fetch_pull_head` keeps each pull request's head
@@ -289,6 +291,13 @@ class WorktreeManager(GitRunner):
                 shutil.rmtree(nested)
             else:
                 nested.unlink()
+        # A run stopped mid-write (at its budget, say) leaves the CLI's temporary file behind.
+        untracked = await self.git("ls-files", "--others", "--exclude-standard", "-z",
+                                   cwd=worktree)  # fmt: skip
+        for name in untracked.split("\0"):
+            if name and _PARTIAL_WRITE.fullmatch(Path(name).name):
+                log.info("removing a half-written file a stopped run left: %s", name)
+                (worktree / name).unlink(missing_ok=True)
         await self._git(["add", "--all"], cwd=worktree)
         status = await self.git("status", "--porcelain", "--ignore-submodules=all", cwd=worktree)
         if not status:

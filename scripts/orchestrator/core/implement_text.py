@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 
-from .models import Comment, Issue, SecretHit
+from .models import ClaudeResult, Comment, Issue, SecretHit
 from .text import PREFIX, cut, visible
 from .work import WorkItem
 
@@ -91,11 +91,12 @@ def pull_body(number: int, summary: str, item: WorkItem) -> str:
     """What Claude did, the closing keyword, and what the run cost."""
     cost = f"${item.cost_usd:.4f}" if item.cost_usd is not None else "unknown"
     duration = f"{item.duration_s:.0f} s" if item.duration_s is not None else "unknown"
+    spent = f" (${item.spent_usd:.4f} over {item.runs} runs)" if item.runs > 1 else ""
     return (
         f"{summary.strip() or 'Implementation by Claude Code.'}\n\n"
         f"Closes #{number}\n\n"
         "---\n"
-        f"Implemented by Claude Code via Claude Orchestrator: cost {cost}, "
+        f"Implemented by Claude Code via Claude Orchestrator: cost {cost}{spent}, "
         f"{item.turns or 0} turns, {duration}."
     )
 
@@ -149,6 +150,34 @@ def claude_failed(error: str | None, *, timed_out: bool, ready_label: str) -> st
         else "Check the daemon's log for details."
     )
     return f"Claude could not implement this issue: {error}.\n\n{advice} {retry_hint(ready_label)}"
+
+
+def budget_spent(reason: str, ready_label: str) -> str:
+    """The issue's own budget is spent: no run starts."""
+    return (
+        f"Claude did not start on this issue: {reason}. Raise `ITEM_MAX_BUDGET_USD` or split "
+        f"the issue, then add the `{ready_label}` label again."
+    )
+
+
+_LIMITS = {
+    "budget": "its budget for one run (`CLAUDE_MAX_BUDGET_USD`, or what was left of the "
+    "issue's or the day's)",
+    "turns": "its turns (`MAX_TURNS`)",
+    "time": "its time (`CLAUDE_TIMEOUT`)",
+}
+
+
+def stopped_kept(result: ClaudeResult, branch: str, head: str, ready_label: str) -> str:
+    """A run stopped at a limit: what it made is on the branch, and how to go on."""
+    limit = _LIMITS.get(result.limit or "", "a limit")
+    cost = f"${result.cost_usd:.2f}, " if result.cost_usd is not None else ""
+    return (
+        f"Claude stopped at {limit} before it finished ({cost}{result.turns} turns). Its work "
+        f"so far is kept, committed on branch `{branch}` (commit {head[:12]}), and no pull "
+        f"request was opened. Add the `{ready_label}` label again to let Claude go on from "
+        "there, or take the branch over yourself."
+    )
 
 
 def no_changes(last_message: str, ready_label: str) -> str:

@@ -149,6 +149,7 @@ class ClaudeRequest:
     # Filesystem settings the CLI may load; [] for untrusted checkouts (project settings
     # can define hooks that run commands).
     setting_sources: Sequence[SettingSource] = ()
+    max_budget_usd: float | None = None  # the CLI stops the run once it has cost this much
 
     @property
     def read_only(self) -> bool:
@@ -169,6 +170,9 @@ class ClaudeResult:
     error: str | None = None
     timed_out: bool = False
     stderr_tail: list[str] = field(default_factory=list)
+    # The limit that stopped it: "budget", "turns" or "time"; "day" when the day's budget
+    # left nothing for it to start with.
+    limit: str | None = None
 
 
 @dataclass(frozen=True)

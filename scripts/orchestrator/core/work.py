@@ -64,6 +64,8 @@ class IssueFacts(_Frozen):
     # The issue as it stood then: what Claude is given, whatever is edited later.
     title: str | None = None
     body: str | None = None
+    # A run stopped at a limit pushed its work here; the next attempt goes on from it.
+    kept_sha: str | None = None
 
 
 class KeptReview(_Frozen):
@@ -138,9 +140,11 @@ class WorkItem(BaseModel):
     finished_at: datetime | None = None
     head_sha: str | None = None
     pr_number: int | None = None
-    cost_usd: float | None = None
+    cost_usd: float | None = None  # the last Claude run's
     turns: int | None = None
     duration_s: float | None = None
+    spent_usd: float = 0.0  # every Claude run's cost for this item, added up
+    runs: int = 0  # the Claude runs that cost it
     last_error: str | None = None
     errors: int = 0  # definite git or GitHub errors in this attempt
     outbox: tuple[Write, ...] = ()  # GitHub writes not yet taken, in order

@@ -89,6 +89,10 @@ class GitWorld:
         """The content of `path` at `ref` in the bare origin."""
         return git(self.origin, "show", f"{ref}:{path}")
 
+    def files_at(self, ref: str) -> list[str]:
+        """Every file's path at `ref` in the bare origin."""
+        return git(self.origin, "ls-tree", "-r", "--name-only", ref).splitlines()
+
     def push_branch(
         self,
         branch: str,

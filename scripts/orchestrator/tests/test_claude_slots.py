@@ -185,3 +185,63 @@ async def test_a_merge_waiting_for_ci_or_its_base_holds_no_slot(
     assert status(WorkItemType.MERGE, 1) is Status.DONE
     assert status(WorkItemType.MERGE, 2) is Status.DONE
     assert daemon.failures == 0
+
+
+# -- the day's budget -----------------------------------------------------------------------
+
+
+class CostlyClaude:
+    """The `Claude` port: each run is held until `release`, then costs `cost` dollars."""
+
+    def __init__(self, cost: float) -> None:
+        self.cost = cost
+        self.caps: list[float | None] = []
+        self.release = asyncio.Event()
+
+    async def run(self, request: ClaudeRequest) -> ClaudeResult:
+        self.caps.append(request.max_budget_usd)
+        await self.release.wait()
+        return ClaudeResult(ok=True, text="Done.", cost_usd=self.cost)
+
+
+def request(cap: float | None = None) -> ClaudeRequest:
+    return ClaudeRequest(prompt="p", cwd=Path("."), guidelines="", tools=("Read",),
+                         max_turns=3, timeout=60, max_budget_usd=cap)  # fmt: skip
+
+
+async def test_the_days_budget_caps_runs_and_keeps_a_ledger_by_day() -> None:
+    state = MemoryState()
+    clock = FakeClock()
+    claude = CostlyClaude(cost=3.0)
+    slots = ClaudeSlots(claude, 4, state=state, daily_budget=10.0, clock=clock.now)
+    claude.release.set()
+    assert (await slots.run(request(cap=5.0))).ok  # $5 cap, the day has $10
+    assert (await slots.run(request())).ok  # no run cap: the day's $7 left
+    assert claude.caps == [5.0, 7.0] and slots.spent_today() == 6.0
+    # Two at once: the first holds its cap, so the second gets only the rest.
+    claude.release.clear()
+    first = asyncio.create_task(slots.run(request(cap=3.0)))
+    await until(lambda: len(claude.caps) == 3, "the first run")
+    second = asyncio.create_task(slots.run(request()))
+    await until(lambda: len(claude.caps) == 4, "the second run")
+    assert claude.caps[2:] == [3.0, 1.0]
+    assert slots.day_spent() is not None  # nothing left for a third to start with
+    claude.release.set()
+    await asyncio.gather(first, second)
+    assert slots.spent_today() == 12.0  # a run may cost a little past its cap: counted
+    refused = await slots.run(request())
+    assert (refused.ok, refused.limit) == (False, "day") and len(claude.caps) == 4
+    assert "DAILY_MAX_BUDGET_USD" in (refused.error or "")
+    clock.advance(86_400)  # the next day
+    assert slots.day_spent() is None and (await slots.run(request())).ok
+
+
+async def test_without_a_daily_budget_runs_are_only_counted() -> None:
+    state = MemoryState()
+    claude = CostlyClaude(cost=1.5)
+    claude.release.set()
+    slots = ClaudeSlots(claude, 1, state=state)
+    for _ in range(3):
+        assert (await slots.run(request())).ok
+    assert claude.caps == [None, None, None] and slots.spent_today() == 4.5
+    assert slots.day_spent() is None

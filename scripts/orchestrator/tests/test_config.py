@@ -117,6 +117,9 @@ EVERY_VARIABLE: list[tuple[str, str, str, Any]] = [
     ("SERVE_HOST", "0.0.0.0", "serve_host", "0.0.0.0"),  # noqa: S104
     ("SERVE_PORT", "9000", "serve_port", 9000),
     ("WEBHOOK_POLL_INTERVAL", "300", "webhook_poll_interval", 300.0),
+    ("CLAUDE_MAX_BUDGET_USD", "0.5", "claude_max_budget_usd", 0.5),
+    ("ITEM_MAX_BUDGET_USD", "5", "item_max_budget_usd", 5.0),
+    ("DAILY_MAX_BUDGET_USD", "50", "daily_max_budget_usd", 50.0),
 ]
 
 
@@ -397,7 +400,8 @@ def test_a_worktree_base_that_is_a_file_is_refused(
 
 # Defaults the README writes in words, where the value depends on the machine or on the CLI.
 README_WORDED = {"CLAUDE_CLI_PATH", "CLAUDE_MODEL", "REPO_PATH", "REPO_URL", "WEBHOOK_SECRET",
-                 "DASHBOARD_TOKEN"}  # fmt: skip
+                 "DASHBOARD_TOKEN", "CLAUDE_MAX_BUDGET_USD", "ITEM_MAX_BUDGET_USD",
+                 "DAILY_MAX_BUDGET_USD"}  # fmt: skip
 
 
 def _readme_settings() -> dict[str, str]:

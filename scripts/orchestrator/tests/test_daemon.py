@@ -4,6 +4,7 @@ failures, and the stop: no new work, the grace for Claude's runs, a second reque
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -524,3 +525,31 @@ async def test_jobs_shows_the_running_then_the_waiting_and_telemetry_hears_the_e
     daemon.request_stop()
     assert await running == 0
     assert daemon.jobs() == []
+
+
+async def test_a_closed_claude_gate_holds_implementations_and_reviews_not_merges(
+    state: State, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    ran: list[str] = []
+
+    def job(kind: WorkItemType, number: int) -> Job:
+        async def run() -> None:
+            ran.append(f"{kind.value}#{number}")
+
+        return Job(kind, number, run)
+
+    jobs = [job(WorkItemType.ISSUE, 1), job(WorkItemType.PR_REVIEW, 2), job(WorkItemType.MERGE, 3)]
+    closed: list[str | None] = ["the day's budget is spent: $10.00 of $10.00"]
+    daemon = Daemon(state, [ListSource("feed", lambda: jobs)], runs=ClaudeSlots(HeldClaude(), 1),
+                    shutdown_grace=0, poll_interval=3600, repo="acme/widgets",
+                    claude_gate=lambda: closed[0])  # fmt: skip
+    await daemon.cycle()
+    await until(lambda: ran == ["merge#3"], "the merge")
+    await daemon.cycle()
+    await until(lambda: ran == ["merge#3", "merge#3"], "the merge again")
+    assert caplog.text.count("implementations and reviews wait: the day's budget") == 1
+    closed[0] = None  # the next day
+    await daemon.cycle()
+    await until(lambda: sorted(ran[2:]) == ["issue#1", "merge#3", "pr_review#2"], "all three")
+    assert "implementations and reviews start again" in caplog.text

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from scripts.orchestrator.claude_slots import DAILY_SPEND_META
+from scripts.orchestrator.core.budget import day_of
 from scripts.orchestrator.core.work import Status, WorkItem, WorkItemType, Write
 from scripts.orchestrator.daemon import FIRST_WATCHED_META, LAST_CYCLE_META
 from scripts.orchestrator.state import State
@@ -346,3 +348,17 @@ def test_a_wrong_request_is_one_line(
     assert (code, out) == (2, "")
     assert len(err.splitlines()) == 1 and err.startswith("clear: ")
     assert kept(stored)[0] == {"issue:42", "pr_review:43", "merge:43", "issue:44"}
+
+
+def test_status_shows_each_items_spend_and_the_days(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    now = datetime.now(timezone.utc)
+    with State(path) as state:
+        state.put(item(WorkItemType.ISSUE, 4, cost_usd=0.25, spent_usd=0.75, runs=3))
+        state.put(item(WorkItemType.PR_REVIEW, 7, cost_usd=0.1, spent_usd=0.1, runs=1))
+        state.put(item(WorkItemType.ISSUE, 9, cost_usd=0.5))  # from before the ledger
+        state.set_meta(DAILY_SPEND_META, {day_of(now): 0.6, "2000-01-01": 9.0})
+    code, out, _ = run(show_status, path)
+    assert code == 0
+    assert "$0.7500 (3 runs)" in out and "$0.1000 " in out and "$0.5000" in out
+    assert "cost $1.3500" in out and "today $0.6000" in out

@@ -185,6 +185,20 @@ async def test_commit_all_commits_additions_edits_and_deletions(
     )
 
 
+async def test_commit_all_leaves_out_a_half_written_file_of_a_stopped_run(
+    manager: WorktreeManager,
+) -> None:
+    path = await manager.branch_worktree("feature-issue-6", "claude/issue-6", "origin/main")
+    # Claude Code writes `<name>.tmp.<pid>.<hex>`, then renames it: a stop between leaves it.
+    write_files(path, {"greet.py.tmp.2.59f4d0f1c657": "def gre", "done.py": "X = 1\n",
+                       "notes.tmp.txt": "a file of the change\n"})  # fmt: skip
+    sha = await manager.commit_all(path, "Work in progress")
+    assert sha is not None
+    added = git(path, "show", "--name-only", "--format=", sha).splitlines()
+    assert sorted(added) == ["done.py", "notes.tmp.txt"]
+    assert not (path / "greet.py.tmp.2.59f4d0f1c657").exists()
+
+
 async def test_commit_all_falls_back_to_the_orchestrator_identity(
     manager: WorktreeManager, git_world: GitWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
 from collections.abc import Sequence
@@ -14,8 +13,6 @@ from ..config import Settings
 from ..core import implement_text as text
 from ..core.decide_implement import (
     IssueStep,
-    changed_since_label,
-    comments_as_labelled,
     needs_label_count,
     plan_issues,
     sensitive_paths,
@@ -25,39 +22,33 @@ from ..core.models import (
     IMPLEMENT_TOOLS,
     ClaudeRequest,
     ClaudeResult,
-    Comment,
     Issue,
     PullRequest,
 )
 from ..core.redact import Redactor
 from ..core.triggers import may_command
-from ..core.work import IssueFacts, Status, WorkItem, WorkItemType, Write
+from ..core.work import IssueFacts, Status, WorkItem, WorkItemType
 from ..guidelines import guidelines, repo_guidelines_path
 from ..ports import Claude, Clock, Git, GitHub, Job, SecretScan, StateStore
 from . import outbox
+from .implement_task import LabelledIssue, Refused
+from .implement_told import Failed, IssueTold
 from .items import MAX_INFRASTRUCTURE_ERRORS, Items
 
 log = logging.getLogger(__name__)
+
+
+NO_CHANGES = "Claude made no changes"
+# The limits that stop a run part way: what it made so far is committed and pushed.
+KEPT_AT = frozenset({"budget", "turns", "time"})
 
 
 def branch_for(number: int) -> str:
     return f"feature/issue-{number}"
 
 
-@dataclass(frozen=True)
-class Failed:
-    """An attempt that ended; `comment` tells the issue's readers what happened and what to do."""
-
-    reason: str
-    comment: str
-
-
-@dataclass(frozen=True)
-class Refused:
-    """The label starts no work; `comment` says why and what a writer can do."""
-
-    reason: str
-    comment: str
+class DaySpent(Exception):
+    """The day's budget left nothing for the run: it never started."""
 
 
 @dataclass
@@ -77,6 +68,9 @@ class ImplementWorkflow:
     def __post_init__(self) -> None:
         self._items = Items(self.state, WorkItemType.ISSUE, self.redactor)
         self._outbox = outbox.Outbox(self.state, WorkItemType.ISSUE, self.github, self.redactor)
+        self._labelled = LabelledIssue(self.settings, self.github, self._items)
+        self._told = IssueTold(self.settings, self.state, self.github, self._items, self._outbox,
+                               self.redactor, self.clock)  # fmt: skip
 
     async def poll(self) -> Sequence[Job]:
         await self._outbox.send_all()  # the label changes and comments a fault held back
@@ -116,7 +110,8 @@ class ImplementWorkflow:
                 return
             item = item.evolve(
                 attempts=item.attempts + 1,
-                facts=IssueFacts(label_events=seen),
+                # A stopped run's kept work outlives its attempt: the new one goes on from it.
+                facts=IssueFacts(label_events=seen, kept_sha=item.issue.kept_sha),
                 errors=0,
                 last_error=None,
                 head_sha=None,
@@ -129,7 +124,7 @@ class ImplementWorkflow:
                 log.warning("issue #%d not started, planned again next poll: %s", number, exc)
                 return
             if labelling is None or not writes:
-                await self._refuse_label(item, Refused(
+                await self._told.refuse_label(item, Refused(
                     f"the ready label was applied by {actor}, who cannot write",
                     text.not_a_writer(actor, self.settings.ready_label)))  # fmt: skip
                 return
@@ -141,19 +136,23 @@ class ImplementWorkflow:
         except (GitHubError, GitError) as exc:
             await self._infrastructure_error(number, exc)
             return
+        except DaySpent as exc:  # no run, nothing lost: back in the queue for the next day
+            log.info("issue #%d waits: %s", number, exc)
+            self._items.update(number, status=Status.PENDING, last_error=str(exc))
+            return
         if isinstance(outcome, Failed):
-            await self._fail(number, outcome)
+            await self._told.fail(number, outcome)
             return
         if isinstance(outcome, Refused):
-            await self._refuse_label(self._items.get(number), outcome)
+            await self._told.refuse_label(self._items.get(number), outcome)
             return
         # An earlier attempt's pull request, now updated; else a new one.
         done = text.done(
             outcome.number, updated=self._items.get(number).pr_number == outcome.number
         )
         self._outbox.queue(
-            self._ended(number),
-            [outbox.remove_label(number, self.settings.ready_label), self._tell(number, done)],
+            self._told.ended(number),
+            [outbox.remove_label(number, self.settings.ready_label), self._told.tell(number, done)],
             status=Status.DONE,
             pr_number=outcome.number,
             finished_at=self.clock.now(),
@@ -172,7 +171,7 @@ class ImplementWorkflow:
         if reconcile and open_pull is not None:
             log.info("issue #%d: pull request #%d already exists", number, open_pull.number)
             return open_pull
-        as_labelled = await self._as_labelled(issue)
+        as_labelled = await self._labelled.as_labelled(issue)
         if isinstance(as_labelled, Refused):
             return as_labelled
         issue = as_labelled  # the title and body Claude, the commit and the pull request get
@@ -186,10 +185,10 @@ class ImplementWorkflow:
         if open_pull is not None:  # a new attempt on the issue's open pull request
             self._items.update_facts(number, updating_pull=open_pull.number)
         # The task is read before the acknowledgement is written: its comment is no part of it.
-        prompt = await self._task(issue)
+        prompt = await self._labelled.task(issue)
         # The acknowledgement waits in the one-write-a-second queue behind every other job's
         # writes; Claude does not wait for it (it is joined before anything is pushed or told).
-        acknowledged = asyncio.create_task(self._acknowledge(issue)) if fresh else None
+        acknowledged = asyncio.create_task(self._told.acknowledge(issue)) if fresh else None
         try:
             return await self._work(issue, prompt, branch, base, open_pull, acknowledged)
         finally:
@@ -208,8 +207,12 @@ class ImplementWorkflow:
         """Claude's run in a fresh worktree, then its commit, push and pull request (after
         the acknowledgement: "working on it" never comes after the pull request)."""
         number = issue.number
-        start = await self.worktrees.fetch_branch(open_pull.head_ref if open_pull else base)
         remote_sha = await self.worktrees.remote_branch_sha(branch)
+        kept = self._items.get(number).issue.kept_sha
+        goes_on = open_pull is None and kept is not None and remote_sha == kept
+        start = await self.worktrees.fetch_branch(
+            open_pull.head_ref if open_pull else (branch if goes_on else base)
+        )
         worktree = await self.worktrees.branch_worktree(f"feature-issue-{number}", branch, start)
         try:
             made = await self._run_claude(issue, prompt, worktree, start)
@@ -219,6 +222,8 @@ class ImplementWorkflow:
                 return made
             head = await self._commit(issue, worktree, start, made)
             if isinstance(head, Failed):
+                if not made.ok and head.reason == NO_CHANGES:  # stopped before any change
+                    return self._claude_failed(made)
                 return head
             # Claude's work is a commit on the clone's own branch from here on: a fault in
             # what follows is retried from this point, never by running Claude again.
@@ -229,6 +234,13 @@ class ImplementWorkflow:
                 return pushed
         finally:
             await self.worktrees.remove(worktree)
+        if not made.ok:  # stopped at a limit: its work is on the branch, never thrown away
+            self._items.update_facts(number, kept_sha=head)
+            log.info("issue #%d: Claude stopped (%s); its work is on %s at %s",
+                     number, made.error, branch, head[:12])  # fmt: skip
+            kept_note = text.stopped_kept(made, branch, head, self.settings.ready_label)
+            return Failed(made.error or "Claude stopped at a limit", kept_note)
+        self._items.update_facts(number, kept_sha=None)
         return await self._deliver(issue, branch, base, open_pull)
 
     async def _deliver(
@@ -244,31 +256,6 @@ class ImplementWorkflow:
             self._outbox.queue(done, [outbox.comment(open_pull.number, note)])
             await self._outbox.try_send(issue.number)
         return open_pull
-
-    async def _acknowledge(self, issue: Issue) -> None:
-        # Writes are spaced a second apart (secondary rate limits): skip the needless one.
-        if self.settings.failed_label in issue.labels:
-            # Through the outbox: a resumed attempt does not acknowledge again, and the old
-            # failure label must not survive a fault next to a new pull request.
-            unlabel = outbox.remove_label(issue.number, self.settings.failed_label)
-            self._outbox.queue(self._items.get(issue.number), [unlabel])
-            await self._outbox.try_send(issue.number)
-        # A courtesy: without it the outcome comes as a comment of its own.
-        try:
-            await self.github.react_to_issue(issue.number, "eyes")
-            said = await self.github.create_comment(issue.number, text.started())
-        except GitHubError as exc:
-            log.warning("issue #%d: could not say that work started: %s", issue.number, exc)
-            return
-        if said.id:  # 0: GitHub took it but its answer was unreadable
-            self._items.update_facts(issue.number, progress_comment=said.id)
-
-    def _tell(self, number: int, body: str) -> Write:
-        """The outcome: in the comment that said work started, or in a new one."""
-        progress = self._items.get(number).issue.progress_comment
-        if progress is None:
-            return outbox.comment(number, body)
-        return outbox.edit_comment(number, progress, body)
 
     async def _resume_push(
         self, issue: Issue, branch: str, base: str, open_pull: PullRequest | None
@@ -292,62 +279,14 @@ class ImplementWorkflow:
             return pushed
         return await self._deliver(issue, branch, base, open_pull)
 
-    async def _as_labelled(self, issue: Issue) -> Issue | Refused:
-        """The issue as it stood when the writer labelled it: kept in the item at the first
-        look (a fresh attempt, or one that a fault or a stop cut short before it), and used
-        from then on, whatever is edited later."""
-        facts = self._items.get(issue.number).issue
-        if facts.body is None and facts.labelled_at is not None:
-            labelling = await self.github.labelling(issue.number, self.settings.ready_label)
-            renamed_at = labelling.renamed_at if labelling is not None else None
-            edited_at = await self.github.edited_at(issue.number)
-            if changed_since_label(facts.labelled_at, edited_at, renamed_at):
-                return Refused(
-                    "the issue was edited after the ready label was applied",
-                    text.changed_since_label(self.settings.ready_label),
-                )
-            # Kept only as far as the prompt reads it (one past, so the cut still shows).
-            body = issue.body[: text.MAX_BODY_CHARS + 1]
-            self._items.update_facts(issue.number, title=issue.title, body=body)
-            return issue
-        if facts.body is None:  # an attempt from an older state, before labels were timed
-            return issue
-        return dataclasses.replace(issue, title=facts.title or issue.title, body=facts.body)
-
-    async def _task(self, issue: Issue) -> str:
-        """Claude's task: the issue (as labelled) and its comments as they stood then."""
-        facts = self._items.get(issue.number).issue
-        everything = [
-            c
-            for c in await self.github.list_issue_comments(issue.number)
-            if c.id != facts.progress_comment  # "working on this issue": ours, not the task
-        ]
-        comments, left_out = comments_as_labelled(everything, facts.labelled_at)
-        outsiders = await self._outsiders(comments)
-        drop = self.settings.outsider_comments == "drop"
-        if drop:
-            comments = [c for c in comments if c.author not in outsiders]
-            left_out = len(everything) - len(comments)
-        return text.implement_prompt(
-            issue,
-            comments,
-            outsiders=outsiders,
-            own=await self.github.login(),
-            left_out=left_out,
-            outsiders_dropped=drop,
-        )
-
-    async def _outsiders(self, comments: list[Comment]) -> frozenset[str]:
-        """The comments' authors without write access (one request per author; the prompt
-        holds at most `MAX_PROMPT_COMMENTS` comments, so at most that many requests)."""
-        authors = {c.author for c in comments[-text.MAX_PROMPT_COMMENTS :]}
-        return frozenset(
-            [a for a in sorted(authors) if not may_command(await self.github.permission(a))]
-        )
-
     async def _run_claude(
         self, issue: Issue, prompt: str, worktree: Path, start: str
     ) -> ClaudeResult | Failed:
+        spend = self._items.allowance(issue.number, self.settings)
+        if spend.refused is not None:
+            return Failed(
+                spend.refused, text.budget_spent(spend.refused, self.settings.ready_label)
+            )
         # The guidelines of the commit the work starts from (the default branch's, usually).
         own = await self.worktrees.read_file(start, repo_guidelines_path("implement"))
         request = ClaudeRequest(
@@ -358,35 +297,37 @@ class ImplementWorkflow:
             max_turns=self.settings.max_turns,
             timeout=self.settings.claude_timeout,
             setting_sources=("project",),  # the default branch's own CLAUDE.md and settings
+            max_budget_usd=spend.cap,
         )
         result = await self.claude.run(request)
-        self._items.update(
-            issue.number,
-            cost_usd=result.cost_usd,
-            turns=result.turns,
-            duration_s=round(result.duration_s, 1),
-        )
-        if not result.ok:
-            return Failed(
-                result.error or "Claude failed",
-                text.claude_failed(
-                    result.error, timed_out=result.timed_out, ready_label=self.settings.ready_label
-                ),
-            )
+        self._items.spend(issue.number, result)
+        if result.limit == "day":  # it never ran: the next day's first cycles plan it again
+            raise DaySpent(result.error or "the day's budget is spent")
+        if not result.ok and result.limit not in KEPT_AT:
+            return self._claude_failed(result)
         # Claude's words are stored and posted: no secret may ride along (DESIGN §1).
         self._items.update_facts(issue.number, summary=self.redactor.redact(result.text))
         return result
 
+    def _claude_failed(self, result: ClaudeResult) -> Failed:
+        return Failed(
+            result.error or "Claude failed",
+            text.claude_failed(
+                result.error, timed_out=result.timed_out, ready_label=self.settings.ready_label
+            ),
+        )
+
     async def _commit(
         self, issue: Issue, worktree: Path, start: str, result: ClaudeResult
     ) -> str | Failed:
-        message = f"Implement #{issue.number}: {issue.title}\n\nCloses #{issue.number}"
+        if result.ok:
+            message = f"Implement #{issue.number}: {issue.title}\n\nCloses #{issue.number}"
+        else:
+            message = f"Work in progress on #{issue.number}: {issue.title}\n\n{result.error}"
         await self.worktrees.commit_all(worktree, message)
         head = await self.worktrees.head(worktree)
         if head == start:
-            return Failed(
-                "Claude made no changes", text.no_changes(result.text, self.settings.ready_label)
-            )
+            return Failed(NO_CHANGES, text.no_changes(result.text, self.settings.ready_label))
         hits = self.scanner.scan(await self.worktrees.diff(start, head))
         if hits:
             where = ", ".join(f"{hit.path}:{hit.line}" for hit in hits[:5])
@@ -444,49 +385,7 @@ class ImplementWorkflow:
         if self._items.retry_later(number, exc):
             return
         comment = text.gave_up(str(exc), MAX_INFRASTRUCTURE_ERRORS, self.settings.ready_label)
-        await self._fail(number, Failed(str(exc), comment))
-
-    def _ended(self, number: int) -> WorkItem:
-        """The item as its attempt ends: the kept issue text is not needed any more (a new
-        label takes a new copy), so the state does not grow with every issue's body."""
-        return self._items.get(number).with_facts(title=None, body=None)
-
-    async def _refuse_label(self, item: WorkItem, refused: Refused) -> None:
-        """The label does not start work (applied by someone without write access, or the
-        issue changed since): one reply, the label removed, the attempt recorded as refused
-        (a writer's label later counts as a new request)."""
-        log.warning("issue #%d not started: %s", item.number, refused.reason)
-        self.state.put(item.evolve(status=Status.IN_PROGRESS, started_at=self.clock.now()))
-        writes = [
-            outbox.comment(item.number, refused.comment),
-            outbox.remove_label(item.number, self.settings.ready_label),
-        ]
-        self._outbox.queue(
-            self._items.get(item.number),
-            writes,
-            status=Status.FAILED,
-            last_error=refused.reason,
-            finished_at=self.clock.now(),
-        )
-        await self._outbox.try_send(item.number)
-
-    async def _fail(self, number: int, failure: Failed) -> None:
-        """Record the failure with the comment and label swap that announce it, then send
-        those: a fault delays them to a later cycle, it never loses them."""
-        log.warning("issue #%d failed: %s", number, failure.reason)
-        writes = [
-            self._tell(number, text.failure_comment(failure.comment)),
-            outbox.remove_label(number, self.settings.ready_label),
-            outbox.add_label(number, self.settings.failed_label),
-        ]
-        self._outbox.queue(
-            self._ended(number),
-            writes,
-            status=Status.FAILED,
-            last_error=self.redactor.redact(failure.reason),
-            finished_at=self.clock.now(),
-        )
-        await self._outbox.try_send(number)
+        await self._told.fail(number, Failed(str(exc), comment))
 
 
 async def _join(task: asyncio.Task[None]) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ..config import Settings
+from ..core.budget import Allowance, Budgets, allowance
 from ..core.errors import is_transient
+from ..core.models import ClaudeResult
 from ..core.redact import Redactor
 from ..core.retry import GiveUp, after_failure
 from ..core.work import Status, WorkItem, WorkItemType
@@ -34,6 +37,27 @@ class Items:
         if isinstance(error, str):
             changes["last_error"] = self._redactor.redact(error)
         self._state.put(self.get(number).evolve(**changes))
+
+    def allowance(self, number: int, settings: Settings) -> Allowance:
+        """What the item's next Claude run may spend: CLAUDE_MAX_BUDGET_USD, and what is left
+        of ITEM_MAX_BUDGET_USD (the day's budget is the slots' to keep)."""
+        budgets = Budgets(run=settings.claude_max_budget_usd, item=settings.item_max_budget_usd)
+        return allowance(budgets, item_spent=self.get(number).spent_usd, day_spent=0.0)
+
+    def spend(self, number: int, result: ClaudeResult) -> None:
+        """A Claude run's cost, turns and time on its item, and added to what it has spent;
+        a run that never started (the day's budget was spent) costs nothing."""
+        if result.limit == "day":
+            return
+        item = self.get(number)
+        self.update(
+            number,
+            cost_usd=result.cost_usd,
+            turns=result.turns,
+            duration_s=round(result.duration_s, 1),
+            spent_usd=round(item.spent_usd + (result.cost_usd or 0.0), 6),
+            runs=item.runs + 1,
+        )
 
     def update_facts(self, number: int, **facts: Any) -> None:
         self._state.put(self.get(number).with_facts(**facts))

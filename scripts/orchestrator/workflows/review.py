@@ -268,6 +268,9 @@ class ReviewWorkflow:
     async def _review(
         self, pull: PullRequest, item: WorkItem, author_writes: bool | None
     ) -> NotReviewed | None:
+        spend = self._items.allowance(pull.number, self.settings)
+        if spend.refused is not None:
+            return NotReviewed(f"no review: {spend.refused}")
         head = await self.worktrees.fetch_pull_head(pull.number)  # works for forks too
         if head != pull.head_sha:
             # Pushed since the pull request was read: that head was not let through (pinned by
@@ -295,6 +298,7 @@ class ReviewWorkflow:
                 max_turns=self.settings.max_turns,
                 timeout=self.settings.claude_timeout,
                 setting_sources=(),  # the checkout is untrusted: no project settings or hooks
+                max_budget_usd=spend.cap,
             )
             facts = item.review
             if not facts.forced:  # counted against the daily cap of automatic runs
@@ -304,8 +308,11 @@ class ReviewWorkflow:
                     pull.number, runs=runs, first_head=facts.first_head or head
                 )
             result = await self.claude.run(request)
+            self._items.spend(pull.number, result)
         finally:
             await self.worktrees.remove(worktree)
+        if result.limit == "day":  # it never ran: the next day's first cycles plan it again
+            return NotReviewed(result.error or "the day's budget is spent", transient=True)
         if not result.ok:
             return NotReviewed(result.error or "Claude failed")
         login = await self.github.login()
@@ -333,13 +340,7 @@ class ReviewWorkflow:
             text=self.redactor.redact(result.text),
         )
         # Kept until GitHub takes it: a fault while posting costs a retry, not a new run.
-        self._items.update(
-            pull.number,
-            cost_usd=result.cost_usd,
-            turns=result.turns,
-            duration_s=round(result.duration_s, 1),
-            facts=self._items.get(pull.number).review.but(unposted=kept),
-        )
+        self._items.update_facts(pull.number, unposted=kept)
         await self._post(pull.number, kept)
         return None
 
