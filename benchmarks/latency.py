@@ -23,7 +23,9 @@ Mode `webhooks`: the fake delivers every event to the daemon's `/webhook` (signe
 WEBHOOK_SECRET), which wakes its poll loop at once. Mode `polling`: no webhook; the daemon finds
 the events at its next poll, one every 60 s. Each event is timed on its own, from its own start.
 
-Run by hand: `python benchmarks/latency.py` (about 12 minutes; `--events N`, `--mode ...`).
+`--mode both` (the default) runs the two modes at once, each in a process of its own.
+
+Run by hand: `python benchmarks/latency.py` (about 14 minutes; `--events N`, `--mode ...`).
 """
 
 from __future__ import annotations

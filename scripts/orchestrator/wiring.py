@@ -52,6 +52,7 @@ from .startup import (
 )
 from .state import State, daily_pruning
 from .transcripts import Transcripts
+from .workflows.commands import courtesies_sent
 from .workflows.comment_feed import CommentFeed
 from .workflows.implement import ImplementWorkflow, branch_for
 from .workflows.merge import MergeWorkflow
@@ -60,6 +61,8 @@ from .workflows.review import ReviewWorkflow
 from .worktree_manager import WorktreeManager
 
 log = logging.getLogger(__name__)
+
+COURTESY_GRACE = 5.0  # seconds the last acknowledgements get once the loop has ended
 
 
 @dataclass(frozen=True)
@@ -304,7 +307,11 @@ async def _run(
         loop.add_signal_handler(sig, daemon.request_stop, sig.name)
     try:
         async with serving, web:
-            return await daemon.run(once=once)
+            code = await daemon.run(once=once)
+            # The 👀 on commands go out beside the work: the last ones still get sent.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(courtesies_sent(), COURTESY_GRACE)
+            return code
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -11,6 +11,7 @@ import pytest
 from scripts.orchestrator.config import Settings
 from scripts.orchestrator.core.redact import Redactor
 from scripts.orchestrator.core.work import MergeFacts, WorkItem, WorkItemType
+from scripts.orchestrator.workflows.commands import courtesies_sent
 from scripts.orchestrator.workflows.comment_feed import CommentFeed
 from scripts.orchestrator.workflows.merge import MergeWorkflow
 from scripts.orchestrator.workflows.pull_heads import PullHeads
@@ -70,6 +71,7 @@ class Rig:
         await self.feed.refresh()
         jobs = await self.wf.poll()
         await self.feed.commit()
+        await courtesies_sent()  # the 👀 on each command, sent beside the work
         return [job.number for job in jobs]
 
     def one_comment(self, number: int) -> str:

@@ -17,6 +17,7 @@ from scripts.orchestrator.core.redact import REDACTED, Redactor
 from scripts.orchestrator.core.review_text import MAX_DIFF
 from scripts.orchestrator.core.work import Status, WorkItem, WorkItemType
 from scripts.orchestrator.guidelines import repo_guidelines_path
+from scripts.orchestrator.workflows.commands import courtesies_sent
 from scripts.orchestrator.workflows.comment_feed import CommentFeed
 from scripts.orchestrator.workflows.pull_heads import PullHeads
 from scripts.orchestrator.workflows.review import (
@@ -63,6 +64,7 @@ class Rig:
         await self.feed.refresh()
         jobs = await self.wf.poll()
         await self.feed.commit()
+        await courtesies_sent()  # the 👀 on each command, sent beside the work
         for job in jobs:
             await job.run()
         return [job.number for job in jobs]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -92,6 +93,23 @@ async def acknowledge(github: GitHub, comment: Comment, what: str) -> None:
         log.warning("could not acknowledge %s on #%d: %s", what, comment.issue_number, exc)
 
 
+_courtesies: set[asyncio.Task[None]] = set()  # held here: the loop keeps only weak references
+
+
+async def courtesies_sent() -> None:
+    """Wait for the acknowledgements started so far (tests; a cycle never waits for them)."""
+    while _courtesies:
+        await asyncio.gather(*_courtesies)
+
+
+def acknowledge_soon(github: GitHub, comment: Comment, what: str) -> None:
+    """`acknowledge`, without waiting for it: the 👀 waits its turn in GitHub's
+    one-write-a-second queue while the cycle goes on and the work starts."""
+    task = asyncio.ensure_future(acknowledge(github, comment, what))
+    _courtesies.add(task)
+    task.add_done_callback(_courtesies.discard)
+
+
 async def pin_head(
     github: GitHub,
     feed: CommentFeed,
@@ -116,3 +134,13 @@ async def pin_head(
         await github.create_comment(pull.number, reply)
         feed.mark_handled(comment.id)
     return pinned
+
+
+async def join(task: asyncio.Task[None]) -> None:
+    """Wait for a courtesy started beside the work; if this wait is cancelled (a stop), cancel
+    the courtesy too."""
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise

@@ -31,6 +31,7 @@ from ..core.work import IssueFacts, Status, WorkItem, WorkItemType
 from ..guidelines import guidelines, repo_guidelines_path
 from ..ports import Claude, Clock, Git, GitHub, Job, SecretScan, StateStore
 from . import outbox
+from .commands import join
 from .implement_task import LabelledIssue, Refused
 from .implement_told import Failed, IssueTold
 from .items import MAX_INFRASTRUCTURE_ERRORS, Items
@@ -193,7 +194,7 @@ class ImplementWorkflow:
             return await self._work(issue, prompt, branch, base, open_pull, acknowledged)
         finally:
             if acknowledged is not None:
-                await _join(acknowledged)
+                await join(acknowledged)
 
     async def _work(
         self,
@@ -217,7 +218,7 @@ class ImplementWorkflow:
         try:
             made = await self._run_claude(issue, prompt, worktree, start)
             if acknowledged is not None:
-                await _join(acknowledged)
+                await join(acknowledged)
             if isinstance(made, Failed):
                 return made
             head = await self._commit(issue, worktree, start, made)
@@ -386,12 +387,3 @@ class ImplementWorkflow:
             return
         comment = text.gave_up(str(exc), MAX_INFRASTRUCTURE_ERRORS, self.settings.ready_label)
         await self._told.fail(number, Failed(str(exc), comment))
-
-
-async def _join(task: asyncio.Task[None]) -> None:
-    """Wait for `task`; if this wait is cancelled (a stop), cancel the task too."""
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        task.cancel()
-        raise

@@ -20,7 +20,7 @@ from ..core.triggers import may_command
 from ..core.work import MergeFacts, PassedCommand, Status, WorkItem, WorkItemType
 from ..ports import Checks, Clock, Git, GitHub, Job, StateStore
 from . import outbox
-from .commands import acknowledge, authorised, pin_head, settle_each
+from .commands import acknowledge_soon, authorised, pin_head, settle_each
 from .comment_feed import CommentFeed
 from .items import MAX_INFRASTRUCTURE_ERRORS, Items
 from .merge_cleanup import clean_up
@@ -140,7 +140,7 @@ class MergeWorkflow:
                 )
             self.feed.mark_handled(comment.id)
         log.info("merge of #%d requested by %s", pull.number, comment.author)
-        await acknowledge(self.github, comment, "merge")
+        acknowledge_soon(self.github, comment, "merge")
 
     # -- one merge ----------------------------------------------------------------------------
 

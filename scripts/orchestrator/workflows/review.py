@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ from ..core.work import KeptReview, ReviewFacts, Status, WorkItem, WorkItemType
 from ..guidelines import guidelines, repo_guidelines_path
 from ..ports import Claude, Clock, Git, GitHub, Job, StateStore
 from . import outbox
-from .commands import acknowledge, authorised, pin_head, settle_each
+from .commands import acknowledge_soon, authorised, join, pin_head, settle_each
 from .comment_feed import CommentFeed
 from .items import Items
 from .pull_heads import PullHeads
@@ -140,7 +141,7 @@ class ReviewWorkflow:
             with self.state.batch():
                 self.state.put(item.with_facts(requested=True, requested_head=pinned))
                 self.feed.mark_handled(comment.id)
-            await acknowledge(self.github, comment, "review")
+            acknowledge_soon(self.github, comment, "review")
 
         await settle_each(self.feed, trigger, accept)
         return {
@@ -197,22 +198,26 @@ class ReviewWorkflow:
             facts=facts.but(retry_at=None, baseline=False, requested=False, forced=forced),
         )
         self.state.put(item)
+        acknowledged: asyncio.Task[None] | None = None
         try:
             if not forced and await self._already_reviewed(pull):
                 self._finish(number, pull.head_sha, None)
                 return
-            if item.attempts == 1:
-                await self._acknowledge(number)
+            if item.attempts == 1:  # beside the review, joined before it is posted
+                acknowledged = asyncio.create_task(self._acknowledge(number))
             kept = item.review.unposted
             if kept is not None and kept.commit_id == pull.head_sha:
                 log.info("posting the review of #%d written before a fault", pull.number)
                 await self._post(pull.number, kept)
                 return
-            outcome = await self._review(pull, item, writes)
+            outcome = await self._review(pull, item, writes, acknowledged)
             if isinstance(outcome, NotReviewed):
                 await self._failed(pull, outcome.error, transient=outcome.transient)
         except (GitHubError, GitError) as exc:
             await self._failed(pull, str(exc), transient=is_transient(exc))
+        finally:
+            if acknowledged is not None:
+                await join(acknowledged)
 
     def _item(self, number: int) -> WorkItem:
         return self.state.get(WorkItemType.PR_REVIEW, number) or WorkItem(
@@ -266,7 +271,11 @@ class ReviewWorkflow:
         await self._outbox.try_send(pull.number)
 
     async def _review(
-        self, pull: PullRequest, item: WorkItem, author_writes: bool | None
+        self,
+        pull: PullRequest,
+        item: WorkItem,
+        author_writes: bool | None,
+        acknowledged: asyncio.Task[None] | None = None,
     ) -> NotReviewed | None:
         spend = self._items.allowance(pull.number, self.settings)
         if spend.refused is not None:
@@ -341,6 +350,8 @@ class ReviewWorkflow:
         )
         # Kept until GitHub takes it: a fault while posting costs a retry, not a new run.
         self._items.update_facts(pull.number, unposted=kept)
+        if acknowledged is not None:
+            await join(acknowledged)  # the 👀 comes before the review
         await self._post(pull.number, kept)
         return None
 
