@@ -65,6 +65,11 @@ class GitHubClient(RestClient):
             self._default_branch = await self._read(self._repo_url(), gp.default_branch)
         return self._default_branch
 
+    @property
+    def known_login(self) -> str | None:
+        """The token account's login if `login` has read it, without asking GitHub."""
+        return self._login or None
+
     async def login(self) -> str | None:
         """The login of the token's account, or None if GitHub will not say (an App's
         installation token gets 403 from `/user`)."""

@@ -256,7 +256,10 @@ async def serve_http(
 
 
 def webhook_receiver(
-    settings: Settings, wake: Callable[[], None], metrics: Metrics
+    settings: Settings,
+    wake: Callable[[], None],
+    metrics: Metrics,
+    own: Callable[[], str | None] = lambda: None,
 ) -> WebhookReceiver:
     """The receiver of POST /webhook: each accepted delivery wakes the daemon."""
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
@@ -268,7 +271,8 @@ def webhook_receiver(
         wake()
 
     return WebhookReceiver(secret=secret, repo=settings.github_repo, wake=woken,
-                           observe=metrics.webhook)  # fmt: skip
+                           observe=metrics.webhook, own=own,
+                           ready_label=settings.ready_label)  # fmt: skip
 
 
 def since_last(receiver: WebhookReceiver) -> Callable[[], float | None]:

@@ -49,8 +49,12 @@ class WebhookReceiver:
         clock: Callable[[], float] = time.monotonic,
         remember: int = 10_000,
         observe: Callable[[str], None] | None = None,
+        own: Callable[[], str | None] = lambda: None,
+        ready_label: str | None = None,
     ) -> None:
-        """`observe` hears each delivery's result (accepted, duplicate, ignored, rejected)."""
+        """`observe` hears each delivery's result (accepted, duplicate, ignored, rejected);
+        `own` names the daemon's account once known: what it did itself wakes nothing, nor a
+        label other than `ready_label`."""
         if remember < 1:
             raise ValueError("remember must be at least 1")
         self._secret = secret or None
@@ -62,6 +66,8 @@ class WebhookReceiver:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._last: float | None = None
         self._observe = observe
+        self._own = own
+        self._ready_label = ready_label
         self._reading = 0  # bodies being read now
         self.counts: dict[str, int] = dict.fromkeys(
             ("accepted", "duplicate", "ignored", "rejected"), 0
@@ -128,7 +134,8 @@ class WebhookReceiver:
             self._count("duplicate")
             log.debug("webhook delivery %s again: ignored", delivery)
             return PlainTextResponse("duplicate\n", status_code=200)
-        decision = decide(event, delivery, payload, self._repo)
+        decision = decide(event, delivery, payload, self._repo, own=self._own(),
+                          ready_label=self._ready_label)  # fmt: skip
         if isinstance(decision, str):
             self._note(delivery, digest)
             self._count("ignored")

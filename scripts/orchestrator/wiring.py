@@ -291,7 +291,8 @@ async def _run(
         metrics = Metrics(state, budget_reading(github.rate))
         github.wire.observers.append(metrics.github_observer)
         woken: list[Daemon] = []  # the receiver wakes the daemon built after it
-        receiver = webhook_receiver(settings, lambda: woken[0].wake(), metrics)
+        receiver = webhook_receiver(settings, lambda: woken[0].wake(), metrics,
+                                    own=lambda: github.known_login)  # fmt: skip
         quiet = (settings.webhook_poll_interval, since_last(receiver))
         daemon = build_daemon(settings, state, adapters, github=github, telemetry=metrics,
                               webhooks=quiet)  # fmt: skip

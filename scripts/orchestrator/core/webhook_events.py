@@ -39,6 +39,14 @@ class _Numbered(_Strict):
     number: int
 
 
+class _Login(_Strict):
+    login: str
+
+
+class _Label(_Strict):
+    name: str
+
+
 class _Envelope(_Strict):
     """The few fields every waking delivery has; the rest of the payload is not read."""
 
@@ -46,14 +54,31 @@ class _Envelope(_Strict):
     repository: _Repository
     issue: _Numbered | None = None
     pull_request: _Numbered | None = None
+    sender: _Login | None = None
+    label: _Label | None = None
+
+
+# What the daemon itself does (its comments, labels and reviews) starts nothing of its own,
+# so those deliveries wake nothing; the pull requests it opens are reviewed like any other.
+_OWN_IGNORED = frozenset({"issues", "issue_comment", "pull_request_review"})
 
 
 class _PingEnvelope(_Strict):
     repository: _Repository | None = None
 
 
-def decide(event: str, delivery: str, payload: object, repo: str) -> Wake | str:
-    """The `Wake` for a delivery to `repo` (`owner/name`), or why it wakes nothing."""
+def decide(
+    event: str,
+    delivery: str,
+    payload: object,
+    repo: str,
+    *,
+    own: str | None = None,
+    ready_label: str | None = None,
+) -> Wake | str:
+    """The `Wake` for a delivery to `repo` (`owner/name`), or why it wakes nothing: also
+    when the daemon's own account (`own`) did it, or an issue got a label other than
+    `ready_label`."""
     if not delivery:
         return "no delivery id"
     if event == PING:
@@ -69,6 +94,12 @@ def decide(event: str, delivery: str, payload: object, repo: str) -> Wake | str:
         return f"for another repository ({envelope.repository.full_name})"
     if envelope.action not in actions:
         return f"{event}.{envelope.action} is not one the daemon acts on"
+    sender = envelope.sender.login if envelope.sender else None
+    if own and sender and sender.lower() == own.lower() and event in _OWN_IGNORED:
+        return f"{event}.{envelope.action} by the daemon's own account"
+    label = envelope.label.name if envelope.label else None
+    if event == "issues" and ready_label and label is not None and label != ready_label:
+        return f"the label {label!r} is not the ready label"
     # An issue comment on a pull request names the pull request as its `issue`, as GitHub does.
     target = envelope.issue if event in ("issues", "issue_comment") else envelope.pull_request
     if target is None:

@@ -104,3 +104,30 @@ def test_the_reason_never_quotes_the_payload() -> None:
 
 def test_a_delivery_needs_an_id() -> None:
     assert decide("issues", "", delivered("issues", "labeled"), REPO) == "no delivery id"
+
+
+@pytest.mark.parametrize(
+    ("event", "action", "wakes"),
+    [
+        ("issue_comment", "created", False),  # its own "working on it"
+        ("issues", "labeled", False),  # its own claude-failed label
+        ("pull_request_review", "submitted", False),  # its own review
+        ("pull_request", "opened", True),  # its own pull request gets a review, as any other
+    ],
+)
+def test_what_the_daemon_did_itself_wakes_nothing_but_its_pull_requests(
+    event: str, action: str, wakes: bool
+) -> None:
+    data = delivered(event, action) | {"sender": {"login": "Orchestrator-Bot"}}
+    decided = decide(event, "d", data, REPO, own="orchestrator-bot")
+    assert isinstance(decided, Wake) is wakes, decided
+    other = delivered(event, action) | {"sender": {"login": "alice"}}  # the control
+    assert isinstance(decide(event, "d", other, REPO, own="orchestrator-bot"), Wake)
+
+
+def test_only_the_ready_label_wakes() -> None:
+    def labelled(name: str) -> dict[str, Any]:
+        return delivered("issues", "labeled") | {"label": {"name": name}}
+
+    assert isinstance(decide("issues", "d", labelled("bug"), REPO, ready_label="ready"), str)
+    assert isinstance(decide("issues", "d", labelled("ready"), REPO, ready_label="ready"), Wake)
