@@ -25,7 +25,6 @@ from .daemon import Daemon
 from .github_cache import RateBudget, cache_file, drop_other_caches
 from .github_view import ListingView, listings_file
 from .github_watcher import GitHubClient
-from .metrics import Metrics, budget_reading
 from .model_proxy import CREDENTIAL_ENV
 from .ports import (
     NO_TELEMETRY,
@@ -40,7 +39,6 @@ from .ports import (
     Workflow,
 )
 from .secret_scan import SecretScanner
-from .serving import check_serving, listen, serve_http, since_last, webhook_receiver
 from .startup import (
     StartupError,
     check_start,
@@ -224,6 +222,9 @@ async def serve(
         raise StartupError(why)
     sock = None
     if http:  # refused or taken: said before anything else starts
+        # Serve mode's modules (the dashboard's templates, the metrics) load only for it.
+        from .serving import check_serving, listen
+
         check_serving(settings)
         sock = listen(settings)
     if github is None:
@@ -288,6 +289,9 @@ async def _run(
     if sock is None:
         daemon = build_daemon(settings, state, adapters, github=github)
     else:
+        from .metrics import Metrics, budget_reading
+        from .serving import serve_http, since_last, webhook_receiver
+
         metrics = Metrics(state, budget_reading(github.rate))
         github.wire.observers.append(metrics.github_observer)
         woken: list[Daemon] = []  # the receiver wakes the daemon built after it
