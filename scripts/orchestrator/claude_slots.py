@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -51,19 +52,18 @@ class ClaudeSlots:
         self._daily = daily_budget
         self._clock = clock
         self._reserved: dict[int, float] = {}  # the caps of the runs in progress, by run
+        self._runs = itertools.count()
 
     def spent_today(self) -> float:
-        if self._state is None:
-            return 0.0
-        return spent_on(self._state.get_meta(DAILY_SPEND_META) or {}, day_of(self._clock()))
+        return spent_on(self._ledger(), day_of(self._clock()))
 
     def day_spent(self) -> str | None:
-        """Why no Claude run may start now (the day's budget is spent), or None."""
+        """Why no Claude run may start now (the day's budget is spent, or its rest is held by
+        the runs in progress), or None."""
         if self._daily is None:
             return None
-        reserved = sum(self._reserved.values())
         return allowance(Budgets(day=self._daily), item_spent=0, day_spent=self.spent_today(),
-                         day_reserved=reserved).refused  # fmt: skip
+                         day_reserved=self._held()).refused  # fmt: skip
 
     def running(self) -> list[str]:
         """The items (log labels, e.g. `issue#4`) whose Claude run is in progress."""
@@ -81,15 +81,17 @@ class ClaudeSlots:
                      self._limit, ", ".join(self._running))  # fmt: skip
         async with self._slots:
             self._refuse_when_closed()
+            # The day's rest is shared with the slots still free, so one run without a cap of
+            # its own does not hold it all while the others wait.
             day = allowance(Budgets(run=request.max_budget_usd, day=self._daily), item_spent=0,
-                            day_spent=self.spent_today(),
-                            day_reserved=sum(self._reserved.values()))  # fmt: skip
+                            day_spent=self.spent_today(), day_reserved=self._held(),
+                            day_share=self._limit - len(self._running))  # fmt: skip
             if day.refused is not None:
                 log.info("no Claude run: %s", day.refused)
                 return ClaudeResult(ok=False, text="", error=day.refused, limit="day")
             if day.cap != request.max_budget_usd:
                 request = dataclasses.replace(request, max_budget_usd=day.cap)
-            run = id(request)
+            run = next(self._runs)
             self._reserved[run] = day.cap or 0.0
             self._running.append(item)
             try:
@@ -97,19 +99,31 @@ class ClaudeSlots:
             finally:
                 self._running.remove(item)
                 del self._reserved[run]
-            self._record(result)
-        if self._closed and not result.ok:
+            self._record(result, request.max_budget_usd)
+        # Interrupted by the stop's signal, unless a limit ended it (its work is kept).
+        if self._closed and not result.ok and result.limit is None:
             log.info("Claude's run ended while the daemon stops, taken as interrupted: %s",
                      result.error)  # fmt: skip
             raise asyncio.CancelledError("the daemon is stopping: Claude's run was interrupted")
         return result
 
-    def _record(self, result: ClaudeResult) -> None:
-        if self._state is None or not result.cost_usd:
+    def _record(self, result: ClaudeResult, cap: float | None) -> None:
+        # A run cut off without a result (its time ran out) spent what nobody was told: its
+        # cap is counted, so a budget holds even then.
+        cost = result.cost_usd if result.cost_usd is not None else cap
+        if self._state is None or not cost:
             return
-        ledger = self._state.get_meta(DAILY_SPEND_META) or {}
         day = day_of(self._clock())
-        self._state.set_meta(DAILY_SPEND_META, with_spend(ledger, day, result.cost_usd))
+        self._state.set_meta(DAILY_SPEND_META, with_spend(self._ledger(), day, cost))
+
+    def _ledger(self) -> dict[str, float]:
+        ledger = self._state.get_meta(DAILY_SPEND_META) if self._state is not None else None
+        if not isinstance(ledger, dict):  # none yet, or a hand-edited state: start afresh
+            return {}
+        return {str(d): float(v) for d, v in ledger.items() if isinstance(v, int | float)}
+
+    def _held(self) -> float:
+        return sum(self._reserved.values())
 
     def _refuse_when_closed(self) -> None:
         if self._closed:

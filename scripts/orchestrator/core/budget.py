@@ -32,10 +32,16 @@ class Allowance:
 
 
 def allowance(
-    budgets: Budgets, *, item_spent: float, day_spent: float, day_reserved: float = 0.0
+    budgets: Budgets,
+    *,
+    item_spent: float,
+    day_spent: float,
+    day_reserved: float = 0.0,
+    day_share: int = 1,
 ) -> Allowance:
     """The cap of the next run: the smallest of the run's limit, what is left of the item's,
-    and what is left of the day's once the runs in progress (`day_reserved`) have theirs."""
+    and its share (one of `day_share`) of what is left of the day's once the runs in progress
+    (`day_reserved`) have theirs."""
     caps: list[float] = []
     if budgets.run is not None:
         caps.append(budgets.run)
@@ -50,8 +56,12 @@ def allowance(
         if left < SMALLEST_RUN:
             spent = f"${day_spent:.2f} of ${budgets.day:.2f}"
             why = f"the day's budget is spent: {spent} (DAILY_MAX_BUDGET_USD)"
+            if budgets.day - day_spent >= SMALLEST_RUN:
+                why = (
+                    f"the rest of the day's budget is held by the runs in progress ({spent} spent)"
+                )
             return Allowance(None, why, wait=True)
-        caps.append(left)
+        caps.append(left / max(day_share, 1))
     return Allowance(min(caps) if caps else None)
 
 

@@ -180,6 +180,15 @@ def stopped_kept(result: ClaudeResult, branch: str, head: str, ready_label: str)
     )
 
 
+def kept_branch_moved(branch: str, kept: str, ready_label: str) -> str:
+    """The kept work's branch has commits nobody told the daemon about: never forced over."""
+    return (
+        f"Claude did not start again: `{branch}` has moved on from its kept work (commit "
+        f"{kept[:12]}), so someone has taken the branch over. Open a pull request from it, or "
+        f"delete the branch to start afresh, then add the `{ready_label}` label again."
+    )
+
+
 def no_changes(last_message: str, ready_label: str) -> str:
     quoted = "\n".join(f"> {line}" for line in (last_message or "(no message)").splitlines())
     return (

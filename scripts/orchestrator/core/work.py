@@ -66,6 +66,7 @@ class IssueFacts(_Frozen):
     body: str | None = None
     # A run stopped at a limit pushed its work here; the next attempt goes on from it.
     kept_sha: str | None = None
+    stopped: str | None = None  # the limit that stopped this attempt's run, once committed
 
 
 class KeptReview(_Frozen):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.orchestrator.claude_slots import ClaudeSlots
+from scripts.orchestrator.claude_slots import DAILY_SPEND_META, ClaudeSlots
 from scripts.orchestrator.core.models import ClaudeRequest, ClaudeResult
 from scripts.orchestrator.core.redact import Redactor
 from scripts.orchestrator.core.work import MergeFacts, Status, WorkItem, WorkItemType
@@ -213,27 +213,43 @@ async def test_the_days_budget_caps_runs_and_keeps_a_ledger_by_day() -> None:
     state = MemoryState()
     clock = FakeClock()
     claude = CostlyClaude(cost=3.0)
-    slots = ClaudeSlots(claude, 4, state=state, daily_budget=10.0, clock=clock.now)
+    slots = ClaudeSlots(claude, 2, state=state, daily_budget=10.0, clock=clock.now)
     claude.release.set()
-    assert (await slots.run(request(cap=5.0))).ok  # $5 cap, the day has $10
-    assert (await slots.run(request())).ok  # no run cap: the day's $7 left
-    assert claude.caps == [5.0, 7.0] and slots.spent_today() == 6.0
+    # The day's rest is shared with the free slots: $10 over 2, then $7 over 2.
+    assert (await slots.run(request(cap=6.0))).ok
+    assert (await slots.run(request())).ok
+    assert claude.caps == [5.0, 3.5] and slots.spent_today() == 6.0
     # Two at once: the first holds its cap, so the second gets only the rest.
     claude.release.clear()
     first = asyncio.create_task(slots.run(request(cap=3.0)))
     await until(lambda: len(claude.caps) == 3, "the first run")
     second = asyncio.create_task(slots.run(request()))
     await until(lambda: len(claude.caps) == 4, "the second run")
-    assert claude.caps[2:] == [3.0, 1.0]
-    assert slots.day_spent() is not None  # nothing left for a third to start with
+    assert claude.caps[2:] == [2.0, 2.0]
+    held = slots.day_spent()  # nothing left for a third to start with
+    assert held is not None and "held by the runs in progress" in held
     claude.release.set()
     await asyncio.gather(first, second)
     assert slots.spent_today() == 12.0  # a run may cost a little past its cap: counted
     refused = await slots.run(request())
     assert (refused.ok, refused.limit) == (False, "day") and len(claude.caps) == 4
-    assert "DAILY_MAX_BUDGET_USD" in (refused.error or "")
+    assert "the day's budget is spent: $12.00 of $10.00" in (refused.error or "")
     clock.advance(86_400)  # the next day
     assert slots.day_spent() is None and (await slots.run(request())).ok
+
+
+async def test_a_run_cut_off_without_a_cost_counts_its_cap() -> None:
+    state = MemoryState()
+
+    class TimedOut:
+        async def run(self, request: ClaudeRequest) -> ClaudeResult:
+            return ClaudeResult(ok=False, text="", error="no answer in time", limit="time")
+
+    slots = ClaudeSlots(TimedOut(), 1, state=state, daily_budget=10.0)
+    await slots.run(request(cap=0.75))
+    assert slots.spent_today() == 0.75  # what it may have spent, not nothing
+    state.set_meta(DAILY_SPEND_META, "hand-edited")  # a broken ledger starts afresh
+    assert slots.spent_today() == 0.0 and slots.day_spent() is None
 
 
 async def test_without_a_daily_budget_runs_are_only_counted() -> None:
@@ -245,3 +261,15 @@ async def test_without_a_daily_budget_runs_are_only_counted() -> None:
         assert (await slots.run(request())).ok
     assert claude.caps == [None, None, None] and slots.spent_today() == 4.5
     assert slots.day_spent() is None
+
+
+async def test_a_limit_reached_while_the_daemon_stops_is_no_interruption() -> None:
+    held = HeldClaude()
+    slots = ClaudeSlots(held, 1)
+    running = asyncio.create_task(slots.run(request()))
+    await until(lambda: bool(held.prompts), "the run")
+    slots.close()
+    held.result = ClaudeResult(ok=False, text="", error="stopped at its budget", limit="budget")
+    held.release.set()
+    result = await asyncio.wait_for(running, DEADLINE)  # its work is kept, not thrown away
+    assert result.limit == "budget"

@@ -593,3 +593,50 @@ async def test_a_run_the_days_budget_left_no_room_for_waits_for_the_next_cycle(r
     rig.claude.succeed("Added greet.py.", FILES)  # the next day
     assert await rig.cycle() == [1]
     assert rig.item().status is Status.DONE
+
+
+async def test_a_kept_stop_whose_push_failed_is_kept_on_resume_not_delivered(rig: Rig) -> None:
+    rig.claude.queue(stopped("budget"), {"greet.py": "x = 1\n"})
+    rig.git.fail("push_commit", git_error(UNREACHABLE, code=128))
+    await rig.cycle()
+    assert rig.item().status is Status.PENDING and rig.item().issue.stopped == "budget"
+    assert await rig.cycle() == [1]  # resumed: the commit is pushed, and kept
+    assert rig.gh.called("create_pull") == [] and len(rig.claude.requests) == 1
+    kept = rig.git.remote.branches[BRANCH]
+    assert rig.item().issue.kept_sha == kept and f"commit {kept[:12]}" in rig.failure()
+
+
+async def test_a_kept_branch_someone_pushed_to_is_never_forced_over(rig: Rig) -> None:
+    rig.claude.queue(stopped("turns"), {"greet.py": "x = 1\n"})
+    await rig.cycle()
+    rig.git.remote.branches[BRANCH] = sha("a person's commit")  # they took it over
+    rig.clock.advance(5)
+    rig.gh.label(1, "ready")
+    assert await rig.cycle() == [1]
+    assert rig.git.remote.branches[BRANCH] == sha("a person's commit")
+    assert len(rig.claude.requests) == 1 and len(rig.git.pushes) == 1
+    assert "has moved on from its kept work" in rig.gh.bot_comments(1)[-1]
+
+
+async def test_kept_work_found_whole_by_the_next_run_becomes_the_pull_request(rig: Rig) -> None:
+    rig.claude.queue(stopped("time"), FILES)
+    await rig.cycle()
+    kept = rig.git.remote.branches[BRANCH]
+    rig.clock.advance(5)
+    rig.gh.label(1, "ready")
+    rig.claude.succeed("It was all there already.")  # checks, changes nothing
+    assert await rig.cycle() == [1]
+    [(_, head, _, body)] = rig.gh.called("create_pull")
+    assert (head, rig.git.remote.branches[BRANCH]) == (BRANCH, kept)
+    assert "It was all there already." in body and rig.item().status is Status.DONE
+
+
+async def test_a_stop_while_updating_an_open_pull_request_pushes_nothing_to_it(rig: Rig) -> None:
+    rig.claude.succeed("First.", FILES)
+    await rig.cycle()
+    first = rig.git.remote.branches[BRANCH]
+    rig.gh.label(1, "ready")  # the reviewer wants more
+    rig.claude.queue(stopped("budget"), {"greet.py": "half = 1\n"})
+    assert await rig.cycle() == [1]
+    assert rig.git.remote.branches[BRANCH] == first  # no half-done work on the pull request
+    assert "stopped at its budget" in rig.gh.bot_comments(1)[-1]

@@ -99,7 +99,7 @@ _courtesies: set[asyncio.Task[None]] = set()  # held here: the loop keeps only w
 async def courtesies_sent() -> None:
     """Wait for the acknowledgements started so far (tests; a cycle never waits for them)."""
     while _courtesies:
-        await asyncio.gather(*_courtesies)
+        await asyncio.gather(*_courtesies, return_exceptions=True)
 
 
 def acknowledge_soon(github: GitHub, comment: Comment, what: str) -> None:
@@ -108,6 +108,12 @@ def acknowledge_soon(github: GitHub, comment: Comment, what: str) -> None:
     task = asyncio.ensure_future(acknowledge(github, comment, what))
     _courtesies.add(task)
     task.add_done_callback(_courtesies.discard)
+    task.add_done_callback(_said_if_failed)
+
+
+def _said_if_failed(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("an acknowledgement failed: %s", exc)
 
 
 async def pin_head(
@@ -144,3 +150,5 @@ async def join(task: asyncio.Task[None]) -> None:
     except asyncio.CancelledError:
         task.cancel()
         raise
+    except Exception as exc:  # noqa: BLE001  (a courtesy's failure never costs the work beside it)
+        log.warning("an acknowledgement failed: %s", exc)

@@ -210,6 +210,10 @@ class ImplementWorkflow:
         number = issue.number
         remote_sha = await self.worktrees.remote_branch_sha(branch)
         kept = self._items.get(number).issue.kept_sha
+        if open_pull is None and kept is not None and remote_sha not in (kept, None):
+            # Someone pushed to the kept work's branch: theirs now, never forced over.
+            moved = text.kept_branch_moved(branch, kept, self.settings.ready_label)
+            return Failed(f"{branch} moved on from the kept work {kept[:12]}", moved)
         goes_on = open_pull is None and kept is not None and remote_sha == kept
         start = await self.worktrees.fetch_branch(
             open_pull.head_ref if open_pull else (branch if goes_on else base)
@@ -221,26 +225,50 @@ class ImplementWorkflow:
                 await join(acknowledged)
             if isinstance(made, Failed):
                 return made
+            if not made.ok and open_pull is not None:
+                # An open pull request's branch never gets half-done work (a review, a /merge).
+                return self._claude_failed(made)
             head = await self._commit(issue, worktree, start, made)
             if isinstance(head, Failed):
-                if not made.ok and head.reason == NO_CHANGES:  # stopped before any change
+                if head.reason != NO_CHANGES:
+                    return head
+                if not made.ok:  # stopped before any change
                     return self._claude_failed(made)
-                return head
+                if not goes_on:
+                    return head
+                # The kept work was whole already: it is pushed and was scanned then.
+                whole = self._items.get(number).issue.but(pushed_sha=start)
+                self._items.update(number, head_sha=start, facts=whole)
+                return await self._delivered(issue, branch, base, open_pull)
             # Claude's work is a commit on the clone's own branch from here on: a fault in
-            # what follows is retried from this point, never by running Claude again.
-            lease = self._items.get(number).issue.but(remote_sha=remote_sha)
+            # what follows is retried from this point, never by running Claude again. A stop
+            # is recorded with the commit: a resumed push keeps it as kept work.
+            stopped = None if made.ok else (made.limit or "limit")
+            lease = self._items.get(number).issue.but(remote_sha=remote_sha, stopped=stopped)
             self._items.update(number, head_sha=head, facts=lease)
             pushed = await self._push(number, branch, head, remote_sha)
             if isinstance(pushed, Failed):
                 return pushed
         finally:
             await self.worktrees.remove(worktree)
-        if not made.ok:  # stopped at a limit: its work is on the branch, never thrown away
+        return await self._delivered(issue, branch, base, open_pull)
+
+    async def _delivered(
+        self, issue: Issue, branch: str, base: str, open_pull: PullRequest | None
+    ) -> PullRequest | Failed:
+        """The pushed commit: its pull request, or, for a run stopped at a limit, kept on the
+        branch and said so, never thrown away."""
+        number = issue.number
+        item = self._items.get(number)
+        head = item.issue.pushed_sha or item.head_sha or ""
+        if item.issue.stopped is not None:
             self._items.update_facts(number, kept_sha=head)
             log.info("issue #%d: Claude stopped (%s); its work is on %s at %s",
-                     number, made.error, branch, head[:12])  # fmt: skip
+                     number, item.last_error, branch, head[:12])  # fmt: skip
+            made = ClaudeResult(ok=False, text="", cost_usd=item.cost_usd, turns=item.turns or 0,
+                                limit=item.issue.stopped)  # fmt: skip
             kept_note = text.stopped_kept(made, branch, head, self.settings.ready_label)
-            return Failed(made.error or "Claude stopped at a limit", kept_note)
+            return Failed(f"Claude stopped at its {item.issue.stopped} limit", kept_note)
         self._items.update_facts(number, kept_sha=None)
         return await self._deliver(issue, branch, base, open_pull)
 
@@ -268,7 +296,7 @@ class ImplementWorkflow:
         remote = await self.worktrees.remote_branch_sha(branch)
         if facts.pushed_sha and remote == facts.pushed_sha:
             log.info("issue #%d: the branch was pushed before; delivering it", issue.number)
-            return await self._deliver(issue, branch, base, open_pull)
+            return await self._delivered(issue, branch, base, open_pull)
         committed = item.head_sha
         if committed is None or facts.summary is None:
             return None  # Claude had not finished
@@ -278,7 +306,7 @@ class ImplementWorkflow:
         pushed = await self._push(issue.number, branch, committed, facts.remote_sha)
         if isinstance(pushed, Failed):
             return pushed
-        return await self._deliver(issue, branch, base, open_pull)
+        return await self._delivered(issue, branch, base, open_pull)
 
     async def _run_claude(
         self, issue: Issue, prompt: str, worktree: Path, start: str

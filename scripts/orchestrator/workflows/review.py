@@ -321,6 +321,7 @@ class ReviewWorkflow:
         finally:
             await self.worktrees.remove(worktree)
         if result.limit == "day":  # it never ran: the next day's first cycles plan it again
+            self._items.update_facts(pull.number, runs=item.review.runs)  # not one of the day's
             return NotReviewed(result.error or "the day's budget is spent", transient=True)
         if not result.ok:
             return NotReviewed(result.error or "Claude failed")
