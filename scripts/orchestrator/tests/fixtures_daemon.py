@@ -14,11 +14,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from scripts.orchestrator.fakes.model_script import Dynamic, RecordedRequest, Step
 from scripts.orchestrator.fakes.scripted_model import bundled_cli_path
 
 from .fixtures_world import World
 
-__all__ = ["DEADLINE", "TAG", "DaemonProcess", "daemons"]
+__all__ = ["DEADLINE", "TAG", "DaemonProcess", "daemons", "held", "release"]
 
 DEADLINE = 60.0  # for the CLI to start, and for the daemon to stop when it should
 TAG = "SHUTDOWN_TEST_TAG"  # in the daemon's environment, so in every process it starts
@@ -96,3 +97,21 @@ def daemons() -> Iterator[list[DaemonProcess]]:
     yield started
     for daemon in started:
         daemon.kill()
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """Releases the model's held turn; set at the end whatever happened."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def held(step: Step, release: threading.Event) -> Dynamic:
+    """A turn the scripted model answers with `step` only once `release` is set."""
+
+    def answer(_request: RecordedRequest) -> Step:
+        release.wait(DEADLINE)
+        return step
+
+    return answer

@@ -16,7 +16,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,32 +24,16 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from scripts.orchestrator.fakes.model_script import Dynamic, RecordedRequest, Step, write
+from scripts.orchestrator.fakes.model_script import write
 from scripts.orchestrator.serving import MAX_CONNECTIONS
 from scripts.orchestrator.state import Status, WorkItemType
 
-from .fixtures_daemon import DEADLINE, DaemonProcess
+from .fixtures_daemon import DEADLINE, DaemonProcess, held
 from .fixtures_world import World
 
 SECRET = "webhook-secret-for-tests"
 GREET = {"greet.py": "def greet() -> str:\n    return 'hi'\n"}
 SERVING = re.compile(r"serving on (http://127\.0\.0\.1:\d+)")
-
-
-@pytest.fixture
-def release() -> Iterator[threading.Event]:
-    """Releases the model's held turn; set at the end whatever happened."""
-    event = threading.Event()
-    yield event
-    event.set()
-
-
-def held(step: Step, release: threading.Event) -> Dynamic:
-    def answer(_request: RecordedRequest) -> Step:
-        release.wait(DEADLINE)
-        return step
-
-    return answer
 
 
 def until(check: Callable[[], bool], what: str, within: float = DEADLINE) -> None:

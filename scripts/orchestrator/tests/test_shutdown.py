@@ -11,39 +11,20 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from scripts.orchestrator.daemon import INTERRUPTED
-from scripts.orchestrator.fakes.model_script import Dynamic, RecordedRequest, Step, write
+from scripts.orchestrator.fakes.model_script import write
 from scripts.orchestrator.state import Status, WorkItemType
 
-from .fixtures_daemon import DEADLINE, TAG, DaemonProcess
+from .fixtures_daemon import DEADLINE, TAG, DaemonProcess, held
 from .fixtures_model import wait_until_gone
 from .fixtures_world import World
 
 AT_ONCE = 30.0  # a cancelled run's CLI may take the SDK's 5 + 5 s to end, then is killed
 GREET = {"greet.py": "def greet() -> str:\n    return 'hi'\n"}
-
-
-@pytest.fixture
-def release() -> Iterator[threading.Event]:
-    """Releases the model's held turn; set at the end whatever happened."""
-    event = threading.Event()
-    yield event
-    event.set()
-
-
-def held(step: Step, release: threading.Event) -> Dynamic:
-    """A turn the scripted model answers with `step` only once `release` is set."""
-
-    def answer(_request: RecordedRequest) -> Step:
-        release.wait(DEADLINE)
-        return step
-
-    return answer
 
 
 def _marker(number: int) -> str:

@@ -109,29 +109,10 @@ def _payload(store: Store, happening: Happening) -> Json:
 def _pull(store: Store, number: int) -> Json:
     """The pull request as GitHub's webhooks carry it: the full shape, but `mergeable` not
     yet computed (GitHub works it out after sending, as a fresh `GET` often shows too)."""
-    issue, info = ops.get_pull(store, number)
+    issue, _ = ops.get_pull(store, number)
     # The refs as they are, without sync_heads: that is what may have told us of a push.
     now = ops.tips(store, issue, store.git.refs())
-    data = shapes_pulls.pull_simple(store, issue, now)
-    start = store.git.merge_base(now.base, now.head) or now.base
-    files = store.git.diff(start, now.head)
-    data.update(
-        {
-            "merged": info.merged,
-            "mergeable": None,
-            "rebaseable": None,
-            "mergeable_state": "unknown",
-            "merged_by": user(store.context(), info.merged_by) if info.merged_by else None,
-            "comments": len(store.comments_on(number)),
-            "review_comments": 0,
-            "maintainer_can_modify": info.maintainer_can_modify,
-            "commits": store.git.count_commits(start, now.head),
-            "additions": sum(f.additions for f in files),
-            "deletions": sum(f.deletions for f in files),
-            "changed_files": len(files),
-        }
-    )
-    return data
+    return shapes_pulls.pull_full(store, issue, now, trial_merge=False)
 
 
 def _given(ident: int | None) -> int:

@@ -101,12 +101,17 @@ def pull_simple(store: Store, item: Issue, now: Tips) -> Json:
     return data
 
 
-def pull_full(store: Store, item: Issue, now: Tips) -> Json:
-    """GitHub's PullRequest, with `mergeable` from a real trial merge and line counts from git."""
+def pull_full(store: Store, item: Issue, now: Tips, *, trial_merge: bool = True) -> Json:
+    """GitHub's PullRequest, with `mergeable` from a real trial merge and line counts from git;
+    without `trial_merge`, `mergeable` not yet computed (null, state `unknown`), as webhooks
+    carry it."""
     info = item.pull
     assert info is not None, "only pull requests have a pull shape"
     data = pull_simple(store, item, now)
-    mergeable, state, _ = mergeability(store, item, now)
+    mergeable: bool | None = None
+    state = "unknown"
+    if trial_merge:
+        mergeable, state, _ = mergeability(store, item, now)
     start = store.git.merge_base(now.base, now.head) or now.base
     files = store.git.diff(start, now.head)
     data.update(
