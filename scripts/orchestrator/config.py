@@ -42,6 +42,7 @@ NonEmptyStr = Annotated[str, Field(min_length=1)]
 # `inf` and `nan` parse as floats: a poll interval of `inf` would poll once, then never again.
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+FixAttempts = Annotated[int, Field(ge=0, le=20)]  # a few, never thousands
 Port = Annotated[int, Field(ge=0, le=65535)]  # 0: a free port, which the log names
 
 
@@ -115,6 +116,10 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None  # no secret: webhooks are refused
     dashboard_token: SecretStr | None = None  # needed when SERVE_HOST is not a loopback one
     webhook_poll_interval: PositiveFloat = 600  # the poll's interval while webhooks arrive
+    # The closed loop: a writer's `/claude <instructions>` and review feedback on the daemon's
+    # pull requests, and fixes for a `/merge` whose checks fail
+    followup_trigger: NonEmptyStr = "/claude"
+    auto_fix_attempts: FixAttempts = 2  # 0: a failing `/merge` only reports
 
     @field_validator("github_repo")
     @classmethod
@@ -132,12 +137,19 @@ class Settings(BaseSettings):
             raise ValueError(f"expected a label name of 1 to {_LABEL_MAX} characters, no commas")
         return value
 
-    @field_validator("merge_comment_trigger", "review_comment_trigger")
+    @field_validator("merge_comment_trigger", "review_comment_trigger", "followup_trigger")
     @classmethod
     def _trigger(cls, value: str) -> str:
         value = value.strip()
         if not value or "\n" in value:
             raise ValueError("expected a one-line command such as /merge")
+        return value
+
+    @field_validator("followup_trigger")
+    @classmethod
+    def _one_word(cls, value: str) -> str:
+        if len(value.split()) != 1:
+            raise ValueError("expected one word such as /claude (the instructions follow it)")
         return value
 
     @field_validator("pre_merge_commands", mode="before")
@@ -183,6 +195,10 @@ class Settings(BaseSettings):
         if self.merge_comment_trigger == self.review_comment_trigger:
             why = "; expected another command"
             raise ValueError(self._clash("review_comment_trigger", "merge_comment_trigger", why))
+        for other in ("merge_comment_trigger", "review_comment_trigger"):
+            if _first_word(self.followup_trigger) == _first_word(getattr(self, other)):
+                why = "; expected another command"
+                raise ValueError(self._clash("followup_trigger", other, why))
         return self
 
     def _clash(self, first: str, second: str, why: str) -> str:
@@ -230,6 +246,10 @@ class Settings(BaseSettings):
         if self.github_token is None:
             raise ConfigError(TOKEN_REQUIRED_MESSAGE)
         return self.github_token.get_secret_value()
+
+
+def _first_word(command: str) -> str:
+    return command.split(maxsplit=1)[0] if command.strip() else command
 
 
 def _json_array(value: Any, valid: Callable[[Any], bool], expected: str) -> Any:

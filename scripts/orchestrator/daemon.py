@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 FIRST_WATCHED_META = "first_watched_at"
 LAST_CYCLE_META = "last_cycle_at"
 INTERRUPTED = "interrupted: the daemon stopped"
-CLAUDE_KINDS = frozenset({WorkItemType.ISSUE, WorkItemType.PR_REVIEW})
+CLAUDE_KINDS = frozenset({WorkItemType.ISSUE, WorkItemType.PR_REVIEW, WorkItemType.FOLLOW_UP})
 
 
 class ClaudeRuns(Protocol):

@@ -37,6 +37,7 @@ _VERBS = {
     WorkItemType.ISSUE: "implement issue",
     WorkItemType.PR_REVIEW: "review pull request",
     WorkItemType.MERGE: "test and merge pull request",
+    WorkItemType.FOLLOW_UP: "follow up on pull request",
 }
 
 
@@ -83,6 +84,14 @@ class DryRunGitHub(GitHubClient):
 
     async def close_issue(self, number: int) -> None:
         self.would.append(f"close #{number}")
+
+    async def reply_to_review_comment(self, number: int, comment_id: int, body: str) -> int:
+        first = body.strip().splitlines()[0] if body.strip() else ""
+        self.would.append(f"reply in thread {comment_id} of #{number}: {cut(first, SHOWN, '…')}")
+        return 0
+
+    async def request_reviewers(self, number: int, logins: Sequence[str]) -> None:
+        self.would.append(f"ask {', '.join(logins)} to review #{number} again")
 
 
 async def dry_run(settings: Settings, redactor: Redactor, out: TextIO) -> int:

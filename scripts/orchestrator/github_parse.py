@@ -19,6 +19,7 @@ from .core.models import (
     PullRequest,
     RepoAccess,
     Review,
+    ReviewComment,
 )
 
 T = TypeVar("T")
@@ -72,8 +73,11 @@ class Json:
         return value
 
     def number(self, key: str) -> int:
+        return self._required(key, self.opt_number(key))
+
+    def opt_number(self, key: str) -> int | None:
         value: int | None = self._get(key, int, "an integer")
-        return self._required(key, value)
+        return value
 
     def flag(self, key: str) -> bool:
         return self._required(key, self.opt_flag(key))
@@ -205,13 +209,9 @@ def issue(item: Json) -> Issue:
 
 
 def comment(item: Json) -> Comment:
-    issue_url = item.text("issue_url")
-    tail = issue_url.rstrip("/").rsplit("/", 1)[-1]
-    if not tail.isdigit():
-        raise ShapeError(item.where("issue_url"), f"is {issue_url!r}, not an issue's URL")
     return Comment(
         id=item.number("id"),
-        issue_number=int(tail),
+        issue_number=_number_in(item, "issue_url"),
         author=_author(item),
         body=item.opt_text("body") or "",
         created_at=item.when("created_at"),
@@ -239,6 +239,8 @@ def pull(item: Json) -> PullRequest:
         base_repo=base.child("repo").text("full_name"),
         created_at=item.when("created_at"),
         mergeable=item.opt_flag("mergeable"),
+        # In every full pull request; GitHub's description leaves it out of list items.
+        maintainer_can_modify=bool(item.opt_flag("maintainer_can_modify")),
     )
 
 
@@ -249,7 +251,33 @@ def review(item: Json) -> Review:
         commit_id=item.opt_text("commit_id"),
         state=item.text("state"),
         body=item.opt_text("body") or "",
+        submitted_at=item.opt_when("submitted_at"),  # absent while PENDING
     )
+
+
+def review_comment(item: Json) -> ReviewComment:
+    """A comment in a pull request's diff; `in_reply_to_id` is absent on a thread's first
+    comment, and `line` is null once the line is outdated."""
+    return ReviewComment(
+        id=item.number("id"),
+        pull_number=_number_in(item, "pull_request_url"),
+        review_id=item.opt_number("pull_request_review_id"),
+        author=_author(item),
+        body=item.opt_text("body") or "",
+        path=item.text("path"),
+        line=item.opt_number("line"),
+        in_reply_to=item.opt_number("in_reply_to_id"),
+        created_at=item.when("created_at"),
+    )
+
+
+def _number_in(item: Json, key: str) -> int:
+    """The issue or pull request number that ends the URL at `key`."""
+    url = item.text(key)
+    tail = url.rstrip("/").rsplit("/", 1)[-1]
+    if not tail.isdigit():
+        raise ShapeError(item.where(key), f"is {url!r}, not an issue's or pull request's URL")
+    return int(tail)
 
 
 def check_runs(answer: Json) -> tuple[int, list[CheckRun]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +22,7 @@ from .core.models import (
     PullRequest,
     RepoAccess,
     Review,
+    ReviewComment,
 )
 from .github_http import (
     GitHubError,
@@ -291,6 +293,25 @@ class GitHubClient(RestClient):
     async def create_review(self, number: int, *, body: str, event: str, commit_id: str) -> None:
         fields = {"body": self._body(body), "event": event, "commit_id": commit_id}
         await self._send("POST", self._repo_url(f"/pulls/{number}/reviews"), body=fields)
+
+    async def list_review_comments(self, number: int) -> list[ReviewComment]:
+        """Every comment in the pull request's diff, oldest first (GitHub's default order,
+        by ID): each thread's first comment before its replies."""
+        return await self._pages(self._repo_url(f"/pulls/{number}/comments"), gp.review_comment)
+
+    async def reply_to_review_comment(self, number: int, comment_id: int, body: str) -> int:
+        """Reply in the thread that `comment_id` starts (GitHub refuses a reply to a reply);
+        the new comment's ID. The answer is read: an unreadable one raises `MalformedAnswer`
+        although the reply was posted."""
+        url = self._repo_url(f"/pulls/{number}/comments/{comment_id}/replies")
+        response = await self._send("POST", url, body={"body": self._body(body)})
+        return parsed(response, lambda data: gp.one(data, gp.review_comment)).id
+
+    async def request_reviewers(self, number: int, logins: Sequence[str]) -> None:
+        """Ask `logins` for a review; GitHub answers 422 (`Unprocessable`) for the pull
+        request's author and for anyone who is not a collaborator."""
+        url = self._repo_url(f"/pulls/{number}/requested_reviewers")
+        await self._send("POST", url, body={"reviewers": list(logins)})
 
     async def merge_pull(self, number: int, *, sha: str, title: str, message: str) -> MergeOutcome:
         """Squash-merge exactly `sha`; `Conflict` (409) if the head moved since."""

@@ -28,6 +28,7 @@ from .core.models import (
     MergeResult,
     PullRequest,
     Review,
+    ReviewComment,
     SecretHit,
 )
 from .core.work import WorkItem, WorkItemType, item_key
@@ -65,6 +66,9 @@ class GitHub(Protocol):
     async def create_review(
         self, number: int, *, body: str, event: str, commit_id: str
     ) -> None: ...
+    async def list_review_comments(self, number: int) -> list[ReviewComment]: ...
+    async def reply_to_review_comment(self, number: int, comment_id: int, body: str) -> int: ...
+    async def request_reviewers(self, number: int, logins: Sequence[str]) -> None: ...
     async def merge_pull(
         self, number: int, *, sha: str, title: str, message: str
     ) -> MergeOutcome: ...

@@ -23,12 +23,14 @@ EXIT_UNUSABLE = 2  # a wrong request, a state file that cannot be read, or one t
 
 KINDS: dict[str, tuple[WorkItemType, ...]] = {
     "issue": (WorkItemType.ISSUE,),
-    "pr": (WorkItemType.PR_REVIEW, WorkItemType.MERGE),  # a pull request's review and merge
+    # A pull request's review, merge and follow-ups
+    "pr": (WorkItemType.PR_REVIEW, WorkItemType.MERGE, WorkItemType.FOLLOW_UP),
 }
 LABELS = {
     WorkItemType.ISSUE: "issue",
     WorkItemType.PR_REVIEW: "review",
     WorkItemType.MERGE: "merge",
+    WorkItemType.FOLLOW_UP: "follow-up",
 }
 STATUS_LABELS = {
     Status.IN_PROGRESS: "running",
@@ -321,6 +323,8 @@ def _next(kind: WorkItemType) -> str:
             return "its current head is reviewed on the next cycle, if open and not a draft"
         case WorkItemType.MERGE:
             return "a writer's new merge command (/merge) starts it again"
+        case WorkItemType.FOLLOW_UP:
+            return "a writer's new follow-up (/claude) or review starts it again"
 
 
 def _dropped(outbox: Sequence[object]) -> str:

@@ -50,8 +50,11 @@ from .startup import (
 )
 from .state import State, daily_pruning
 from .transcripts import Transcripts
+from .workflows.branch_work import BranchWork
 from .workflows.commands import courtesies_sent
 from .workflows.comment_feed import CommentFeed
+from .workflows.followup import FollowUpWorkflow
+from .workflows.followup_run import followup_branch
 from .workflows.implement import ImplementWorkflow, branch_for
 from .workflows.merge import MergeWorkflow
 from .workflows.pull_heads import PullHeads
@@ -79,8 +82,10 @@ class Adapters:
 def build_workflows(
     settings: Settings, state: StateStore, adapters: Adapters, feed: CommentFeed, heads: PullHeads
 ) -> list[Workflow]:
-    """The three workflows, wired to their ports."""
+    """The workflows, wired to their ports: implement, review, merge (with Claude's fixes for
+    failing checks) and follow-ups."""
     a = adapters
+    work = BranchWork(settings, a.git, a.claude, a.scanner, a.redactor)
     return [
         ImplementWorkflow(
             settings, state, a.github, a.git, a.claude, a.scanner, a.redactor, a.clock
@@ -88,7 +93,10 @@ def build_workflows(
         ReviewWorkflow(
             settings, state, a.github, a.git, a.claude, feed, heads, a.redactor, a.clock
         ),
-        MergeWorkflow(settings, state, a.github, a.git, a.checks, feed, heads, a.redactor, a.clock),
+        MergeWorkflow(
+            settings, state, a.github, a.git, a.checks, feed, heads, a.redactor, a.clock, fixer=work
+        ),
+        FollowUpWorkflow(settings, state, a.github, a.git, work, feed, a.redactor, a.clock),
     ]
 
 
@@ -192,11 +200,14 @@ class Pacer:
 
 
 def unfinished_branches(state: StateStore) -> set[str]:
-    """The implement branches a resumed attempt may still push from."""
+    """The implement and follow-up branches a resumed attempt may still push from."""
+    unfinished = (Status.PENDING, Status.IN_PROGRESS)
     return {
-        branch_for(i.number)
-        for i in state.items(WorkItemType.ISSUE)
-        if i.status in (Status.PENDING, Status.IN_PROGRESS)
+        branch_for(i.number) for i in state.items(WorkItemType.ISSUE) if i.status in unfinished
+    } | {
+        followup_branch(i.number)
+        for i in state.items(WorkItemType.FOLLOW_UP)
+        if i.status in unfinished
     }
 
 

@@ -68,6 +68,7 @@ class PullRequest:
     base_repo: str
     created_at: datetime
     mergeable: bool | None = None  # None while GitHub is still computing it
+    maintainer_can_modify: bool = False  # the author lets maintainers push to the head branch
     # GitHub's clock (the answer's Date) when this view was read: the head was the head then.
     seen_at: datetime | None = None
 
@@ -83,6 +84,22 @@ class Review:
     commit_id: str | None
     state: str
     body: str
+    submitted_at: datetime | None = None  # None for a PENDING review
+
+
+@dataclass(frozen=True)
+class ReviewComment:
+    """A comment in a pull request's diff (a review thread's first comment, or a reply)."""
+
+    id: int
+    pull_number: int
+    review_id: int | None
+    author: str
+    body: str
+    path: str
+    line: int | None  # None when the line is outdated (GitHub sends null)
+    in_reply_to: int | None  # the thread's first comment, for a reply
+    created_at: datetime
 
 
 @dataclass(frozen=True)

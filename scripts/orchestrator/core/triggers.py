@@ -41,6 +41,24 @@ def is_command(body: str, trigger: str) -> bool:
     return parse_command(body, trigger) is not None
 
 
+def parse_instructions(body: str, trigger: str) -> str | None:
+    """The instructions of a comment that starts with `trigger` as a word of its own
+    (`/claude rename the flag`, or `/claude` and the instructions on the lines below): the
+    text after it, stripped ("" for a bare trigger); None when the comment is no such command.
+    Quoted or in prose ("please /claude this") it is not one."""
+    text = body.lstrip("\ufeff")
+    if not text.startswith(trigger):
+        return None
+    rest = text[len(trigger) :]
+    if rest and not rest[0].isspace():
+        return None  # `/claudette` is another word
+    return rest.strip()
+
+
+def is_request(body: str, trigger: str) -> bool:
+    return parse_instructions(body, trigger) is not None
+
+
 @dataclass(frozen=True)
 class Sighting:
     """A pull request's head as the daemon first saw it, on GitHub's clock."""

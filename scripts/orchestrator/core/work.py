@@ -16,6 +16,7 @@ class WorkItemType(str, Enum):
     ISSUE = "issue"  # an issue to implement
     PR_REVIEW = "pr_review"  # a pull request to review
     MERGE = "merge"  # a pull request to test and merge
+    FOLLOW_UP = "follow_up"  # more work a writer asked for on a pull request
 
 
 class Status(str, Enum):
@@ -42,12 +43,13 @@ class _Frozen(BaseModel):
 class Write(_Frozen):
     """One GitHub write an item still owes: a comment, or a label added or removed."""
 
-    op: Literal["comment", "edit_comment", "add_label", "remove_label"]
+    op: Literal["comment", "edit_comment", "add_label", "remove_label", "reply", "request_review"]
     number: int  # the issue or pull request written to
-    text: str  # the comment's body, or the label
+    text: str  # the comment's body, the label, or the reviewer asked again (`request_review`)
     id: str = ""  # names the write in the outbox, and marks a posted comment
     tried: bool = False  # a comment was sent once: its answer may have been lost
-    comment_id: int = 0  # the comment an `edit_comment` replaces the body of
+    # The comment an `edit_comment` replaces the body of; the review thread a `reply` is in.
+    comment_id: int = 0
 
 
 class IssueFacts(_Frozen):
@@ -115,14 +117,59 @@ class MergeFacts(_Frozen):
     results: tuple[PassedCommand, ...] = ()
     ci: str | None = None  # GitHub CI when the checks passed: "passed" or "pending"
     merge_sha: str | None = None
+    # Claude's fixes for failing checks (AUTO_FIX_ATTEMPTS): how many were made, the heads
+    # the daemon pushed for them, and the last one, recorded before its push
+    fixes: int = 0
+    fixed_heads: tuple[str, ...] = ()
+    fix_sha: str | None = None
 
 
-FactsT = TypeVar("FactsT", "IssueFacts", "ReviewFacts", "MergeFacts")
-Facts = Annotated[IssueFacts | ReviewFacts | MergeFacts, Field(discriminator="kind")]
-_FACTS: dict[str, type[IssueFacts | ReviewFacts | MergeFacts]] = {
+class Thread(_Frozen):
+    """A review comment that opened a thread: what a reviewer asked, and where."""
+
+    id: int
+    path: str
+    line: int | None = None
+    body: str
+
+
+class Ask(_Frozen):
+    """One thing a writer asked of Claude on a pull request: a `/claude` comment, or a review
+    with changes requested (its threads are answered one by one)."""
+
+    source: Literal["comment", "review"]
+    id: int  # the comment's or the review's id on GitHub
+    author: str
+    where: int  # the issue or pull request it was written on: the reply goes there
+    text: str  # the instructions, or the review's body
+    threads: tuple[Thread, ...] = ()
+
+
+class FollowUpFacts(_Frozen):
+    """What the follow-up workflow keeps about one pull request: the asks waiting, the one
+    in progress, and where its work went."""
+
+    kind: Literal["follow_up"] = "follow_up"
+    asks: tuple[Ask, ...] = ()  # waiting for the next attempt, oldest first
+    doing: tuple[Ask, ...] = ()  # what the attempt in progress answers
+    reviews_seen: tuple[int, ...] = ()  # reviews looked at (acted on or not), newest last
+    watched: bool = False  # the reviews from before the first look are not asks
+    start_sha: str | None = None  # the head the work started from: the push's lease
+    branch: str | None = None  # the branch the work is pushed to
+    pushed_sha: str | None = None
+    summary: str | None = None  # Claude's account of the work, redacted
+    opened_pull: int | None = None  # a pull request against another author's branch
+
+
+FactsT = TypeVar("FactsT", "IssueFacts", "ReviewFacts", "MergeFacts", "FollowUpFacts")
+Facts = Annotated[
+    IssueFacts | ReviewFacts | MergeFacts | FollowUpFacts, Field(discriminator="kind")
+]
+_FACTS: dict[str, type[IssueFacts | ReviewFacts | MergeFacts | FollowUpFacts]] = {
     WorkItemType.ISSUE.value: IssueFacts,
     WorkItemType.PR_REVIEW.value: ReviewFacts,
     WorkItemType.MERGE.value: MergeFacts,
+    WorkItemType.FOLLOW_UP.value: FollowUpFacts,
 }
 
 
@@ -184,6 +231,10 @@ class WorkItem(BaseModel):
     def merge(self) -> MergeFacts:
         return _as(MergeFacts, self)
 
+    @property
+    def follow_up(self) -> FollowUpFacts:
+        return _as(FollowUpFacts, self)
+
     def evolve(self, **changes: Any) -> WorkItem:
         """A copy with `changes` applied and `updated_at` refreshed."""
         changes.setdefault("updated_at", utcnow())
@@ -213,3 +264,5 @@ def said(kind: WorkItemType, number: int) -> str:
             return f"review of #{number}"
         case WorkItemType.MERGE:
             return f"merge of #{number}"
+        case WorkItemType.FOLLOW_UP:
+            return f"follow-up on #{number}"

@@ -25,15 +25,17 @@ from scripts.orchestrator.core.models import (
     Review,
 )
 
-from .ports_fakes import START, Recorder, Remote, recorded, sha
+from .ports_fakes import START, Remote, recorded, sha
+from .ports_fakes_reviews import ReviewThreads
 
 BOT = "orchestrator-bot"
 _REVIEW_STATES = {"COMMENT": "COMMENTED", "APPROVE": "APPROVED",
                   "REQUEST_CHANGES": "CHANGES_REQUESTED"}  # fmt: skip
 
 
-class RecordingGitHub(Recorder):
-    """The `GitHub` port in memory, for one repository; `now` dates what is created."""
+class RecordingGitHub(ReviewThreads):
+    """The `GitHub` port in memory, for one repository; `now` dates what is created. Review
+    comments, replies and review requests are `ReviewThreads`' (ports_fakes_reviews.py)."""
 
     def __init__(
         self,
@@ -299,9 +301,7 @@ class RecordingGitHub(Recorder):
     @recorded
     async def create_review(self, number: int, *, body: str, event: str, commit_id: str) -> None:
         self._pull(number)
-        self._id += 1
-        review = Review(self._id, self.me or "", commit_id, _REVIEW_STATES[event], body)
-        self.reviews.setdefault(number, []).append(review)
+        self._new_review(number, self.me or "", _REVIEW_STATES[event], body, commit_id)
 
     @recorded
     async def merge_pull(self, number: int, *, sha: str, title: str, message: str) -> MergeOutcome:

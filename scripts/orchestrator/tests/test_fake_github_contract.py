@@ -288,6 +288,9 @@ async def test_every_client_call_is_in_the_description(fake_github: FakeGitHub):
     head = gh.pull(pull)["head"]["sha"]
     gh.set_check_run(head, "ci")
     gh.set_status(head, "lint", "success")
+    gh.set_permission("carol", "write")
+    gh.review(pull, "see", user="carol", comments=[{"path": "walk.txt", "line": 1, "body": "?"}])
+    thread = gh.review_comments(pull)[0]["id"]
     drivers: dict[str, Driver] = {
         "default_branch": lambda c: c.default_branch(),
         "login": lambda c: c.login(),
@@ -327,6 +330,9 @@ async def test_every_client_call_is_in_the_description(fake_github: FakeGitHub):
         "create_review": lambda c: c.create_review(
             pull, body="ok", event="COMMENT", commit_id=head
         ),
+        "list_review_comments": lambda c: c.list_review_comments(pull),
+        "reply_to_review_comment": lambda c: c.reply_to_review_comment(pull, thread, "fixed"),
+        "request_reviewers": lambda c: c.request_reviewers(pull, ["carol"]),
         "check_runs": lambda c: c.check_runs(head),
         "statuses": lambda c: c.statuses(head),
         "merge_pull": lambda c: c.merge_pull(pull, sha=head, title="Walk", message="m"),

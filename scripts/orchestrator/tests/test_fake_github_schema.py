@@ -121,6 +121,14 @@ def test_every_route_matches_githubs_schema(fake_github: FakeGitHub, git_world: 
     )
     checked(rest.pulls.get_review(OWNER, REPO, pull, review.id))
     checked(rest.pulls.list_reviews(OWNER, REPO, pull))
+    thread = [{"path": "s.py", "line": 1, "body": "why 1?"}]
+    reviewer.rest.pulls.create_review(OWNER, REPO, pull, event="COMMENT", body="b", comments=thread)
+    first = checked(rest.pulls.list_review_comments(OWNER, REPO, pull))[0].id
+    checked(rest.pulls.create_reply_for_review_comment(OWNER, REPO, pull, first, body="why not"))
+    gh.set_permission("maintainer", "write")
+    checked(rest.pulls.request_reviewers(OWNER, REPO, pull, reviewers=["maintainer"]))
+    checked(rest.pulls.list_requested_reviewers(OWNER, REPO, pull))
+    checked(rest.pulls.remove_requested_reviewers(OWNER, REPO, pull, reviewers=["maintainer"]))
     gh.comment(pull, "/merge", user="maintainer")
     checked(rest.issues.list_events_for_timeline(OWNER, REPO, pull))
     gh.set_check_run(head, "tests")

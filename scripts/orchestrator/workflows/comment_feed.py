@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
 from ..core.models import Comment
-from ..core.triggers import is_command
+from ..core.triggers import is_command, is_request
 from ..ports import GitHub, StateStore
 
 __all__ = ["CommentFeed", "is_command"]
@@ -39,12 +39,13 @@ class CommentFeed:
         self._github = github
         self._state = state
         self._fetched: list[Comment] = []
-        self._triggers: set[str] = set()
+        self._triggers: dict[str, bool] = {}  # trigger: whether instructions follow it
         self.comments: list[Comment] = []
 
-    def watch(self, trigger: str) -> None:
-        """Declare a command some source settles; the cursor never moves past an unsettled one."""
-        self._triggers.add(trigger)
+    def watch(self, trigger: str, *, takes_text: bool = False) -> None:
+        """Declare a command some source settles; the cursor never moves past an unsettled one.
+        `takes_text`: instructions follow it (`/claude fix the test`), not only a head's SHA."""
+        self._triggers[trigger] = takes_text
 
     async def refresh(self) -> None:
         """Fetch what is new since the cursor; `comments` holds it until the next refresh."""
@@ -68,7 +69,11 @@ class CommentFeed:
 
     def new(self, trigger: str) -> Sequence[Comment]:
         """This cycle's unhandled comments that are the command `trigger`."""
-        return [c for c in self.comments if is_command(c.body, trigger)]
+        return [c for c in self.comments if self._is(c.body, trigger)]
+
+    def _is(self, body: str, trigger: str) -> bool:
+        takes_text = self._triggers.get(trigger, False)
+        return is_request(body, trigger) if takes_text else is_command(body, trigger)
 
     def mark_handled(self, comment_id: int) -> None:
         handled = [*self._state.get_meta(HANDLED_META, []), comment_id]
@@ -82,7 +87,7 @@ class CommentFeed:
         unsettled = [
             c
             for c in self.comments
-            if c.id not in handled and any(is_command(c.body, t) for t in self._triggers)
+            if c.id not in handled and any(self._is(c.body, t) for t in self._triggers)
         ]
         # GitHub documents `since` as "updated after", and timestamps have whole seconds: a
         # cursor one second before the oldest unsettled comment (or the newest fetched) loses

@@ -20,10 +20,12 @@ from ..core.triggers import may_command
 from ..core.work import MergeFacts, PassedCommand, Status, WorkItem, WorkItemType
 from ..ports import Checks, Clock, Git, GitHub, Job, StateStore
 from . import outbox
+from .branch_work import BranchWork
 from .commands import acknowledge_soon, authorised, pin_head, settle_each
 from .comment_feed import CommentFeed
 from .items import MAX_INFRASTRUCTURE_ERRORS, Items
 from .merge_cleanup import clean_up
+from .merge_fix import MergeFixes
 from .pull_heads import PullHeads
 
 log = logging.getLogger(__name__)
@@ -34,9 +36,11 @@ MAX_STORED_ERROR = 500  # characters of a stop's comment kept as the item's last
 
 @dataclass(frozen=True)
 class Stopped:
-    """The attempt ends without a merge; `comment` says why on the pull request."""
+    """The attempt ends without a merge; `comment` says why on the pull request. `failure`
+    is the report of a failed check or CI, which Claude may fix on the daemon's own branch."""
 
     comment: str
+    failure: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,10 +68,16 @@ class MergeWorkflow:
     redactor: Redactor
     clock: Clock
     name: str = "merge"
+    fixer: BranchWork | None = None  # Claude's fixes for failing checks (AUTO_FIX_ATTEMPTS)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self._items = Items(self.state, WorkItemType.MERGE, self.redactor)
+        self._fixes = (
+            MergeFixes(self.settings, self.github, self.fixer, self._items, self.clock)
+            if self.fixer is not None
+            else None
+        )
         self._outbox = outbox.Outbox(self.state, WorkItemType.MERGE, self.github, self.redactor)
         if self.settings.auto_merge_enabled:
             self.feed.watch(self.settings.merge_comment_trigger)
@@ -159,6 +169,8 @@ class MergeWorkflow:
                 await self._stop(number, stopped.comment)
 
     async def _merge(self, pull: PullRequest) -> Stopped | None:
+        if self._fixes is not None:
+            self._fixes.adopt(pull)
         facts = self._items.get(pull.number).merge
         if facts.rerequested_head is not None:
             # A writer asked again, for a newer head, while an earlier attempt ran (and then
@@ -184,6 +196,12 @@ class MergeWorkflow:
             case decide.Start.TEST:
                 pass
         tested = await self._tested_before(pull, facts) or await self._test(pull, facts)
+        while isinstance(tested, Stopped) and tested.failure is not None and self._fixes:
+            fixed = await self._fixes.fix(pull, tested.comment, tested.failure)
+            if isinstance(fixed, str):
+                return Stopped(fixed)
+            pull = fixed
+            tested = await self._test(pull, self._items.get(pull.number).merge)
         if isinstance(tested, Stopped):
             return tested
         # Before the call: a lost answer and an outage after it must not read as "merged by
@@ -317,7 +335,8 @@ class MergeWorkflow:
             await self.worktrees.remove(merged.path)
         failed = ci_rules.first_failure(results)
         if failed is not None:
-            return Stopped(text.check_failed(ci_rules.format_failure(failed, self.redactor)))
+            report = ci_rules.format_failure(failed, self.redactor)
+            return Stopped(text.check_failed(report), failure=report)
         return results
 
     async def _ci(self, sha: str, *, wait: bool) -> str | Stopped:
@@ -332,7 +351,8 @@ class MergeWorkflow:
             waited = self.clock.monotonic() - started
             match decide.on_ci(result.verdict, wait=wait, waited_s=waited, timeout_s=timeout):
                 case decide.Ci.RED:
-                    return Stopped(text.ci_stopped(ci_rules.format_ci_failure(result, sha)))
+                    report = ci_rules.format_ci_failure(result, sha)
+                    return Stopped(text.ci_stopped(report), failure=report)
                 case decide.Ci.TIMED_OUT:
                     report = ci_rules.format_ci_pending(result, sha, waited_s=waited)
                     return Stopped(text.ci_stopped(report))

@@ -41,6 +41,15 @@ def remove_label(number: int, label: str) -> Write:
     return Write(op="remove_label", number=number, text=label, id=secrets.token_hex(8))
 
 
+def reply(number: int, thread: int, body: str) -> Write:
+    """A reply in review thread `thread` (its first comment's id) of pull request `number`."""
+    return Write(op="reply", number=number, text=body, id=secrets.token_hex(8), comment_id=thread)
+
+
+def request_review(number: int, login: str) -> Write:
+    return Write(op="request_review", number=number, text=login, id=secrets.token_hex(8))
+
+
 def marker(write: Write) -> str:
     """An HTML comment GitHub keeps but does not show: how a lost comment is recognised."""
     return f"<!-- claude-orchestrator:{write.id} -->"
@@ -95,7 +104,7 @@ class Outbox:
                 if not writes:
                     return
                 write = writes[0]
-                if write.op == "comment" and not write.tried:
+                if write.op in ("comment", "reply") and not write.tried:
                     # Recorded before the POST: after a lost answer, look before posting again.
                     self._settle(number, write.id, write.but(tried=True))
                 try:
@@ -129,6 +138,18 @@ class Outbox:
                 log.info("#%d: a comment whose answer was lost had landed", write.number)
                 return
             await github.create_comment(write.number, f"{write.text}\n\n{tag}")
+        elif write.op == "reply":
+            tag = marker(write)
+            if write.tried and any(
+                tag in c.body for c in await github.list_review_comments(write.number)
+            ):
+                log.info("#%d: a reply whose answer was lost had landed", write.number)
+                return
+            await github.reply_to_review_comment(
+                write.number, write.comment_id, f"{write.text}\n\n{tag}"
+            )
+        elif write.op == "request_review":  # idempotent: asking again changes nothing
+            await github.request_reviewers(write.number, [write.text])
         elif write.op == "edit_comment":  # idempotent: simply repeated after a fault
             try:
                 await github.edit_comment(write.comment_id, write.text)

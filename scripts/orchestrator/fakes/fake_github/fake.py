@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any
 
 from . import pulls as ops
-from . import routes_issues, routes_pulls, routes_repo
+from . import routes_issues, routes_pulls, routes_repo, routes_reviews
 from . import shapes_issues as issue_shapes
 from . import shapes_pulls as pull_shapes
 from .app import App
@@ -31,7 +31,12 @@ Json = dict[str, Any]
 
 def build_router() -> Router:
     router = Router()
-    for module_router in (routes_issues.router, routes_pulls.router, routes_repo.router):
+    for module_router in (
+        routes_issues.router,
+        routes_pulls.router,
+        routes_reviews.router,
+        routes_repo.router,
+    ):
         router.extend(module_router)
     return router
 

@@ -80,6 +80,8 @@ class PullInfo:
     mergeable_unknown: int = 0
     # The head the fake last saw, to notice pushes (which bump `updated_at`).
     seen_head: str | None = None
+    # Logins asked for a review and yet to submit one, in the order asked.
+    requested_reviewers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -143,6 +145,34 @@ class Review:
     commit_id: str
     submitted_at: datetime | None
     author_association: str | None = None
+
+
+@dataclass
+class ReviewComment:
+    """A comment on a line of a pull request's diff: a thread's first comment, or a reply
+    (`in_reply_to`). Every one belongs to a review, as on GitHub (a lone reply gets its own).
+
+    Outdated comments are not modelled: `line` and `position` always hold for `commit_id`.
+    """
+
+    id: int
+    pull_number: int
+    review_id: int
+    user: str
+    body: str
+    path: str
+    line: int
+    side: str  # "RIGHT" (the head's lines) or "LEFT" (the base's)
+    position: int  # lines below the file's first `@@` header in the diff
+    diff_hunk: str  # the hunk's header through the commented line
+    commit_id: str
+    created_at: datetime
+    updated_at: datetime
+    start_line: int | None = None
+    start_side: str | None = None
+    in_reply_to: int | None = None
+    author_association: str | None = None
+    reactions: list[Reaction] = field(default_factory=list)
 
 
 @dataclass

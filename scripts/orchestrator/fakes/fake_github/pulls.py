@@ -1,4 +1,4 @@
-"""Pull request operations backed by real git: heads, trial merges, merging, reviews, branches."""
+"""Pull request operations backed by real git: heads, trial merges, merging, branches."""
 
 from __future__ import annotations
 
@@ -10,20 +10,14 @@ from datetime import datetime
 
 from . import ci, errors
 from .gitops import Identity
-from .model import Happening, Issue, PullInfo, Review
-from .store import Store, check_body
+from .model import Happening, Issue, PullInfo
+from .store import Store
 
 PULLS_DOC = "https://docs.github.com/rest/pulls/pulls"
 MERGE_DOC = f"{PULLS_DOC}#merge-a-pull-request"
 CREATE_DOC = f"{PULLS_DOC}#create-a-pull-request"
-REVIEW_DOC = "https://docs.github.com/rest/pulls/reviews#create-a-review-for-a-pull-request"
 REF_DOC = "https://docs.github.com/rest/git/refs#delete-a-reference"
 GITHUB_COMMITTER = ("GitHub", "noreply@github.com")
-REVIEW_STATES = {
-    "APPROVE": "APPROVED",
-    "REQUEST_CHANGES": "CHANGES_REQUESTED",
-    "COMMENT": "COMMENTED",
-}
 # GitHub's closing keywords: "Fixes #12", "closes: #3", "Resolved acme/widgets#4".
 _CLOSING = re.compile(
     r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s*:?\s+(?:([\w.-]+/[\w.-]+))?#(\d+)\b",
@@ -281,52 +275,6 @@ def delete_branch(store: Store, ref: str, actor: str) -> None:
     install_hook(store)
 
 
-def add_review(
-    store: Store,
-    issue: Issue,
-    actor: str,
-    *,
-    body: str | None,
-    event: str | None,
-    commit_id: str | None,
-    association: str | None = None,
-) -> Review:
-    """Create a review; without `event` it stays PENDING (unsubmitted), as on GitHub."""
-    if event is not None and event not in REVIEW_STATES:
-        raise errors.invalid_field("PullRequestReview", "event", doc=REVIEW_DOC)
-    if event in ("REQUEST_CHANGES", "COMMENT") and not body:
-        raise _review_error(f"Review body is required for the {event} event")
-    own = actor.lower() == issue.user.lower()
-    if own and event == "APPROVE":
-        raise _review_error("Can not approve your own pull request")
-    if own and event == "REQUEST_CHANGES":
-        raise _review_error("Can not request changes on your own pull request")
-    if body:
-        check_body(body, "PullRequestReview")
-    head = tips(store, issue, sync_heads(store)).head
-    if commit_id is not None and store.git.resolve(commit_id) is None:
-        raise _review_error("Commit not found")
-    store.user_id(actor)
-    state = REVIEW_STATES[event] if event else "PENDING"
-    review = Review(
-        store.next_id("review"),
-        issue.number,
-        actor,
-        body or "",
-        state,
-        commit_id or head,
-        store.now() if event else None,
-        association,
-    )
-    store.reviews.append(review)
-    store.touch(issue)
-    if event is not None:
-        store.emit(
-            Happening("pull_request_review", "submitted", issue.number, actor, review_id=review.id)
-        )
-    return review
-
-
 def install_hook(store: Store) -> None:
     """Write origin's post-receive hook so a push to an open PR's branch moves refs/pull/N/head.
 
@@ -359,10 +307,6 @@ def _info(issue: Issue) -> PullInfo:
     if issue.pull is None:
         raise errors.not_found()
     return issue.pull
-
-
-def _review_error(message: str) -> errors.ApiError:
-    return errors.validation([message], REVIEW_DOC, message="Unprocessable Entity")
 
 
 def _squash_body(messages: Iterable[str]) -> str:

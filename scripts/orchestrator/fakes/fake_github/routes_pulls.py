@@ -1,11 +1,11 @@
-"""Routes for pull requests: listing, creation, files, commits, reviews, merging, branch refs."""
+"""Routes for pull requests: listing, creation, files, commits, merging, branch refs."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from . import errors, shapes_issues
+from . import errors
 from . import pulls as ops
 from . import shapes_pulls as shapes
 from .model import Issue
@@ -126,43 +126,6 @@ def list_pull_commits(store: Store, req: Request) -> Reply:
     start = store.git.merge_base(now.base, now.head) or now.base
     commits = store.git.commits(start, now.head)
     return Reply(body=[shapes.commit(store, c) for c in commits], paginate=True)
-
-
-@router.route("POST", "/pulls/{number:int}/reviews", "create_review")
-def create_review(store: Store, req: Request) -> Reply:
-    issue, _ = ops.get_pull(store, req.int_param("number"))
-    data = req.body()
-    review = ops.add_review(
-        store,
-        issue,
-        req.login,
-        body=data.get("body"),
-        event=data.get("event"),
-        commit_id=data.get("commit_id"),
-    )
-    return Reply(body=shapes_issues.review(store, review))
-
-
-@router.route("GET", "/pulls/{number:int}/reviews", "list_reviews")
-def list_reviews(store: Store, req: Request) -> Reply:
-    number = req.int_param("number")
-    ops.get_pull(store, number)
-    # Someone else's pending review is invisible, as on GitHub.
-    items = [
-        r
-        for r in store.reviews
-        if r.pull_number == number and (r.submitted_at is not None or r.user == req.login)
-    ]
-    return Reply(body=[shapes_issues.review(store, r) for r in items], paginate=True)
-
-
-@router.route("GET", "/pulls/{number:int}/reviews/{id:int}", "get_review")
-def get_review(store: Store, req: Request) -> Reply:
-    number, ident = req.int_param("number"), req.int_param("id")
-    found = next((r for r in store.reviews if r.pull_number == number and r.id == ident), None)
-    if found is None:
-        raise errors.not_found()
-    return Reply(body=shapes_issues.review(store, found))
 
 
 @router.route("PUT", "/pulls/{number:int}/merge", "merge_pull")

@@ -1,4 +1,4 @@
-"""JSON shapes of pull requests, their files and their commits."""
+"""JSON shapes of pull requests, their files, their commits and their review comments."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from datetime import datetime
 from . import versions
 from .clock import iso
 from .gitops import CommitInfo, FileChange
-from .model import Issue
+from .model import Issue, ReviewComment
 from .pulls import Tips, mergeability
-from .shapes_base import Json, label, node_id, repository, stamp, user
+from .reviews import comments_of
+from .shapes_base import Json, label, node_id, reaction_rollup, repository, stamp, user
 from .shapes_issues import issue as issue_shape
 from .store import Store
 
@@ -74,7 +75,7 @@ def pull_simple(store: Store, item: Issue, now: Tips) -> Json:
         "closed_at": stamp(item.closed_at),
         "merged_at": stamp(info.merged_at),
         "assignees": [],
-        "requested_reviewers": [],
+        "requested_reviewers": [user(ctx, login) for login in info.requested_reviewers],
         "requested_teams": [],
         "head": {
             "label": f"{head_owner}:{info.head_ref}",
@@ -122,7 +123,8 @@ def pull_full(store: Store, item: Issue, now: Tips, *, trial_merge: bool = True)
             "mergeable_state": state,
             "merged_by": user(store.context(), info.merged_by) if info.merged_by else None,
             "comments": issue_shape(store, item)["comments"],
-            "review_comments": 0,
+            # Everyone's count: a pending review's comments are not in it.
+            "review_comments": len(comments_of(store, item.number, viewer="")),
             "maintainer_can_modify": info.maintainer_can_modify,
             "commits": store.git.count_commits(start, now.head),
             "additions": sum(f.additions for f in files),
@@ -130,6 +132,51 @@ def pull_full(store: Store, item: Issue, now: Tips, *, trial_merge: bool = True)
             "changed_files": len(files),
         }
     )
+    return data
+
+
+def review_comment(store: Store, item: ReviewComment) -> Json:
+    """GitHub's PullRequestReviewComment; outdated comments are not modelled, so the
+    `original_*` fields equal the current ones."""
+    ctx = store.context()
+    url = f"{ctx.api}/pulls/comments/{item.id}"
+    pull_url = f"{ctx.api}/pulls/{item.pull_number}"
+    html = f"{ctx.html}/pull/{item.pull_number}#discussion_r{item.id}"
+    data: Json = {
+        "url": url,
+        "pull_request_review_id": item.review_id,
+        "id": item.id,
+        "node_id": node_id("PullRequestReviewComment", item.id),
+        "diff_hunk": item.diff_hunk,
+        "path": item.path,
+        "position": item.position,
+        "original_position": item.position,
+        "commit_id": item.commit_id,
+        "original_commit_id": item.commit_id,
+        "user": user(ctx, item.user),
+        "body": item.body,
+        "created_at": stamp(item.created_at),
+        "updated_at": stamp(item.updated_at),
+        "html_url": html,
+        "pull_request_url": pull_url,
+        "author_association": store.association(item.user, item.author_association),
+        "_links": {
+            "self": {"href": url},
+            "html": {"href": html},
+            "pull_request": {"href": pull_url},
+        },
+        "reactions": reaction_rollup(f"{url}/reactions", item.reactions),
+        "start_line": item.start_line,
+        "original_start_line": item.start_line,
+        "start_side": item.start_side,
+        "line": item.line,
+        "original_line": item.line,
+        "side": item.side,
+        "subject_type": "line",
+    }
+    if item.in_reply_to is not None:
+        # A thread's first comment has no `in_reply_to_id` at all, not a null one.
+        data["in_reply_to_id"] = item.in_reply_to
     return data
 
 

@@ -27,6 +27,7 @@ from .model import (
     Reaction,
     RequestRecord,
     Review,
+    ReviewComment,
     User,
 )
 from .ratelimit import RateLimiter
@@ -71,6 +72,7 @@ class Store:
         self.comments: dict[int, Comment] = {}
         self.events: list[Event] = []
         self.reviews: list[Review] = []
+        self.review_comments: dict[int, ReviewComment] = {}
         self.check_runs: list[CheckRun] = []
         self.statuses: list[CommitStatus] = []
         self.roles: dict[str, str] = {}
@@ -364,4 +366,5 @@ _ID_STARTS = {
     "check": 7000001,
     "suite": 8000001,
     "status": 9000001,
+    "review_comment": 10000001,
 }

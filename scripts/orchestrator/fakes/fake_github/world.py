@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
-from . import ci
+from . import ci, reviews
 from . import pulls as ops
 from .gitops import Identity
+from .shapes_base import Json
+from .shapes_pulls import review_comment
 from .store import Store
 
 
@@ -220,12 +223,45 @@ class WorldBuilder:
         *,
         user: str | None = None,
         commit_id: str | None = None,
+        comments: Sequence[Mapping[str, Any]] = (),
     ) -> int:
+        """Review as `user`, with `comments` on the diff as the REST API takes them
+        (`{"path", "line", "body"}`, optionally `side`, `start_line`, or `position`); refused
+        as GitHub refuses it (a path or line outside the diff, ...). Returns the review ID."""
         with self._store.lock:
             issue, _ = ops.get_pull(self._store, number)
-            return ops.add_review(
-                self._store, issue, self._who(user), body=body, event=event, commit_id=commit_id
+            return reviews.add_review(
+                self._store,
+                issue,
+                self._who(user),
+                body=body,
+                event=event,
+                commit_id=commit_id,
+                comments=comments,
             ).id
+
+    def review_comment_reply(
+        self, number: int, comment_id: int, body: str, *, user: str | None = None
+    ) -> int:
+        """`user` replies in the thread `comment_id` starts; returns the reply's ID."""
+        with self._store.lock:
+            issue, _ = ops.get_pull(self._store, number)
+            return reviews.reply(self._store, issue, comment_id, body, self._who(user)).id
+
+    def requested_reviewers(self, number: int) -> list[str]:
+        """Who is asked for a review and has not yet submitted one, in the order asked."""
+        with self._store.lock:
+            return list(ops.get_pull(self._store, number)[1].requested_reviewers)
+
+    def review_comments(self, number: int) -> list[Json]:
+        """Every review comment of the pull request (pending reviews' too), as the REST API
+        shows them, by ID."""
+        with self._store.lock:
+            found = sorted(
+                (c for c in self._store.review_comments.values() if c.pull_number == number),
+                key=lambda c: c.id,
+            )
+            return [review_comment(self._store, c) for c in found]
 
     def set_permission(self, login: str, role: str) -> None:
         """Give `login` a role: admin, maintain, write, triage, read or none."""
