@@ -93,7 +93,8 @@ async def test_a_setsid_child_dies_with_its_job(tmp_path: Path, sandbox: Sandbox
     # attacker's would; otherwise the job's group kill could catch it mid-`setsid`.
     escape = (
         f"setsid -f env ESCAPE_TAG={tag} sleep {seconds}; "
-        f"until pgrep -f 'sleep {seconds}' >/dev/null; do :; done; echo started"
+        # Anchored: unanchored, the pattern also matches this shell's own command line.
+        f"until pgrep -f '^sleep {seconds}$' >/dev/null; do :; done; echo started"
     )
     outside = await run(escape, tmp_path, None)
     assert outside.ok
