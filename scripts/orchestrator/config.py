@@ -118,6 +118,7 @@ class Settings(BaseSettings):
     webhook_poll_interval: PositiveFloat = 600  # the poll's interval while webhooks arrive
     # The closed loop: a writer's `/claude <instructions>` and review feedback on the daemon's
     # pull requests, and fixes for a `/merge` whose checks fail
+    followups_enabled: bool = True
     followup_trigger: NonEmptyStr = "/claude"
     auto_fix_attempts: FixAttempts = 2  # 0: a failing `/merge` only reports
 

@@ -152,8 +152,10 @@ class FollowUpFacts(_Frozen):
     kind: Literal["follow_up"] = "follow_up"
     asks: tuple[Ask, ...] = ()  # waiting for the next attempt, oldest first
     doing: tuple[Ask, ...] = ()  # what the attempt in progress answers
-    reviews_seen: tuple[int, ...] = ()  # reviews looked at (acted on or not), newest last
-    watched: bool = False  # the reviews from before the first look are not asks
+    # The reviews looked at (acted on or not) since `reviews_floor`; those submitted before
+    # the floor are not asks. No floor yet: the pull request's reviews were never looked at.
+    reviews_seen: tuple[int, ...] = ()
+    reviews_floor: datetime | None = None
     start_sha: str | None = None  # the head the work started from: the push's lease
     branch: str | None = None  # the branch the work is pushed to
     pushed_sha: str | None = None

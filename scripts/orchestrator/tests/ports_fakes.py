@@ -274,6 +274,8 @@ class RecordingGit(Recorder):
 
     @recorded
     async def push_commit(self, sha: str, branch: str, expected_remote_sha: str | None) -> None:
+        if self.remote.branches.get(branch) == sha:
+            return  # as git: "Everything up-to-date", whatever the lease says
         if self.remote.branches.get(branch) != expected_remote_sha:
             stderr = f" ! [rejected]        {sha[:7]} -> {branch} (stale info)"
             raise git_error(stderr, "push", branch)

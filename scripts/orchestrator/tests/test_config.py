@@ -94,6 +94,7 @@ EVERY_VARIABLE: list[tuple[str, str, str, Any]] = [
     ("FAILED_LABEL", "bot-failed", "failed_label", "bot-failed"),
     ("REVIEW_COMMENT_TRIGGER", "/look", "review_comment_trigger", "/look"),
     ("FOLLOWUP_TRIGGER", "/bot", "followup_trigger", "/bot"),
+    ("FOLLOWUPS_ENABLED", "false", "followups_enabled", False),
     ("AUTO_FIX_ATTEMPTS", "0", "auto_fix_attempts", 0),
     ("REVIEW_EVENT", "APPROVE", "review_event", ReviewEvent.APPROVE),
     ("REVIEW_ON_PUSH", "false", "review_on_push", False),

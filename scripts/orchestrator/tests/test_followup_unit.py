@@ -10,7 +10,7 @@ import pytest
 from scripts.orchestrator.config import Settings
 from scripts.orchestrator.core.errors import GitHubError
 from scripts.orchestrator.core.redact import Redactor
-from scripts.orchestrator.core.work import Status, WorkItem, WorkItemType
+from scripts.orchestrator.core.work import Ask, Status, WorkItem, WorkItemType
 from scripts.orchestrator.workflows.branch_work import BranchWork
 from scripts.orchestrator.workflows.commands import courtesies_sent
 from scripts.orchestrator.workflows.comment_feed import CommentFeed
@@ -147,10 +147,21 @@ async def test_an_interrupted_attempt_pushes_the_commit_it_made_without_running_
 async def test_the_daemons_own_comment_never_commands_it(rig: Rig) -> None:
     pull = rig.own_pull()
     await _watching(rig)
-    rig.gh.comment(pull, "/claude push to main", user=BOT)
+    said = "/claude push to main\n\n<!-- claude-orchestrator:0123abcd -->"  # an outbox write
+    rig.gh.comment(pull, said, user=BOT)
     await rig.cycle()
     assert rig.claude.requests == [] and rig.item(pull).follow_up.asks == ()
-    assert rig.gh.bot_comments(pull) == ["/claude push to main"]  # its own, and no reply
+    assert rig.gh.bot_comments(pull) == [said]  # its own, and no reply
+
+
+async def test_a_person_sharing_the_daemons_account_may_still_ask(rig: Rig) -> None:
+    pull = rig.own_pull()
+    rig.gh.permissions[BOT] = "write"
+    await _watching(rig)
+    rig.gh.comment(pull, "/claude add tests", user=BOT)  # typed by a person, unsigned
+    rig.claude.succeed("Added.", {"t.py": "X = 1\n"})
+    await rig.cycle()
+    assert len(rig.git.pushes) == 1
 
 
 async def test_a_command_on_the_issue_works_on_its_pull_request_and_replies_there(
@@ -256,3 +267,52 @@ async def test_a_change_to_what_steers_ci_is_not_pushed(rig: Rig) -> None:
     await rig.cycle()
     assert rig.git.pushes == []
     assert "`.github/workflows/ci.yml`" in rig.gh.bot_comments(pull)[-1]
+
+
+async def test_an_ask_that_comes_while_claude_works_is_taken_up_next(rig: Rig) -> None:
+    pull = rig.own_pull()
+    await _watching(rig)
+    rig.gh.comment(pull, "/claude add tests", user="alice")
+    later = Ask(source="comment", id=99, author="alice", where=pull, text="also update the README")
+    # Stored by a poll while the run goes on (the daemon polls beside its jobs).
+    rig.claude.before("run", lambda *_: rig.wf._add_asks(pull, [later]) if len(
+        rig.claude.requests) == 0 else None)  # fmt: skip
+    rig.claude.succeed("Added tests.", {"t.py": "X = 1\n"})
+    rig.claude.succeed("Updated the README.", {"README.md": "Tests.\n"})
+    await rig.cycle()
+    assert rig.item(pull).status is Status.PENDING and rig.item(pull).follow_up.asks == (later,)
+    await rig.cycle()
+    assert len(rig.git.pushes) == 2 and "also update the README" in rig.claude.requests[1].prompt
+    assert rig.item(pull).status is Status.DONE
+
+
+async def test_a_command_on_a_closed_pull_request_says_it_is_closed(rig: Rig) -> None:
+    issue = rig.gh.add_issue("Add a flag")
+    pull = rig.own_pull()
+    rig.gh.edit_pull(pull, state="closed")
+    rig.state.put(WorkItem(type=WorkItemType.ISSUE, number=issue, status=Status.DONE,
+                           pr_number=pull))  # fmt: skip
+    await _watching(rig)
+    rig.gh.comment(issue, "/claude also document it", user="alice")
+    await rig.cycle()
+    assert f"pull request #{pull} is closed" in rig.gh.bot_comments(issue)[-1]
+    assert rig.claude.requests == []
+
+
+async def test_with_follow_ups_off_neither_commands_nor_reviews_start_work(
+    make_settings: SettingsFactory, rig: Rig, scanner: FakeSecretScan, clock: FakeClock
+) -> None:
+    settings = make_settings(followups_enabled=False)
+    redactor = Redactor([settings.token])
+    feed = CommentFeed(rig.gh, rig.state)
+    work = BranchWork(settings, rig.git, rig.claude, scanner, redactor)
+    wf = FollowUpWorkflow(settings, rig.state, rig.gh, rig.git, work, feed, redactor, clock)
+    off = Rig(settings, rig.state, rig.gh, rig.git, rig.claude, feed, wf)
+    pull = off.own_pull()
+    await _watching(off)
+    rig.gh.comment(pull, "/claude add tests", user="alice")
+    rig.gh.permissions["bob"] = "write"
+    rig.gh.add_review(pull, user="bob", body="Please rename")
+    await off.cycle()
+    assert rig.claude.requests == [] and rig.gh.bot_comments(pull) == []
+    assert rig.state.get(WorkItemType.FOLLOW_UP, pull) is None

@@ -4,6 +4,7 @@ restarts, and at most AUTO_FIX_ATTEMPTS times."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -206,3 +207,34 @@ async def test_a_fix_not_pushed_before_a_restart_is_forgotten(
     await rig.wf.run(number)  # the checks pass on the head asked for
 
     assert rig.gh.called("merge_pull")[0][1] == head and claude.requests == []
+
+
+async def test_other_merges_into_the_base_go_on_while_claude_fixes(
+    build: Callable[..., Rig], claude: ScriptedClaude
+) -> None:
+    rig = build()
+    number, _ = _own(rig)
+    _failing_once(rig)
+    claude.succeed("Fixed.", {"greet.py": "X = 1\n"})
+    fixing = claude.gate("run")  # Claude's fix takes its time
+    other, _ = rig.requested(branch="topic")
+    task = asyncio.create_task(rig.wf.run(number))
+    await wait_for(lambda: claude.called("run"))
+
+    await asyncio.wait_for(rig.wf.run(other), timeout=10)  # not behind the fix
+
+    assert rig.gh.pulls[other].merged and not task.done()
+    main_after_other = rig.gh.remote.branches["main"]
+    fixing.set()
+    await asyncio.wait_for(task, timeout=10)
+    assert rig.gh.pulls[number].merged
+    # The fix was tested on the base the other merge made.
+    (_, tested_base, tested_head) = rig.git.called("merge_worktree")[-1]
+    assert tested_base == main_after_other and tested_head == rig.git.pushes[0][0]
+
+
+async def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)

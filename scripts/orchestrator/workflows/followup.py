@@ -7,14 +7,15 @@ import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from ..config import Settings
 from ..core import followup_text as text
-from ..core.decide_followup import review_asks, seen_now
+from ..core.decide_followup import daemons, looked, review_asks
 from ..core.errors import NotFound
-from ..core.models import Comment, PullRequest, Review
+from ..core.models import Comment, PullRequest
 from ..core.redact import Redactor
+from ..core.text import PREFIX
 from ..core.triggers import may_command, parse_instructions
 from ..core.work import Ask, FollowUpFacts, Status, WorkItem, WorkItemType
 from ..ports import Clock, Git, GitHub, Job, StateStore
@@ -27,6 +28,7 @@ from .implement import branch_for
 
 log = logging.getLogger(__name__)
 
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 FIRST_WATCHED_META = "first_watched_at"  # the daemon's (`daemon.py`): reviews before it are old
 
 
@@ -45,7 +47,8 @@ class FollowUpWorkflow:
     name: str = "follow-up"
 
     def __post_init__(self) -> None:
-        self.feed.watch(self.settings.followup_trigger, takes_text=True)
+        if self.settings.followups_enabled:
+            self.feed.watch(self.settings.followup_trigger, takes_text=True)
         self._outbox = outbox.Outbox(self.state, WorkItemType.FOLLOW_UP, self.github,
                                      self.redactor)  # fmt: skip
         self._run = FollowUpRun(self.settings, self.state, self.github, self.worktrees,
@@ -53,6 +56,8 @@ class FollowUpWorkflow:
 
     async def poll(self) -> Sequence[Job]:
         await self._outbox.send_all()  # replies a fault held back
+        if not self.settings.followups_enabled:
+            return []  # the commands are ignored; the feed moves past them
         await settle_each(self.feed, self.settings.followup_trigger, self._accept)
         await self._reviews()
         jobs = []
@@ -70,14 +75,18 @@ class FollowUpWorkflow:
 
     async def _accept(self, comment: Comment) -> None:
         trigger = self.settings.followup_trigger
-        if comment.author == await self.github.login():
+        if comment.author == await self.github.login() and _written_by_the_daemon(comment.body):
             self.feed.mark_handled(comment.id)  # the daemon's own words never command it
             return
         pull = await self._pull_for(comment.issue_number)
-        if pull is None:
+        if pull is None or pull.state != "open":
             # Answered only for a writer: anyone's command on any issue must not buy a reply.
             if may_command(await self.github.permission(comment.author)):
-                reply = text.no_pull(comment.author, trigger, self.settings.ready_label)
+                reply = (
+                    text.no_pull(comment.author, trigger, self.settings.ready_label)
+                    if pull is None
+                    else text.not_done(comment.author, text.closed(pull.number))
+                )
                 await self.github.create_comment(comment.issue_number, reply)
             self.feed.mark_handled(comment.id)
             return
@@ -99,21 +108,20 @@ class FollowUpWorkflow:
         acknowledge_soon(self.github, comment, "follow-up")
 
     async def _pull_for(self, number: int) -> PullRequest | None:
-        """The open pull request a command on `number` is about: `number` itself, or the one
-        the daemon opened for issue `number`."""
+        """The pull request a command on `number` is about (open or not): `number` itself, or
+        the one the daemon opened for issue `number`."""
         try:
-            return _open(await self.github.get_pull(number))
+            return await self.github.get_pull(number)
         except NotFound:
             pass  # an issue
         issue = self.state.get(WorkItemType.ISSUE, number)
         if issue is not None and issue.pr_number is not None:
             try:
-                return _open(await self.github.get_pull(issue.pr_number))
+                return await self.github.get_pull(issue.pr_number)
             except NotFound:
                 return None
         base = await self.github.default_branch()
-        found = await self.github.find_pull(branch_for(number), base)
-        return _open(found) if found is not None else None
+        return await self.github.find_pull(branch_for(number), base)
 
     def _add_asks(self, number: int, asks: Sequence[Ask], **facts: object) -> None:
         item = self.state.get(WorkItemType.FOLLOW_UP, number) or WorkItem(
@@ -133,40 +141,47 @@ class FollowUpWorkflow:
         if own is None:
             return  # unknown identity: its own pull requests cannot be told apart
         for pull in await self.github.list_open_pulls():
-            if pull.author != own or pull.is_fork:
+            if not daemons(pull, own):
                 continue
             item = self.state.get(WorkItemType.FOLLOW_UP, pull.number)
             facts = item.follow_up if item is not None else FollowUpFacts()
+            # At the first look, the reviews from before the daemon watched the repository are
+            # old; one submitted since is an ask, even before this first look. From then on
+            # the floor is on GitHub's clock only (`looked`).
+            floor = facts.reviews_floor or self._first_watched()
             reviews = await self.github.list_reviews(pull.number)
-            seen = facts.reviews_seen if facts.watched else self._before_watch(reviews)
-            fresh = [r for r in reviews if r.id not in seen and r.submitted_at is not None]
-            if facts.watched and not fresh:
+            fresh = [
+                r
+                for r in reviews
+                if r.submitted_at is not None
+                and r.submitted_at >= floor
+                and r.id not in facts.reviews_seen
+            ]
+            now = looked(reviews, seen=facts.reviews_seen, floor=facts.reviews_floor or EPOCH)
+            if not fresh and facts.reviews_floor is not None:
+                if (now.seen, now.floor) != (facts.reviews_seen, facts.reviews_floor):
+                    self._add_asks(pull.number, [], reviews_seen=now.seen, reviews_floor=now.floor)
                 continue
             comments = await self.github.list_review_comments(pull.number) if fresh else []
-            asks = review_asks(reviews, comments, seen=seen, own=own, number=pull.number)
+            asks = review_asks(reviews, comments, seen=facts.reviews_seen, floor=floor, own=own,
+                               number=pull.number)  # fmt: skip
             writers = [a for a in asks if may_command(await self.github.permission(a.author))]
             for ask in asks:
                 if ask not in writers:
                     log.info("review %d on #%d by %s, who cannot write: not acted on",
                              ask.id, pull.number, ask.author)  # fmt: skip
-            self._add_asks(pull.number, writers, watched=True,
-                           reviews_seen=seen_now(seen, reviews))  # fmt: skip
+            self._add_asks(pull.number, writers, reviews_seen=now.seen, reviews_floor=now.floor)
             if writers:
                 log.info("#%d: %d review(s) ask for changes", pull.number, len(writers))
 
-    def _before_watch(self, reviews: Sequence[Review]) -> tuple[int, ...]:
-        """At the first look at a pull request: the reviews from before the daemon watched the
-        repository are not asks (one submitted since is, even before this first look)."""
+    def _first_watched(self) -> datetime:
         try:
-            first = datetime.fromisoformat(self.state.get_meta(FIRST_WATCHED_META) or "")
+            return datetime.fromisoformat(self.state.get_meta(FIRST_WATCHED_META) or "")
         except ValueError:  # not watched yet, or a hand-edited state: every review is old
-            first = None
-        return tuple(
-            r.id
-            for r in reviews
-            if r.submitted_at is not None and (first is None or r.submitted_at < first)
-        )
+            return self.clock.now()
 
 
-def _open(pull: PullRequest) -> PullRequest | None:
-    return pull if pull.state == "open" else None
+def _written_by_the_daemon(body: str) -> bool:
+    """The daemon signs what it writes; a person sharing its account (a personal token) does
+    not, and their commands count as anyone's with write access."""
+    return body.startswith(PREFIX) or outbox.MARKER_PREFIX in body

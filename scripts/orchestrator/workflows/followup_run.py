@@ -13,6 +13,7 @@ from ..core.decide_followup import Target, target
 from ..core.errors import GitError, GitHubError
 from ..core.models import PullRequest
 from ..core.redact import Redactor
+from ..core.text import cut
 from ..core.work import Ask, Status, WorkItemType, Write
 from ..ports import Clock, Git, GitHub, StateStore
 from . import outbox
@@ -22,6 +23,7 @@ from .items import MAX_INFRASTRUCTURE_ERRORS, Items
 log = logging.getLogger(__name__)
 
 _ISSUE_BRANCH = re.compile(r"feature/issue-(\d+)")
+MAX_TITLE = 256  # characters of a pull request's title GitHub takes
 
 
 @dataclass(frozen=True)
@@ -119,8 +121,9 @@ class FollowUpRun:
         if isinstance(made, Made):
             # The commit is on the clone's own branch from here on: a fault later pushes it,
             # never runs Claude again.
-            self._items.update(pull.number, head_sha=made.sha, facts=facts.but(
-                start_sha=start, summary=made.summary))  # fmt: skip
+            # Read afresh: asks may have come during the run; they are the next attempt's.
+            self._items.update(pull.number, head_sha=made.sha)
+            self._items.update_facts(pull.number, start_sha=start, summary=made.summary)
         return made
 
     def _before(self, pull: PullRequest) -> str | None:
@@ -161,7 +164,7 @@ class FollowUpRun:
             return Done("aside", sha, branch, pull.head_ref, summary)
         opened = facts.opened_pull
         if opened is None:
-            title = f"Follow-up on #{pull.number}: {pull.title}"
+            title = cut(f"Follow-up on #{pull.number}: {pull.title}", MAX_TITLE)
             try:
                 made = await self.github.create_pull(title=title, head=branch,
                                                      base=pull.head_ref, body=summary)  # fmt: skip

@@ -158,15 +158,31 @@ class MergeWorkflow:
         # The lock is taken before any await: jobs start in trigger order and must queue in
         # that order. It is the base recorded with the trigger; `_merge` stops on a retarget.
         base_ref = self._items.get(number).merge.base_ref or ""
-        async with self._locks.setdefault(base_ref, asyncio.Lock()):
-            self._items.update(number, status=Status.IN_PROGRESS, started_at=self.clock.now())
-            try:
-                stopped = await self._merge(await self.github.get_pull(number))
-            except (GitHubError, GitError) as exc:
-                await self._infrastructure_error(number, exc)
+        lock = self._locks.setdefault(base_ref, asyncio.Lock())
+        while True:
+            async with lock:
+                self._items.update(number, status=Status.IN_PROGRESS, started_at=self.clock.now())
+                try:
+                    pull = await self.github.get_pull(number)
+                    stopped = await self._merge(pull)
+                except (GitHubError, GitError) as exc:
+                    await self._infrastructure_error(number, exc)
+                    return
+            if stopped is None:
                 return
-            if stopped is not None:
-                await self._stop(number, stopped.comment)
+            if stopped.failure is not None and self._fixes is not None:
+                # Claude's fix runs outside the lock: merges into the same base go on, and the
+                # fix is then tested on the base they made.
+                try:
+                    fixed = await self._fixes.fix(pull, stopped.comment, stopped.failure)
+                except (GitHubError, GitError) as exc:
+                    await self._infrastructure_error(number, exc)
+                    return
+                if not isinstance(fixed, str):
+                    continue  # test the fix, in the queue again
+                stopped = Stopped(fixed)
+            await self._stop(number, stopped.comment)
+            return
 
     async def _merge(self, pull: PullRequest) -> Stopped | None:
         if self._fixes is not None:
@@ -196,12 +212,6 @@ class MergeWorkflow:
             case decide.Start.TEST:
                 pass
         tested = await self._tested_before(pull, facts) or await self._test(pull, facts)
-        while isinstance(tested, Stopped) and tested.failure is not None and self._fixes:
-            fixed = await self._fixes.fix(pull, tested.comment, tested.failure)
-            if isinstance(fixed, str):
-                return Stopped(fixed)
-            pull = fixed
-            tested = await self._test(pull, self._items.get(pull.number).merge)
         if isinstance(tested, Stopped):
             return tested
         # Before the call: a lost answer and an outage after it must not read as "merged by

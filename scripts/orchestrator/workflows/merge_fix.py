@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ..config import Settings
 from ..core import followup_text as text
+from ..core.decide_followup import daemons
 from ..core.models import PullRequest
 from ..ports import Clock, GitHub
 from .branch_work import BranchWork, NotMade
@@ -50,7 +51,7 @@ class MergeFixes:
         facts = self.items.get(number).merge
         attempts = self.settings.auto_fix_attempts
         own = await self.github.login()
-        if attempts == 0 or own is None or pull.author != own or pull.is_fork:
+        if attempts == 0 or not daemons(pull, own):
             return comment  # only the daemon's own branch is Claude's to fix
         trigger = self.settings.merge_comment_trigger
         if facts.fixes >= attempts:

@@ -50,9 +50,12 @@ def request_review(number: int, login: str) -> Write:
     return Write(op="request_review", number=number, text=login, id=secrets.token_hex(8))
 
 
+MARKER_PREFIX = "<!-- claude-orchestrator:"
+
+
 def marker(write: Write) -> str:
     """An HTML comment GitHub keeps but does not show: how a lost comment is recognised."""
-    return f"<!-- claude-orchestrator:{write.id} -->"
+    return f"{MARKER_PREFIX}{write.id} -->"
 
 
 class Outbox:

@@ -236,7 +236,11 @@ class ReviewWorkflow:
         if login is None:
             return False  # unknown identity: the state alone prevents repeats
         reviews = await self.github.list_reviews(pull.number)
-        return any(r.author == login and r.commit_id == pull.head_sha for r in reviews)
+        # Bodiless reviews of its account are its replies in review threads (GitHub files each
+        # reply as a review of the head it was written on), not reviews of that head.
+        return any(
+            r.author == login and r.commit_id == pull.head_sha and r.body.strip() for r in reviews
+        )
 
     async def _hold(self, item: WorkItem, pull: PullRequest, held: Hold) -> None:
         """A due review runs no Claude (`decide_review.hold`): say so where someone must act."""
