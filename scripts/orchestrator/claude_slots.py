@@ -89,6 +89,11 @@ class ClaudeSlots:
             if day.refused is not None:
                 log.info("no Claude run: %s", day.refused)
                 return ClaudeResult(ok=False, text="", error=day.refused, limit="day")
+            # The day's rest, not the run's own cap, bounds this run: stopped there, its work
+            # waits for more of the day's budget instead of failing.
+            day_bound = day.cap is not None and (
+                request.max_budget_usd is None or day.cap < request.max_budget_usd
+            )
             if day.cap != request.max_budget_usd:
                 request = dataclasses.replace(request, max_budget_usd=day.cap)
             run = next(self._runs)
@@ -100,6 +105,8 @@ class ClaudeSlots:
                 self._running.remove(item)
                 del self._reserved[run]
             self._record(result, request.max_budget_usd)
+            if day_bound and result.limit == "budget":
+                result = dataclasses.replace(result, limit="day_rest")
         # Interrupted by the stop's signal, unless a limit ended it (its work is kept).
         if self._closed and not result.ok and result.limit is None:
             log.info("Claude's run ended while the daemon stops, taken as interrupted: %s",

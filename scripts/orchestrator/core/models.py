@@ -187,8 +187,9 @@ class ClaudeResult:
     error: str | None = None
     timed_out: bool = False
     stderr_tail: list[str] = field(default_factory=list)
-    # The limit that stopped it: "budget", "turns" or "time"; "day" when the day's budget
-    # left nothing for it to start with.
+    # The limit that stopped it: "budget", "turns" or "time"; "day_rest" when its budget was
+    # what the day had left (or its share of it); "day" when the day's budget left nothing
+    # for it to start with.
     limit: str | None = None
 
 

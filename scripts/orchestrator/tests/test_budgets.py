@@ -66,3 +66,37 @@ async def test_a_spent_day_starts_no_run_until_the_next(world: World) -> None:
     assert await world.once() == 0
     item = world.item(WorkItemType.ISSUE, number)
     assert item is not None and item.status is Status.DONE and item.spent_usd > 0
+
+
+async def test_a_run_stopped_by_the_days_rest_keeps_its_work_and_goes_on_the_next_day(
+    world: World,
+) -> None:
+    number = _ready_issue(world)
+    world.model.script_for(
+        f"Implement GitHub issue #{number}",
+        [
+            write({"greet.py": "def greet() -> str:\n    return 'hi'\n"}),
+            write({"farewell.py": "BYE = 1\n"}),
+            Text("Done."),
+        ],
+    )
+    # Two slots share the day's $0.0156: this run may spend $0.0078, which stops it in its
+    # second turn (as in the first test); the day, not the run's own cap, bounded it.
+    world.configure(daily_max_budget_usd=0.0156, max_concurrent=2)
+    assert await world.once() == 0
+    item = world.item(WorkItemType.ISSUE, number)
+    assert item is not None and item.status is Status.PENDING  # waits; nothing failed
+    kept = item.issue.kept_sha
+    assert kept is not None and world.git.sha("feature/issue-1") == kept
+    assert "ready" in world.github.labels_of(number)
+    assert "claude-failed" not in world.github.labels_of(number)
+    with State(world.state_file) as state:  # the next day
+        state.set_meta(DAILY_SPEND_META, {"2000-01-01": 1.0})
+    world.configure(daily_max_budget_usd=1.0)
+    runs = len(world.model.main_requests())
+    assert await world.once() == 0  # the script's rest: "Done." (the kept work is whole)
+    assert len(world.model.main_requests()) > runs  # Claude went on from the kept work
+    item = world.item(WorkItemType.ISSUE, number)
+    assert item is not None and item.status is Status.DONE and item.pr_number is not None
+    assert "greet()" in world.git.file_at("feature/issue-1", "greet.py")  # the kept work
+    assert item.runs == 2 and item.issue.kept_sha is None

@@ -273,3 +273,16 @@ async def test_a_limit_reached_while_the_daemon_stops_is_no_interruption() -> No
     held.release.set()
     result = await asyncio.wait_for(running, DEADLINE)  # its work is kept, not thrown away
     assert result.limit == "budget"
+
+
+async def test_a_run_stopped_at_the_days_rest_says_so_and_one_at_its_own_cap_does_not() -> None:
+    class StopsAtItsCap:
+        async def run(self, request: ClaudeRequest) -> ClaudeResult:
+            return ClaudeResult(ok=False, text="", error="budget", limit="budget",
+                                cost_usd=request.max_budget_usd)  # fmt: skip
+
+    slots = ClaudeSlots(StopsAtItsCap(), 1, state=MemoryState(), daily_budget=10.0)
+    own = await slots.run(request(cap=1.0))  # its own cap was the smaller
+    assert own.limit == "budget"
+    rest = await slots.run(request(cap=20.0))  # the day's $9 left was
+    assert rest.limit == "day_rest" and rest.cost_usd == 9.0

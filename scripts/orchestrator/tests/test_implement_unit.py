@@ -555,6 +555,28 @@ async def test_a_run_stopped_at_a_limit_keeps_its_work_on_the_branch(rig: Rig, l
     assert rig.item().issue.kept_sha is None and rig.item().status is Status.DONE
 
 
+async def test_a_run_stopped_at_the_days_rest_waits_with_its_work_kept_and_goes_on(
+    rig: Rig,
+) -> None:
+    rig.claude.queue(ClaudeResult(ok=False, text="halfway", cost_usd=0.5, limit="day_rest",
+                                  error="Claude stopped at its budget"),
+                     {"greet.py": "def greet() -> str:\n    return '...'\n"})  # fmt: skip
+    assert await rig.cycle() == [1]
+    [(kept, _)] = rig.git.pushes
+    item = rig.item()
+    assert item.status is Status.PENDING and item.issue.kept_sha == kept  # waits, not failed
+    assert "goes on when the budget allows" in (item.last_error or "")
+    assert rig.gh.called("create_pull") == []
+    assert not [c for c in rig.gh.bot_comments(1) if "stopped" in c]  # no failure said
+    assert "ready" in rig.gh.labels_of(1) and "claude-failed" not in rig.gh.labels_of(1)
+    # When the budget allows: a new run goes on from the kept commit, then the pull request.
+    rig.claude.succeed("Finished greet.py.", FILES)
+    assert await rig.cycle() == [1]
+    [start] = [s for _, b, s in rig.git.called("branch_worktree")][1:]
+    assert start == kept and len(rig.claude.requests) == 2
+    assert rig.item().status is Status.DONE and len(rig.gh.called("create_pull")) == 1
+
+
 async def test_a_run_stopped_before_any_change_is_a_plain_failure(rig: Rig) -> None:
     rig.claude.queue(stopped("turns"))
     assert await rig.cycle() == [1]

@@ -81,7 +81,7 @@ class BranchWork:
             )
             result = await self.claude.run(request)
             items.spend(number, result)
-            if result.limit == "day":
+            if result.limit in ("day", "day_rest"):  # never ran, or the day ran out mid-run
                 why = result.error or "the day's budget is spent"
                 return NotMade(why, f"nothing was done: {why}", day_spent=True)
             if not result.ok:

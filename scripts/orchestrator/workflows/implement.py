@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 NO_CHANGES = "Claude made no changes"
 # The limits that stop a run part way: what it made so far is committed and pushed.
-KEPT_AT = frozenset({"budget", "turns", "time"})
+KEPT_AT = frozenset({"budget", "turns", "time", "day_rest"})
 
 
 def branch_for(number: int) -> str:
@@ -261,6 +261,15 @@ class ImplementWorkflow:
         number = issue.number
         item = self._items.get(number)
         head = item.issue.pushed_sha or item.head_sha or ""
+        if item.issue.stopped == "day_rest":
+            # The day's budget, not the task, ran out: the kept work goes on from its commit
+            # when the budget allows (a new run, not this one's push).
+            kept = item.issue.but(kept_sha=head, stopped=None, pushed_sha=None, summary=None)
+            self._items.update(number, head_sha=None, facts=kept)
+            raise DaySpent(
+                f"the day's budget ran out during Claude's run; its work is kept on {branch} "
+                f"at {head[:12]} and goes on when the budget allows"
+            )
         if item.issue.stopped is not None:
             self._items.update_facts(number, kept_sha=head)
             log.info("issue #%d: Claude stopped (%s); its work is on %s at %s",

@@ -327,6 +327,8 @@ class ReviewWorkflow:
         if result.limit == "day":  # it never ran: the next day's first cycles plan it again
             self._items.update_facts(pull.number, runs=item.review.runs)  # not one of the day's
             return NotReviewed(result.error or "the day's budget is spent", transient=True)
+        if result.limit == "day_rest":  # the day's budget ran out mid-review: tried again later
+            return NotReviewed(result.error or "the day's budget ran out", transient=True)
         if not result.ok:
             return NotReviewed(result.error or "Claude failed")
         login = await self.github.login()
