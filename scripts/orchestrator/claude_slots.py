@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import logging
+import secrets
 from collections.abc import Callable
 from datetime import datetime
 
@@ -17,6 +17,9 @@ from .logs import current_item
 from .ports import Claude, StateStore
 
 DAILY_SPEND_META = "daily_spend_usd"  # {"2026-12-05": 1.25}: every run's cost, by UTC day
+# The caps of the runs in progress, by run: {"3f2a...": {"day": "2026-12-05", "cap": 0.5}}. A
+# daemon killed during a run leaves its entry; the next start counts its cap as spent.
+HELD_META = "claude_runs_held"
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +54,8 @@ class ClaudeSlots:
         self._state = state
         self._daily = daily_budget
         self._clock = clock
-        self._reserved: dict[int, float] = {}  # the caps of the runs in progress, by run
-        self._runs = itertools.count()
+        self._reserved: dict[str, float] = {}  # the caps of the runs in progress, by run
+        self._settle_left()
 
     def spent_today(self) -> float:
         return spent_on(self._ledger(), day_of(self._clock()))
@@ -96,15 +99,16 @@ class ClaudeSlots:
             )
             if day.cap != request.max_budget_usd:
                 request = dataclasses.replace(request, max_budget_usd=day.cap)
-            run = next(self._runs)
-            self._reserved[run] = day.cap or 0.0
+            run = secrets.token_hex(6)
+            self._hold(run, day.cap)
             self._running.append(item)
+            result: ClaudeResult | None = None
             try:
                 result = await self._claude.run(request)
             finally:
                 self._running.remove(item)
-                del self._reserved[run]
-            self._record(result, request.max_budget_usd)
+                # A run cancelled (the daemon stops) cost what nobody was told: its cap.
+                self._record(result, request.max_budget_usd, run)
             if day_bound and result.limit == "budget":
                 result = dataclasses.replace(result, limit="day_rest")
         # Interrupted by the stop's signal, unless a limit ended it (its work is kept).
@@ -114,14 +118,60 @@ class ClaudeSlots:
             raise asyncio.CancelledError("the daemon is stopping: Claude's run was interrupted")
         return result
 
-    def _record(self, result: ClaudeResult, cap: float | None) -> None:
-        # A run cut off without a result (its time ran out) spent what nobody was told: its
-        # cap is counted, so a budget holds even then.
-        cost = result.cost_usd if result.cost_usd is not None else cap
-        if self._state is None or not cost:
+    def _hold(self, run: str, cap: float | None) -> None:
+        """The run's cap, held in memory and, with a daily budget, in the state before it
+        starts: a crash during the run cannot let its cost go uncounted."""
+        self._reserved[run] = cap or 0.0
+        if self._state is None or self._daily is None or not cap:
             return
-        day = day_of(self._clock())
-        self._state.set_meta(DAILY_SPEND_META, with_spend(self._ledger(), day, cost))
+        held = {**self._held_entries(), run: (day_of(self._clock()), cap)}
+        self._state.set_meta(HELD_META, _stored(held))
+
+    def _record(self, result: ClaudeResult | None, cap: float | None, run: str) -> None:
+        """The run's cost on the day's total, and its hold let go, in one state write. A run
+        cut off without a cost (its time ran out, or it was cancelled) counts its cap, so a
+        budget holds even then."""
+        self._reserved.pop(run, None)
+        cost = result.cost_usd if result is not None and result.cost_usd is not None else cap
+        if self._state is None:
+            return
+        held = self._held_entries()
+        with self._state.batch():
+            if cost:
+                day = day_of(self._clock())
+                self._state.set_meta(DAILY_SPEND_META, with_spend(self._ledger(), day, cost))
+            if run in held:
+                self._state.set_meta(
+                    HELD_META, _stored({k: v for k, v in held.items() if k != run})
+                )
+
+    def _settle_left(self) -> None:
+        """At start: the runs a killed daemon left in progress count their caps as spent."""
+        left = self._held_entries()
+        if self._state is None or not left:
+            return
+        ledger = self._ledger()
+        for day, cap in left.values():
+            ledger = with_spend(ledger, day, cap)
+        with self._state.batch():
+            self._state.set_meta(DAILY_SPEND_META, ledger)
+            self._state.set_meta(HELD_META, {})
+        total = sum(cap for _, cap in left.values())
+        log.warning("counted $%.2f for %d Claude run(s) a stopped daemon left unfinished "
+                    "(their caps: what they may have spent)", total, len(left))  # fmt: skip
+
+    def _held_entries(self) -> dict[str, tuple[str, float]]:
+        """The runs held in the state: {run: (day, cap)}."""
+        raw = self._state.get_meta(HELD_META) if self._state is not None else None
+        if not isinstance(raw, dict):
+            return {}
+        kept = {}
+        for run, entry in raw.items():
+            try:
+                kept[str(run)] = (str(entry["day"]), float(entry["cap"]))
+            except (KeyError, TypeError, ValueError):  # a hand-edited state: that one is dropped
+                log.warning("ignoring an unreadable held Claude run %r", run)
+        return kept
 
     def _ledger(self) -> dict[str, float]:
         ledger = self._state.get_meta(DAILY_SPEND_META) if self._state is not None else None
@@ -136,3 +186,7 @@ class ClaudeSlots:
         if self._closed:
             log.info("no Claude run: the daemon is stopping")
             raise asyncio.CancelledError("the daemon is stopping: no new Claude run")
+
+
+def _stored(held: dict[str, tuple[str, float]]) -> dict[str, dict[str, object]]:
+    return {run: {"day": day, "cap": cap} for run, (day, cap) in held.items()}

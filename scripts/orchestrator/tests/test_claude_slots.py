@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.orchestrator.claude_slots import DAILY_SPEND_META, ClaudeSlots
+from scripts.orchestrator.claude_slots import DAILY_SPEND_META, HELD_META, ClaudeSlots
 from scripts.orchestrator.core.models import ClaudeRequest, ClaudeResult
 from scripts.orchestrator.core.redact import Redactor
 from scripts.orchestrator.core.work import MergeFacts, Status, WorkItem, WorkItemType
@@ -286,3 +286,29 @@ async def test_a_run_stopped_at_the_days_rest_says_so_and_one_at_its_own_cap_doe
     assert own.limit == "budget"
     rest = await slots.run(request(cap=20.0))  # the day's $9 left was
     assert rest.limit == "day_rest" and rest.cost_usd == 9.0
+
+
+async def test_a_run_in_progress_is_held_in_the_state_and_a_crash_cannot_lose_its_cost() -> None:
+    state = MemoryState()
+    claude = CostlyClaude(cost=0.4)
+    slots = ClaudeSlots(claude, 2, state=state, daily_budget=10.0)
+    task = asyncio.create_task(slots.run(request(cap=1.0)))
+    await until(lambda: claude.caps, "the run")
+    (held,) = state.get_meta(HELD_META).values()
+    assert held["cap"] == 1.0  # in the state before the run goes on
+    # The daemon is killed here: the next start counts the run's cap as spent.
+    after_crash = ClaudeSlots(CostlyClaude(cost=0.0), 2, state=state, daily_budget=10.0)
+    assert after_crash.spent_today() == 1.0 and state.get_meta(HELD_META) == {}
+    task.cancel()  # (the killed daemon's run, gone with it)
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_finished_run_lets_its_hold_go_and_counts_its_cost() -> None:
+    state = MemoryState()
+    claude = CostlyClaude(cost=0.4)
+    claude.release.set()
+    slots = ClaudeSlots(claude, 2, state=state, daily_budget=10.0)
+    assert (await slots.run(request(cap=1.0))).ok
+    assert state.get_meta(HELD_META) == {} and slots.spent_today() == 0.4
+    state.set_meta(HELD_META, {"x": {"day": "2026"}})  # a hand-edited state: dropped
+    assert ClaudeSlots(claude, 1, state=state, daily_budget=10.0).spent_today() == 0.4
