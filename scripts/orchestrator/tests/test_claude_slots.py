@@ -293,7 +293,7 @@ async def test_a_run_in_progress_is_held_in_the_state_and_a_crash_cannot_lose_it
     claude = CostlyClaude(cost=0.4)
     slots = ClaudeSlots(claude, 2, state=state, daily_budget=10.0)
     task = asyncio.create_task(slots.run(request(cap=1.0)))
-    await until(lambda: claude.caps, "the run")
+    await until(lambda: bool(claude.caps), "the run")
     (held,) = state.get_meta(HELD_META).values()
     assert held["cap"] == 1.0  # in the state before the run goes on
     # The daemon is killed here: the next start counts the run's cap as spent.
