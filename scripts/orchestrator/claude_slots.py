@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime
 
-from .core.budget import Budgets, allowance, day_of, spent_on, with_spend
+from .core.budget import SMALLEST_RUN, Budgets, allowance, day_of, spent_on, with_spend
 from .core.models import ClaudeRequest, ClaudeResult
 from .core.work import utcnow
 from .logs import current_item
@@ -92,8 +92,7 @@ class ClaudeSlots:
             if day.refused is not None:
                 log.info("no Claude run: %s", day.refused)
                 return ClaudeResult(ok=False, text="", error=day.refused, limit="day")
-            # The day's rest, not the run's own cap, bounds this run: stopped there, its work
-            # waits for more of the day's budget instead of failing.
+            # The day's budget, not the run's own cap, bounds this run (see `_ran_out`).
             day_bound = day.cap is not None and (
                 request.max_budget_usd is None or day.cap < request.max_budget_usd
             )
@@ -109,7 +108,7 @@ class ClaudeSlots:
                 self._running.remove(item)
                 # A run cancelled (the daemon stops) cost what nobody was told: its cap.
                 self._record(result, request.max_budget_usd, run)
-            if day_bound and result.limit == "budget":
+            if day_bound and result.limit == "budget" and self._ran_out():
                 result = dataclasses.replace(result, limit="day_rest")
         # Interrupted by the stop's signal, unless a limit ended it (its work is kept).
         if self._closed and not result.ok and result.limit is None:
@@ -118,14 +117,19 @@ class ClaudeSlots:
             raise asyncio.CancelledError("the daemon is stopping: Claude's run was interrupted")
         return result
 
+    def _ran_out(self) -> bool:
+        """Whether the day's budget itself is spent now: a run stopped at a cap the day set
+        then waits for the next day, which gives it more (its share of the free slots or the
+        runs in progress only made its cap small: that stop is an ordinary budget stop)."""
+        return self._daily is not None and self._daily - self.spent_today() < SMALLEST_RUN
+
     def _hold(self, run: str, cap: float | None) -> None:
-        """The run's cap, held in memory and, with a daily budget, in the state before it
+        """The run's cap, held in the state (with a daily budget), then in memory, before it
         starts: a crash during the run cannot let its cost go uncounted."""
+        if self._state is not None and self._daily is not None and cap:
+            held = {**self._held_entries(), run: (day_of(self._clock()), cap)}
+            self._state.set_meta(HELD_META, _stored(held))
         self._reserved[run] = cap or 0.0
-        if self._state is None or self._daily is None or not cap:
-            return
-        held = {**self._held_entries(), run: (day_of(self._clock()), cap)}
-        self._state.set_meta(HELD_META, _stored(held))
 
     def _record(self, result: ClaudeResult | None, cap: float | None, run: str) -> None:
         """The run's cost on the day's total, and its hold let go, in one state write. A run

@@ -13,9 +13,10 @@ from typing import TextIO
 from .claude_slots import DAILY_SPEND_META
 from .core.budget import day_of, spent_on
 from .core.text import cut
-from .core.work import Status, WorkItem, WorkItemType
+from .core.work import Status, WorkItem, WorkItemType, utcnow
 from .daemon import LAST_CYCLE_META
 from .state import State, StateError, StateLockedError
+from .workflows.followup import FOLLOWUPS_SINCE_META
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1  # `clear`: the named issue or pull request has no work item
@@ -273,9 +274,17 @@ def _clear_one(state: State, state_file: Path, kind: str, number: int, out: Text
     with state.batch():
         for item in found:
             state.clear_item(item.type, item.number)
+        _restart_followups(state, found)
     for item in found:
         print(f"cleared {_described(item)}; {_next(item.type)}{_dropped(item.outbox)}", file=out)
     return EXIT_OK
+
+
+def _restart_followups(state: State, cleared: list[WorkItem]) -> None:
+    """A cleared follow-up item forgets which reviews it saw: the reviews written before now
+    are then old, never asks again."""
+    if any(item.type is WorkItemType.FOLLOW_UP for item in cleared):
+        state.set_meta(FOLLOWUPS_SINCE_META, utcnow().isoformat())
 
 
 def _clear_all(state: State, state_file: Path, out: TextIO) -> int:
@@ -286,6 +295,7 @@ def _clear_all(state: State, state_file: Path, out: TextIO) -> int:
     with state.batch():
         for item in items:
             state.clear_item(item.type, item.number)
+        _restart_followups(state, items)
     kinds = Counter(LABELS[item.type] for item in items)
     each = ", ".join(f"{kinds[label]} {label}" for label in LABELS.values() if kinds[label])
     noun = "item" if len(items) == 1 else "items"

@@ -165,6 +165,7 @@ _LIMITS = {
     "issue's or the day's)",
     "turns": "its turns (`MAX_TURNS`)",
     "time": "its time (`CLAUDE_TIMEOUT`)",
+    "day_rest": "the day's budget (`DAILY_MAX_BUDGET_USD`) several days running",
 }
 
 

@@ -69,6 +69,7 @@ class IssueFacts(_Frozen):
     # A run stopped at a limit pushed its work here; the next attempt goes on from it.
     kept_sha: str | None = None
     stopped: str | None = None  # the limit that stopped this attempt's run, once committed
+    continued: int = 0  # times this attempt waited for the day's budget and went on by itself
 
 
 class KeptReview(_Frozen):
@@ -161,6 +162,14 @@ class FollowUpFacts(_Frozen):
     pushed_sha: str | None = None
     summary: str | None = None  # Claude's account of the work, redacted
     opened_pull: int | None = None  # a pull request against another author's branch
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_build(cls, raw: Any) -> Any:
+        # One build kept `watched: bool` instead of the floor: the floor is set at next look.
+        if isinstance(raw, dict) and "watched" in raw:
+            raw = {k: v for k, v in raw.items() if k != "watched"}
+        return raw
 
 
 FactsT = TypeVar("FactsT", "IssueFacts", "ReviewFacts", "MergeFacts", "FollowUpFacts")

@@ -284,8 +284,13 @@ async def test_a_run_stopped_at_the_days_rest_says_so_and_one_at_its_own_cap_doe
     slots = ClaudeSlots(StopsAtItsCap(), 1, state=MemoryState(), daily_budget=10.0)
     own = await slots.run(request(cap=1.0))  # its own cap was the smaller
     assert own.limit == "budget"
-    rest = await slots.run(request(cap=20.0))  # the day's $9 left was
+    rest = await slots.run(request(cap=20.0))  # the day's $9 left was, and it is spent now
     assert rest.limit == "day_rest" and rest.cost_usd == 9.0
+    # Its share of the day among the free slots bound it, but the day is not spent: an
+    # ordinary budget stop (a person decides), not a wait for the next day.
+    shared = ClaudeSlots(StopsAtItsCap(), 2, state=MemoryState(), daily_budget=10.0)
+    half = await shared.run(request(cap=20.0))
+    assert (half.limit, half.cost_usd) == ("budget", 5.0)
 
 
 async def test_a_run_in_progress_is_held_in_the_state_and_a_crash_cannot_lose_its_cost() -> None:

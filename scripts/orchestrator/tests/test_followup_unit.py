@@ -316,3 +316,34 @@ async def test_with_follow_ups_off_neither_commands_nor_reviews_start_work(
     await off.cycle()
     assert rig.claude.requests == [] and rig.gh.bot_comments(pull) == []
     assert rig.state.get(WorkItemType.FOLLOW_UP, pull) is None
+
+
+async def test_reviews_written_while_follow_ups_were_off_are_not_replayed(
+    make_settings: SettingsFactory, rig: Rig, scanner: FakeSecretScan, clock: FakeClock
+) -> None:
+    rig.state.set_meta("first_watched_at", clock.now().isoformat())
+    clock.advance(60)
+    pull = rig.own_pull()
+    rig.gh.permissions["bob"] = "write"
+
+    def with_followups(on: bool) -> Rig:
+        settings = make_settings(followups_enabled=on)
+        redactor = Redactor([settings.token])
+        work = BranchWork(settings, rig.git, rig.claude, scanner, redactor)
+        wf = FollowUpWorkflow(settings, rig.state, rig.gh, rig.git, work, rig.feed, redactor,
+                              clock)  # fmt: skip
+        return Rig(settings, rig.state, rig.gh, rig.git, rig.claude, rig.feed, wf)
+
+    await with_followups(False).cycle()
+    clock.advance(60)
+    rig.gh.add_review(pull, user="bob", body="Written while they were off")
+    clock.advance(60)
+    on = with_followups(True)
+    await on.cycle()
+    assert rig.claude.requests == []  # not replayed when they are turned on
+    clock.advance(60)
+    rig.gh.add_review(pull, user="bob", body="Written since")
+    rig.claude.succeed("Done.", {"a.py": "A = 1\n"})
+    await on.cycle()
+    assert [r.prompt for r in rig.claude.requests if "Written since" in r.prompt]
+    assert not [r.prompt for r in rig.claude.requests if "while they were off" in r.prompt]

@@ -13,7 +13,7 @@ from scripts.orchestrator.core.models import IMPLEMENT_TOOLS, ClaudeResult, Secr
 from scripts.orchestrator.core.redact import REDACTED, Redactor
 from scripts.orchestrator.core.work import IssueFacts, Status, WorkItem, WorkItemType
 from scripts.orchestrator.guidelines import repo_guidelines_path
-from scripts.orchestrator.workflows.implement import ImplementWorkflow
+from scripts.orchestrator.workflows.implement import MAX_CONTINUATIONS, ImplementWorkflow
 
 from .ports_fakes import (
     UNIT_TOKEN,
@@ -575,6 +575,62 @@ async def test_a_run_stopped_at_the_days_rest_waits_with_its_work_kept_and_goes_
     [start] = [s for _, b, s in rig.git.called("branch_worktree")][1:]
     assert start == kept and len(rig.claude.requests) == 2
     assert rig.item().status is Status.DONE and len(rig.gh.called("create_pull")) == 1
+
+
+def day_rest(cost: float = 0.5) -> ClaudeResult:
+    return ClaudeResult(ok=False, text="", cost_usd=cost, limit="day_rest",
+                        error="Claude stopped at its budget")  # fmt: skip
+
+
+async def test_a_run_the_day_cut_short_before_any_change_waits_instead_of_failing(
+    rig: Rig,
+) -> None:
+    rig.claude.queue(day_rest())
+    assert await rig.cycle() == [1]
+    assert rig.item().status is Status.PENDING and rig.git.pushes == []
+    assert "claude-failed" not in rig.gh.labels_of(1)
+
+
+async def test_an_update_the_day_cut_short_pushes_nothing_and_is_made_again(rig: Rig) -> None:
+    rig.claude.succeed("First.", FILES)
+    await rig.cycle()
+    first = rig.git.remote.branches[BRANCH]
+    rig.gh.label(1, "ready")
+    rig.claude.queue(day_rest(), {"greet.py": "half\n"})
+    assert await rig.cycle() == [1]
+    assert rig.git.remote.branches[BRANCH] == first  # no half-done work on the pull request
+    assert rig.item().status is Status.PENDING and rig.item().issue.updating_pull == 2
+    rig.claude.succeed("Added a docstring.", {"greet.py": '"""Greetings."""\n'})
+    assert await rig.cycle() == [1]
+    assert rig.git.remote.branches[BRANCH] != first and rig.item().status is Status.DONE
+    assert "Updated for #1" in rig.gh.bot_comments(2)[-1]
+
+
+async def test_an_attempt_goes_on_by_itself_a_bounded_number_of_times(rig: Rig) -> None:
+    for n in range(MAX_CONTINUATIONS):
+        rig.claude.queue(day_rest(), {"greet.py": f"part {n}\n"})
+        assert await rig.cycle() == [1]
+        assert rig.item().status is Status.PENDING
+    rig.claude.queue(day_rest(), {"greet.py": "part last\n"})
+    assert await rig.cycle() == [1]
+    assert "Claude stopped at the day's budget" in rig.failure()  # a person decides now
+    assert rig.item().issue.kept_sha == rig.git.remote.branches[BRANCH]
+    rig.gh.label(1, "ready")  # a person's label: a new attempt, which may go on again
+    rig.claude.queue(day_rest(), {"greet.py": "again\n"})
+    assert await rig.cycle() == [1]
+    assert rig.item().status is Status.PENDING and rig.item().issue.continued == 1
+
+
+async def test_a_persons_pull_request_from_the_kept_branch_is_not_the_work_done(
+    rig: Rig,
+) -> None:
+    rig.claude.queue(day_rest(), {"greet.py": "half\n"})
+    await rig.cycle()
+    kept = rig.git.remote.branches[BRANCH]
+    rig.gh.add_pull(BRANCH, head=kept, author="dave")  # opened by hand from the branch
+    rig.claude.succeed("Finished.", FILES)
+    assert await rig.cycle() == [1]
+    assert len(rig.claude.requests) == 2  # Claude went on; not "done" by dave's pull request
 
 
 async def test_a_run_stopped_before_any_change_is_a_plain_failure(rig: Rig) -> None:

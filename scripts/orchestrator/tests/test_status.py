@@ -30,6 +30,7 @@ from scripts.orchestrator.status import (
 )
 from scripts.orchestrator.workflows.commands import REPLIES_META
 from scripts.orchestrator.workflows.comment_feed import CURSOR_META, HANDLED_META, PENDING_META
+from scripts.orchestrator.workflows.followup import FOLLOWUPS_SINCE_META
 from scripts.orchestrator.workflows.pull_heads import SIGHTINGS_META
 from scripts.orchestrator.workflows.review import BASELINE_META
 
@@ -362,3 +363,14 @@ def test_status_shows_each_items_spend_and_the_days(tmp_path: Path) -> None:
     assert code == 0
     assert "$0.7500 (3 runs)" in out and "$0.1000 " in out and "$0.5000" in out
     assert "cost $1.3500" in out and "today $0.6000" in out
+
+
+def test_clearing_a_follow_up_item_makes_the_reviews_before_it_old(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    with State(path) as state:
+        state.put(WorkItem(type=WorkItemType.FOLLOW_UP, number=7, status=Status.DONE))
+    code, out, _ = run(clear_items, path, kind="pr", number=7, everything=False)
+    assert code == 0 and "cleared follow-up #7" in out
+    with State(path, lock=False) as state:
+        since = datetime.fromisoformat(state.get_meta(FOLLOWUPS_SINCE_META))
+    assert datetime.now(timezone.utc) - since < timedelta(minutes=1)

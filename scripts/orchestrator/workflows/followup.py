@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 FIRST_WATCHED_META = "first_watched_at"  # the daemon's (`daemon.py`): reviews before it are old
+# Since when follow-ups are on (set again when they are turned back on, or a pull request's
+# follow-up item is cleared): reviews from before it are old too, never replayed.
+FOLLOWUPS_SINCE_META = "followups_since"
 
 
 @dataclass
@@ -57,7 +60,11 @@ class FollowUpWorkflow:
     async def poll(self) -> Sequence[Job]:
         await self._outbox.send_all()  # replies a fault held back
         if not self.settings.followups_enabled:
+            if self.state.get_meta(FOLLOWUPS_SINCE_META) is not None:
+                self.state.set_meta(FOLLOWUPS_SINCE_META, None)
             return []  # the commands are ignored; the feed moves past them
+        if self.state.get_meta(FOLLOWUPS_SINCE_META) is None:
+            self.state.set_meta(FOLLOWUPS_SINCE_META, self.clock.now().isoformat())
         await settle_each(self.feed, self.settings.followup_trigger, self._accept)
         await self._reviews()
         jobs = []
@@ -175,8 +182,13 @@ class FollowUpWorkflow:
                 log.info("#%d: %d review(s) ask for changes", pull.number, len(writers))
 
     def _first_watched(self) -> datetime:
+        """The first look's floor: when the daemon first watched the repository, or when
+        follow-ups were last turned on, whichever is later."""
         try:
-            return datetime.fromisoformat(self.state.get_meta(FIRST_WATCHED_META) or "")
+            return max(
+                datetime.fromisoformat(self.state.get_meta(key) or "")
+                for key in (FIRST_WATCHED_META, FOLLOWUPS_SINCE_META)
+            )
         except ValueError:  # not watched yet, or a hand-edited state: every review is old
             return self.clock.now()
 

@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 NO_CHANGES = "Claude made no changes"
 # The limits that stop a run part way: what it made so far is committed and pushed.
 KEPT_AT = frozenset({"budget", "turns", "time", "day_rest"})
+# Times an attempt stopped by the day's budget goes on by itself the next day; then a person
+# decides (a task that never ends must not spend every day's budget).
+MAX_CONTINUATIONS = 2
 
 
 def branch_for(number: int) -> str:
@@ -180,7 +183,11 @@ class ImplementWorkflow:
             resumed = await self._resume_push(issue, branch, base, open_pull)
             if resumed is not None:
                 return resumed
-            if open_pull is not None and self._items.get(number).issue.updating_pull is None:
+            if (
+                open_pull is not None
+                and self._items.get(number).issue.updating_pull is None
+                and open_pull.author == await self.github.login()
+            ):
                 return open_pull  # the interrupted attempt had already opened it
 
         if open_pull is not None:  # a new attempt on the issue's open pull request
@@ -226,13 +233,16 @@ class ImplementWorkflow:
             if isinstance(made, Failed):
                 return made
             if not made.ok and open_pull is not None:
-                # An open pull request's branch never gets half-done work (a review, a /merge).
+                # An open pull request's branch never gets half-done work (a review, a /merge);
+                # cut short by the day's budget, the update is made again when it allows.
+                self._wait_for_budget(number, made, f"the update of #{open_pull.number}")
                 return self._claude_failed(made)
             head = await self._commit(issue, worktree, start, made)
             if isinstance(head, Failed):
                 if head.reason != NO_CHANGES:
                     return head
                 if not made.ok:  # stopped before any change
+                    self._wait_for_budget(number, made, "the run, before any change,")
                     return self._claude_failed(made)
                 if not goes_on:
                     return head
@@ -261,10 +271,11 @@ class ImplementWorkflow:
         number = issue.number
         item = self._items.get(number)
         head = item.issue.pushed_sha or item.head_sha or ""
-        if item.issue.stopped == "day_rest":
+        if item.issue.stopped == "day_rest" and item.issue.continued < MAX_CONTINUATIONS:
             # The day's budget, not the task, ran out: the kept work goes on from its commit
-            # when the budget allows (a new run, not this one's push).
-            kept = item.issue.but(kept_sha=head, stopped=None, pushed_sha=None, summary=None)
+            # the next day (a new run, not this one's push).
+            kept = item.issue.but(kept_sha=head, stopped=None, pushed_sha=None, summary=None,
+                                  continued=item.issue.continued + 1)  # fmt: skip
             self._items.update(number, head_sha=None, facts=kept)
             raise DaySpent(
                 f"the day's budget ran out during Claude's run; its work is kept on {branch} "
@@ -277,7 +288,8 @@ class ImplementWorkflow:
             made = ClaudeResult(ok=False, text="", cost_usd=item.cost_usd, turns=item.turns or 0,
                                 limit=item.issue.stopped)  # fmt: skip
             kept_note = text.stopped_kept(made, branch, head, self.settings.ready_label)
-            return Failed(f"Claude stopped at its {item.issue.stopped} limit", kept_note)
+            limit = "day's budget" if item.issue.stopped == "day_rest" else item.issue.stopped
+            return Failed(f"Claude stopped at its {limit} limit", kept_note)
         self._items.update_facts(number, kept_sha=None)
         return await self._deliver(issue, branch, base, open_pull)
 
@@ -346,6 +358,15 @@ class ImplementWorkflow:
         # Claude's words are stored and posted: no secret may ride along (DESIGN §1).
         self._items.update_facts(issue.number, summary=self.redactor.redact(result.text))
         return result
+
+    def _wait_for_budget(self, number: int, made: ClaudeResult, what: str) -> None:
+        """Raise `DaySpent` when the day's budget ran out during `made` and the attempt may
+        still go on by itself (`MAX_CONTINUATIONS`); nothing was kept from it."""
+        facts = self._items.get(number).issue
+        if made.limit != "day_rest" or facts.continued >= MAX_CONTINUATIONS:
+            return
+        self._items.update_facts(number, continued=facts.continued + 1)
+        raise DaySpent(f"the day's budget ran out during {what}; it goes on when it allows")
 
     def _claude_failed(self, result: ClaudeResult) -> Failed:
         return Failed(
