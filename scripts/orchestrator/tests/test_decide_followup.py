@@ -18,7 +18,7 @@ from scripts.orchestrator.core.decide_followup import (
 )
 from scripts.orchestrator.core.models import PullRequest, Review, ReviewComment
 from scripts.orchestrator.core.triggers import parse_instructions
-from scripts.orchestrator.core.work import Ask, Thread
+from scripts.orchestrator.core.work import Ask, FollowUpFacts, Thread
 
 AT = datetime(2026, 12, 6, tzinfo=timezone.utc)
 PULL = PullRequest(number=7, title="Add greet", body="", author="bot", state="open",
@@ -185,3 +185,9 @@ def test_the_stop_after_fixes_names_each_fix() -> None:
     said = text.fixes_failed("`pytest` failed", ["a" * 40, "b" * 40], "/merge", None)
     assert "Claude pushed 2 fix(es) (`aaaaaaaaaaaa`, `bbbbbbbbbbbb`)" in said
     assert said.endswith("then comment `/merge` again.")
+
+
+def test_an_earlier_builds_follow_up_facts_still_load() -> None:
+    facts = FollowUpFacts.model_validate({"kind": "follow_up", "watched": True,
+                                          "reviews_seen": [3]})  # fmt: skip
+    assert facts.reviews_seen == (3,) and facts.reviews_floor is None
