@@ -68,6 +68,7 @@ class Director:
             raise DemoFailed(f"the orchestrator's pull request is #{done.pr_number}, not #{ours}")
         await self.until(lambda: github.reviews_on(contribution) and github.reviews_on(ours),
                          f"the reviews of #{contribution} and #{ours}")  # fmt: skip
+        await self._ask_for_changes(ours)
         await self._merge(ours)
         await self.until(lambda: github.issue(issue)["state"] == "closed",
                          f"issue #{issue} to be closed")  # fmt: skip
@@ -92,6 +93,34 @@ class Director:
         say(f"{scene.CONTRIBUTOR} opens pull request #{pull} “{change.title}” "
             f"({change.branch} → {github.default_branch})")  # fmt: skip
         return issue, pull
+
+    async def _ask_for_changes(self, number: int) -> None:
+        """A writer reviews the pull request asking for a change, with a comment on a line;
+        the orchestrator pushes Claude's answer, replies, and reviews the new head."""
+        github, change = self.github, scene.CHANGES
+        github.review(number, change.body, "REQUEST_CHANGES", user=scene.MAINTAINER,
+                      comments=[{"path": change.path, "line": change.line,
+                                 "body": change.comment}])  # fmt: skip
+        self.narrator.say(f"{scene.MAINTAINER} requests changes on #{number}, commenting on "
+                          f"{change.path} line {change.line}: “{change.comment}”")  # fmt: skip
+        # The item exists, done, before: it records which reviews were looked at.
+        done = await self.until(lambda: self._followed_up(number),
+                                f"the answer to the review of #{number}")  # fmt: skip
+        head, branch = done.follow_up.pushed_sha, done.follow_up.branch
+        if branch != (wanted := github.pull(number)["head"]["ref"]):
+            raise DemoFailed(f"the answer to the review went to {branch}, not {wanted}")
+        await self.until(lambda: self._reviewed(number, head),
+                         f"the review of #{number}'s new head")  # fmt: skip
+
+    def _followed_up(self, number: int) -> WorkItem | None:
+        item = self._done(WorkItemType.FOLLOW_UP, number)
+        return item if item is not None and item.follow_up.pushed_sha else None
+
+    def _reviewed(self, number: int, head: str | None) -> bool:
+        """Whether the orchestrator posted a review of `head`: one with a text (its replies
+        in review threads come with reviews of their own, without one)."""
+        return any(r["user"]["login"] == self.github.bot_login and r["body"]
+                   and r["commit_id"] == head for r in self.github.reviews_on(number))  # fmt: skip
 
     async def _merge(self, number: int) -> None:
         """CI passes on the pull request's head, and a writer asks to merge that head."""

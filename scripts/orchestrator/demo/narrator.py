@@ -13,7 +13,7 @@ from ..fakes.fake_github import FakeGitHub
 from ..fakes.model_script import RequestKind
 from ..fakes.scripted_model import ScriptedModel
 from ..ports import StateStore
-from .story import checks_passed, claude_starts, github_write, stamp, tool_use
+from .story import checks_passed, claude_starts, github_write, pushed, stamp, tool_use
 
 
 def record_github(github: FakeGitHub, path: Path) -> None:
@@ -22,15 +22,16 @@ def record_github(github: FakeGitHub, path: Path) -> None:
     for number in range(1, github.next_number()):
         entry = {"issue": github.issue(number), "comments": github.comments_on(number)}
         if "pull_request" in entry["issue"]:
-            entry |= {"pull": github.pull(number), "reviews": github.reviews_on(number)}
+            entry |= {"pull": github.pull(number), "reviews": github.reviews_on(number),
+                      "review_comments": github.review_comments(number)}  # fmt: skip
         record.append(entry)
     path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 class Narrator:
     """Tells, as it happens, what the orchestrator did: its GitHub writes (the fake's record),
-    its worktrees (on disk), Claude's turns (the scripted model's record), the checks it ran
-    and what landed (its state), and which issues closed (GitHub's view)."""
+    its worktrees (on disk), Claude's turns (the scripted model's record), the checks it ran,
+    what it pushed and what landed (its state), and which issues closed (GitHub's view)."""
 
     def __init__(
         self,
@@ -50,6 +51,7 @@ class Narrator:
         self._sessions: set[str] = set()
         self._seen_worktrees: set[str] = set()
         self._checked: set[int] = set()
+        self._pushed: set[str] = set()  # follow-ups' commits told
         self._open: set[int] = set()  # issues to tell the closing of
         self._conversations: dict[str, str] = {}  # a script's marker -> what the run is for
         self._comments: dict[int, str] = {}  # comment id -> text, for the scene's comments
@@ -74,10 +76,11 @@ class Narrator:
     def tick(self) -> None:
         """Tell what happened since the last tick. The records carry no common clock, so
         what one tick finds is told in the order the orchestrator does things: it passes the
-        checks before it merges, acknowledges work before it makes a worktree for it, makes
-        the worktree before Claude runs in it, and merges before GitHub closes the issue."""
-        for line in (*self._checks(), *self._writes_made(), *self._new_worktrees(),
-                     *self._claude(), *self._closed()):  # fmt: skip
+        checks before it merges, pushes a follow-up before it replies to the review,
+        acknowledges work before it makes a worktree for it, makes the worktree before Claude
+        runs in it, and merges before GitHub closes the issue."""
+        for line in (*self._checks(), *self._pushes(), *self._writes_made(),
+                     *self._new_worktrees(), *self._claude(), *self._closed()):  # fmt: skip
             self._print(line)
 
     def _print(self, text: str) -> None:
@@ -90,6 +93,15 @@ class Narrator:
                 self._checked.add(item.number)
                 done = [(r.command, r.duration_s) for r in results]
                 yield checks_passed(item.number, item.merge.base_ref, done, self._python)
+
+    def _pushes(self) -> Iterator[str]:
+        # A push goes through git, not the API the fake records: the follow-up item records
+        # it, right after it is made.
+        for item in self._state.items(WorkItemType.FOLLOW_UP):
+            sha, branch = item.follow_up.pushed_sha, item.follow_up.branch
+            if sha and branch and sha not in self._pushed:
+                self._pushed.add(sha)
+                yield pushed(item.number, branch, sha)
 
     def _new_worktrees(self) -> Iterator[str]:
         if not self._worktrees.is_dir():

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 EXIT_FAILED = 1
 EXIT_CANNOT_RUN = 2  # as the daemon's own start-up refusals
 EXIT_INTERRUPTED = 130
-# The whole story, from the first look at GitHub to the merge, takes about 6 s with the
+# The whole story, from the first look at GitHub to the merge, takes about 10 s with the
 # scripted model on an idle machine; the margin is for a loaded one. The real model thinks
 # for minutes.
 SCRIPTED_DEADLINE = 120.0
@@ -256,9 +256,9 @@ def _summary(
         merge_sha=(item.merge.merge_sha if item else None) or "?",
         closed=[i["number"] for i in issues if i["state"] == "closed" and "pull_request" not in i],
         runs=[
-            Run(describe(i), i.turns, i.cost_usd)
+            Run(describe(i), i.turns, i.spent_usd, i.runs)
             for i in sorted(state.items(), key=lambda i: i.started_at or i.created_at)
-            if i.type is not WorkItemType.MERGE  # no Claude in a merge
+            if i.runs  # the items Claude worked on (a merge's too, when it fixes the checks)
         ],
         scripted=stage.model is not None,
         kept=stage.root if keep else None,

@@ -66,6 +66,14 @@ def github_write(
             )
         case "create_review":
             return f"review posted on #{number}: {result.get('state', body.get('event', '?'))}"
+        case "create_reply_for_review_comment":
+            text = str(body.get("body", "")).removeprefix(PREFIX).strip()
+            where = f"{result.get('path', '?')} line {result.get('line') or '?'}"
+            return f"reply in a review thread of #{number} ({where}): “{first_line(text)}”"
+        case "request_reviewers":
+            who = ", ".join(str(login) for login in body.get("reviewers", [])) or "?"
+            # The orchestrator asks only for the review of someone whose review it answered.
+            return f"the orchestrator asks {who} to review #{number} again"
         case "create_comment":
             text = str(body.get("body", "")).removeprefix(PREFIX).strip()
             return f"comment on #{number}: “{first_line(text)}”"
@@ -88,6 +96,11 @@ def github_write(
         case "remove_label":
             return f"label {params.get('name', '?')} removed from #{number}"
     return f"GitHub: {name} #{number}"
+
+
+def pushed(number: int, branch: str, sha: str) -> str:
+    """Claude's follow-up work on pull request `number`, pushed."""
+    return f"the orchestrator pushes Claude's follow-up on #{number} to {branch}: {sha[:12]}"
 
 
 def claude_starts(what: str, worktree: str | None, tools: Sequence[str]) -> str:
@@ -132,11 +145,12 @@ def checks_passed(
 
 @dataclass(frozen=True)
 class Run:
-    """One Claude run, as the state recorded it."""
+    """The Claude runs of one work item, as the state recorded them."""
 
     what: str
-    turns: int | None
-    cost_usd: float | None
+    turns: int | None  # the last run's: the state keeps no more
+    cost_usd: float | None  # every run's, added up
+    runs: int = 1
 
 
 @dataclass(frozen=True)
@@ -161,15 +175,18 @@ class Summary:
 def summary(s: Summary) -> list[str]:
     """The closing lines: what landed, what Claude cost, and where to look if it was kept."""
     issues = ", ".join(f"#{n}" for n in s.closed) or "none"
-    turns = sum(r.turns or 0 for r in s.runs)
-    cost = sum(r.cost_usd or 0.0 for r in s.runs)
+    runs = [r for r in s.runs if r.runs > 0]  # an item may have had no Claude run (yet)
+    cost = sum(r.cost_usd or 0.0 for r in runs)
     model = "the scripted model, at the prices the CLI counts" if s.scripted else "the model"
+    # Turns only add up when each item ran once: the state keeps an item's last run's.
+    once = all(r.runs == 1 for r in runs)
+    turns = f"{sum(r.turns or 0 for r in runs)} turns, " if once else ""
     lines = [
         "",
         f"Done in {s.elapsed:.1f}s: #{s.merged} “{s.title}” is squash-merged into {s.base} "
         f"as {s.merge_sha[:12]}; issues closed: {issues}.",
-        f"Claude ran {len(s.runs)} times on {model}: {turns} turns, ${cost:.4f}",
-        *(f"  {r.what}: {r.turns or 0} turns, ${r.cost_usd or 0.0:.4f}" for r in s.runs),
+        f"Claude ran {sum(r.runs for r in runs)} times on {model}: {turns}${cost:.4f}",
+        *(f"  {_ran(r)}" for r in runs),
     ]
     if s.kept is None:
         lines.append("The sandbox is removed (`demo --keep` keeps it).")
@@ -183,6 +200,13 @@ def summary(s: Summary) -> list[str]:
         f"  rm -rf {shlex.quote(str(s.kept))}   # when done",
     ]
     return lines
+
+
+def _ran(run: Run) -> str:
+    if run.runs == 1:
+        return f"{run.what}: {run.turns or 0} turns, ${run.cost_usd or 0.0:.4f}"
+    return (f"{run.what}: {run.runs} runs, ${run.cost_usd or 0.0:.4f} (the last took "
+            f"{run.turns or 0} turns)")  # fmt: skip
 
 
 def describe(item: WorkItem) -> str:

@@ -9,7 +9,7 @@ from .model_script import Step, Text, ToolCall, ToolCalls, bash
 
 OWNER = "acme"
 REPO = "calc"
-MAINTAINER = "alice"  # may write: labels the issue ready, asks for the merge
+MAINTAINER = "alice"  # may write: labels the issue ready, reviews, asks for the merge
 REPORTER = "bob"  # files the issue; no permission of his own
 CONTRIBUTOR = "dave"  # opens a pull request from a branch of the repository
 
@@ -50,6 +50,11 @@ def subtract(a: int, b: int) -> int:
     """Return a minus b."""
     return a - b
 '''
+
+SUBTRACTED = CALC.replace("    return a + b\n", "    return a + b\n" + SUBTRACT)  # the issue done
+DOCSTRING = '    """Return a minus b."""\n'
+NEGATIVE = '    """Return a minus b, which is negative when b is greater than a."""\n'
+ANSWERED = SUBTRACTED.replace(DOCSTRING, NEGATIVE)  # once the review asking for it is answered
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,24 @@ CONTRIBUTION = Contribution(
 )
 
 
+@dataclass(frozen=True)
+class Review:
+    """A writer's review asking for changes, with one comment on a line of the diff."""
+
+    body: str
+    path: str
+    line: int
+    comment: str
+
+
+CHANGES = Review(
+    body="Nearly there; one thing first.",
+    path="calc.py",
+    line=SUBTRACTED.splitlines().index("def subtract(a: int, b: int) -> int:") + 1,
+    comment="Say in the docstring that the result may be negative.",
+)
+
+
 def implement_marker(number: int) -> str:
     """What the orchestrator's implementation prompt for issue `number` says."""
     return f"Implement GitHub issue #{number}"
@@ -102,6 +125,11 @@ def implement_marker(number: int) -> str:
 def review_marker(number: int) -> str:
     """What its review prompt for pull request `number` says (the space keeps #2 from #23)."""
     return f"Review pull request #{number} "
+
+
+def followup_marker(number: int) -> str:
+    """What its prompt for more work on pull request `number` says (the comma: not #30)."""
+    return f"You are continuing work on pull request #{number},"
 
 
 def implement_script(test_command: str) -> list[Step]:
@@ -141,13 +169,34 @@ def implement_script(test_command: str) -> list[Step]:
     ]
 
 
-def review_script(summary: str) -> list[Step]:
+def followup_script() -> list[Step]:
+    """Claude's turns on the review asking for changes: read the code (the CLI edits only a
+    file read before), change the docstring as asked, sum up. No `Replies` section: the review
+    comment's ID is not known when the scripts are made, so the reply in its thread is the
+    orchestrator's own."""
+    return [
+        ToolCall("Read", {"file_path": "calc.py"}),
+        ToolCall(
+            "Edit",
+            {"file_path": "calc.py", "old_string": DOCSTRING, "new_string": NEGATIVE},
+        ),
+        Text(
+            "Said in the docstring of `subtract` that the result is negative when `b` is "
+            "greater than `a`, as the review asked."
+        ),
+    ]
+
+
+TYPED_LIKE_THE_REST = "the new function is typed, documented and tested like the rest of `calc.py`"
+
+
+def review_script(summary: str, findings: str = TYPED_LIKE_THE_REST) -> list[Step]:
     """Claude's turns reviewing a pull request: read the code, then write the review."""
     return [
         ToolCall("Read", {"file_path": "calc.py"}),
         Text(
-            f"## Summary\n{summary}\n\n## Findings\nNo findings: the new function is typed, "
-            "documented and tested like the rest of `calc.py`.\n\n## Verdict\nVERDICT: COMMENT"
+            f"## Summary\n{summary}\n\n## Findings\nNo findings: {findings}.\n\n"
+            "## Verdict\nVERDICT: COMMENT"
         ),
     ]
 
@@ -156,7 +205,10 @@ def model_scripts(
     issue: int, contribution: int, ours: int, test_command: str
 ) -> dict[str, tuple[str, list[Step]]]:
     """For each Claude run of the story, its prompt's marker: what it is for, and its turns.
-    `ours` is the pull request the orchestrator will open for `issue`."""
+    `ours` is the pull request the orchestrator will open for `issue`; it is reviewed twice
+    (its first head, then the head that answers the review asking for changes), and each new
+    conversation of a marker takes the next of its turns."""
+    subtracts = f"Adds `subtract(a, b)` to `calc.py`, with a test, as #{issue} asks"
     return {
         implement_marker(issue): (f"issue #{issue}", implement_script(test_command)),
         review_marker(contribution): (
@@ -165,6 +217,14 @@ def model_scripts(
         ),
         review_marker(ours): (
             f"review of #{ours}",
-            review_script(f"Adds `subtract(a, b)` to `calc.py`, with a test, as #{issue} asks."),
+            [
+                *review_script(f"{subtracts}."),
+                *review_script(
+                    f"{subtracts}; its docstring now says the result may be negative, as the "
+                    "review asked.",
+                    "the docstring says what the review asked, and the tests still cover it",
+                ),
+            ],
         ),
+        followup_marker(ours): (f"follow-up on #{ours}", followup_script()),
     }

@@ -27,7 +27,7 @@ from scripts.orchestrator.fakes.scripted_model import ScriptedModel
 from scripts.orchestrator.model_proxy import CREDENTIAL_ENV
 from scripts.orchestrator.state import State
 
-DEMO_TIMEOUT = 120.0  # the story takes about 6 s here; this is for a loaded machine
+DEMO_TIMEOUT = 120.0  # the story takes about 10 s here; this is for a loaded machine
 TAG = "DEMO_TEST_RUN"  # marks the demo's processes, to find any it leaves behind
 
 # The story's milestones, in the order they happen.
@@ -41,6 +41,14 @@ MILESTONES = (
     "Claude (issue #1): Bash `python -m pytest -q -p no:cacheprovider` → 2 passed",
     "pull request #3 opened: “Add a subtract function” (feature/issue-1 → main)",
     "review posted on #3: COMMENTED",
+    "alice requests changes on #3, commenting on calc.py line 9: “Say in the docstring that "
+    "the result may be negative.”",
+    "Claude starts on follow-up on #3 in worktree followup-pr-3",
+    "Claude (follow-up on #3): Edit calc.py",
+    "the orchestrator pushes Claude's follow-up on #3 to feature/issue-1: ",
+    "reply in a review thread of #3 (calc.py line 9): “Addressed in `",
+    "the orchestrator asks alice to review #3 again",
+    "review posted on #3: COMMENTED",  # the new head's
     "alice comments “/merge ",
     "checks pass on #3 merged onto main: `python -m pytest -q -p no:cacheprovider`",
     "#3 squash-merged into main as ",
@@ -118,6 +126,11 @@ def test_the_demo_tells_the_story_and_keeps_its_sandbox(tmp_path: Path) -> None:
     try:
         _in_order(result.stdout, MILESTONES)
         assert "review posted on #2: COMMENTED" in result.stdout  # the person's pull request
+        # Each Claude run counted once, the review of #3's two runs in one line.
+        assert "Claude ran 5 times on the scripted model" in result.stdout
+        assert re.search(r"\n  review of #3: 2 runs, \$[\d.]+ \(the last took 2 turns\)\n",
+                         result.stdout)  # fmt: skip
+        assert re.search(r"\n  follow-up on #3: 3 turns, \$", result.stdout)
         assert f"The sandbox is kept in {root}" in result.stdout
         elapsed = float(re.search(r"Done in ([\d.]+)s", result.stdout).group(1))  # type: ignore[union-attr]
         assert elapsed < 60
@@ -129,20 +142,50 @@ def test_the_demo_tells_the_story_and_keeps_its_sandbox(tmp_path: Path) -> None:
         assert "Closes #1" in record[3]["pull"]["body"]
         assert record[1]["issue"]["state"] == "closed"
         assert record[2]["pull"]["merged"] is False
-        for number in (2, 3):
-            assert [r["state"] for r in record[number]["reviews"]] == ["COMMENTED"]
-        # The repository: one squashed commit on main, with Claude's change.
-        origin = root / "origin.git"
+        assert [r["state"] for r in record[2]["reviews"]] == ["COMMENTED"]
+        # The repository: feature/issue-1 (deleted, its head kept in #3) got Claude's
+        # implementation and exactly one follow-up commit, which only changed the docstring.
+        origin, bot, change = root / "origin.git", "orchestrator-bot", demo_scene.CHANGES
+        head = record[3]["pull"]["head"]["sha"]
+        assert git(origin, "log", "--format=%s", f"main~1..{head}").splitlines() == [
+            f"Follow-up on #3: {change.body}",
+            "Implement #1: Add a subtract function",
+        ]
+        first = git(origin, "rev-parse", f"{head}~1")
+        assert git(origin, "diff", "--name-only", first, head) == "calc.py"
+        assert git(origin, "show", f"{head}:calc.py") == demo_scene.ANSWERED.rstrip("\n")
+        # #3's reviews: the daemon's of the first head; alice's asking for changes; and on the
+        # new head the daemon's review and the bodiless one its reply in her thread came with
+        # (GitHub makes one for a comment outside a review), in either order.
+        reviews = [(r["user"]["login"], r["state"], r["body"] != "", r["commit_id"])
+                   for r in record[3]["reviews"]]  # fmt: skip
+        assert reviews[:2] == [(bot, "COMMENTED", True, first),
+                               ("alice", "CHANGES_REQUESTED", True, first)]  # fmt: skip
+        assert sorted(reviews[2:]) == [(bot, "COMMENTED", False, head),
+                                       (bot, "COMMENTED", True, head)]  # fmt: skip
+        asked, reply = record[3]["review_comments"]
+        assert (asked["user"]["login"], asked["path"], asked["line"], asked["body"]) == (
+            "alice", change.path, change.line, change.comment)  # fmt: skip
+        assert (reply["user"]["login"], reply["in_reply_to_id"]) == (bot, asked["id"])
+        assert f"Addressed in `{head[:12]}`" in reply["body"]
+        assert [u["login"] for u in record[3]["pull"]["requested_reviewers"]] == ["alice"]
+        # main: one squashed commit, with Claude's change and its answer to the review.
         assert git(origin, "log", "-1", "--format=%s", "main") == "Add a subtract function (#3)"
-        assert "def subtract(a: int, b: int) -> int:" in git(origin, "show", "main:calc.py")
+        assert git(origin, "show", "main:calc.py") == demo_scene.ANSWERED.rstrip("\n")
         assert "__pycache__" not in git(origin, "ls-tree", "-r", "--name-only", "main")
         # The orchestrator's state and log.
         with State(root / "state.json", lock=False) as state:
             merge = state.get(WorkItemType.MERGE, 3)
             issue = state.get(WorkItemType.ISSUE, 1)
+            follow_up = state.get(WorkItemType.FOLLOW_UP, 3)
+            review = state.get(WorkItemType.PR_REVIEW, 3)
         assert merge is not None and merge.status is Status.DONE
         assert merge.merge.merge_sha == git(origin, "rev-parse", "main")
+        assert merge.merge.requested_head == head  # the answer to the review, as alice named it
         assert issue is not None and issue.pr_number == 3 and issue.turns
+        assert follow_up is not None and follow_up.status is Status.DONE
+        assert (follow_up.runs, follow_up.follow_up.pushed_sha) == (1, head)
+        assert review is not None and review.runs == 2 and review.review.reviewed == (first, head)
         assert "merged #3" in (root / "daemon.log").read_text()
         assert _left_behind(tag, root) == []
     finally:
@@ -308,6 +351,12 @@ def test_the_checks_run_with_whichever_test_runner_there_is() -> None:
          "branch feature/issue-1 deleted"),
         ("remove_label", {"number": "1", "name": "ready"}, None, None,
          "label ready removed from #1"),
+        ("create_reply_for_review_comment", {"number": "3", "comment_id": "7"},
+         {"body": "**Claude Orchestrator**: Addressed in `abc`.\n\nMore"},
+         {"path": "calc.py", "line": 9, "in_reply_to_id": 7},
+         "reply in a review thread of #3 (calc.py line 9): “Addressed in `abc`.”"),
+        ("request_reviewers", {"number": "3"}, {"reviewers": ["alice"]}, {},
+         "the orchestrator asks alice to review #3 again"),
         ("lock_issue", {"number": "4"}, None, None, "GitHub: lock_issue #4"),
     ],
 )  # fmt: skip
@@ -359,3 +408,12 @@ def test_the_summary_says_where_to_look_only_when_the_sandbox_stays(tmp_path: Pa
     assert f"git -C {tmp_path / 'origin.git'} log" in kept
     assert f"STATE_FILE={tmp_path / 'state.json'} claude-orchestrator status" in kept
     assert f"less {tmp_path / 'github.json'}" in kept
+    # An item run twice keeps its last run's turns only; an item never run is no run.
+    runs = [demo_story.Run("issue #1", 6, 0.03), demo_story.Run("review of #3", 2, 0.02, 2),
+            demo_story.Run("follow-up on #3", None, None, runs=0)]  # fmt: skip
+    twice = demo_story.summary(base.__class__(**{**base.__dict__, "runs": runs}))
+    assert twice[2:5] == [
+        "Claude ran 3 times on the scripted model, at the prices the CLI counts: $0.0500",
+        "  issue #1: 6 turns, $0.0300",
+        "  review of #3: 2 runs, $0.0200 (the last took 2 turns)",
+    ]

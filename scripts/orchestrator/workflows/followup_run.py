@@ -215,10 +215,12 @@ def _replies(number: int, ask: Ask, outcome: Done | NotMade, claude_said: str) -
                                                           outcome.branch, said))]  # fmt: skip
     per_thread = text.thread_replies(claude_said, ask.threads)
     writes = []
-    for thread_id in dict.fromkeys(t.id for t in ask.threads):
+    threads = list(dict.fromkeys(t.id for t in ask.threads))
+    for thread_id in threads:
         reply = text.thread_reply(outcome.sha, per_thread.get(thread_id))
         writes.append(outbox.reply(number, thread_id, reply))
-    if not ask.threads:
+    if not threads or any(t not in per_thread for t in threads):
+        # The summary goes where the replies without their own answer point to.
         writes.append(outbox.comment(number, text.review_done(ask.author, outcome.sha,
                                                                outcome.branch, said)))  # fmt: skip
     writes.append(outbox.request_review(number, ask.author))
