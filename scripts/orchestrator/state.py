@@ -146,11 +146,24 @@ class State:
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """Group several changes into one write."""
+        """Group several changes into one write; an exception inside undoes them all (nested
+        batches join the outermost one), as a database transaction would."""
         with self._mutex:
+            outermost = self._batch_depth == 0
+            # Items are immutable and meta values are replaced, never changed in place, so
+            # shallow copies are what the batch started from.
+            before = (dict(self._items), dict(self._meta), self._dirty) if outermost else None
             self._batch_depth += 1
             try:
                 yield
+            except BaseException:
+                if before is not None:
+                    self._items, self._meta, self._dirty = (
+                        dict(before[0]),
+                        dict(before[1]),
+                        before[2],
+                    )
+                raise
             finally:
                 self._batch_depth -= 1
                 if self._batch_depth == 0 and self._dirty:

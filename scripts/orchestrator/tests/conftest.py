@@ -196,4 +196,5 @@ if TYPE_CHECKING:  # mypy holds each fake to its port
 from .fixtures_daemon import *  # noqa: E402, F403
 from .fixtures_github import *  # noqa: E402, F403
 from .fixtures_model import *  # noqa: E402, F403
+from .fixtures_postgres import *  # noqa: E402, F403
 from .fixtures_world import *  # noqa: E402, F403

@@ -417,9 +417,14 @@ class MemoryState:
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
+        before = (dict(self._items), dict(self._meta)) if self._depth == 0 else None
         self._depth += 1
         try:
             yield
+        except BaseException:
+            if before is not None:  # undone, as `State.batch` does
+                self._items, self._meta = before
+            raise
         finally:
             self._depth -= 1
             if self._depth == 0 and self._dirty:

@@ -1,0 +1,360 @@
+"""State on PostgreSQL: the `StateStore` of one repository, in a database several can share."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Collection, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import TupleRow
+from pydantic import ValidationError
+
+from .core.work import WorkItem, WorkItemType, utcnow
+from .state import StateError, StateLockedError, prunable
+from .state_pg_schema import SCHEMA_VERSION, advisory_key, migrate
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SCHEMA_VERSION", "PgState", "redacted"]
+
+T = TypeVar("T")
+Connection = psycopg.Connection[TupleRow]
+CONNECT_TIMEOUT = 10  # seconds, unless STATE_URL says otherwise: a dead host is an error
+SECRET_KEYS = ("password", "sslpassword")
+SESSION_ENDED = ("57P01", "57P02", "57P03")  # admin shutdown, crash shutdown, cannot connect now
+ITEMS = "orchestrator_items"  # the tables: state_pg_schema.py
+
+GET = "SELECT data::text FROM orchestrator_items WHERE repo = %s AND kind = %s AND number = %s"
+ALL = (
+    "SELECT kind, number, data::text FROM orchestrator_items WHERE repo = %s ORDER BY kind, number"
+)
+OF_KIND = (
+    "SELECT kind, number, data::text FROM orchestrator_items WHERE repo = %s AND kind = %s "
+    "ORDER BY number"
+)
+LOCK_ALL = "SELECT kind, number, data::text FROM orchestrator_items WHERE repo = %s FOR UPDATE"
+PUT = (
+    "INSERT INTO orchestrator_items (repo, kind, number, data, status, finished_at, updated_at) "
+    "VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s) ON CONFLICT (repo, kind, number) DO UPDATE SET "
+    "data = excluded.data, status = excluded.status, finished_at = excluded.finished_at, "
+    "updated_at = excluded.updated_at"
+)
+DELETE = "DELETE FROM orchestrator_items WHERE repo = %s AND kind = %s AND number = %s"
+DELETE_MANY = (
+    "DELETE FROM orchestrator_items WHERE repo = %s AND (kind, number) IN "
+    "(SELECT * FROM unnest(%s::text[], %s::bigint[]))"
+)
+GET_META = "SELECT value::text FROM orchestrator_meta WHERE repo = %s AND key = %s"
+SET_META = (
+    "INSERT INTO orchestrator_meta (repo, key, value) VALUES (%s, %s, %s::jsonb) "
+    "ON CONFLICT (repo, key) DO UPDATE SET value = excluded.value"
+)
+
+
+class PgState:
+    """A PostgreSQL `StateStore` for one repository (`owner/name`): one owner at a time (a
+    session advisory lock per repository), each write committed at return, a batch one
+    transaction. Reads go to the database each time: nothing is cached.
+
+    A connection lost outside a batch is opened again once, taking the lock again, and the
+    read or write is retried (the writes are upserts and deletes, so a retry is harmless).
+    Inside a batch it is a `StateError`: the transaction is gone, and so are its writes."""
+
+    def __init__(self, url: str, repo: str, *, lock: bool = True) -> None:
+        """Connect to `url` (STATE_URL), migrate its tables, and with `lock` become the one
+        owner of `repo`; `StateLockedError` if another orchestrator is."""
+        owner, _, name = repo.partition("/")
+        if not owner or not name or "/" in name:
+            raise ValueError(f"repository {repo!r}: expected owner/name")
+        self.repo = repo
+        self.where = redacted(url)  # the URL for messages: never its password
+        self._url = url
+        self._secrets = _secrets(url)
+        self._lock = lock
+        self._mutex = threading.RLock()
+        self._depth = 0
+        self._closed = False
+        self._conn: Connection | None = self._connect()
+
+    # -- the spec's API -------------------------------------------------------------------
+
+    def clear_item(self, kind: WorkItemType, number: int) -> bool:
+        """Forget an item so it can be processed again; True if it was there."""
+        cursor = self._run("clear an item", lambda c: c.execute(DELETE, self._key(kind, number)))
+        return cursor.rowcount > 0
+
+    def prune(
+        self,
+        older_than: timedelta,
+        open_pulls: Collection[int] = (),
+        *,
+        now: datetime | None = None,
+    ) -> int:
+        """Forget the finished items that ended more than `older_than` ago and that exactly-once
+        needs no more (`state.prunable`); `open_pulls` are the pull requests open now. Returns
+        how many went."""
+        before = (now or utcnow()) - older_than
+        with self.batch():
+            rows = self._run(
+                "read the items", lambda c: c.execute(LOCK_ALL, (self.repo,)).fetchall()
+            )
+            gone = [
+                (kind, number)
+                for kind, number, data in rows
+                if prunable(self._item(kind, number, data), before, open_pulls)
+            ]
+            if gone:
+                params = (self.repo, [k for k, _ in gone], [n for _, n in gone])
+                self._run("forget items", lambda c: c.execute(DELETE_MANY, params))
+        if gone:
+            log.info("state of %s: forgot %d item(s) finished more than %g days ago", self.repo,
+                     len(gone), older_than.total_seconds() / 86_400)  # fmt: skip
+        return len(gone)
+
+    # -- StateStore -----------------------------------------------------------------------
+
+    def get(self, kind: WorkItemType, number: int) -> WorkItem | None:
+        key = self._key(kind, number)
+        row = self._run("read an item", lambda c: c.execute(GET, key).fetchone())
+        return None if row is None else self._item(kind.value, number, row[0])
+
+    def put(self, item: WorkItem) -> None:
+        params = (*self._key(item.type, item.number), item.model_dump_json(), item.status.value,
+                  _utc(item.finished_at), _utc(item.updated_at))  # fmt: skip
+        self._run("write an item", lambda c: c.execute(PUT, params))
+
+    def items(self, kind: WorkItemType | None = None) -> list[WorkItem]:
+        if kind is None:
+            rows = self._run("read the items", lambda c: c.execute(ALL, (self.repo,)).fetchall())
+        else:
+            params = (self.repo, kind.value)
+            rows = self._run("read the items", lambda c: c.execute(OF_KIND, params).fetchall())
+        return [self._item(k, n, data) for k, n, data in rows]
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self._run("read meta", lambda c: c.execute(GET_META, (self.repo, key)).fetchone())
+        return default if row is None else json.loads(row[0])
+
+    def set_meta(self, key: str, value: Any) -> None:
+        text = json.dumps(value)  # fails here, as in `State`, if it cannot be stored
+        self._run("write meta", lambda c: c.execute(SET_META, (self.repo, key, text)))
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group several changes into one transaction: all of them, or (on an exception,
+        which is raised again) none. A nested batch joins the outer one."""
+        with self._mutex:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            try:
+                with contextlib.ExitStack() as stack:
+                    self._run("start a batch", lambda c: stack.enter_context(c.transaction()))
+                    self._depth = 1
+                    try:
+                        yield
+                    finally:
+                        self._depth = 0
+            except psycopg.Error as exc:  # the commit: the body's own errors are StateErrors
+                raise self._error("commit a batch", exc) from None
+
+    def save(self) -> None:
+        """Nothing to do: every write is committed when it returns (a batch, at its end)."""
+
+    def close(self) -> None:
+        """Release the repository and the connection (closing it drops the advisory lock)."""
+        with self._mutex:
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> PgState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _key(self, kind: WorkItemType, number: int) -> tuple[str, str, int]:
+        return self.repo, kind.value, number
+
+    def _item(self, kind: str, number: int, data: str) -> WorkItem:
+        try:
+            return WorkItem.model_validate_json(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "document"
+            raise StateError(
+                f"the state database (STATE_URL {self.where}) holds a corrupted item {kind}:"
+                f"{number} of {self.repo} ({where}: {first['msg']}); delete its row from {ITEMS}"
+            ) from None
+
+    def _run(self, what: str, operation: Callable[[Connection], T]) -> T:
+        """`operation` on the connection. Outside a batch, a lost connection is opened again
+        (before, if it is known to be lost; after a failure, once)."""
+        with self._mutex:
+            if self._closed:
+                raise StateError(f"the state of {self.repo} is closed; cannot {what}")
+            if self._conn is None or (not self._depth and self._lost()):
+                self._reconnect()
+            assert self._conn is not None  # _reconnect raises or connects
+            try:
+                return operation(self._conn)
+            except psycopg.Error as exc:
+                if self._depth or not self._lost(exc):
+                    raise self._error(what, exc) from None
+                log.warning("state database %s: connection lost (%s); connecting again",
+                            self.where, self._reason(exc))  # fmt: skip
+            self._reconnect()
+            assert self._conn is not None
+            try:
+                return operation(self._conn)
+            except psycopg.Error as exc:
+                raise self._error(what, exc) from None
+
+    def _lost(self, exc: psycopg.Error | None = None) -> bool:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            return True
+        # The server's "terminating connection" may be read before libpq sees the socket close.
+        state = exc.sqlstate if exc is not None else None
+        return state is not None and (state.startswith("08") or state in SESSION_ENDED)
+
+    def _reconnect(self) -> None:
+        """A new connection, and the repository's lock again: another orchestrator may have
+        taken it while this one was away (`StateLockedError`)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._conn = self._connect()
+
+    def _connect(self) -> Connection:
+        try:
+            options = conninfo_to_dict(self._url)
+            defaults: dict[str, Any] = {
+                "connect_timeout": CONNECT_TIMEOUT,
+                # Names this daemon to another that finds the repository taken.
+                "application_name": f"claude-orchestrator pid {os.getpid()} on "
+                f"{socket.gethostname()}"[:63],
+            }
+            extra = {k: v for k, v in defaults.items() if k not in options}
+            conn = psycopg.connect(self._url, autocommit=True, **extra)
+        except psycopg.Error as exc:
+            raise StateError(
+                f"cannot connect to the state database (STATE_URL {self.where}): "
+                f"{self._reason(exc)}"
+            ) from None
+        try:
+            migrate(conn, self.where)
+            if self._lock:
+                self._take_lock(conn)
+        except psycopg.Error as exc:
+            conn.close()
+            raise self._error("prepare the database", exc) from None
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _take_lock(self, conn: Connection) -> None:
+        key = advisory_key(f"orchestrator:{self.repo}")
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        if row is not None and row[0]:
+            return
+        # A bigint key shows in pg_locks as its high and low halves, objsubid 1.
+        holder = conn.execute(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid",
+            (key >> 32, key & 0xFFFFFFFF),
+        ).fetchone()
+        name = str(holder[0]) if holder is not None and holder[0] else ""
+        # Our application_name: "claude-orchestrator pid N on HOST"; another client's: unknown.
+        prefix = "claude-orchestrator pid "
+        who = name.removeprefix(prefix) if name.startswith(prefix) else "unknown"
+        pid = who.split(" ", 1)[0]
+        raise StateLockedError(
+            f"repository {self.repo} in the state database (STATE_URL {self.where}) is in use by "
+            f"another orchestrator (pid {who}); stop it first, or set STATE_URL to another "
+            "database",
+            pid,
+        )
+
+    def _error(self, what: str, exc: psycopg.Error) -> StateError:
+        return StateError(
+            f"the state database (STATE_URL {self.where}) failed to {what} for {self.repo}: "
+            f"{self._reason(exc)}"
+        )
+
+    def _reason(self, exc: BaseException) -> str:
+        """The error on one line, with every secret of STATE_URL blanked out."""
+        # The server's own words, without its CONTEXT: that can quote the row's data.
+        diag = exc.diag if isinstance(exc, psycopg.Error) else None
+        if diag is not None and diag.message_primary:
+            text = " ".join(filter(None, (diag.message_primary, diag.message_detail)))
+        else:
+            text = str(exc)
+        text = " ".join(text.split()) or type(exc).__name__
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def redacted(url: str) -> str:
+    """STATE_URL without its password (a URL, or `key=value` pairs), for messages."""
+    if "://" not in url:
+        try:
+            options = conninfo_to_dict(url)
+        except psycopg.Error:
+            return "(a connection string that cannot be read)"
+        return make_conninfo("", **{k: v for k, v in options.items() if k not in SECRET_KEYS})
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(a URL that cannot be read)"
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    netloc = f"{user}@{hosts}" if at and user else hosts
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+             if k not in SECRET_KEYS]  # fmt: skip
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
+
+
+def _secrets(url: str) -> list[str]:
+    """The secrets in `url` as written and as decoded, longest first (a part of a secret is
+    not blanked before the whole)."""
+    found: set[str] = set()
+    with contextlib.suppress(psycopg.Error):
+        found.update(str(v) for k, v in conninfo_to_dict(url).items() if k in SECRET_KEYS)
+    if "://" in url:
+        with contextlib.suppress(ValueError):
+            parts = urlsplit(url)
+            userinfo = parts.netloc.rpartition("@")[0]
+            if ":" in userinfo:
+                found.add(userinfo.partition(":")[2])
+            found.update(v for k, v in parse_qsl(parts.query) if k in SECRET_KEYS)
+            found.update(part.partition("=")[2] for part in parts.query.split("&")
+                         if part.partition("=")[0] in SECRET_KEYS)  # fmt: skip
+    return sorted((s for s in found if s), key=len, reverse=True)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A naive time is UTC, as `state.prunable` reads it (a hand-edited state)."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=timezone.utc)

@@ -1,0 +1,322 @@
+"""Tests for the PostgreSQL state: migrations, the owner of a repository, lost connections."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+from psycopg.rows import TupleRow
+
+from scripts.orchestrator.core.work import WorkItem, WorkItemType
+from scripts.orchestrator.state import StateError, StateLockedError
+from scripts.orchestrator.state_pg import PgState, redacted
+from scripts.orchestrator.state_pg_schema import MIGRATIONS, SCHEMA_VERSION, migrate
+
+from .fixtures_postgres import pg_state_url, postgres_url  # noqa: F401
+
+REPO = "acme/widgets"
+SECRET = "hunter2-Secret"
+ISSUE = WorkItemType.ISSUE
+Admin = psycopg.Connection[TupleRow]
+DEADLINE = 10.0  # seconds, for what the server does on its own (ending a killed client)
+
+
+@pytest.fixture
+def admin(pg_state_url: str) -> Iterator[Admin]:  # noqa: F811
+    """A connection of the test's own to the store's database."""
+    with psycopg.connect(pg_state_url, autocommit=True) as conn:
+        yield conn
+
+
+def _with_password(url: str, secret: str = SECRET) -> str:
+    """The URL with a password: the test server trusts loopback, so it connects all the same."""
+    return url.replace("postgresql://postgres@", f"postgresql://postgres:{secret}@", 1)
+
+
+def _versions(admin: Admin) -> list[TupleRow]:
+    query = "SELECT version, applied_at FROM orchestrator_schema_version ORDER BY version"
+    return admin.execute(query).fetchall()
+
+
+def _terminate_stores(admin: Admin) -> int:
+    """End the server side of every store's connection, as a restarted or failed-over server
+    would; returns how many. The two-argument form waits until each has ended."""
+    rows = admin.execute(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND application_name LIKE 'claude-orchestrator pid %%'"
+    ).fetchall()
+    assert all(ended for (ended,) in rows)
+    return len(rows)
+
+
+# -- migrations -----------------------------------------------------------------------------
+
+
+def test_an_empty_database_is_migrated_to_the_latest_version(
+    pg_state_url: str,  # noqa: F811
+    admin: Admin,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with (
+        caplog.at_level("INFO", logger="scripts.orchestrator.state_pg_schema"),
+        PgState(pg_state_url, REPO),
+    ):
+        pass
+    assert [v for v, _ in _versions(admin)] == list(range(1, SCHEMA_VERSION + 1))
+    assert SCHEMA_VERSION == len(MIGRATIONS) >= 1
+    tables = admin.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
+        "ORDER BY table_name"
+    ).fetchall()
+    assert [t for (t,) in tables] == [
+        "orchestrator_items",
+        "orchestrator_meta",
+        "orchestrator_schema_version",
+    ]
+    keys = admin.execute(
+        "SELECT c.relname, pg_get_constraintdef(k.oid) FROM pg_constraint k "
+        "JOIN pg_class c ON c.oid = k.conrelid WHERE k.contype = 'p' ORDER BY c.relname"
+    ).fetchall()
+    assert ("orchestrator_items", "PRIMARY KEY (repo, kind, number)") in keys
+    assert ("orchestrator_meta", "PRIMARY KEY (repo, key)") in keys
+    assert f"schema migrated from version 0 to {SCHEMA_VERSION}" in caplog.text
+
+
+def test_migrating_again_changes_nothing(
+    pg_state_url: str,  # noqa: F811
+    admin: Admin,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with PgState(pg_state_url, REPO) as store:
+        store.put(WorkItem(type=ISSUE, number=1))
+    applied = _versions(admin)
+    with caplog.at_level("INFO", logger="scripts.orchestrator.state_pg_schema"):
+        with PgState(pg_state_url, REPO) as store:
+            assert [i.number for i in store.items()] == [1]
+        with psycopg.connect(pg_state_url, autocommit=True) as conn:
+            assert migrate(conn, "here") == SCHEMA_VERSION  # the version it found
+    assert _versions(admin) == applied  # not even re-stamped
+    assert "migrated" not in caplog.text
+
+
+def test_a_newer_schema_is_refused_in_one_line_naming_state_url(
+    pg_state_url: str,  # noqa: F811
+    admin: Admin,
+) -> None:
+    PgState(pg_state_url, REPO).close()
+    newer = SCHEMA_VERSION + 1
+    admin.execute("INSERT INTO orchestrator_schema_version (version) VALUES (%s)", (newer,))
+    with pytest.raises(StateError) as info:
+        PgState(_with_password(pg_state_url), REPO)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"STATE_URL {pg_state_url}" in message  # the URL, its password left out
+    assert f"schema version {newer}" in message
+    assert f"up to {SCHEMA_VERSION}" in message
+    assert "upgrade" in message
+    assert SECRET not in message
+    assert len(_versions(admin)) == newer  # refused, not rewritten
+
+
+def test_daemons_starting_at_once_migrate_exactly_once(
+    pg_state_url: str,  # noqa: F811
+    admin: Admin,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    starters = 8
+    ready = threading.Barrier(starters, timeout=DEADLINE)
+
+    def start(n: int) -> int | None:
+        ready.wait()
+        if n % 2:  # half through PgState, half through migrate itself (what it found)
+            PgState(pg_state_url, f"acme/repo{n}").close()
+            return None
+        with psycopg.connect(pg_state_url, autocommit=True) as conn:
+            return migrate(conn, "here")
+
+    logs = caplog.at_level("INFO", logger="scripts.orchestrator.state_pg_schema")
+    with logs, ThreadPoolExecutor(starters) as pool:
+        futures = [pool.submit(start, n) for n in range(starters)]
+        found = [f.result(timeout=DEADLINE) for f in futures]  # raises what a thread did
+    assert [v for v, _ in _versions(admin)] == list(range(1, SCHEMA_VERSION + 1))
+    assert caplog.text.count("schema migrated") == 1
+    assert set(found) <= {None, 0, SCHEMA_VERSION} and found.count(0) <= 1
+
+
+# -- the owner of a repository --------------------------------------------------------------
+
+
+def test_a_killed_owner_releases_the_repository(pg_state_url: str) -> None:  # noqa: F811
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            from scripts.orchestrator.state_pg import PgState
+            s = PgState({pg_state_url!r}, {REPO!r})
+            print("locked", flush=True)
+            import time; time.sleep(60)
+        """)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StateLockedError, match=f"pid {holder.pid} on ") as info:
+            PgState(pg_state_url, REPO)
+        assert info.value.pid == str(holder.pid)
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    # The server ends the killed client's session (and its lock) when it sees the socket close.
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        try:
+            PgState(pg_state_url, REPO).close()
+            break
+        except StateLockedError:
+            if time.monotonic() > deadline:
+                raise
+
+
+def test_a_reader_takes_no_lock_and_a_closed_store_refuses_work(pg_state_url: str) -> None:  # noqa: F811
+    with PgState(pg_state_url, REPO) as owner, PgState(pg_state_url, REPO, lock=False) as reader:
+        owner.set_meta("k", 1)
+        assert reader.get_meta("k") == 1  # read from the database each time: no cache
+    owner.close()  # twice is fine
+    with pytest.raises(StateError, match="closed"):
+        owner.get_meta("k")
+
+
+@pytest.mark.parametrize("repo", ["widgets", "acme/", "/widgets", "a/b/c", ""])
+def test_the_repository_is_owner_slash_name(pg_state_url: str, repo: str) -> None:  # noqa: F811
+    with pytest.raises(ValueError, match="owner/name"):
+        PgState(pg_state_url, repo)
+
+
+# -- lost connections: reconnect once outside a batch; inside a batch, an error ---------------
+
+
+def test_a_connection_lost_outside_a_batch_is_opened_again(
+    pg_state_url: str,  # noqa: F811
+    admin: Admin,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with PgState(_with_password(pg_state_url), REPO) as store:
+        store.put(WorkItem(type=ISSUE, number=1))
+        assert _terminate_stores(admin) == 1
+        assert [i.number for i in store.items()] == [1]  # a read, on a new connection
+        assert _terminate_stores(admin) == 1
+        store.put(WorkItem(type=ISSUE, number=2))  # a write, likewise
+        assert _terminate_stores(admin) == 1
+        with store.batch():  # a batch starts on a new connection too
+            store.set_meta("k", "v")
+        with pytest.raises(StateLockedError):  # the lock was taken again with it
+            PgState(pg_state_url, REPO)
+    assert "connection lost" in caplog.text
+    assert SECRET not in caplog.text
+    with PgState(pg_state_url, REPO) as again:
+        assert [i.number for i in again.items()] == [1, 2]
+        assert again.get_meta("k") == "v"
+
+
+def test_a_connection_lost_inside_a_batch_is_an_error_and_the_batch_is_undone(
+    pg_state_url: str,  # noqa: F811
+    admin: Admin,
+) -> None:
+    with PgState(pg_state_url, REPO) as store:
+        with pytest.raises(StateError) as info, store.batch():
+            store.put(WorkItem(type=ISSUE, number=1))
+            _terminate_stores(admin)
+            store.put(WorkItem(type=ISSUE, number=2))
+        assert "STATE_URL" in str(info.value)
+        assert "\n" not in str(info.value)
+        assert store.items() == []  # the next call connects again; nothing of the batch stayed
+        store.put(WorkItem(type=ISSUE, number=3))
+        assert [i.number for i in store.items()] == [3]
+
+
+def test_a_repository_taken_while_the_connection_was_lost_is_not_written(
+    pg_state_url: str,  # noqa: F811
+    admin: Admin,
+) -> None:
+    first = PgState(pg_state_url, REPO)
+    try:
+        _terminate_stores(admin)  # the first's lock went with its session
+        with PgState(pg_state_url, REPO) as second:
+            with pytest.raises(StateLockedError, match=f"repository {REPO}"):
+                first.put(WorkItem(type=ISSUE, number=1))
+            assert second.items() == []
+    finally:
+        first.close()
+
+
+# -- secrets and clear errors ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"postgresql://bob:{SECRET}@127.0.0.1:1/db", "postgresql://bob@127.0.0.1:1/db"),
+        (f"postgres://bob:{SECRET}@[::1]:1/db?sslmode=disable",
+         "postgres://bob@[::1]:1/db?sslmode=disable"),
+        (f"postgresql://127.0.0.1:1/db?user=bob&password={SECRET}",
+         "postgresql://127.0.0.1:1/db?user=bob"),
+        (f"postgresql://:{SECRET}@127.0.0.1:1/db", "postgresql://127.0.0.1:1/db"),
+        (f"host=127.0.0.1 port=1 user=bob password={SECRET}", "host=127.0.0.1 port=1 user=bob"),
+        # libpq quotes a token it cannot decode: here, the password itself.
+        (f"postgresql://bob:{SECRET}%zz@127.0.0.1:1/db", "postgresql://bob@127.0.0.1:1/db"),
+        (f"host=127.0.0.1 password='{SECRET}", "(a connection string that cannot be read)"),
+    ],
+)  # fmt: skip
+def test_the_password_never_shows_in_an_error(url: str, shown: str) -> None:
+    assert sorted(redacted(url).split()) == sorted(shown.split())  # libpq orders key=value
+    with pytest.raises(StateError) as info:
+        PgState(url, REPO)
+    message = str(info.value)
+    assert message.startswith("cannot connect to the state database (STATE_URL ")
+    assert f"(STATE_URL {redacted(url)})" in message
+    assert SECRET not in message
+    assert "\n" not in message
+
+
+def test_a_value_postgresql_cannot_store_is_a_clear_error_that_quotes_no_data(
+    pg_state_url: str,  # noqa: F811
+) -> None:
+    """PostgreSQL's text cannot hold NUL, which a JSON file can: the one known difference."""
+    with PgState(_with_password(pg_state_url), REPO) as store:
+        with pytest.raises(StateError) as info:
+            store.put(WorkItem(type=ISSUE, number=1, last_error="private\x00words"))
+        message = str(info.value)
+        assert "STATE_URL" in message and "\\u0000" in message
+        assert "private" not in message and SECRET not in message
+        assert store.get(ISSUE, 1) is None
+        store.put(WorkItem(type=ISSUE, number=2))  # the connection is still good
+
+
+def test_a_corrupted_row_names_the_item_and_the_way_out(
+    pg_state_url: str,  # noqa: F811
+    admin: Admin,
+) -> None:
+    with PgState(pg_state_url, REPO) as store:
+        store.put(WorkItem(type=ISSUE, number=5))
+        admin.execute('UPDATE orchestrator_items SET data = data || \'{"attempts": "many"}\'')
+        with pytest.raises(StateError) as info:
+            store.get(ISSUE, 5)
+        assert f"corrupted item issue:5 of {REPO} (attempts:" in str(info.value)
+        assert "delete its row from orchestrator_items" in str(info.value)
+
+
+def test_the_owner_is_named_by_its_process(pg_state_url: str) -> None:  # noqa: F811
+    url = _with_password(pg_state_url)
+    with PgState(url, REPO), pytest.raises(StateLockedError) as info:
+        PgState(url, REPO)
+    assert info.value.pid == str(os.getpid())
+    assert SECRET not in str(info.value)
