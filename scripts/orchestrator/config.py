@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     ready_label: NonEmptyStr = "ready"
     max_concurrent: PositiveInt = 2
     state_file: Path = Path("./.orchestrator-state.json")
+    # The state in PostgreSQL instead of STATE_FILE (postgresql://user:password@host/db)
+    state_url: SecretStr | None = None
     max_turns: PositiveInt = 50
     auto_merge_enabled: bool = True
     merge_comment_trigger: NonEmptyStr = "/merge"
@@ -144,6 +146,15 @@ class Settings(BaseSettings):
         value = value.strip()
         if not value or "\n" in value:
             raise ValueError("expected a one-line command such as /merge")
+        return value
+
+    @field_validator("state_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("expected a PostgreSQL URL such as postgresql://user@host/db")
         return value
 
     @field_validator("followup_trigger")
@@ -398,7 +409,7 @@ def _describe(exc: ValidationError) -> str:
     if err["type"] == "missing":
         return f"{var} is required (expected {_EXPECTED.get(field, 'a value')})"
     message = _FRIENDLY.get(err["type"]) or str(err["msg"]).removeprefix("Value error, ")
-    if field == "github_token":
+    if field in ("github_token", "state_url", "webhook_secret", "dashboard_token"):  # secrets
         return f"{var} is not valid: {message}"
     value = err.get("input")
     shown = value if isinstance(value, str) else json.dumps(value, default=str)

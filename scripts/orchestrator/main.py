@@ -6,13 +6,14 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
 from . import __version__, logs
-from .config import ConfigError, Settings, load_settings, state_file_setting
+from .config import ConfigError, Settings, load_settings, raw_setting, state_file_setting
 from .reexec import inherited_secrets, restart_without_secrets, secrets_in_environment
 
 # The GitHub client, Claude's SDK and the checks (about a second of imports) are imported
@@ -122,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Print the work items in STATE_FILE as a table: item, status, attempts, head,\n"
             "pull request, cost, time and last error, with the counts under it. It reads the\n"
             "file without its lock, so it works while the daemon runs. It reads only\n"
-            "STATE_FILE (environment, then ./.env): no GitHub token needed."
+            "STATE_FILE (environment, then ./.env): no GitHub token needed. With STATE_URL\n"
+            "set, it reads GITHUB_REPO's state in that database instead."
         ),
         epilog=(
             "exit codes: 0 shown (also when there are no items); 2 STATE_FILE is wrong or the\n"
@@ -149,6 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
             "request has no work item; 2 a wrong request, a state file that cannot be read or\n"
             "written, or one the running daemon holds."
         ),
+    )
+    commands.add_parser(
+        "migrate-state",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="copy STATE_FILE into STATE_URL's PostgreSQL database (once, daemon stopped)",
+        description=(
+            "Copy the work items and records of STATE_FILE into the PostgreSQL database that\n"
+            "STATE_URL names, for GITHUB_REPO; the file is left as it was. Refused when the\n"
+            "database already holds that repository's state, or while a daemon holds either."
+        ),
+        epilog="exit codes: 0 copied; 2 a setting is wrong, or the copy was refused.",
     )
     clear.add_argument("kind", nargs="?", choices=("issue", "pr"), help="what to clear")
     clear.add_argument("number", nargs="?", type=int, help="the issue or pull request")
@@ -192,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if secrets_in_environment():
         # /proc/<pid>/environ would show the token for the daemon's whole life.
         secrets = {"github_token": settings.token}
-        for name in ("webhook_secret", "dashboard_token"):
+        for name in ("webhook_secret", "dashboard_token", "state_url"):
             value: SecretStr | None = getattr(settings, name)
             if value is not None:
                 secrets[name] = value.get_secret_value()
@@ -203,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     """The commands that talk to GitHub: `check`, `--dry-run` and the daemon."""
     from .startup import StartupError, raise_fd_limit
-    from .state import State, StateError
+    from .state import StateError
+    from .state_open import migrate_state, open_state
     from .wiring import known_secrets, serve
 
     redactor = known_secrets(settings)  # the one redactor: logs, comments, state
@@ -213,10 +227,16 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         if not args.verbose:
             _quiet()
         return _report(asyncio.run(_preflight(settings, redactor, fix=args.fix)))
+    if args.command == "migrate-state":
+        try:
+            print(migrate_state(settings))
+        except (StateError, ValueError) as exc:
+            return _fail(str(exc))
+        return 0
     if args.dry_run:
         return _dry_run(settings, redactor)
     try:
-        state = State(settings.state_file)
+        state = open_state(settings)
     except StateError as exc:
         return _fail(str(exc))
     with state:
@@ -244,11 +264,28 @@ def _items_command(args: argparse.Namespace) -> int:
         args.usage_error("give `issue N`, `pr N` or `--all`")  # exits 2, with clear's usage
     try:
         state_file = state_file_setting()
+        store = _database_state()
     except ConfigError as exc:
         return _fail(str(exc))
+    if store is not None:
+        state_file = Path("STATE_URL")  # how the messages name it
     if args.command == "status":
-        return show_status(state_file)
-    return clear_items(state_file, kind=args.kind, number=args.number, everything=args.everything)
+        return show_status(state_file, store=store)
+    return clear_items(state_file, kind=args.kind, number=args.number, everything=args.everything,
+                       store=store)  # fmt: skip
+
+
+def _database_state() -> Callable[[bool], Any] | None:
+    """With STATE_URL set: how to open GITHUB_REPO's state in its database, else None."""
+    url = raw_setting("STATE_URL")
+    if not url:
+        return None
+    repo = raw_setting("GITHUB_REPO")
+    if not repo:
+        raise ConfigError("GITHUB_REPO is required with STATE_URL: it names whose state to read")
+    from .state_pg import PgState
+
+    return lambda lock: PgState(url, repo.strip(), lock=lock)
 
 
 def _dry_run(settings: Settings, redactor: Redactor) -> int:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
@@ -133,6 +133,11 @@ class State:
     def items(self, kind: WorkItemType | None = None) -> list[WorkItem]:
         with self._mutex:
             return [i for i in self._items.values() if kind is None or i.type is kind]
+
+    def meta_items(self) -> dict[str, Any]:
+        """Every repository-wide record (for `migrate-state`)."""
+        with self._mutex:
+            return dict(self._meta)
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         with self._mutex:
@@ -332,8 +337,21 @@ def prunable(item: WorkItem, before: datetime, open_pulls: Collection[int]) -> b
     return ended < before
 
 
+@runtime_checkable
+class Prunable(Protocol):
+    """A state store that can forget finished items (`State`, `PgState`)."""
+
+    def prune(
+        self,
+        older_than: timedelta,
+        open_pulls: Collection[int] = (),
+        *,
+        now: datetime | None = None,
+    ) -> int: ...
+
+
 def daily_pruning(
-    state: State,
+    state: Prunable,
     github: GitHub,
     older_than: timedelta,
     *,

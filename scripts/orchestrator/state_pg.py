@@ -24,7 +24,7 @@ from .state_pg_schema import SCHEMA_VERSION, advisory_key, migrate
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SCHEMA_VERSION", "PgState", "redacted"]
+__all__ = ["SCHEMA_VERSION", "PgState", "redacted", "secrets_of"]
 
 T = TypeVar("T")
 Connection = psycopg.Connection[TupleRow]
@@ -54,6 +54,7 @@ DELETE_MANY = (
     "(SELECT * FROM unnest(%s::text[], %s::bigint[]))"
 )
 GET_META = "SELECT value::text FROM orchestrator_meta WHERE repo = %s AND key = %s"
+META_KEYS = "SELECT key FROM orchestrator_meta WHERE repo = %s ORDER BY key"
 SET_META = (
     "INSERT INTO orchestrator_meta (repo, key, value) VALUES (%s, %s, %s::jsonb) "
     "ON CONFLICT (repo, key) DO UPDATE SET value = excluded.value"
@@ -78,7 +79,7 @@ class PgState:
         self.repo = repo
         self.where = redacted(url)  # the URL for messages: never its password
         self._url = url
-        self._secrets = _secrets(url)
+        self._secrets = secrets_of(url)
         self._lock = lock
         self._mutex = threading.RLock()
         self._depth = 0
@@ -139,6 +140,11 @@ class PgState:
             params = (self.repo, kind.value)
             rows = self._run("read the items", lambda c: c.execute(OF_KIND, params).fetchall())
         return [self._item(k, n, data) for k, n, data in rows]
+
+    def meta_keys(self) -> list[str]:
+        """The repository's records' names (for `migrate-state`)."""
+        rows = self._run("read meta", lambda c: c.execute(META_KEYS, (self.repo,)).fetchall())
+        return [str(row[0]) for row in rows]
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         row = self._run("read meta", lambda c: c.execute(GET_META, (self.repo, key)).fetchone())
@@ -335,7 +341,7 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
 
 
-def _secrets(url: str) -> list[str]:
+def secrets_of(url: str) -> list[str]:
     """The secrets in `url` as written and as decoded, longest first (a part of a secret is
     not blanked before the whole)."""
     found: set[str] = set()

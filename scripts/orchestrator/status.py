@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
@@ -16,6 +16,7 @@ from .core.text import cut
 from .core.work import Status, WorkItem, WorkItemType, utcnow
 from .daemon import LAST_CYCLE_META
 from .state import State, StateError, StateLockedError
+from .state_pg import PgState
 from .workflows.followup import FOLLOWUPS_SINCE_META
 
 EXIT_OK = 0
@@ -48,16 +49,27 @@ DEFAULT_WIDTH = 100  # when the output is not a terminal
 MIN_WIDTH = 80
 
 
-def show_status(state_file: Path, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Print the work items as a table; 0, or 2 if the state file cannot be read.
+Opener = Callable[[bool], "State | PgState"]  # a state store, with or without its lock
+
+
+def show_status(
+    state_file: Path,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    store: Opener | None = None,
+) -> int:
+    """Print the work items as a table; 0, or 2 if the state file cannot be read. `store`
+    opens the state when it is not `state_file` (STATE_URL's database).
 
     Reads without the lock, so it works while the daemon runs: the daemon replaces the file
     in one rename, so what is read is one whole save, never half of one.
     """
     out = out or sys.stdout
     err = err or sys.stderr
+    opener: Opener = store or (lambda lock: State(state_file, lock=lock))
     try:
-        with State(state_file, lock=False) as state:
+        with opener(False) as state:
             items = state.items()
             last_cycle = _when(state.get_meta(LAST_CYCLE_META))
             ledger = state.get_meta(DAILY_SPEND_META) or {}
@@ -65,7 +77,7 @@ def show_status(state_file: Path, *, out: TextIO | None = None, err: TextIO | No
         print(exc, file=err)
         return EXIT_UNUSABLE
     if not items:
-        if state_file.exists():
+        if store is not None or state_file.exists():
             print(f"no work items in {state_file}", file=out)
         else:
             print(f"no work items: {state_file} does not exist yet (the daemon creates it)",
@@ -86,6 +98,7 @@ def clear_items(
     everything: bool,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    store: Opener | None = None,
 ) -> int:
     """Forget work items so the daemon processes them afresh: `kind` "issue" or "pr" with
     `number` (a pull request's review item and merge item both), or `everything`.
@@ -120,17 +133,18 @@ def clear_items(
     if problem:
         print(problem, file=err)
         return EXIT_UNUSABLE
-    if not state_file.exists():  # not State(): taking the lock would create files
+    if store is None and not state_file.exists():  # not State(): the lock would create files
         print(f"nothing to clear: {state_file} does not exist", file=out)
         return EXIT_OK if everything else EXIT_NOT_FOUND
+    opener: Opener = store or (lambda lock: State(state_file, lock=lock))
     try:
-        with State(state_file) as state:
+        with opener(True) as state:
             if everything:
                 return _clear_all(state, state_file, out)
             assert kind is not None and number is not None  # _wrong_request checked them
             return _clear_one(state, state_file, kind, number, out)
     except StateLockedError as exc:
-        print(held_message(state_file, exc), file=err)
+        print(held_message(state_file, exc) if store is None else exc, file=err)
     except StateError as exc:
         print(exc, file=err)
     return EXIT_UNUSABLE
@@ -265,7 +279,9 @@ def _line(cells: Sequence[str], fixed: Sequence[int], room: int) -> str:
     return GAP.join(padded).rstrip()
 
 
-def _clear_one(state: State, state_file: Path, kind: str, number: int, out: TextIO) -> int:
+def _clear_one(
+    state: State | PgState, state_file: Path, kind: str, number: int, out: TextIO
+) -> int:
     found = [item for t in KINDS[kind] if (item := state.get(t, number)) is not None]
     if not found:
         what = "issue" if kind == "issue" else "pull request"
@@ -280,14 +296,14 @@ def _clear_one(state: State, state_file: Path, kind: str, number: int, out: Text
     return EXIT_OK
 
 
-def _restart_followups(state: State, cleared: list[WorkItem]) -> None:
+def _restart_followups(state: State | PgState, cleared: list[WorkItem]) -> None:
     """A cleared follow-up item forgets which reviews it saw: the reviews written before now
     are then old, never asks again."""
     if any(item.type is WorkItemType.FOLLOW_UP for item in cleared):
         state.set_meta(FOLLOWUPS_SINCE_META, utcnow().isoformat())
 
 
-def _clear_all(state: State, state_file: Path, out: TextIO) -> int:
+def _clear_all(state: State | PgState, state_file: Path, out: TextIO) -> int:
     items = state.items()
     if not items:
         print(f"no work items in {state_file}; nothing to clear", file=out)

@@ -48,7 +48,7 @@ from .startup import (
     open_mirror,
     start_sandbox,
 )
-from .state import State, daily_pruning
+from .state import Prunable, daily_pruning
 from .transcripts import Transcripts
 from .workflows.branch_work import BranchWork
 from .workflows.commands import courtesies_sent
@@ -144,7 +144,7 @@ def build_daemon(
     if github is not None:
         before.insert(0, github.refresh_view)
         pace = Pacer(settings.poll_interval, github.rate, webhooks)
-        if isinstance(state, State):
+        if isinstance(state, Prunable):  # the JSON file's or PostgreSQL's
             retention = timedelta(days=settings.state_retention_days)
             after.append(daily_pruning(state, adapters.github, retention))
     return Daemon(
@@ -340,4 +340,9 @@ def known_secrets(settings: Settings) -> Redactor:
     serving = [
         s.get_secret_value() for s in (settings.webhook_secret, settings.dashboard_token) if s
     ]
-    return Redactor([settings.token, *serving, *model])
+    database: list[str] = []
+    if settings.state_url is not None:  # psycopg is imported only for a database's state
+        from .state_pg import secrets_of
+
+        database = secrets_of(settings.state_url.get_secret_value())
+    return Redactor([settings.token, *serving, *model, *database])

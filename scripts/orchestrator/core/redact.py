@@ -11,7 +11,7 @@ REDACTED = "[REDACTED]"
 # GitHub credentials no child process gets: Claude and pre-merge commands run untrusted code.
 # The GitHub token's names, and serve mode's secrets: never in a child's environment.
 SECRET_ENV_VARS = frozenset({"GITHUB_TOKEN", "GH_TOKEN", "GITHUB_PAT", "GH_ENTERPRISE_TOKEN",
-                             "WEBHOOK_SECRET", "DASHBOARD_TOKEN"})  # fmt: skip
+                             "WEBHOOK_SECRET", "DASHBOARD_TOKEN", "STATE_URL"})  # fmt: skip
 
 # Shapes of credentials that must never be echoed, whoever's they are (DESIGN §1).
 SECRET_PATTERNS = (

@@ -127,11 +127,13 @@ EVERY_VARIABLE: list[tuple[str, str, str, Any]] = [
 
 
 @pytest.mark.usefixtures("required")
-@pytest.mark.parametrize("var", ["WEBHOOK_SECRET", "DASHBOARD_TOKEN"])
+@pytest.mark.parametrize("var", ["WEBHOOK_SECRET", "DASHBOARD_TOKEN", "STATE_URL"])
 def test_serve_secrets_are_read_and_kept_secret(monkeypatch: pytest.MonkeyPatch, var: str) -> None:
-    monkeypatch.setenv(var, "s3cret-value")
+    monkeypatch.setenv(var, "postgresql://u:s3cret-value@h/db" if var == "STATE_URL" else
+                       "s3cret-value")  # fmt: skip
     value = getattr(load_settings(), var.lower())
-    assert value.get_secret_value() == "s3cret-value" and "s3cret" not in repr(value)
+    assert value.get_secret_value().endswith(("s3cret-value", "s3cret-value@h/db"))
+    assert "s3cret" not in repr(value)
 
 
 @pytest.mark.usefixtures("required")
@@ -154,7 +156,7 @@ def test_every_variable_is_read(
 def test_every_setting_is_covered_by_a_test() -> None:
     tested = {field for _, _, field, _ in EVERY_VARIABLE} | {
         "github_repo", "github_token", "worktree_base", "state_file", "repo_path",
-        "claude_cli_path", "log_dir", "webhook_secret", "dashboard_token",
+        "claude_cli_path", "log_dir", "webhook_secret", "dashboard_token", "state_url",
     }  # fmt: skip
     assert tested == set(Settings.model_fields)
 
@@ -409,7 +411,7 @@ def test_a_worktree_base_that_is_a_file_is_refused(
 # Defaults the README writes in words, where the value depends on the machine or on the CLI.
 README_WORDED = {"CLAUDE_CLI_PATH", "CLAUDE_MODEL", "REPO_PATH", "REPO_URL", "WEBHOOK_SECRET",
                  "DASHBOARD_TOKEN", "CLAUDE_MAX_BUDGET_USD", "ITEM_MAX_BUDGET_USD",
-                 "DAILY_MAX_BUDGET_USD"}  # fmt: skip
+                 "DAILY_MAX_BUDGET_USD", "STATE_URL"}  # fmt: skip
 
 
 def _readme_settings() -> dict[str, str]:

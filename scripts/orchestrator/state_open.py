@@ -1,0 +1,48 @@
+"""Which state the daemon keeps: the JSON file (STATE_FILE), or PostgreSQL (STATE_URL)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .config import Settings
+from .state import State
+
+if TYPE_CHECKING:
+    from .state_pg import PgState
+
+
+def open_state(settings: Settings, *, lock: bool = True) -> State | PgState:
+    """The daemon's state store; raises `StateError` (one line) when it cannot be used.
+    psycopg is imported only for a database's state."""
+    if settings.state_url is not None:
+        from .state_pg import PgState
+
+        return PgState(settings.state_url.get_secret_value(), settings.github_repo, lock=lock)
+    return State(settings.state_file, lock=lock)
+
+
+def migrate_state(settings: Settings) -> str:
+    """Copy STATE_FILE's items and records into STATE_URL's database, for GITHUB_REPO: one line
+    saying what was copied. Refused when the database already holds state for the repository
+    (nothing is overwritten) or either side is in use (the daemon holds it)."""
+    from .state_pg import PgState
+
+    if settings.state_url is None:
+        raise ValueError("STATE_URL is not set: it names the database to copy the state into")
+    with State(settings.state_file) as source:
+        items, meta = source.items(), source.meta_items()
+        with PgState(settings.state_url.get_secret_value(), settings.github_repo) as target:
+            if target.items() or target.meta_keys():
+                raise ValueError(
+                    f"STATE_URL already holds state for {settings.github_repo}: nothing copied "
+                    "(clear it there first, or keep using it)"
+                )
+            with target.batch():
+                for item in items:
+                    target.put(item)
+                for key, value in meta.items():
+                    target.set_meta(key, value)
+    return (
+        f"copied {len(items)} work item(s) and {len(meta)} record(s) of {settings.github_repo} "
+        f"from {settings.state_file} into STATE_URL; {settings.state_file} is left as it was"
+    )

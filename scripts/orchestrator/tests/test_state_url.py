@@ -1,0 +1,71 @@
+"""STATE_URL through the real path: the daemon keeps its state in PostgreSQL, `status` and
+`clear` read it there, `migrate-state` copies a state file into it, and its password stays out
+of every output."""
+
+from __future__ import annotations
+
+from scripts.orchestrator.fakes.model_script import Text, write
+from scripts.orchestrator.state import State, Status, WorkItem, WorkItemType
+from scripts.orchestrator.state_pg import PgState
+
+from .fixtures_world import World
+
+PASSWORD = "pw-Zq81-not-needed-by-trust"  # the test server trusts 127.0.0.1; never printed
+
+
+def _with_password(url: str) -> str:
+    return url.replace("postgres@", f"postgres:{PASSWORD}@", 1)
+
+
+def test_the_daemon_keeps_its_state_in_postgresql(world: World, pg_state_url: str) -> None:
+    url = _with_password(pg_state_url)
+    number = world.github.create_issue("Add a greeting", "Write greet.py", user="alice")
+    world.github.add_labels(number, "ready", user="alice")
+    world.model.script_for(f"Implement GitHub issue #{number}",
+                           [write({"greet.py": "X = 1\n"}), Text("Added greet.py.")])  # fmt: skip
+
+    done = world.run_cli("--once", "--verbose", extra_env={"STATE_URL": url})
+
+    assert done.returncode == 0, done.stderr
+    assert PASSWORD not in done.stdout + done.stderr
+    with PgState(pg_state_url, world.settings.github_repo, lock=False) as state:
+        item = state.get(WorkItemType.ISSUE, number)
+        assert item is not None and item.status is Status.DONE and item.pr_number is not None
+        assert state.get_meta("first_watched_at") is not None
+    assert not world.state_file.exists()  # the file was not used
+    shown = world.run_cli("status", extra_env={"STATE_URL": url})
+    assert shown.returncode == 0 and f"issue #{number}" in shown.stdout, shown.stderr
+    assert PASSWORD not in shown.stdout + shown.stderr
+    cleared = world.run_cli("clear", "issue", str(number), extra_env={"STATE_URL": url})
+    assert cleared.returncode == 0 and "cleared issue" in cleared.stdout, cleared.stderr
+    with PgState(pg_state_url, world.settings.github_repo, lock=False) as state:
+        assert state.get(WorkItemType.ISSUE, number) is None
+
+
+def test_migrate_state_copies_the_file_once(world: World, pg_state_url: str) -> None:
+    with State(world.state_file) as state:
+        state.put(WorkItem(type=WorkItemType.ISSUE, number=4, status=Status.DONE, pr_number=5))
+        state.set_meta("comments_cursor", "2026-12-06T00:00:00+00:00")
+    url = _with_password(pg_state_url)
+
+    copied = world.run_cli("migrate-state", extra_env={"STATE_URL": url})
+
+    assert copied.returncode == 0, copied.stderr
+    assert "copied 1 work item(s) and 1 record(s)" in copied.stdout
+    with PgState(pg_state_url, world.settings.github_repo, lock=False) as target:
+        assert target.get(WorkItemType.ISSUE, 4) is not None
+        assert target.get_meta("comments_cursor") == "2026-12-06T00:00:00+00:00"
+    again = world.run_cli("migrate-state", extra_env={"STATE_URL": url})
+    assert again.returncode == 2 and "already holds state" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1 and PASSWORD not in again.stderr
+
+
+def test_a_wrong_state_url_is_one_line_without_its_password(world: World) -> None:
+    for url, expected in [
+        (f"mysql://u:{PASSWORD}@h/db", "STATE_URL is not valid: expected a PostgreSQL URL"),
+        (f"postgresql://u:{PASSWORD}@127.0.0.1:9/db", "STATE_URL"),  # nothing listens there
+    ]:
+        done = world.run_cli("--once", extra_env={"STATE_URL": url})
+        assert done.returncode == 2, done.stdout + done.stderr
+        line = done.stderr.strip().splitlines()[-1]
+        assert expected in line and PASSWORD not in done.stdout + done.stderr
