@@ -283,10 +283,22 @@ def _number_in(item: Json, key: str) -> int:
 def check_runs(answer: Json) -> tuple[int, list[CheckRun]]:
     """The total count, and this page's runs (the list is wrapped in an object)."""
     runs = [
-        CheckRun(run.text("name"), run.text("status"), run.opt_text("conclusion"))
+        CheckRun(
+            run.text("name"),
+            run.text("status"),
+            run.opt_text("conclusion"),
+            *_output(run.opt_child("output")),
+        )
         for run in answer.objects("check_runs")
     ]
     return answer.number("total_count"), runs
+
+
+def _output(output: Json | None) -> tuple[str | None, str | None]:
+    """A check run's output title and summary (GitHub sends both, each possibly null)."""
+    if output is None:
+        return None, None
+    return output.opt_text("title"), output.opt_text("summary")
 
 
 def statuses(answer: Json) -> list[CommitStatus]:

@@ -153,6 +153,20 @@ def format_ci_failure(result: CiResult, sha: str) -> str:
     return "\n".join(lines)
 
 
+MAX_CHECK_OUTPUT = 2_000  # characters of one failing check's output given to a fix
+
+
+def failing_outputs(result: CiResult, runs: Sequence[CheckRun]) -> str:
+    """What the failing check runs said (title and summary), for Claude's fix; "" if none
+    said anything. Written by CI, which ran the pull request's code: the fix prompt quotes it."""
+    said = []
+    for run in runs:
+        if run.name in result.failing and (run.title or run.summary):
+            text = "\n".join(part for part in (run.title, run.summary) if part)
+            said.append(f"{run.name} ({run.conclusion}):\n{cut(text, MAX_CHECK_OUTPUT)}")
+    return "\n\n".join(said)
+
+
 def format_ci_pending(result: CiResult, sha: str, *, waited_s: float) -> str:
     """A comment naming the GitHub checks still unfinished on `sha` after the wait."""
     lines = [

@@ -107,6 +107,9 @@ class CheckRun:
     name: str
     status: str  # queued, in_progress, completed, ...
     conclusion: str | None  # success, failure, neutral, cancelled, skipped, timed_out, ...
+    # Its output, as the CI wrote it (the pull request's code may have): what a fix is told.
+    title: str | None = None
+    summary: str | None = None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from scripts.orchestrator.core import ci
-from scripts.orchestrator.core.ci import CiResult, Verdict, evaluate_ci
+from scripts.orchestrator.core.ci import CiResult, Verdict, evaluate_ci, failing_outputs
 from scripts.orchestrator.core.models import CheckRun, CommandResult, CommitStatus
 from scripts.orchestrator.core.redact import REDACTED, Redactor
 from scripts.orchestrator.core.text import MAX_BODY
@@ -230,3 +230,14 @@ def test_the_ci_comments_name_the_checks() -> None:
     assert "- ❌ `test`\n- ❌ `lint`" in red and "Still running: `e2e`." in red
     pending = ci.format_ci_pending(CiResult(Verdict.PENDING, (), ("e2e",)), sha, waited_s=900)
     assert "after 15 min" in pending and "- ⏳ `e2e`" in pending
+
+
+def test_a_fix_is_told_what_the_failing_checks_said_and_nothing_of_the_others() -> None:
+    runs = [
+        CheckRun("tests", "completed", "failure", "1 failed", "test_x: 1 != 2"),
+        CheckRun("lint", "completed", "success", "ok", "all clean"),
+        CheckRun("build", "completed", "failure"),  # said nothing
+    ]
+    result = evaluate_ci(runs, [])
+    assert failing_outputs(result, runs) == "tests (failure):\n1 failed\ntest_x: 1 != 2"
+    assert failing_outputs(evaluate_ci(runs[1:2], []), runs[1:2]) == ""

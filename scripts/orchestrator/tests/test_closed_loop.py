@@ -199,3 +199,22 @@ async def test_a_check_that_stays_red_stops_after_the_fix_attempts_with_one_comm
     assert len(_tasks(world, FIXING)) == 2  # two runs, not three
     stops = [c for c in world.bot_comments(pull) if "not merged" in c]
     assert len(stops) == 1 and "Claude pushed 2 fix(es)" in stops[0]
+
+
+async def test_a_red_ci_check_is_fixed_with_what_the_check_said(world: World) -> None:
+    pull = await _daemons_pull(world)
+    head = world.github.pull(pull)["head"]["sha"]
+    world.github.set_check_run(head, "tests", conclusion="failure", title="1 test failed",
+                               summary="test_greet: expected 'hello', got 'hi'")  # fmt: skip
+    hello = "def greet() -> str:\n    return 'hello'\n"
+    world.model.script_for(FIXING, [write({"greet.py": hello}), Text("It says hello now.")])
+    world.request_merge(pull)
+
+    assert await world.once() == 0
+
+    (task,) = _tasks(world, FIXING)
+    assert "test_greet: expected 'hello', got 'hi'" in task  # the check's own words, quoted
+    assert world.github.pull(pull)["merged"] is True  # the fix's head has no red check
+    assert "return 'hello'" in world.git.file_at("main", "greet.py")
+    item = world.item(WorkItemType.MERGE, pull)
+    assert item is not None and item.merge.fixes == 1

@@ -355,14 +355,15 @@ class MergeWorkflow:
         started = self.clock.monotonic()
         timeout = self.settings.ci_wait_timeout
         while True:
-            result = ci_rules.evaluate_ci(
-                await self.github.check_runs(sha), await self.github.statuses(sha)
-            )
+            runs = await self.github.check_runs(sha)
+            result = ci_rules.evaluate_ci(runs, await self.github.statuses(sha))
             waited = self.clock.monotonic() - started
             match decide.on_ci(result.verdict, wait=wait, waited_s=waited, timeout_s=timeout):
                 case decide.Ci.RED:
                     report = ci_rules.format_ci_failure(result, sha)
-                    return Stopped(text.ci_stopped(report), failure=report)
+                    said = ci_rules.failing_outputs(result, runs)  # for a fix, not the comment
+                    failure = f"{report}\n\n{said}" if said else report
+                    return Stopped(text.ci_stopped(report), failure=failure)
                 case decide.Ci.TIMED_OUT:
                     report = ci_rules.format_ci_pending(result, sha, waited_s=waited)
                     return Stopped(text.ci_stopped(report))
