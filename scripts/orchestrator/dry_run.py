@@ -25,7 +25,7 @@ from .github_watcher import GitHubClient
 from .ports import Job
 from .secret_scan import SecretScanner
 from .startup import check_start
-from .state import State
+from .state_open import dry_run_copy
 from .wiring import Adapters, build_workflows
 from .workflows.comment_feed import CommentFeed
 from .workflows.pull_heads import PullHeads
@@ -108,7 +108,7 @@ async def dry_run(settings: Settings, redactor: Redactor, out: TextIO) -> int:
     )
     async with github:
         await check_start(settings, github, worktrees)
-        state = State(settings.state_file, persist=False)
+        state = dry_run_copy(settings)  # STATE_FILE's or STATE_URL's, changed in memory only
         heads = PullHeads(github, state)
         feed = CommentFeed(github, state)
         # Built as the daemon builds them; jobs never run, so no CLI, sandbox or check starts.

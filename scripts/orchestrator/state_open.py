@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Settings
@@ -19,6 +22,23 @@ def open_state(settings: Settings, *, lock: bool = True) -> State | PgState:
 
         return PgState(settings.state_url.get_secret_value(), settings.github_repo, lock=lock)
     return State(settings.state_file, lock=lock)
+
+
+def dry_run_copy(settings: Settings) -> State:
+    """The daemon's state as it stands, in memory, for a dry run to change freely: the file
+    read without its lock, or the database's rows read without the repository's lock."""
+    if settings.state_url is None:
+        return State(settings.state_file, persist=False)
+    from .state_pg import PgState
+
+    # Empty to start with (no such file): a file lying at STATE_FILE is not the daemon's state.
+    copy = State(Path(tempfile.gettempdir()) / f"orchestrator-{uuid.uuid4().hex}", persist=False)
+    with PgState(settings.state_url.get_secret_value(), settings.github_repo, lock=False) as db:
+        for item in db.items():
+            copy.put(item)
+        for key in db.meta_keys():
+            copy.set_meta(key, db.get_meta(key))
+    return copy
 
 
 def migrate_state(settings: Settings) -> str:

@@ -4,6 +4,7 @@ of every output."""
 
 from __future__ import annotations
 
+from scripts.orchestrator.core.work import IssueFacts
 from scripts.orchestrator.fakes.model_script import Text, write
 from scripts.orchestrator.state import State, Status, WorkItem, WorkItemType
 from scripts.orchestrator.state_pg import PgState
@@ -69,3 +70,31 @@ def test_a_wrong_state_url_is_one_line_without_its_password(world: World) -> Non
         assert done.returncode == 2, done.stdout + done.stderr
         line = done.stderr.strip().splitlines()[-1]
         assert expected in line and PASSWORD not in done.stdout + done.stderr
+
+
+def test_a_dry_run_reads_the_databases_state_and_changes_nothing(
+    world: World, pg_state_url: str
+) -> None:
+    url = _with_password(pg_state_url)
+    assert world.run_cli("--once", extra_env={"STATE_URL": url}).returncode == 0  # watched
+    number = world.github.create_issue("Add greet", "Write greet.py.", user="alice")
+    world.github.add_labels(number, "ready", user="alice")
+    done_issue = world.github.create_issue("Done already", "", user="alice")
+    world.github.add_labels(done_issue, "ready", user="alice")
+    with PgState(pg_state_url, world.settings.github_repo) as state:  # what only it knows
+        state.put(WorkItem(type=WorkItemType.ISSUE, number=done_issue, status=Status.DONE,
+                           facts=IssueFacts(label_events=1)))  # fmt: skip
+    with PgState(pg_state_url, world.settings.github_repo, lock=False) as state:
+        before = ([i.model_dump() for i in state.items()],
+                  {k: state.get_meta(k) for k in state.meta_keys()})  # fmt: skip
+
+    done = world.run_cli("--dry-run", extra_env={"STATE_URL": url})
+
+    assert done.returncode == 0, done.stderr
+    assert f"implement issue #{number}" in done.stdout
+    assert f"implement issue #{done_issue}" not in done.stdout  # the database's state was read
+    assert PASSWORD not in done.stdout + done.stderr
+    with PgState(pg_state_url, world.settings.github_repo, lock=False) as state:
+        after = ([i.model_dump() for i in state.items()],
+                 {k: state.get_meta(k) for k in state.meta_keys()})  # fmt: skip
+    assert after == before
