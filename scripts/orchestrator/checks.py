@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 # The commands run the pull request's code: no credential of the daemon may reach them, the
 # model's included, whatever the caller passes as extra variables.
-WITHHELD_ENV_VARS = proc.SECRET_ENV_VARS | {
+WITHHELD_ENV_VARS = proc.WITHHELD_FROM_CHILDREN | {
     "ANTHROPIC_API_KEY",
     "ANTHROPIC_AUTH_TOKEN",
     "CLAUDE_CODE_OAUTH_TOKEN",

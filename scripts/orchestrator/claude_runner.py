@@ -30,7 +30,7 @@ from .core.models import (
 )
 from .logs import current_item
 from .model_proxy import ModelProxy
-from .proc import SECRET_ENV_VARS, kill_processes_with_env
+from .proc import WITHHELD_FROM_CHILDREN, kill_processes_with_env
 from .sandbox import Sandbox
 from .transcripts import Transcript, Transcripts
 
@@ -183,7 +183,7 @@ class SdkClaudeRunner:
         marker = uuid.uuid4().hex
         # The SDK starts the CLI with our whole environment plus `env`, so the tokens are
         # blanked here even though main() already removed them from os.environ.
-        env = {**self._env, **{name: "" for name in SECRET_ENV_VARS}, RUN_MARKER_ENV: marker}
+        env = {**self._env, **dict.fromkeys(WITHHELD_FROM_CHILDREN, ""), RUN_MARKER_ENV: marker}
         stderr: list[str] = []
 
         def on_stderr(line: str) -> None:

@@ -11,7 +11,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .core.models import Completed
+from .core.redact import DATABASE_ENV_VARS
 from .core.redact import SECRET_ENV_VARS as SECRET_ENV_VARS  # callers know it from here
+
+# What no child process gets: the daemon's secrets, and libpq's password variables.
+WITHHELD_FROM_CHILDREN = SECRET_ENV_VARS | DATABASE_ENV_VARS
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 CHUNK = 65_536
@@ -23,7 +27,9 @@ def child_env(
 ) -> dict[str, str]:
     """A child's environment: `base` (default: ours) minus GitHub credentials, plus `extra`."""
     env = {
-        k: v for k, v in (os.environ if base is None else base).items() if k not in SECRET_ENV_VARS
+        k: v
+        for k, v in (os.environ if base is None else base).items()
+        if k not in WITHHELD_FROM_CHILDREN
     }
     if extra:
         env.update(extra)

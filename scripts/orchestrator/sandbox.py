@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import proc
-from .core.redact import SECRET_ENV_VARS
+from .core.redact import DATABASE_ENV_VARS, SECRET_ENV_VARS
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def _environment(extra: Mapping[str, str]) -> dict[str, str]:
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.update({"HOME": HOME, "TMPDIR": PRIVATE_TMP, "USER": "sandbox", "LOGNAME": "sandbox"})
     env.update(extra)
-    for name in SECRET_ENV_VARS:  # whatever a caller passes, never a GitHub token
+    for name in SECRET_ENV_VARS | DATABASE_ENV_VARS:  # whatever a caller passes, never a secret
         env.pop(name, None)
     return env
 
@@ -328,7 +328,7 @@ def cli_env_names(names: Iterable[str], withheld: frozenset[str] = frozenset()) 
         for name in set(names)
         if (name in CLI_ENV_NAMES or name.startswith(CLI_ENV_PREFIXES))
         and name not in withheld
-        and name not in SECRET_ENV_VARS
+        and name not in SECRET_ENV_VARS | DATABASE_ENV_VARS
         and not _SECRET_NAME.search(name)
         and _NAME.match(name)  # it is written into a shell script
     )

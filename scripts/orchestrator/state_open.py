@@ -49,6 +49,8 @@ def migrate_state(settings: Settings) -> str:
 
     if settings.state_url is None:
         raise ValueError("STATE_URL is not set: it names the database to copy the state into")
+    if not settings.state_file.is_file():
+        raise ValueError(f"STATE_FILE={settings.state_file} does not exist: nothing to copy")
     with State(settings.state_file) as source:
         items, meta = source.items(), source.meta_items()
         with PgState(settings.state_url.get_secret_value(), settings.github_repo) as target:

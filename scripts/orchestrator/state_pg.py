@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Collection, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -75,8 +75,9 @@ class PgState:
         owner of `repo`; `StateLockedError` if another orchestrator is."""
         owner, _, name = repo.partition("/")
         if not owner or not name or "/" in name:
-            raise ValueError(f"repository {repo!r}: expected owner/name")
-        self.repo = repo
+            raise StateError(f"GITHUB_REPO={repo!r} is not valid: expected owner/name")
+        # GitHub's names ignore case: `Owner/Repo` and `owner/repo` are one repository's state.
+        self.repo = repo.lower()
         self.where = redacted(url)  # the URL for messages: never its password
         self._url = url
         self._secrets = secrets_of(url)
@@ -84,6 +85,7 @@ class PgState:
         self._mutex = threading.RLock()
         self._depth = 0
         self._closed = False
+        self._backend: int | None = None  # the server process of the connection
         self._conn: Connection | None = self._connect()
 
     # -- the spec's API -------------------------------------------------------------------
@@ -129,8 +131,8 @@ class PgState:
         return None if row is None else self._item(kind.value, number, row[0])
 
     def put(self, item: WorkItem) -> None:
-        params = (*self._key(item.type, item.number), item.model_dump_json(), item.status.value,
-                  _utc(item.finished_at), _utc(item.updated_at))  # fmt: skip
+        params = (*self._key(item.type, item.number), _storable(item.model_dump_json()),
+                  item.status.value, _utc(item.finished_at), _utc(item.updated_at))  # fmt: skip
         self._run("write an item", lambda c: c.execute(PUT, params))
 
     def items(self, kind: WorkItemType | None = None) -> list[WorkItem]:
@@ -151,7 +153,7 @@ class PgState:
         return default if row is None else json.loads(row[0])
 
     def set_meta(self, key: str, value: Any) -> None:
-        text = json.dumps(value)  # fails here, as in `State`, if it cannot be stored
+        text = _storable(json.dumps(value))  # fails here, as in `State`, if it cannot be stored
         self._run("write meta", lambda c: c.execute(SET_META, (self.repo, key, text)))
 
     @contextlib.contextmanager
@@ -246,9 +248,11 @@ class PgState:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        self._conn = self._connect()
+        self._conn = self._connect(stale=self._backend)
 
-    def _connect(self) -> Connection:
+    def _connect(self, stale: int | None = None) -> Connection:
+        """A connection, migrated, holding the repository's lock; `stale` is the server
+        process of this store's lost connection, which may still hold the lock."""
         try:
             options = conninfo_to_dict(self._url)
             defaults: dict[str, Any] = {
@@ -256,6 +260,15 @@ class PgState:
                 # Names this daemon to another that finds the repository taken.
                 "application_name": f"claude-orchestrator pid {os.getpid()} on "
                 f"{socket.gethostname()}"[:63],
+                # A database that stops answering is an error within a minute, never a daemon
+                # frozen on its event loop (the calls are synchronous).
+                "keepalives": 1,
+                "keepalives_idle": 30,
+                "keepalives_interval": 10,
+                "keepalives_count": 3,
+                "tcp_user_timeout": 60_000,
+                "options": "-c statement_timeout=30s -c lock_timeout=10s "
+                "-c idle_in_transaction_session_timeout=60s",
             }
             extra = {k: v for k, v in defaults.items() if k not in options}
             conn = psycopg.connect(self._url, autocommit=True, **extra)
@@ -264,10 +277,15 @@ class PgState:
                 f"cannot connect to the state database (STATE_URL {self.where}): "
                 f"{self._reason(exc)}"
             ) from None
+        except (ValueError, UnicodeError):  # a URL libpq could not read at all
+            raise StateError(
+                f"STATE_URL is not valid: it cannot be read as a PostgreSQL URL ({self.where})"
+            ) from None
         try:
             migrate(conn, self.where)
             if self._lock:
-                self._take_lock(conn)
+                self._take_lock(conn, stale)
+            self._backend = conn.info.backend_pid
         except psycopg.Error as exc:
             conn.close()
             raise self._error("prepare the database", exc) from None
@@ -276,20 +294,21 @@ class PgState:
             raise
         return conn
 
-    def _take_lock(self, conn: Connection) -> None:
+    def _take_lock(self, conn: Connection, stale: int | None = None) -> None:
         key = advisory_key(f"orchestrator:{self.repo}")
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
         if row is not None and row[0]:
             return
-        # A bigint key shows in pg_locks as its high and low halves, objsubid 1.
-        holder = conn.execute(
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
-            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-            "AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid",
-            (key >> 32, key & 0xFFFFFFFF),
-        ).fetchone()
-        name = str(holder[0]) if holder is not None and holder[0] else ""
+        if stale is not None and self._holder(conn, key)[0] == stale:
+            # This store's own lost session, which the server has not noticed is gone (a
+            # half-open connection): ended, so its lock is ours again, not a lockout.
+            log.warning("state database %s: ending this daemon's lost session %d, which "
+                        "still held %s", self.where, stale, self.repo)  # fmt: skip
+            conn.execute("SELECT pg_terminate_backend(%s, 10000)", (stale,))
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            if row is not None and row[0]:
+                return
+        name = self._holder(conn, key)[1]
         # Our application_name: "claude-orchestrator pid N on HOST"; another client's: unknown.
         prefix = "claude-orchestrator pid "
         who = name.removeprefix(prefix) if name.startswith(prefix) else "unknown"
@@ -300,6 +319,20 @@ class PgState:
             "database",
             pid,
         )
+
+    def _holder(self, conn: Connection, key: int) -> tuple[int | None, str]:
+        """The server process holding the advisory lock `key`, and its application name."""
+        # A bigint key shows in pg_locks as its high and low halves, objsubid 1.
+        holder = conn.execute(
+            "SELECT a.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a "
+            "USING (pid) WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid",
+            (key >> 32, key & 0xFFFFFFFF),
+        ).fetchone()
+        if holder is None:
+            return None, ""
+        return int(holder[0]), str(holder[1] or "")
 
     def _error(self, what: str, exc: psycopg.Error) -> StateError:
         return StateError(
@@ -322,41 +355,40 @@ class PgState:
 
 
 def redacted(url: str) -> str:
-    """STATE_URL without its password (a URL, or `key=value` pairs), for messages."""
-    if "://" not in url:
-        try:
-            options = conninfo_to_dict(url)
-        except psycopg.Error:
-            return "(a connection string that cannot be read)"
-        return make_conninfo("", **{k: v for k, v in options.items() if k not in SECRET_KEYS})
+    """STATE_URL without its password, for messages: as libpq reads it (`key=value` pairs), so
+    a password holding `#`, `?` or `/`, which URL parsing would misplace, is never shown."""
     try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(a URL that cannot be read)"
-    userinfo, at, hosts = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    netloc = f"{user}@{hosts}" if at and user else hosts
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-             if k not in SECRET_KEYS]  # fmt: skip
-    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
+        options = conninfo_to_dict(url)
+    except (psycopg.Error, ValueError, UnicodeError):
+        return "(a connection string that cannot be read)"
+    return make_conninfo("", **{k: v for k, v in options.items() if k not in SECRET_KEYS})
 
 
 def secrets_of(url: str) -> list[str]:
-    """The secrets in `url` as written and as decoded, longest first (a part of a secret is
-    not blanked before the whole)."""
+    """The secrets in `url` as libpq reads them and as written, longest first (a part of a
+    secret is not blanked before the whole)."""
     found: set[str] = set()
-    with contextlib.suppress(psycopg.Error):
+    with contextlib.suppress(psycopg.Error, ValueError, UnicodeError):
         found.update(str(v) for k, v in conninfo_to_dict(url).items() if k in SECRET_KEYS)
-    if "://" in url:
-        with contextlib.suppress(ValueError):
-            parts = urlsplit(url)
-            userinfo = parts.netloc.rpartition("@")[0]
-            if ":" in userinfo:
-                found.add(userinfo.partition(":")[2])
-            found.update(v for k, v in parse_qsl(parts.query) if k in SECRET_KEYS)
-            found.update(part.partition("=")[2] for part in parts.query.split("&")
-                         if part.partition("=")[0] in SECRET_KEYS)  # fmt: skip
+    _, sep, rest = url.partition("://")
+    if sep:
+        # As written: everything between the user's name and the last `@` before the host,
+        # whatever characters it holds; and `password=` in the query.
+        userinfo = rest.rpartition("@")[0]
+        if ":" in userinfo:
+            found.add(userinfo.partition(":")[2])
+        query = rest.partition("?")[2]
+        found.update(unquote(part.partition("=")[2]) for part in query.split("&")
+                     if part.partition("=")[0] in SECRET_KEYS)  # fmt: skip
+        found.update(part.partition("=")[2] for part in query.split("&")
+                     if part.partition("=")[0] in SECRET_KEYS)  # fmt: skip
     return sorted((s for s in found if s), key=len, reverse=True)
+
+
+def _storable(text: str) -> str:
+    """JSON text as `jsonb` takes it: a NUL character (in a command's output, say) becomes
+    U+FFFD, where the JSON file would have kept it."""
+    return text.replace("\\u0000", "\\ufffd")
 
 
 def _utc(moment: datetime | None) -> datetime | None:

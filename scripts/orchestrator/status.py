@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .claude_slots import DAILY_SPEND_META
 from .core.budget import day_of, spent_on
@@ -16,7 +16,6 @@ from .core.text import cut
 from .core.work import Status, WorkItem, WorkItemType, utcnow
 from .daemon import LAST_CYCLE_META
 from .state import State, StateError, StateLockedError
-from .state_pg import PgState
 from .workflows.followup import FOLLOWUPS_SINCE_META
 
 EXIT_OK = 0
@@ -48,6 +47,9 @@ MIN_ERROR_COLUMN = 24  # narrower than this, the error goes on a line of its own
 DEFAULT_WIDTH = 100  # when the output is not a terminal
 MIN_WIDTH = 80
 
+
+if TYPE_CHECKING:  # psycopg is imported only for a database's state
+    from .state_pg import PgState
 
 Opener = Callable[[bool], "State | PgState"]  # a state store, with or without its lock
 

@@ -12,6 +12,9 @@ REDACTED = "[REDACTED]"
 # The GitHub token's names, and serve mode's secrets: never in a child's environment.
 SECRET_ENV_VARS = frozenset({"GITHUB_TOKEN", "GH_TOKEN", "GITHUB_PAT", "GH_ENTERPRISE_TOKEN",
                              "WEBHOOK_SECRET", "DASHBOARD_TOKEN", "STATE_URL"})  # fmt: skip
+# libpq's own: the daemon's connection may need them (they stay in its environment), its
+# children never do.
+DATABASE_ENV_VARS = frozenset({"PGPASSWORD", "PGPASSFILE"})
 
 # Shapes of credentials that must never be echoed, whoever's they are (DESIGN §1).
 SECRET_PATTERNS = (

@@ -17,12 +17,13 @@ from psycopg.rows import TupleRow
 
 from scripts.orchestrator.core.work import WorkItem, WorkItemType
 from scripts.orchestrator.state import StateError, StateLockedError
-from scripts.orchestrator.state_pg import PgState, redacted
-from scripts.orchestrator.state_pg_schema import MIGRATIONS, SCHEMA_VERSION, migrate
+from scripts.orchestrator.state_pg import PgState, redacted, secrets_of
+from scripts.orchestrator.state_pg_schema import MIGRATIONS, SCHEMA_VERSION, advisory_key, migrate
 
 from .fixtures_postgres import pg_state_url, postgres_url  # noqa: F401
 
 REPO = "acme/widgets"
+UNREADABLE = "(a connection string that cannot be read)"
 SECRET = "hunter2-Secret"
 ISSUE = WorkItemType.ISSUE
 Admin = psycopg.Connection[TupleRow]
@@ -119,7 +120,8 @@ def test_a_newer_schema_is_refused_in_one_line_naming_state_url(
         PgState(_with_password(pg_state_url), REPO)
     message = str(info.value)
     assert "\n" not in message
-    assert f"STATE_URL {pg_state_url}" in message  # the URL, its password left out
+    assert f"STATE_URL {redacted(pg_state_url)}" in message  # its password left out
+    assert "user=postgres" in message
     assert f"schema version {newer}" in message
     assert f"up to {SCHEMA_VERSION}" in message
     assert "upgrade" in message
@@ -197,7 +199,7 @@ def test_a_reader_takes_no_lock_and_a_closed_store_refuses_work(pg_state_url: st
 
 @pytest.mark.parametrize("repo", ["widgets", "acme/", "/widgets", "a/b/c", ""])
 def test_the_repository_is_owner_slash_name(pg_state_url: str, repo: str) -> None:  # noqa: F811
-    with pytest.raises(ValueError, match="owner/name"):
+    with pytest.raises(StateError, match=r"GITHUB_REPO=.* is not valid: expected owner/name"):
         PgState(pg_state_url, repo)
 
 
@@ -264,16 +266,17 @@ def test_a_repository_taken_while_the_connection_was_lost_is_not_written(
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        (f"postgresql://bob:{SECRET}@127.0.0.1:1/db", "postgresql://bob@127.0.0.1:1/db"),
+        # Shown as libpq reads it (key=value), so no URL parsing can misplace a password.
+        (f"postgresql://bob:{SECRET}@127.0.0.1:1/db", "user=bob host=127.0.0.1 port=1 dbname=db"),
         (f"postgres://bob:{SECRET}@[::1]:1/db?sslmode=disable",
-         "postgres://bob@[::1]:1/db?sslmode=disable"),
+         "user=bob host=::1 port=1 dbname=db sslmode=disable"),
         (f"postgresql://127.0.0.1:1/db?user=bob&password={SECRET}",
-         "postgresql://127.0.0.1:1/db?user=bob"),
-        (f"postgresql://:{SECRET}@127.0.0.1:1/db", "postgresql://127.0.0.1:1/db"),
+         "user=bob host=127.0.0.1 port=1 dbname=db"),
+        (f"postgresql://:{SECRET}@127.0.0.1:1/db", "host=127.0.0.1 port=1 dbname=db"),
         (f"host=127.0.0.1 port=1 user=bob password={SECRET}", "host=127.0.0.1 port=1 user=bob"),
         # libpq quotes a token it cannot decode: here, the password itself.
-        (f"postgresql://bob:{SECRET}%zz@127.0.0.1:1/db", "postgresql://bob@127.0.0.1:1/db"),
-        (f"host=127.0.0.1 password='{SECRET}", "(a connection string that cannot be read)"),
+        (f"postgresql://bob:{SECRET}%zz@127.0.0.1:1/db", UNREADABLE),
+        (f"host=127.0.0.1 password='{SECRET}", UNREADABLE),
     ],
 )  # fmt: skip
 def test_the_password_never_shows_in_an_error(url: str, shown: str) -> None:
@@ -285,20 +288,6 @@ def test_the_password_never_shows_in_an_error(url: str, shown: str) -> None:
     assert f"(STATE_URL {redacted(url)})" in message
     assert SECRET not in message
     assert "\n" not in message
-
-
-def test_a_value_postgresql_cannot_store_is_a_clear_error_that_quotes_no_data(
-    pg_state_url: str,  # noqa: F811
-) -> None:
-    """PostgreSQL's text cannot hold NUL, which a JSON file can: the one known difference."""
-    with PgState(_with_password(pg_state_url), REPO) as store:
-        with pytest.raises(StateError) as info:
-            store.put(WorkItem(type=ISSUE, number=1, last_error="private\x00words"))
-        message = str(info.value)
-        assert "STATE_URL" in message and "\\u0000" in message
-        assert "private" not in message and SECRET not in message
-        assert store.get(ISSUE, 1) is None
-        store.put(WorkItem(type=ISSUE, number=2))  # the connection is still good
 
 
 def test_a_corrupted_row_names_the_item_and_the_way_out(
@@ -320,3 +309,71 @@ def test_the_owner_is_named_by_its_process(pg_state_url: str) -> None:  # noqa: 
         PgState(url, REPO)
     assert info.value.pid == str(os.getpid())
     assert SECRET not in str(info.value)
+
+
+# -- found by an outside review --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("password", ["pw#Hash123", "pw?Q=1&x", "a/b+c/d==", "p%40ss@word"])
+def test_a_password_url_parsing_would_misplace_is_still_never_shown(password: str) -> None:
+    url = f"postgresql://user:{password}@127.0.0.1:9/db?sslmode=disable"
+    shown = redacted(url)
+    decoded = password.replace("%40", "@")
+    assert decoded not in shown and password not in shown and "user" in shown
+    assert set(secrets_of(url)) >= {password} or decoded in secrets_of(url)
+
+
+def test_a_nul_character_is_stored_as_a_replacement(pg_state_url: str) -> None:  # noqa: F811
+    with PgState(pg_state_url, REPO) as state:
+        state.put(WorkItem(type=WorkItemType.ISSUE, number=1, last_error="out\x00put"))
+        state.set_meta("said", "a\x00b")
+        item = state.get(WorkItemType.ISSUE, 1)
+        assert item is not None and item.last_error == "out\ufffdput"
+        assert state.get_meta("said") == "a\ufffdb"
+
+
+def test_a_repositorys_name_is_one_state_whatever_its_case(pg_state_url: str) -> None:  # noqa: F811
+    with PgState(pg_state_url, "Acme/Widgets") as state:
+        state.put(WorkItem(type=WorkItemType.ISSUE, number=1))
+        with pytest.raises(StateLockedError):
+            PgState(pg_state_url, "acme/widgets")
+    with PgState(pg_state_url, "acme/WIDGETS", lock=False) as other:
+        assert other.get(WorkItemType.ISSUE, 1) is not None
+
+
+def test_a_reconnect_ends_this_stores_own_lost_session_that_still_holds_the_lock(
+    pg_state_url: str,  # noqa: F811
+) -> None:
+    # The lost session, as a half-open connection leaves it: alive on the server, holding
+    # the repository's lock, while the daemon has given up on it.
+    lost = psycopg.connect(pg_state_url, autocommit=True)
+    key = advisory_key(f"orchestrator:{REPO}")
+    lost.execute("SELECT pg_advisory_lock(%s)", (key,))
+    with PgState(pg_state_url, REPO, lock=False) as state:
+        state._lock = True
+        state._backend = lost.info.backend_pid
+        state._reconnect()
+        state.put(WorkItem(type=WorkItemType.ISSUE, number=1))  # it owns the repository now
+    assert lost.closed or lost.broken or _is_gone(lost)
+    # The control: another's session holding the lock is not ended, it is a refusal.
+    other = psycopg.connect(pg_state_url, autocommit=True)
+    other.execute("SELECT pg_advisory_lock(%s)", (key,))
+    with pytest.raises(StateLockedError):
+        PgState(pg_state_url, REPO)
+    other.close()
+
+
+def _is_gone(conn: psycopg.Connection[TupleRow]) -> bool:
+    try:
+        conn.execute("SELECT 1")
+    except psycopg.OperationalError:
+        return True
+    return False
+
+
+def test_a_state_url_libpq_cannot_read_is_one_line(pg_state_url: str) -> None:  # noqa: F811
+    with pytest.raises(StateError, match="STATE_URL") as info:
+        PgState("postgresql://u:p%E9@127.0.0.1:9/db", REPO)
+    assert "p%E9" not in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(StateError, match="GITHUB_REPO='justname' is not valid"):
+        PgState(pg_state_url, "justname")

@@ -4,8 +4,11 @@ of every output."""
 
 from __future__ import annotations
 
+import pytest
+
 from scripts.orchestrator.core.work import IssueFacts
 from scripts.orchestrator.fakes.model_script import Text, write
+from scripts.orchestrator.proc import child_env
 from scripts.orchestrator.state import State, Status, WorkItem, WorkItemType
 from scripts.orchestrator.state_pg import PgState
 
@@ -98,3 +101,17 @@ def test_a_dry_run_reads_the_databases_state_and_changes_nothing(
         after = ([i.model_dump() for i in state.items()],
                  {k: state.get_meta(k) for k in state.meta_keys()})  # fmt: skip
     assert after == before
+
+
+def test_migrate_state_without_a_state_file_is_refused(world: World, pg_state_url: str) -> None:
+    done = world.run_cli("migrate-state", extra_env={"STATE_URL": pg_state_url})
+    assert done.returncode == 2 and "does not exist: nothing to copy" in done.stderr
+    assert not world.state_file.exists()
+
+
+def test_libpqs_password_variables_reach_no_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGPASSWORD", "pg-secret")
+    monkeypatch.setenv("PGPASSFILE", "/root/.pgpass")
+    monkeypatch.setenv("PGHOST", "db.example")  # not a secret: the control
+    env = child_env()
+    assert "PGPASSWORD" not in env and "PGPASSFILE" not in env and env["PGHOST"] == "db.example"
