@@ -94,6 +94,7 @@ async def preflight(
         ("GitHub", lambda: _github(settings, github, fix)),
         ("WORKTREE_BASE", lambda: _worktree_base(settings)),
         ("STATE_FILE", lambda: _state(settings)),
+        *([("STATE_URL", lambda: _database(settings))] if settings.state_url else []),
         ("Claude Code", lambda: _claude(settings.claude_cli_path, sandboxed=sandboxed)),
         ("sandbox", lambda: _sandbox(settings)),
     ]
@@ -350,6 +351,24 @@ async def _state(settings: Settings) -> Finding:
     if not path.exists():
         return Finding("STATE_FILE", Level.OK, f"{path} (made at first start)")
     return Finding("STATE_FILE", Level.OK, str(path))
+
+
+async def _database(settings: Settings) -> Finding:
+    """STATE_URL reachable and of a schema this daemon knows (nothing is created)."""
+    from .state_pg import SCHEMA_VERSION, probe
+
+    assert settings.state_url is not None
+    try:
+        where, version = probe(settings.state_url.get_secret_value())
+    except StateError as exc:
+        return Finding("STATE_URL", Level.PROBLEM, str(exc),
+                       "check the host, the database, the user and the password")  # fmt: skip
+    if version > SCHEMA_VERSION:
+        newer = f"{where}: schema version {version}, from a newer orchestrator"
+        fix = "upgrade this orchestrator, or set STATE_URL to another database"
+        return Finding("STATE_URL", Level.PROBLEM, newer, fix)
+    said = "tables made at first start" if version == 0 else f"schema version {version}"
+    return Finding("STATE_URL", Level.OK, f"{where} ({said})")
 
 
 def _unwritable(path: Path) -> str | None:

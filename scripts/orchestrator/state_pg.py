@@ -354,6 +354,27 @@ class PgState:
         return text
 
 
+def probe(url: str) -> tuple[str, int]:
+    """For `check`, reading only: STATE_URL as messages show it, and its schema version (0:
+    the daemon creates the tables at its first start); `StateError` when it cannot be read."""
+    where = redacted(url)
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
+            row = conn.execute("SELECT to_regclass('orchestrator_schema_version') IS NOT NULL")
+            if not (found := row.fetchone()) or not found[0]:
+                return where, 0
+            version = conn.execute("SELECT coalesce(max(version), 0) FROM "
+                                   "orchestrator_schema_version").fetchone()  # fmt: skip
+            return where, int(version[0]) if version else 0
+    except psycopg.Error as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        for secret in secrets_of(url):
+            text = text.replace(secret, "***")
+        raise StateError(f"cannot read the state database (STATE_URL {where}): {text}") from None
+    except (ValueError, UnicodeError):
+        raise StateError(f"STATE_URL is not valid: it cannot be read ({where})") from None
+
+
 def redacted(url: str) -> str:
     """STATE_URL without its password, for messages: as libpq reads it (`key=value` pairs), so
     a password holding `#`, `?` or `/`, which URL parsing would misplace, is never shown."""

@@ -19,6 +19,7 @@ from scripts.orchestrator.github_watcher import GitHubClient
 from scripts.orchestrator.preflight import Finding, Level, preflight
 from scripts.orchestrator.sandbox import Bwrap
 from scripts.orchestrator.state import State
+from scripts.orchestrator.state_pg import SCHEMA_VERSION, PgState
 
 from .fixtures_world import FAST_RETRY, World
 
@@ -455,3 +456,17 @@ async def test_an_old_git_is_a_problem(monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
     found = await pf._git()
     assert found.level is Level.PROBLEM and "2.20.1" in found.detail
+
+
+async def test_state_url_is_checked_reading_only(world: World, pg_state_url: str) -> None:
+    password = "pw#Hash123"  # libpq takes it as written; URL parsing would not
+    world.configure(state_url=pg_state_url.replace("postgres@", f"postgres:{password}@", 1))
+    found = (await findings(world))["STATE_URL"]
+    assert found.level is Level.OK and found.detail.endswith("(tables made at first start)")
+    assert password not in found.detail
+    PgState(pg_state_url, world.settings.github_repo).close()  # a daemon made them
+    found = (await findings(world))["STATE_URL"]
+    assert found.level is Level.OK and found.detail.endswith(f"(schema version {SCHEMA_VERSION})")
+    world.configure(state_url=f"postgresql://u:{password}@127.0.0.1:9/db")  # nothing there
+    found = (await findings(world))["STATE_URL"]
+    assert found.level is Level.PROBLEM and password not in found.detail + (found.fix or "")
