@@ -11,6 +11,7 @@ import pytest
 from scripts.orchestrator.config import Settings
 from scripts.orchestrator.core.redact import Redactor
 from scripts.orchestrator.core.work import MergeFacts, WorkItem, WorkItemType
+from scripts.orchestrator.workflows.branch_work import BranchWork
 from scripts.orchestrator.workflows.commands import courtesies_sent
 from scripts.orchestrator.workflows.comment_feed import CommentFeed
 from scripts.orchestrator.workflows.merge import MergeWorkflow
@@ -18,9 +19,11 @@ from scripts.orchestrator.workflows.pull_heads import PullHeads
 
 from .ports_fakes import (
     FakeClock,
+    FakeSecretScan,
     MemoryState,
     RecordingChecks,
     RecordingGit,
+    ScriptedClaude,
     SettingsFactory,
     sha,
 )
@@ -88,17 +91,30 @@ def build(
     git: RecordingGit,
     checks: RecordingChecks,
     clock: FakeClock,
+    claude: ScriptedClaude,
+    scanner: FakeSecretScan,
 ) -> Callable[..., Rig]:
-    def make(**settings: Any) -> Rig:
+    def make(*, fixes: bool = False, **settings: Any) -> Rig:
+        """The workflow under `settings`; with `fixes`, Claude fixes failing checks."""
         s = make_settings(**{"pre_merge_commands": COMMANDS, **settings})
+        redactor = Redactor([s.token])
         feed = CommentFeed(gh, memory_state)
         heads = PullHeads(gh, memory_state)
-        wf = MergeWorkflow(
-            s, memory_state, gh, git, checks, feed, heads, Redactor([s.token]), clock
-        )
+        fixer = BranchWork(s, git, claude, scanner, redactor) if fixes else None
+        wf = MergeWorkflow(s, memory_state, gh, git, checks, feed, heads, redactor, clock,
+                           fixer=fixer)  # fmt: skip
+        if fixes:
+            # GitHub shows a push to a pull request's branch as its head, as the fake does.
+            gh.before("get_pull", lambda number, *_: _synced(gh, number))
         return Rig(s, memory_state, gh, git, checks, clock, feed, heads, wf)
 
     return make
+
+
+def _synced(gh: RecordingGitHub, number: int) -> None:
+    tip = gh.remote.branches.get(gh.pulls[number].head_ref)
+    if tip is not None and tip != gh.pulls[number].head_sha:
+        gh.push(number, tip)
 
 
 @pytest.fixture

@@ -5,64 +5,29 @@ restarts, and at most AUTO_FIX_ATTEMPTS times."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from scripts.orchestrator.core.redact import Redactor
 from scripts.orchestrator.core.work import Status
-from scripts.orchestrator.workflows.branch_work import BranchWork
-from scripts.orchestrator.workflows.comment_feed import CommentFeed
-from scripts.orchestrator.workflows.merge import MergeWorkflow
-from scripts.orchestrator.workflows.pull_heads import PullHeads
 
-from .merge_rig import COMMANDS, Rig
+from .merge_rig import Rig, build  # noqa: F401  (the fixture `fixing` wraps)
 from .ports_fakes import (
     UNIT_TOKEN,
-    FakeClock,
-    FakeSecretScan,
-    MemoryState,
-    RecordingChecks,
-    RecordingGit,
     ScriptedClaude,
-    SettingsFactory,
     sha,
 )
-from .ports_fakes_github import BOT, RecordingGitHub
+from .ports_fakes_github import BOT
 
 BRANCH = "feature/issue-1"
 
 
 @pytest.fixture
-def build(
-    make_settings: SettingsFactory,
-    memory_state: MemoryState,
-    gh: RecordingGitHub,
-    git: RecordingGit,
-    checks: RecordingChecks,
-    clock: FakeClock,
-    claude: ScriptedClaude,
-    scanner: FakeSecretScan,
-) -> Callable[..., Rig]:
-    def make(**settings: Any) -> Rig:
-        s = make_settings(**{"pre_merge_commands": COMMANDS, **settings})
-        redactor = Redactor([s.token])
-        feed, heads = CommentFeed(gh, memory_state), PullHeads(gh, memory_state)
-        fixer = BranchWork(s, git, claude, scanner, redactor)
-        wf = MergeWorkflow(s, memory_state, gh, git, checks, feed, heads, redactor, clock,
-                           fixer=fixer)  # fmt: skip
-        # GitHub shows a push to a pull request's branch as its head, as the fake GitHub does.
-        gh.before("get_pull", lambda number, *_: _synced(gh, number))
-        return Rig(s, memory_state, gh, git, checks, clock, feed, heads, wf)
-
-    return make
-
-
-def _synced(gh: RecordingGitHub, number: int) -> None:
-    tip = gh.remote.branches.get(gh.pulls[number].head_ref)
-    if tip is not None and tip != gh.pulls[number].head_sha:
-        gh.push(number, tip)
+def fixing(build: Callable[..., Rig]) -> Callable[..., Rig]:  # noqa: F811
+    """merge_rig's workflow, with Claude's fixes."""
+    return functools.partial(build, fixes=True)
 
 
 def _failing_once(rig: Rig, output: str = "FAILED test_greet - assert 'hi' == 'hello'") -> None:
@@ -84,9 +49,9 @@ def _own(rig: Rig) -> tuple[int, str]:
 
 
 async def test_a_failing_check_is_fixed_on_the_tested_head_and_the_fix_is_merged(
-    build: Callable[..., Rig], claude: ScriptedClaude
+    fixing: Callable[..., Rig], claude: ScriptedClaude
 ) -> None:
-    rig = build()
+    rig = fixing()
     number, head = _own(rig)
     _failing_once(rig, f"token {UNIT_TOKEN} leaked; assert 'hi' == 'hello'")
     claude.succeed("It said hi.", {"greet.py": "GREETING = 'hello'\n"})
@@ -114,10 +79,10 @@ async def test_a_failing_check_is_fixed_on_the_tested_head_and_the_fix_is_merged
     ],
 )
 async def test_no_fix_where_it_is_not_the_daemons_to_make(
-    build: Callable[..., Rig], claude: ScriptedClaude, pull: dict[str, Any],
+    fixing: Callable[..., Rig], claude: ScriptedClaude, pull: dict[str, Any],
     settings: dict[str, Any],
 ) -> None:  # fmt: skip
-    rig = build(**settings)
+    rig = fixing(**settings)
     number, _ = rig.requested(branch=BRANCH, **pull)
     rig.checks.set("pytest -q", 1, "FAILED")
 
@@ -130,9 +95,9 @@ async def test_no_fix_where_it_is_not_the_daemons_to_make(
 
 
 async def test_a_persons_push_after_the_fix_stops_the_merge(
-    build: Callable[..., Rig], claude: ScriptedClaude
+    fixing: Callable[..., Rig], claude: ScriptedClaude
 ) -> None:
-    rig = build()
+    rig = fixing()
     number, _ = _own(rig)
     rig.checks.set("pytest -q", 1, "FAILED")
     claude.succeed("Fixed.", {"greet.py": "X = 1\n"})
@@ -148,9 +113,9 @@ async def test_a_persons_push_after_the_fix_stops_the_merge(
 
 
 async def test_a_push_before_the_fix_lands_keeps_the_persons_commit(
-    build: Callable[..., Rig], claude: ScriptedClaude
+    fixing: Callable[..., Rig], claude: ScriptedClaude
 ) -> None:
-    rig = build()
+    rig = fixing()
     number, _ = _own(rig)
     rig.checks.set("pytest -q", 1, "FAILED")
     claude.succeed("Fixed.", {"greet.py": "X = 1\n"})
@@ -165,9 +130,9 @@ async def test_a_push_before_the_fix_lands_keeps_the_persons_commit(
 
 
 async def test_a_check_that_stays_red_stops_after_the_attempts_with_one_comment(
-    build: Callable[..., Rig], claude: ScriptedClaude
+    fixing: Callable[..., Rig], claude: ScriptedClaude
 ) -> None:
-    rig = build(auto_fix_attempts=2)
+    rig = fixing(auto_fix_attempts=2)
     number, _ = _own(rig)
     rig.checks.set("pytest -q", 1, "FAILED for good")
     claude.succeed("Try 1.", {"a.py": "A = 1\n"})
@@ -182,9 +147,9 @@ async def test_a_check_that_stays_red_stops_after_the_attempts_with_one_comment(
 
 
 async def test_a_fix_pushed_before_a_restart_is_adopted_not_refused(
-    build: Callable[..., Rig],
+    fixing: Callable[..., Rig],
 ) -> None:
-    rig = build()
+    rig = fixing()
     number, _ = _own(rig)
     fix = sha("fix")
     rig.state.put(rig.item(number).with_facts(fixes=1, fixed_heads=(fix,), fix_sha=fix))
@@ -197,9 +162,9 @@ async def test_a_fix_pushed_before_a_restart_is_adopted_not_refused(
 
 
 async def test_a_fix_not_pushed_before_a_restart_is_forgotten(
-    build: Callable[..., Rig], claude: ScriptedClaude
+    fixing: Callable[..., Rig], claude: ScriptedClaude
 ) -> None:
-    rig = build()
+    rig = fixing()
     number, head = _own(rig)
     rig.state.put(rig.item(number).with_facts(fixes=1, fixed_heads=(sha("lost"),),
                                               fix_sha=sha("lost")))  # fmt: skip
@@ -210,13 +175,13 @@ async def test_a_fix_not_pushed_before_a_restart_is_forgotten(
 
 
 async def test_other_merges_into_the_base_go_on_while_claude_fixes(
-    build: Callable[..., Rig], claude: ScriptedClaude
+    fixing: Callable[..., Rig], claude: ScriptedClaude
 ) -> None:
-    rig = build()
+    rig = fixing()
     number, _ = _own(rig)
     _failing_once(rig)
     claude.succeed("Fixed.", {"greet.py": "X = 1\n"})
-    fixing = claude.gate("run")  # Claude's fix takes its time
+    slow = claude.gate("run")  # Claude's fix takes its time
     other, _ = rig.requested(branch="topic")
     task = asyncio.create_task(rig.wf.run(number))
     await wait_for(lambda: claude.called("run"))
@@ -225,7 +190,7 @@ async def test_other_merges_into_the_base_go_on_while_claude_fixes(
 
     assert rig.gh.pulls[other].merged and not task.done()
     main_after_other = rig.gh.remote.branches["main"]
-    fixing.set()
+    slow.set()
     await asyncio.wait_for(task, timeout=10)
     assert rig.gh.pulls[number].merged
     # The fix was tested on the base the other merge made.
