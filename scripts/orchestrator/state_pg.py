@@ -174,6 +174,16 @@ class PgState:
                     self._depth = 1
                     try:
                         yield
+                        if self._conn is not None and (
+                            self._conn.info.transaction_status
+                            is psycopg.pq.TransactionStatus.INERROR
+                        ):
+                            # A write failed and its error was caught in the batch: the
+                            # commit would quietly be a rollback. Said, never silent.
+                            raise StateError(
+                                f"a batch of writes to the state of {self.repo} failed part "
+                                "way; none of it was kept"
+                            )
                     finally:
                         self._depth = 0
             except psycopg.Error as exc:  # the commit: the body's own errors are StateErrors

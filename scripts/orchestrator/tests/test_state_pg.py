@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -378,3 +379,19 @@ def test_a_state_url_libpq_cannot_read_is_one_line(pg_state_url: str) -> None:  
     assert "p%E9" not in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(StateError, match="GITHUB_REPO='justname' is not valid"):
         PgState(pg_state_url, "justname")
+
+
+def test_a_write_that_failed_inside_a_batch_is_never_a_silent_rollback(
+    pg_state_url: str,  # noqa: F811
+) -> None:
+    with PgState(pg_state_url, REPO) as state:
+        failed = pytest.raises(StateError, match="failed part way; none of it was kept")
+        with failed, state.batch():
+            state.put(WorkItem(type=ISSUE, number=1))
+            with contextlib.suppress(TypeError):  # a caller that swallows a failed write
+                state.set_meta("bad", {1, 2})  # not JSON: refused before the database
+            with contextlib.suppress(StateError):  # one the database refused
+                state._run("fail", lambda c: c.execute("SELECT 1/0"))
+        assert state.get(ISSUE, 1) is None
+        state.put(WorkItem(type=ISSUE, number=2))  # the connection is good again
+        assert state.get(ISSUE, 2) is not None
