@@ -408,7 +408,9 @@ def _describe(exc: ValidationError) -> str:
     var = field.upper()
     if err["type"] == "missing":
         return f"{var} is required (expected {_EXPECTED.get(field, 'a value')})"
-    message = _FRIENDLY.get(err["type"]) or str(err["msg"]).removeprefix("Value error, ")
+    message = (
+        _RANGES.get(field) if err["type"] in ("greater_than_equal", "less_than_equal") else None
+    ) or (_FRIENDLY.get(err["type"]) or str(err["msg"]).removeprefix("Value error, "))
     if field in ("github_token", "state_url", "webhook_secret", "dashboard_token"):  # secrets
         return f"{var} is not valid: {message}"
     value = err.get("input")
@@ -433,6 +435,8 @@ _FRIENDLY = {
     "enum": "expected one of " + ", ".join(e.value for e in ReviewEvent),
     "string_too_short": "expected a non-empty value",
 }
+
+_RANGES = {"auto_fix_attempts": "expected a whole number from 0 to 20"}
 
 _EXPECTED = {
     "github_repo": "owner/repo, e.g. your-org/your-repo",

@@ -138,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="forget work items so they are processed again: clear issue N, clear pr N, "
         "clear --all (not while the daemon runs)",
         description=(
-            "Forget work items in STATE_FILE so that the daemon processes them again:\n"
+            "Forget work items in STATE_FILE (or STATE_URL's database, for GITHUB_REPO) so\n"
+            "that the daemon processes them again:\n"
             "  clear issue N   issue #N starts afresh if it is open with the ready label\n"
             "  clear pr N      pull request #N's review and merge items: it is reviewed again,\n"
             "                  and a writer comments /merge again to merge it\n"
@@ -188,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo(keep=args.keep, real_claude=args.real_claude, verbose=args.verbose)
+    if args.command == "migrate-state":
+        return _migrate_command()
     if args.command in ("status", "clear"):
         return _items_command(args)
     if args.command == "check" and not args.verbose:
@@ -217,7 +220,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     """The commands that talk to GitHub: `check`, `--dry-run` and the daemon."""
     from .startup import StartupError, raise_fd_limit
     from .state import StateError
-    from .state_open import migrate_state, open_state
+    from .state_open import open_state
     from .wiring import known_secrets, serve
 
     redactor = known_secrets(settings)  # the one redactor: logs, comments, state
@@ -227,12 +230,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         if not args.verbose:
             _quiet()
         return _report(asyncio.run(_preflight(settings, redactor, fix=args.fix)))
-    if args.command == "migrate-state":
-        try:
-            print(migrate_state(settings))
-        except (StateError, ValueError) as exc:
-            return _fail(str(exc))
-        return 0
     if args.dry_run:
         return _dry_run(settings, redactor)
     try:
@@ -275,17 +272,48 @@ def _items_command(args: argparse.Namespace) -> int:
                        store=store)  # fmt: skip
 
 
-def _database_state() -> Callable[[bool], Any] | None:
-    """With STATE_URL set: how to open GITHUB_REPO's state in its database, else None."""
+def _migrate_command() -> int:
+    """`migrate-state`: it needs STATE_FILE, STATE_URL and GITHUB_REPO, and no GitHub token."""
+    from .state import StateError
+    from .state_open import migrate_state
+
+    try:
+        state_file = state_file_setting()
+        url, repo = _database_settings()
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if url is None:
+        return _fail("STATE_URL is not set: it names the database to copy the state into")
+    try:
+        print(migrate_state(state_file, url, repo))
+    except (StateError, ValueError) as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def _database_settings() -> tuple[str | None, str]:
+    """STATE_URL (None when unset) and GITHUB_REPO, as the daemon would take them."""
     url = raw_setting("STATE_URL")
     if not url:
-        return None
-    repo = raw_setting("GITHUB_REPO")
+        return None, ""
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            "STATE_URL is not valid: expected a PostgreSQL URL such as postgresql://user@host/db"
+        )
+    repo = (raw_setting("GITHUB_REPO") or "").strip()
     if not repo:
-        raise ConfigError("GITHUB_REPO is required with STATE_URL: it names whose state to read")
+        raise ConfigError("GITHUB_REPO is required with STATE_URL: it names whose state it is")
+    return url, repo
+
+
+def _database_state() -> Callable[[bool], Any] | None:
+    """With STATE_URL set: how to open GITHUB_REPO's state in its database, else None."""
+    url, repo = _database_settings()
+    if url is None:
+        return None
     from .state_pg import PgState
 
-    return lambda lock: PgState(url, repo.strip(), lock=lock)
+    return lambda lock: PgState(url, repo, lock=lock)
 
 
 def _dry_run(settings: Settings, redactor: Redactor) -> int:

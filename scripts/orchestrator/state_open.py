@@ -41,23 +41,21 @@ def dry_run_copy(settings: Settings) -> State:
     return copy
 
 
-def migrate_state(settings: Settings) -> str:
-    """Copy STATE_FILE's items and records into STATE_URL's database, for GITHUB_REPO: one line
-    saying what was copied. Refused when the database already holds state for the repository
-    (nothing is overwritten) or either side is in use (the daemon holds it)."""
+def migrate_state(state_file: Path, url: str, repo: str) -> str:
+    """Copy `state_file`'s items and records into the database at `url` (STATE_URL), for
+    `repo`: one line saying what was copied. Refused when the database already holds state
+    for the repository (nothing is overwritten) or either side is in use (a daemon holds it)."""
     from .state_pg import PgState
 
-    if settings.state_url is None:
-        raise ValueError("STATE_URL is not set: it names the database to copy the state into")
-    if not settings.state_file.is_file():
-        raise ValueError(f"STATE_FILE={settings.state_file} does not exist: nothing to copy")
-    with State(settings.state_file) as source:
+    if not state_file.is_file():
+        raise ValueError(f"STATE_FILE={state_file} does not exist: nothing to copy")
+    with State(state_file) as source:
         items, meta = source.items(), source.meta_items()
-        with PgState(settings.state_url.get_secret_value(), settings.github_repo) as target:
+        with PgState(url, repo) as target:
             if target.items() or target.meta_keys():
                 raise ValueError(
-                    f"STATE_URL already holds state for {settings.github_repo}: nothing copied "
-                    "(clear it there first, or keep using it)"
+                    f"STATE_URL already holds state for {repo}: nothing copied (the daemon has "
+                    "run on it; keep using it, or point STATE_URL at an empty database)"
                 )
             with target.batch():
                 for item in items:
@@ -65,6 +63,6 @@ def migrate_state(settings: Settings) -> str:
                 for key, value in meta.items():
                     target.set_meta(key, value)
     return (
-        f"copied {len(items)} work item(s) and {len(meta)} record(s) of {settings.github_repo} "
-        f"from {settings.state_file} into STATE_URL; {settings.state_file} is left as it was"
+        f"copied {len(items)} work item(s) and {len(meta)} record(s) of {repo} from "
+        f"{state_file} into STATE_URL; {state_file} is left as it was"
     )

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from .core.work import WorkItem, WorkItemType, utcnow
 from .state import StateError, StateLockedError, prunable
 from .state_pg_schema import SCHEMA_VERSION, advisory_key, migrate
+from .state_pg_schema import version as _version
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class PgState:
         self._depth = 0
         self._closed = False
         self._backend: int | None = None  # the server process of the connection
+        self._tables = True  # False: a reader found no tables yet (an empty state)
         self._conn: Connection | None = self._connect()
 
     # -- the spec's API -------------------------------------------------------------------
@@ -126,6 +128,8 @@ class PgState:
     # -- StateStore -----------------------------------------------------------------------
 
     def get(self, kind: WorkItemType, number: int) -> WorkItem | None:
+        if not self._tables:
+            return None
         key = self._key(kind, number)
         row = self._run("read an item", lambda c: c.execute(GET, key).fetchone())
         return None if row is None else self._item(kind.value, number, row[0])
@@ -136,6 +140,8 @@ class PgState:
         self._run("write an item", lambda c: c.execute(PUT, params))
 
     def items(self, kind: WorkItemType | None = None) -> list[WorkItem]:
+        if not self._tables:
+            return []
         if kind is None:
             rows = self._run("read the items", lambda c: c.execute(ALL, (self.repo,)).fetchall())
         else:
@@ -145,10 +151,14 @@ class PgState:
 
     def meta_keys(self) -> list[str]:
         """The repository's records' names (for `migrate-state`)."""
+        if not self._tables:
+            return []
         rows = self._run("read meta", lambda c: c.execute(META_KEYS, (self.repo,)).fetchall())
         return [str(row[0]) for row in rows]
 
     def get_meta(self, key: str, default: Any = None) -> Any:
+        if not self._tables:
+            return default
         row = self._run("read meta", lambda c: c.execute(GET_META, (self.repo, key)).fetchone())
         return default if row is None else json.loads(row[0])
 
@@ -292,9 +302,11 @@ class PgState:
                 f"STATE_URL is not valid: it cannot be read as a PostgreSQL URL ({self.where})"
             ) from None
         try:
-            migrate(conn, self.where)
-            if self._lock:
+            if self._lock:  # the owner migrates; a reader (status, a dry run) writes nothing
+                migrate(conn, self.where)
                 self._take_lock(conn, stale)
+            else:
+                self._tables = _version(conn, self.where) > 0
             self._backend = conn.info.backend_pid
         except psycopg.Error as exc:
             conn.close()
@@ -360,7 +372,7 @@ class PgState:
             text = str(exc)
         text = " ".join(text.split()) or type(exc).__name__
         for secret in self._secrets:
-            text = text.replace(secret, "***")
+            text = _blank(text, secret)
         return text
 
 
@@ -379,7 +391,7 @@ def probe(url: str) -> tuple[str, int]:
     except psycopg.Error as exc:
         text = " ".join(str(exc).split()) or type(exc).__name__
         for secret in secrets_of(url):
-            text = text.replace(secret, "***")
+            text = _blank(text, secret)
         raise StateError(f"cannot read the state database (STATE_URL {where}): {text}") from None
     except (ValueError, UnicodeError):
         raise StateError(f"STATE_URL is not valid: it cannot be read ({where})") from None
@@ -414,6 +426,13 @@ def secrets_of(url: str) -> list[str]:
         found.update(part.partition("=")[2] for part in query.split("&")
                      if part.partition("=")[0] in SECRET_KEYS)  # fmt: skip
     return sorted((s for s in found if s), key=len, reverse=True)
+
+
+MIN_BLANKED = 4  # characters: blanking a shorter password would mangle words and show it
+
+
+def _blank(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if len(secret) >= MIN_BLANKED else text
 
 
 def _storable(text: str) -> str:

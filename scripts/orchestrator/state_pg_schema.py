@@ -86,6 +86,21 @@ def migrate(conn: psycopg.Connection[TupleRow], where: str) -> int:
     return int(found)
 
 
+def version(conn: psycopg.Connection[TupleRow], where: str) -> int:
+    """The database's schema version, reading only (0: no tables yet); a newer one than this
+    orchestrator knows is refused, as `migrate` refuses it."""
+    if not _scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", VERSION_TABLE):
+        return 0
+    found = _scalar(conn, f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}")  # noqa: S608
+    if found > SCHEMA_VERSION:
+        raise StateError(
+            f"the state database (STATE_URL {where}) has schema version {found}, from a "
+            f"newer orchestrator; this one knows versions up to {SCHEMA_VERSION}: upgrade "
+            "it, or set STATE_URL to another database"
+        )
+    return found
+
+
 def _scalar(conn: psycopg.Connection[TupleRow], query: str, *params: object) -> int:
     row = conn.execute(query, params).fetchone()
     assert row is not None  # a SELECT of one expression has one row

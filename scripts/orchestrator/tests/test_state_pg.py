@@ -395,3 +395,23 @@ def test_a_write_that_failed_inside_a_batch_is_never_a_silent_rollback(
         assert state.get(ISSUE, 1) is None
         state.put(WorkItem(type=ISSUE, number=2))  # the connection is good again
         assert state.get(ISSUE, 2) is not None
+
+
+def test_a_reader_creates_nothing_in_an_empty_database(
+    pg_state_url: str,  # noqa: F811
+    admin: Admin,
+) -> None:
+    with PgState(pg_state_url, REPO, lock=False) as reader:  # `status`, a dry run
+        assert reader.items() == [] and reader.get_meta("x", 7) == 7
+        assert reader.get(ISSUE, 1) is None and reader.meta_keys() == []
+    tables = admin.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'orchestrator%'")
+    assert tables.fetchone() == (0,)
+    PgState(pg_state_url, REPO).close()  # the control: the owner makes them
+    tables = admin.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'orchestrator%'")
+    assert tables.fetchone() == (3,)
+
+
+def test_a_short_password_is_not_blanked_inside_words() -> None:
+    with pytest.raises(StateError) as info:
+        PgState("postgresql://u:p@127.0.0.1:9/db", REPO)
+    assert "***" not in str(info.value) and "port" in str(info.value)

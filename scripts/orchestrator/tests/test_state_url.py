@@ -52,7 +52,8 @@ def test_migrate_state_copies_the_file_once(world: World, pg_state_url: str) -> 
         state.set_meta("comments_cursor", "2026-12-06T00:00:00+00:00")
     url = _with_password(pg_state_url)
 
-    copied = world.run_cli("migrate-state", extra_env={"STATE_URL": url})
+    # It needs no GitHub token: only STATE_FILE, STATE_URL and GITHUB_REPO.
+    copied = world.run_cli("migrate-state", extra_env={"STATE_URL": url, "GITHUB_TOKEN": ""})
 
     assert copied.returncode == 0, copied.stderr
     assert "copied 1 work item(s) and 1 record(s)" in copied.stdout
@@ -61,6 +62,7 @@ def test_migrate_state_copies_the_file_once(world: World, pg_state_url: str) -> 
         assert target.get_meta("comments_cursor") == "2026-12-06T00:00:00+00:00"
     again = world.run_cli("migrate-state", extra_env={"STATE_URL": url})
     assert again.returncode == 2 and "already holds state" in again.stderr
+    assert "point STATE_URL at an empty database" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1 and PASSWORD not in again.stderr
 
 
