@@ -3,7 +3,8 @@ person's push never overwritten, and where work goes on pull requests that are n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -36,7 +37,19 @@ class Rig:
     git: RecordingGit
     claude: ScriptedClaude
     feed: CommentFeed
-    wf: FollowUpWorkflow
+    scanner: FakeSecretScan
+    clock: FakeClock
+    wf: FollowUpWorkflow = field(init=False)
+
+    def __post_init__(self) -> None:
+        redactor = Redactor([self.settings.token])
+        work = BranchWork(self.settings, self.git, self.claude, self.scanner, redactor)
+        self.wf = FollowUpWorkflow(self.settings, self.state, self.gh, self.git, work, self.feed,
+                                   redactor, self.clock)  # fmt: skip
+
+    def under(self, settings: Settings, *, feed: CommentFeed | None = None) -> Rig:
+        """The same ports, with a workflow under other settings (and another feed)."""
+        return dataclasses.replace(self, settings=settings, feed=feed or self.feed)
 
     async def cycle(self) -> None:
         """One cycle: the feed, the poll, and every job it asked for."""
@@ -68,13 +81,9 @@ def rig(
     scanner: FakeSecretScan,
     clock: FakeClock,
 ) -> Rig:
-    settings = make_settings()
-    redactor = Redactor([settings.token])
-    feed = CommentFeed(gh, memory_state)
-    work = BranchWork(settings, git, claude, scanner, redactor)
-    wf = FollowUpWorkflow(settings, memory_state, gh, git, work, feed, redactor, clock)
     gh.permissions["alice"] = "write"
-    return Rig(settings, memory_state, gh, git, claude, feed, wf)
+    feed = CommentFeed(gh, memory_state)
+    return Rig(make_settings(), memory_state, gh, git, claude, feed, scanner, clock)
 
 
 async def _watching(rig: Rig) -> None:
@@ -300,14 +309,9 @@ async def test_a_command_on_a_closed_pull_request_says_it_is_closed(rig: Rig) ->
 
 
 async def test_with_follow_ups_off_neither_commands_nor_reviews_start_work(
-    make_settings: SettingsFactory, rig: Rig, scanner: FakeSecretScan, clock: FakeClock
+    make_settings: SettingsFactory, rig: Rig
 ) -> None:
-    settings = make_settings(followups_enabled=False)
-    redactor = Redactor([settings.token])
-    feed = CommentFeed(rig.gh, rig.state)
-    work = BranchWork(settings, rig.git, rig.claude, scanner, redactor)
-    wf = FollowUpWorkflow(settings, rig.state, rig.gh, rig.git, work, feed, redactor, clock)
-    off = Rig(settings, rig.state, rig.gh, rig.git, rig.claude, feed, wf)
+    off = rig.under(make_settings(followups_enabled=False), feed=CommentFeed(rig.gh, rig.state))
     pull = off.own_pull()
     await _watching(off)
     rig.gh.comment(pull, "/claude add tests", user="alice")
@@ -319,7 +323,7 @@ async def test_with_follow_ups_off_neither_commands_nor_reviews_start_work(
 
 
 async def test_reviews_written_while_follow_ups_were_off_are_not_replayed(
-    make_settings: SettingsFactory, rig: Rig, scanner: FakeSecretScan, clock: FakeClock
+    make_settings: SettingsFactory, rig: Rig, clock: FakeClock
 ) -> None:
     rig.state.set_meta("first_watched_at", clock.now().isoformat())
     clock.advance(60)
@@ -327,12 +331,7 @@ async def test_reviews_written_while_follow_ups_were_off_are_not_replayed(
     rig.gh.permissions["bob"] = "write"
 
     def with_followups(on: bool) -> Rig:
-        settings = make_settings(followups_enabled=on)
-        redactor = Redactor([settings.token])
-        work = BranchWork(settings, rig.git, rig.claude, scanner, redactor)
-        wf = FollowUpWorkflow(settings, rig.state, rig.gh, rig.git, work, rig.feed, redactor,
-                              clock)  # fmt: skip
-        return Rig(settings, rig.state, rig.gh, rig.git, rig.claude, rig.feed, wf)
+        return rig.under(make_settings(followups_enabled=on))
 
     await with_followups(False).cycle()
     clock.advance(60)

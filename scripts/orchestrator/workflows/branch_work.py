@@ -10,7 +10,7 @@ from ..config import Settings
 from ..core import followup_text
 from ..core.decide_implement import sensitive_paths
 from ..core.errors import GitError, is_transient
-from ..core.models import IMPLEMENT_TOOLS, ClaudeRequest, ClaudeResult
+from ..core.models import IMPLEMENT_TOOLS, ClaudeRequest
 from ..core.redact import Redactor
 from ..guidelines import guidelines, repo_guidelines_path
 from ..ports import Claude, Git, SecretScan
@@ -25,7 +25,6 @@ class Made:
 
     sha: str
     summary: str  # Claude's account, redacted
-    result: ClaudeResult | None  # None for a commit an interrupted attempt made
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,7 @@ class BranchWork:
         refused = await self._refused(start, head)
         if refused is not None:
             return refused
-        return Made(head, summary, result)
+        return Made(head, summary)
 
     async def _refused(self, start: str, head: str) -> NotMade | None:
         """What the work adds that may not be pushed: a secret, or (unless allowed) a change

@@ -110,7 +110,7 @@ class FollowUpRun:
         committed = item.head_sha is not None and facts.start_sha is not None
         if committed and await self.git.local_branch_sha(local) == item.head_sha:
             log.info("#%d: pushing the follow-up an earlier attempt made", pull.number)
-            return Made(item.head_sha or "", facts.summary or "", None)
+            return Made(item.head_sha or "", facts.summary or "")
         start = await self.git.fetch_pull_head(pull.number)
         base = await self.git.fetch_branch(pull.base_ref)
         prompt = text.followup_prompt(pull, facts.doing, self._before(pull))
