@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from .core.models import ReviewEvent
 from .core.remotes import clone_url, foreign_host, host_of_url, repo_of_url, web_url
@@ -58,9 +58,12 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    # Required
-    github_repo: str
+    # Required: GITHUB_REPO, or GITHUB_REPOS / GITHUB_REPOS_FILE for several repositories
+    github_repo: str = ""
     github_token: SecretStr | None = None
+    # Several repositories: a JSON array or a comma-separated list, and/or a file of lines
+    github_repos: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    github_repos_file: Path | None = None
 
     # The spec's optional settings
     poll_interval: PositiveFloat = 60
@@ -128,9 +131,25 @@ class Settings(BaseSettings):
     @classmethod
     def _owner_repo(cls, value: str) -> str:
         value = value.strip()
-        if not _REPO_RE.match(value):
+        if value and not _REPO_RE.match(value):  # unset: GITHUB_REPOS names them
             raise ValueError(f"expected {_EXPECTED['github_repo']}")
         return value
+
+    @field_validator("github_repos", mode="before")
+    @classmethod
+    def _repos(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            value = _json_list(text) if text.startswith("[") else re.split(r"[\s,]+", text)
+            value = [v for v in value if v != ""]
+        if not isinstance(value, list) or not all(
+            isinstance(v, str) and _REPO_RE.match(v.strip()) for v in value
+        ):
+            raise ValueError(
+                "expected owner/repo names separated by commas, or a JSON array of them, "
+                'e.g. acme/api,acme/web or ["acme/api", "acme/web"]'
+            )
+        return [v.strip() for v in value]
 
     @field_validator("ready_label", "failed_label")
     @classmethod
@@ -200,6 +219,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _distinct(self) -> Settings:
+        if not (self.github_repo or self.github_repos or self.github_repos_file):
+            raise ValueError(
+                f"GITHUB_REPO is required (expected {_EXPECTED['github_repo']}; or "
+                "GITHUB_REPOS / GITHUB_REPOS_FILE for several repositories)"
+            )
         # GitHub's label names ignore case; the triggers are matched exactly.
         if self.ready_label.lower() == self.failed_label.lower():
             why = ", so a failure would ask for a new attempt; expected another label"
@@ -227,6 +251,38 @@ class Settings(BaseSettings):
         return (
             f"{name.upper()}={getattr(self, name)!r} is not valid: it is also "
             f"{other.upper()}{default}{why}"
+        )
+
+    @property
+    def repositories(self) -> list[str]:
+        """Every repository watched: GITHUB_REPO, then GITHUB_REPOS and its file's (read by
+        `load_settings`), each once whatever its case."""
+        seen: dict[str, str] = {}
+        for name in (self.github_repo, *self.github_repos):
+            if name:
+                seen.setdefault(name.lower(), name)
+        return list(seen.values())
+
+    @property
+    def several(self) -> bool:
+        return len(self.repositories) > 1
+
+    def for_repo(self, name: str) -> Settings:
+        """The settings one repository's daemon works with: with several repositories, its own
+        state file (`STATE_FILE` with the repository in its name) and its own folder under
+        WORKTREE_BASE (its mirror and worktrees); with one, these settings."""
+        if not self.several:
+            return self
+        slug = repo_slug(name)
+        state = self.state_file
+        return self.model_copy(
+            update={
+                "github_repo": name,
+                "github_repos": [],
+                "github_repos_file": None,
+                "state_file": state.with_name(f"{state.stem}.{slug}{state.suffix}"),
+                "worktree_base": self.worktree_base / slug,
+            }
         )
 
     @property
@@ -258,6 +314,36 @@ class Settings(BaseSettings):
         if self.github_token is None:
             raise ConfigError(TOKEN_REQUIRED_MESSAGE)
         return self.github_token.get_secret_value()
+
+
+def repo_slug(name: str) -> str:
+    """A repository's name as one path segment: `acme/widgets` is `acme+widgets`."""
+    return name.replace("/", "+")
+
+
+def read_repos_file(path: Path) -> list[str]:
+    """GITHUB_REPOS_FILE's repositories: one owner/repo per line; blank lines and `#` comments
+    are skipped."""
+    shown = f"GITHUB_REPOS_FILE={str(path)!r}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{shown} is not valid UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{shown} cannot be read ({exc.strerror})") from None
+    names = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        name = line.split("#", 1)[0].strip()
+        if not name:
+            continue
+        if not _REPO_RE.match(name):
+            raise ConfigError(
+                f"{shown} line {number}: {name!r} is not valid: expected {_EXPECTED['github_repo']}"
+            )
+        names.append(name)
+    if not names:
+        raise ConfigError(f"{shown} names no repository: expected one owner/repo per line")
+    return names
 
 
 def _first_word(command: str) -> str:
@@ -334,9 +420,10 @@ def load_settings(env_file: Path | None = Path(".env"), **overrides: Any) -> Set
         raise ConfigError(_empty_message(empty))
     if settings.github_token is None or not settings.github_token.get_secret_value().strip():
         settings.github_token = SecretStr(_gh_cli_token(settings.github_api_url))
+    _complete_repositories(settings)
     if settings.repo_path is not None:
         settings.repo_path = _git_toplevel(settings.repo_path)
-    else:
+    elif not settings.several:
         settings.repo_path = _clone_here(settings)
     settings.worktree_base = _absolute(settings.worktree_base, Path.cwd())
     if settings.worktree_base.exists() and not settings.worktree_base.is_dir():
@@ -349,6 +436,26 @@ def load_settings(env_file: Path | None = Path(".env"), **overrides: Any) -> Set
         raise ConfigError(f"LOG_DIR={str(settings.log_dir)!r} is not valid: expected a directory")
     settings.claude_cli_path = find_claude_cli(settings.claude_cli_path)
     return settings
+
+
+def _complete_repositories(settings: Settings) -> None:
+    """GITHUB_REPOS_FILE's repositories added to GITHUB_REPOS, and GITHUB_REPO set to the first
+    one when only the list names them. REPO_PATH and REPO_URL name one repository's clone:
+    with several repositories the daemon keeps its own clone of each."""
+    if settings.github_repos_file is not None:
+        path = _absolute(settings.github_repos_file, Path.cwd())
+        settings.github_repos_file = path
+        settings.github_repos = [*settings.github_repos, *read_repos_file(path)]
+    if not settings.github_repo:
+        settings.github_repo = settings.repositories[0]
+    if settings.several:
+        for name in ("repo_path", "repo_url"):
+            if getattr(settings, name) is not None:
+                raise ConfigError(
+                    f"{name.upper()} names one repository's clone, but {len(settings.repositories)}"
+                    f" repositories are watched: remove {name.upper()} (the daemon keeps its own "
+                    "clone of each, fetched from GitHub)"
+                )
 
 
 # The model's credentials (model_proxy.CREDENTIAL_ENV): the CLI reads them from the environment.
@@ -368,7 +475,7 @@ def _model_keys_from(env_file: Path | None) -> None:
 def _empty_message(name: str) -> str:
     """The one line for a setting given as an empty value that has no "unset" meaning."""
     field = Settings.model_fields[name]
-    if field.is_required():
+    if field.is_required() or name == "github_repo":
         return f"{name.upper()} is set but empty: expected {_EXPECTED.get(name, 'a value')}"
     return (
         f"{name.upper()} is set but empty: expected a value (remove the line to use the "

@@ -157,6 +157,7 @@ def test_every_setting_is_covered_by_a_test() -> None:
     tested = {field for _, _, field, _ in EVERY_VARIABLE} | {
         "github_repo", "github_token", "worktree_base", "state_file", "repo_path",
         "claude_cli_path", "log_dir", "webhook_secret", "dashboard_token", "state_url",
+        "github_repos", "github_repos_file",  # test_config_repos.py
     }  # fmt: skip
     assert tested == set(Settings.model_fields)
 
@@ -411,7 +412,7 @@ def test_a_worktree_base_that_is_a_file_is_refused(
 # Defaults the README writes in words, where the value depends on the machine or on the CLI.
 README_WORDED = {"CLAUDE_CLI_PATH", "CLAUDE_MODEL", "REPO_PATH", "REPO_URL", "WEBHOOK_SECRET",
                  "DASHBOARD_TOKEN", "CLAUDE_MAX_BUDGET_USD", "ITEM_MAX_BUDGET_USD",
-                 "DAILY_MAX_BUDGET_USD", "STATE_URL"}  # fmt: skip
+                 "DAILY_MAX_BUDGET_USD", "STATE_URL", "GITHUB_REPOS", "GITHUB_REPOS_FILE"}  # fmt: skip
 
 
 def _readme_settings() -> dict[str, str]:
@@ -435,7 +436,7 @@ def test_the_readme_tables_and_the_settings_agree(clean_env: Path) -> None:
     assert set(documented) == {field.upper() for field in Settings.model_fields}
     for field, info in Settings.model_fields.items():
         name = field.upper()
-        if info.is_required() or name == "GITHUB_TOKEN" or name in README_WORDED:
+        if info.is_required() or name in ("GITHUB_TOKEN", "GITHUB_REPO") or name in README_WORDED:
             continue
         default = info.get_default(call_default_factory=True)
         if isinstance(default, bool):
