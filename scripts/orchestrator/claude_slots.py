@@ -4,10 +4,13 @@ the daemon stops."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import itertools
 import logging
 import secrets
-from collections.abc import Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 from .core.budget import SMALLEST_RUN, Budgets, allowance, day_of, spent_on, with_spend
@@ -22,6 +25,62 @@ DAILY_SPEND_META = "daily_spend_usd"  # {"2026-12-05": 1.25}: every run's cost, 
 HELD_META = "claude_runs_held"
 
 log = logging.getLogger(__name__)
+
+
+class FairSlots:
+    """`limit` slots taken in turn by groups (repositories): a freed slot goes to the waiting
+    group served longest ago, so a repository with fifty waiting runs takes one slot in turn
+    with one that has a single run, not all of them first. Within a group, first come first
+    served. asyncio's Semaphore wakes waiters in arrival order only."""
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
+        self._served: dict[str, int] = {}  # the turn each group last got a slot in
+        self._turns = itertools.count()
+
+    def locked(self) -> bool:
+        return self._free == 0
+
+    @contextlib.asynccontextmanager
+    async def slot(self, group: str) -> AsyncIterator[None]:
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+        else:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.setdefault(group, deque()).append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._release()  # handed a slot as it was cancelled: pass it on
+                else:
+                    self._drop(group, waiter)
+                raise
+        self._served[group] = next(self._turns)
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """The slot to the next group's first waiter, or back to the free ones."""
+        if not self._waiting:
+            self._free += 1
+            return
+        group = min(self._waiting, key=lambda g: self._served.get(g, -1))
+        queue = self._waiting[group]
+        waiter = queue.popleft()
+        if not queue:
+            del self._waiting[group]
+        waiter.set_result(None)
+
+    def _drop(self, group: str, waiter: asyncio.Future[None]) -> None:
+        queue = self._waiting.get(group)
+        if queue is not None and waiter in queue:
+            queue.remove(waiter)
+            if not queue:
+                del self._waiting[group]
 
 
 class ClaudeSlots:
@@ -48,7 +107,7 @@ class ClaudeSlots:
         progress have theirs, and none starts once it is spent."""
         self._claude = claude
         self._limit = limit
-        self._slots = asyncio.Semaphore(limit)
+        self._slots = FairSlots(limit)
         self._running: list[str] = []  # the items whose run holds a slot, oldest first
         self._closed = False
         self._state = state
@@ -76,14 +135,25 @@ class ClaudeSlots:
         """No run starts from now on; the runs in progress go on."""
         self._closed = True
 
-    async def run(self, request: ClaudeRequest) -> ClaudeResult:
-        self._refuse_when_closed()
+    async def run(
+        self,
+        request: ClaudeRequest,
+        *,
+        via: Claude | None = None,
+        group: str = "",
+        closed: Callable[[], bool] = lambda: False,
+    ) -> ClaudeResult:
+        """`request` run when a slot is free, through `via` (a repository's own runner: its
+        sandbox shows that repository's git only), else the runner the slots were made with;
+        `group` (the repository) takes its turn with the others for the slots, and `closed`
+        says when its daemon stops (as `close` does for all)."""
+        self._refuse_when_closed(closed)
         item = current_item.get()
         if self._slots.locked():
             log.info("Claude waits for a slot: all %d are in use (MAX_CONCURRENT), by %s",
                      self._limit, ", ".join(self._running))  # fmt: skip
-        async with self._slots:
-            self._refuse_when_closed()
+        async with self._slots.slot(group):
+            self._refuse_when_closed(closed)
             # The day's rest is shared with the slots still free, so one run without a cap of
             # its own does not hold it all while the others wait.
             day = allowance(Budgets(run=request.max_budget_usd, day=self._daily), item_spent=0,
@@ -103,7 +173,7 @@ class ClaudeSlots:
             self._running.append(item)
             result: ClaudeResult | None = None
             try:
-                result = await self._claude.run(request)
+                result = await (via or self._claude).run(request)
             finally:
                 self._running.remove(item)
                 # A run cancelled (the daemon stops) cost what nobody was told: its cap.
@@ -111,7 +181,7 @@ class ClaudeSlots:
             if day_bound and result.limit == "budget" and self._ran_out():
                 result = dataclasses.replace(result, limit="day_rest")
         # Interrupted by the stop's signal, unless a limit ended it (its work is kept).
-        if self._closed and not result.ok and result.limit is None:
+        if (self._closed or closed()) and not result.ok and result.limit is None:
             log.info("Claude's run ended while the daemon stops, taken as interrupted: %s",
                      result.error)  # fmt: skip
             raise asyncio.CancelledError("the daemon is stopping: Claude's run was interrupted")
@@ -186,10 +256,45 @@ class ClaudeSlots:
     def _held(self) -> float:
         return sum(self._reserved.values())
 
-    def _refuse_when_closed(self) -> None:
-        if self._closed:
+    def _refuse_when_closed(self, closed: Callable[[], bool]) -> None:
+        if self._closed or closed():
             log.info("no Claude run: the daemon is stopping")
             raise asyncio.CancelledError("the daemon is stopping: no new Claude run")
+
+
+class RepoClaude:
+    """One repository's `Claude` port over the shared slots: its runs go through its own
+    runner and take their turn among the repositories. Closed, its runs stop as `ClaudeSlots`
+    does when closed, and the other repositories' go on (one daemon's `--once` can end before
+    another's)."""
+
+    def __init__(self, slots: ClaudeSlots, claude: Claude, repo: str) -> None:
+        self._slots = slots
+        self._claude = claude
+        self._repo = repo
+        self._closed = False
+        self._running: list[str] = []
+
+    async def run(self, request: ClaudeRequest) -> ClaudeResult:
+        item = current_item.get()
+        self._running.append(item)
+        try:
+            return await self._slots.run(
+                request, via=self._claude, group=self._repo, closed=lambda: self._closed
+            )
+        finally:
+            self._running.remove(item)
+
+    def close(self) -> None:
+        self._closed = True
+
+    def running(self) -> list[str]:
+        """This repository's items whose Claude run is in progress."""
+        running = set(self._slots.running())
+        return [item for item in self._running if item in running]
+
+    def day_spent(self) -> str | None:
+        return self._slots.day_spent()
 
 
 def _stored(held: dict[str, tuple[str, float]]) -> dict[str, dict[str, object]]:

@@ -57,6 +57,7 @@ class Daemon:
         max_claude_jobs: int | None = None,
         telemetry: Telemetry = NO_TELEMETRY,
         claude_gate: Callable[[], str | None] | None = None,
+        tagged: bool = False,
     ) -> None:
         """`pace` says how long to wait for the next cycle (e.g. longer when GitHub's rate
         limit runs low); without it, `poll_interval`. `max_claude_jobs` bounds the jobs that
@@ -64,7 +65,9 @@ class Daemon:
         before it waits for a slot, and a hundred new pull requests must not make a hundred.
         The others wait for the next cycle, which plans them again. `telemetry` hears of each
         cycle and each job's end (serve mode's metrics). `claude_gate` says why no job that
-        ends in a Claude run may start now (the day's budget is spent), or None."""
+        ends in a Claude run may start now (the day's budget is spent), or None. `tagged`:
+        the log lines (and transcripts) of its jobs name the repository, as several
+        repositories' daemons share one log."""
         self._state = state
         self._sources = list(sources)
         self._before_cycle = list(before_cycle)
@@ -79,6 +82,7 @@ class Daemon:
         # again, so none outlives the plan it came from).
         self._waiting: dict[str, Job] = {}
         self._repo = repo
+        self._tagged = tagged
         self._running: dict[str, asyncio.Task[None]] = {}
         self._jobs: dict[str, Job] = {}
         self._stop = asyncio.Event()
@@ -99,7 +103,7 @@ class Daemon:
         """The jobs running now (oldest first), then those waiting for a place."""
         in_claude = set(self._runs.running())
         running = [
-            JobView(job.kind, job.number, self._started.get(key), job.label in in_claude)
+            JobView(job.kind, job.number, self._started.get(key), self._label(job) in in_claude)
             for key, job in self._jobs.items()
         ]
         running.sort(key=lambda view: view.started_at or utcnow())
@@ -230,16 +234,20 @@ class Daemon:
                 self._waiting[job.key] = job
                 if job.key not in self._deferred:
                     self._deferred.add(job.key)
-                    with item_context(job.label):
+                    with item_context(self._label(job)):
                         log.info("waits: %d implementations and reviews already run", busy)
                 return
         self._deferred.discard(job.key)
         self._waiting.pop(job.key, None)
-        task = asyncio.create_task(self._guarded(job), name=job.label)
+        task = asyncio.create_task(self._guarded(job), name=self._label(job))
         self._running[job.key] = task
         self._jobs[job.key] = job
         self._started[job.key] = utcnow()
         task.add_done_callback(functools.partial(self._forget, job.key))
+
+    def _label(self, job: Job) -> str:
+        """The job in the log: `issue#4`, or `acme/api issue#4` beside other repositories."""
+        return f"{self._repo} {job.label}" if self._tagged else job.label
 
     def _forget(self, key: str, _task: asyncio.Task[None]) -> None:
         self._running.pop(key, None)
@@ -249,7 +257,7 @@ class Daemon:
             self._start(job)
 
     async def _guarded(self, job: Job) -> None:
-        with item_context(job.label):
+        with item_context(self._label(job)):
             started = asyncio.get_running_loop().time()
             log.info("started")
             try:
@@ -308,7 +316,7 @@ class Daemon:
         tasks, jobs = dict(self._running), dict(self._jobs)
         if tasks:
             in_runs = set(self._runs.running())
-            claude = {k: t for k, t in tasks.items() if jobs[k].label in in_runs}
+            claude = {k: t for k, t in tasks.items() if self._label(jobs[k]) in in_runs}
             others = {k: t for k, t in tasks.items() if k not in claude}
             _cancel(others, "not in a Claude run", jobs)
             if claude:

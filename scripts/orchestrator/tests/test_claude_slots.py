@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.orchestrator.claude_slots import DAILY_SPEND_META, HELD_META, ClaudeSlots
+from scripts.orchestrator.claude_slots import DAILY_SPEND_META, HELD_META, ClaudeSlots, RepoClaude
 from scripts.orchestrator.core.models import ClaudeRequest, ClaudeResult
 from scripts.orchestrator.core.redact import Redactor
 from scripts.orchestrator.core.work import MergeFacts, Status, WorkItem, WorkItemType
@@ -317,3 +317,73 @@ async def test_a_finished_run_lets_its_hold_go_and_counts_its_cost() -> None:
     assert state.get_meta(HELD_META) == {} and slots.spent_today() == 0.4
     state.set_meta(HELD_META, {"x": {"day": "2026"}})  # a hand-edited state: dropped
     assert ClaudeSlots(claude, 1, state=state, daily_budget=10.0).spent_today() == 0.4
+
+
+class GatedClaude:
+    """The `Claude` port: each run waits for its own gate, so a test frees one slot at a time."""
+
+    def __init__(self, name: str, order: list[str]) -> None:
+        self.name = name
+        self.order = order
+        self.gates: dict[str, asyncio.Event] = {}
+
+    async def run(self, request: ClaudeRequest) -> ClaudeResult:
+        self.order.append(f"{self.name} {request.prompt}")
+        gate = self.gates.setdefault(request.prompt, asyncio.Event())
+        await gate.wait()
+        return ClaudeResult(ok=True, text="Done.")
+
+
+async def test_a_busy_repository_takes_its_turn_with_the_others(tmp_path: Path) -> None:
+    order: list[str] = []
+    busy, quiet = GatedClaude("api", order), GatedClaude("web", order)
+    slots = ClaudeSlots(busy, 1)
+    api, web = RepoClaude(slots, busy, "acme/api"), RepoClaude(slots, quiet, "acme/web")
+
+    async def run(claude: RepoClaude, prompt: str) -> ClaudeResult:
+        return await claude.run(_request(tmp_path, prompt))
+
+    runs = [asyncio.create_task(run(api, f"#{n}")) for n in range(1, 5)]
+    await until(lambda: order == ["api #1"], "the first run")
+    runs.append(asyncio.create_task(run(web, "#1")))  # asked for after api's three others
+    for _ in range(5):
+        await asyncio.sleep(0)
+    for expected in (["web #1"], ["api #2"], ["api #3"]):
+        started = len(order)
+        gate = order[-1].split(" ", 1)
+        (busy if gate[0] == "api" else quiet).gates[gate[1]].set()
+        await until(lambda: len(order) > started, "the next run")
+        assert order[started:] == expected
+    for claude in (busy, quiet):
+        for gate in claude.gates.values():
+            gate.set()
+    busy.gates.setdefault("#4", asyncio.Event()).set()
+    await asyncio.wait_for(asyncio.gather(*runs), DEADLINE)
+    assert order == ["api #1", "web #1", "api #2", "api #3", "api #4"]
+
+
+async def test_a_run_cancelled_while_it_waits_gives_its_turn_up(tmp_path: Path) -> None:
+    held = HeldClaude()
+    slots = ClaudeSlots(held, 1)
+    first = asyncio.create_task(RepoClaude(slots, held, "a/a").run(_request(tmp_path, "1")))
+    await until(lambda: held.prompts == ["1"], "the first run")
+    waiting = asyncio.create_task(RepoClaude(slots, held, "b/b").run(_request(tmp_path, "2")))
+    third = asyncio.create_task(RepoClaude(slots, held, "c/c").run(_request(tmp_path, "3")))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    waiting.cancel()
+    held.release.set()
+    await asyncio.wait_for(asyncio.gather(first, third), DEADLINE)
+    assert held.prompts == ["1", "3"] and not slots._slots.locked()
+
+
+async def test_one_repository_closed_stops_its_runs_and_not_the_others(tmp_path: Path) -> None:
+    held = HeldClaude()
+    held.release.set()
+    slots = ClaudeSlots(held, 2)
+    api, web = RepoClaude(slots, held, "acme/api"), RepoClaude(slots, held, "acme/web")
+    api.close()  # its daemon's --once ended first
+    with pytest.raises(asyncio.CancelledError):
+        await api.run(_request(tmp_path, "api"))
+    assert (await web.run(_request(tmp_path, "web"))).ok
+    assert held.prompts == ["web"]
