@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
 import tempfile
@@ -10,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -80,6 +82,14 @@ class ClaudeRunner(Protocol):
     async def run(self, request: ClaudeRequest) -> ClaudeResult: ...
 
 
+@dataclass
+class _SharedProxy:
+    """The model proxy the runs share while the daemon serves (with its sandboxed twins)."""
+
+    serving: bool = False
+    proxy: ModelProxy | None = None
+
+
 class SdkClaudeRunner:
     """The real runner: the Claude Code CLI driven by claude-agent-sdk.
 
@@ -103,18 +113,25 @@ class SdkClaudeRunner:
         self._env = dict(env or {})
         self.sandbox = sandbox
         self._transcripts = transcripts
-        self._serving = False
-        self._proxy: ModelProxy | None = None
+        self._shared = _SharedProxy()
+
+    def with_sandbox(self, sandbox: Sandbox) -> SdkClaudeRunner:
+        """This runner (its model proxy, its transcripts) with another sandbox: one
+        repository's, which shows that repository's git and no other's."""
+        twin = copy.copy(self)
+        twin.sandbox = sandbox
+        return twin
 
     @asynccontextmanager
     async def serving(self) -> AsyncIterator[None]:
         """Share one model proxy between the runs made inside (started by the first one)."""
-        self._serving = True
+        shared = self._shared
+        shared.serving = True
         try:
             yield
         finally:
-            self._serving = False
-            proxy, self._proxy = self._proxy, None
+            shared.serving = False
+            proxy, shared.proxy = shared.proxy, None
             if proxy is not None:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(proxy.stop)
@@ -138,13 +155,14 @@ class SdkClaudeRunner:
 
     @asynccontextmanager
     async def _model_proxy(self) -> AsyncIterator[ModelProxy]:
-        if self._proxy is not None:
-            yield self._proxy
+        shared = self._shared
+        if shared.proxy is not None:
+            yield shared.proxy
             return
         # The CLI's environment as the SDK builds it: ours, then the runner's.
         proxy = ModelProxy({**os.environ, **self._env}).start()
-        if self._serving:
-            self._proxy = proxy
+        if shared.serving:
+            shared.proxy = proxy
             yield proxy
             return
         try:

@@ -46,6 +46,19 @@ API_VERSION = "2022-11-28"
 API_HEADERS = {"X-GitHub-Api-Version": API_VERSION}
 
 
+@dataclasses.dataclass
+class TokenLimits:
+    """What the clients of one token share: GitHub counts its rate limit, and its secondary
+    limits (a second between writes), per user, not per repository."""
+
+    rate: RateBudget = dataclasses.field(default_factory=RateBudget)
+    write_interval: float = 1.0
+    throttler: WriteSpacingThrottler = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.throttler = WriteSpacingThrottler(write_interval=self.write_interval)
+
+
 class RestClient:
     """One repository's REST plumbing: the githubkit client and how it pages and reads."""
 
@@ -62,17 +75,20 @@ class RestClient:
         redactor: Redactor | None = None,
         cache_path: Path | None = None,
         view: ListingView | None = None,
+        limits: TokenLimits | None = None,
     ) -> None:
         """`transport` replaces the HTTP transport (the tests replay recorded answers with it);
         the default one enforces `timeout` on every request. Every body sent is redacted by
         `redactor` (the daemon's one, which knows the token), or by one made for `token`.
         With `cache_path`, GitHub's answers are kept there across restarts (`github_cache`);
         with `view`, the open pull requests and ready issues come from it (`github_view`),
-        kept current by `refresh_view` once per cycle."""
+        kept current by `refresh_view` once per cycle. `limits`: the rate budget and write
+        spacing shared with the token's other repositories' clients (else its own)."""
         self.owner, self.repo = repo.split("/", 1)
         self.full_name = repo
         self._redactor = redactor or Redactor([token])
-        self.rate = RateBudget()
+        limits = limits or TokenLimits(write_interval=write_interval)
+        self.rate = limits.rate
         # The token is added below the cache (`AuthTransport`), so the cache never stores it.
         self.wire = AuthTransport(
             transport or TimeoutTransport(timeout, api_url), token, api_url, self.rate
@@ -86,7 +102,7 @@ class RestClient:
             base_url=api_url,
             timeout=timeout,
             auto_retry=retry or RetryPolicy(),
-            throttler=WriteSpacingThrottler(write_interval=write_interval),
+            throttler=limits.throttler,
             user_agent="claude-orchestrator",
             cache_strategy=cache,
             async_transport=self.wire,

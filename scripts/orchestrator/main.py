@@ -232,6 +232,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return _report(asyncio.run(_preflight(settings, redactor, fix=args.fix)))
     if args.dry_run:
         return _dry_run(settings, redactor)
+    if settings.several:
+        return _fleet(args, settings, redactor)
     try:
         state = open_state(settings)
     except StateError as exc:
@@ -245,6 +247,25 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed
             state.save()
             return 130
+
+
+def _fleet(args: argparse.Namespace, settings: Settings, redactor: Redactor) -> int:
+    """The daemon over several repositories (GITHUB_REPOS)."""
+    from .fleet import serve_fleet
+    from .startup import StartupError
+    from .state import StateError
+
+    if args.command == "serve":
+        return _fail(
+            f"serve watches one repository, and {len(settings.repositories)} are set "
+            "(GITHUB_REPOS): run the daemon without `serve` for several repositories"
+        )
+    try:
+        return asyncio.run(serve_fleet(settings, once=args.once, redactor=redactor))
+    except (StartupError, StateError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:  # before the signal handlers were installed: nothing started
+        return 130
 
 
 def _quiet() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Settings
-from .state import State
+from .state import State, StateError
 
 if TYPE_CHECKING:
     from .state_pg import PgState
@@ -22,6 +22,33 @@ def open_state(settings: Settings, *, lock: bool = True) -> State | PgState:
 
         return PgState(settings.state_url.get_secret_value(), settings.github_repo, lock=lock)
     return State(settings.state_file, lock=lock)
+
+
+# The daemon's own records beside several repositories' states (Claude's spend by day, the
+# runs in progress): under this name in a database, where no repository can be called so.
+DAEMON_KEY = "*"
+
+
+def open_daemon_state(settings: Settings) -> State | PgState:
+    """With several repositories, the store of what is the daemon's, not one repository's:
+    STATE_FILE itself, or DAEMON_KEY's rows in STATE_URL's database. Refused when STATE_FILE
+    holds a one-repository daemon's work items: they belong in that repository's own file."""
+    if settings.state_url is not None:
+        from .state_pg import PgState
+
+        return PgState(settings.state_url.get_secret_value(), DAEMON_KEY)
+    state = State(settings.state_file)
+    items = state.items()
+    if items:
+        state.close()
+        mine = settings.for_repo(settings.github_repo).state_file.name
+        raise StateError(
+            f"STATE_FILE={settings.state_file} holds the work items of a daemon that watched "
+            f"one repository ({len(items)} items); with several, each repository has a file of "
+            f"its own beside it: rename it to {mine} if it was {settings.github_repo}'s (or "
+            "to that of the repository it was for), then start again"
+        )
+    return state
 
 
 def dry_run_copy(settings: Settings) -> State:

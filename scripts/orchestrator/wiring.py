@@ -8,14 +8,14 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 from .checks import ShellChecks
 from .claude_runner import SdkClaudeRunner
-from .claude_slots import ClaudeSlots
+from .claude_slots import ClaudeSlots, RepoClaude
 from .clock import SystemClock
 from .config import Settings
 from .core.pace import next_poll, with_webhooks
@@ -38,6 +38,7 @@ from .ports import (
     Telemetry,
     Workflow,
 )
+from .sandbox import Sandbox
 from .secret_scan import SecretScanner
 from .startup import (
     StartupError,
@@ -127,13 +128,19 @@ def build_daemon(
     github: GitHubClient | None = None,
     telemetry: Telemetry = NO_TELEMETRY,
     webhooks: tuple[float, Callable[[], float | None]] | None = None,
+    slots: ClaudeSlots | None = None,
 ) -> Daemon:
-    """The daemon over the three workflows; their Claude runs share MAX_CONCURRENT slots.
-    With the real `github` client: its view is refreshed first in each cycle, the poll slows
-    down when the rate limit runs low, and the state is pruned once a day."""
-    slots = ClaudeSlots(adapters.claude, settings.max_concurrent, state=state,
-                        daily_budget=settings.daily_max_budget_usd)  # fmt: skip
-    adapters = replace(adapters, claude=slots)
+    """The daemon over the three workflows; their Claude runs share MAX_CONCURRENT slots
+    (`slots`: shared with other repositories' daemons, whose log lines it then names itself
+    among). With the real `github` client: its view is refreshed first in each cycle, the
+    poll slows down when the rate limit runs low, and the state is pruned once a day."""
+    runs: ClaudeSlots | RepoClaude
+    if slots is None:
+        runs = slots = ClaudeSlots(adapters.claude, settings.max_concurrent, state=state,
+                                   daily_budget=settings.daily_max_budget_usd)  # fmt: skip
+    else:
+        runs = RepoClaude(slots, adapters.claude, settings.github_repo)
+    adapters = replace(adapters, claude=runs)
     heads = PullHeads(adapters.github, state)
     feed = CommentFeed(adapters.github, state)
     # The heads first: a comment read in this cycle was written after their answer, or its
@@ -150,7 +157,7 @@ def build_daemon(
     return Daemon(
         state,
         build_workflows(settings, state, adapters, feed, heads),
-        runs=slots,
+        runs=runs,
         shutdown_grace=settings.shutdown_grace,
         poll_interval=settings.poll_interval,
         repo=settings.github_repo,
@@ -161,6 +168,7 @@ def build_daemon(
         max_claude_jobs=2 * settings.max_concurrent,
         telemetry=telemetry,
         claude_gate=slots.day_spent,
+        tagged=runs is not slots,
     )
 
 
@@ -197,6 +205,42 @@ class Pacer:
             log.info("GitHub's rate limit is fine again: polling every %gs", self._interval)
         self._slowed = pace.slowed
         return pace.delay
+
+
+def make_worktrees(settings: Settings) -> WorktreeManager:
+    """The daemon's git for its repository: its mirror and the jobs' worktrees."""
+    return WorktreeManager(
+        settings.repo_path,
+        settings.worktree_base,
+        remote=settings.git_remote,
+        token=settings.token,
+        url=settings.clone_url,
+        keep_worktrees=settings.keep_worktrees,
+    )
+
+
+def make_runner(settings: Settings, sandbox: Sandbox | None, redactor: Redactor) -> SdkClaudeRunner:
+    """The Claude Code CLI's runner, its transcripts in LOG_DIR (old ones pruned now)."""
+    assert settings.claude_cli_path is not None
+    if sandbox is not None and (exposed := exposed_by_cli(settings.claude_cli_path)):
+        raise StartupError(
+            f"CLAUDE_CLI_PATH={settings.claude_cli_path} sits in {exposed}, which the "
+            "sandbox would then show to Claude's runs: install the CLI in a folder of "
+            "its own (e.g. npm's global prefix) and point CLAUDE_CLI_PATH at it"
+        )
+    transcripts = Transcripts(
+        settings.log_dir,
+        max_bytes=settings.transcript_max_bytes,
+        retention=timedelta(days=settings.log_retention_days),
+        redactor=redactor,
+    )
+    transcripts.prune()  # at start; the runs prune again at most once a day
+    return SdkClaudeRunner(
+        settings.claude_cli_path,
+        model=settings.claude_model,
+        sandbox=sandbox,
+        transcripts=transcripts,
+    )
 
 
 def unfinished_branches(state: StateStore) -> set[str]:
@@ -240,14 +284,7 @@ async def serve(
         sock = listen(settings)
     if github is None:
         github = github_client(settings, redactor)
-    worktrees = WorktreeManager(
-        settings.repo_path,
-        settings.worktree_base,
-        remote=settings.git_remote,
-        token=settings.token,
-        url=settings.clone_url,
-        keep_worktrees=settings.keep_worktrees,
-    )
+    worktrees = make_worktrees(settings)
     with sock if sock is not None else contextlib.nullcontext():
         async with github:
             await check_start(settings, github, worktrees)
@@ -273,26 +310,7 @@ async def _run(
     await worktrees.prune_leftovers(keep_branches=unfinished_branches(state))
     sandbox = await start_sandbox(settings)
     if claude is None:
-        assert settings.claude_cli_path is not None
-        if sandbox is not None and (exposed := exposed_by_cli(settings.claude_cli_path)):
-            raise StartupError(
-                f"CLAUDE_CLI_PATH={settings.claude_cli_path} sits in {exposed}, which the "
-                "sandbox would then show to Claude's runs: install the CLI in a folder of "
-                "its own (e.g. npm's global prefix) and point CLAUDE_CLI_PATH at it"
-            )
-        transcripts = Transcripts(
-            settings.log_dir,
-            max_bytes=settings.transcript_max_bytes,
-            retention=timedelta(days=settings.log_retention_days),
-            redactor=redactor,
-        )
-        transcripts.prune()  # at start; the runs prune again at most once a day
-        claude = SdkClaudeRunner(
-            settings.claude_cli_path,
-            model=settings.claude_model,
-            sandbox=sandbox,
-            transcripts=transcripts,
-        )
+        claude = make_runner(settings, sandbox, redactor)
     checks = ShellChecks(sandbox)
     scanner = SecretScanner(redactor)
     adapters = Adapters(github, worktrees, claude, checks, scanner, SystemClock(), redactor)
@@ -317,17 +335,24 @@ async def _run(
     serving: contextlib.AbstractAsyncContextManager[None] = (
         claude.serving() if isinstance(claude, SdkClaudeRunner) else contextlib.nullcontext()
     )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        # The first: no new work, Claude's runs get SHUTDOWN_GRACE; the second: at once.
-        loop.add_signal_handler(sig, daemon.request_stop, sig.name)
-    try:
+    with stop_on_signals(daemon.request_stop):
         async with serving, web:
             code = await daemon.run(once=once)
             # The 👀 on commands go out beside the work: the last ones still get sent.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(courtesies_sent(), COURTESY_GRACE)
             return code
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: Callable[[str], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM call `stop` with the signal's name while inside. The first: no new
+    work, Claude's runs get SHUTDOWN_GRACE; the second: at once."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig.name)
+    try:
+        yield
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
