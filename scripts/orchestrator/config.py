@@ -273,15 +273,13 @@ class Settings(BaseSettings):
         WORKTREE_BASE (its mirror and worktrees); with one, these settings."""
         if not self.several:
             return self
-        slug = repo_slug(name)
-        state = self.state_file
         return self.model_copy(
             update={
                 "github_repo": name,
                 "github_repos": [],
                 "github_repos_file": None,
-                "state_file": state.with_name(f"{state.stem}.{slug}{state.suffix}"),
-                "worktree_base": self.worktree_base / slug,
+                "state_file": repo_state_file(self.state_file, name),
+                "worktree_base": self.worktree_base / repo_slug(name),
             }
         )
 
@@ -319,6 +317,35 @@ class Settings(BaseSettings):
 def repo_slug(name: str) -> str:
     """A repository's name as one path segment: `acme/widgets` is `acme+widgets`."""
     return name.replace("/", "+")
+
+
+def repo_state_file(state_file: Path, name: str) -> Path:
+    """One repository's state file beside STATE_FILE when several are watched:
+    `.orchestrator-state.acme+api.json`."""
+    return state_file.with_name(f"{state_file.stem}.{repo_slug(name)}{state_file.suffix}")
+
+
+def repositories_setting(env_file: Path | None = Path(".env")) -> list[str]:
+    """The repositories watched (GITHUB_REPO, GITHUB_REPOS, GITHUB_REPOS_FILE) alone, for the
+    commands that need no GitHub token: `status`, `clear` and `migrate-state`. Empty when
+    none is set; `ConfigError` for a wrong one."""
+    names: list[str] = []
+    for name, check in (("github_repo", Settings._owner_repo), ("github_repos", Settings._repos)):
+        raw = raw_setting(name, env_file)
+        if raw is None or not raw.strip():
+            continue
+        try:
+            checked = check(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name.upper()}={raw!r} is not valid: {exc}") from None
+        names += checked if isinstance(checked, list) else [checked]
+    listed = raw_setting("github_repos_file", env_file)
+    if listed is not None and listed.strip():
+        names += read_repos_file(_absolute(Path(listed), Path.cwd()))
+    seen: dict[str, str] = {}
+    for name in names:
+        seen.setdefault(name.lower(), name)
+    return list(seen.values())
 
 
 def read_repos_file(path: Path) -> list[str]:

@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from . import __version__, logs
-from .config import ConfigError, Settings, load_settings, raw_setting, state_file_setting
+from .config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    raw_setting,
+    repo_state_file,
+    repositories_setting,
+    state_file_setting,
+)
 from .reexec import inherited_secrets, restart_without_secrets, secrets_in_environment
 
 # The GitHub client, Claude's SDK and the checks (about a second of imports) are imported
@@ -134,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     clear = commands.add_parser(
         "clear",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage=f"{PROG} clear [-h] [-v] {{issue N | pr N | --all}}",
+        usage=f"{PROG} clear [-h] [-v] [--repo OWNER/REPO] {{issue N | pr N | --all}}",
         help="forget work items so they are processed again: clear issue N, clear pr N, "
         "clear --all (not while the daemon runs)",
         description=(
@@ -164,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="exit codes: 0 copied; 2 a setting is wrong, or the copy was refused.",
     )
+    for listing in (commands.choices["status"], clear):
+        listing.add_argument(
+            "--repo", metavar="OWNER/REPO", help="one of GITHUB_REPOS (clear needs it then)"
+        )
     clear.add_argument("kind", nargs="?", choices=("issue", "pr"), help="what to clear")
     clear.add_argument("number", nargs="?", type=int, help="the issue or pull request")
     clear.add_argument("--all", action="store_true", dest="everything", help="every item")
@@ -281,57 +293,93 @@ def _items_command(args: argparse.Namespace) -> int:
     ):
         args.usage_error("give `issue N`, `pr N` or `--all`")  # exits 2, with clear's usage
     try:
-        state_file = state_file_setting()
-        store = _database_state()
+        stores = _stores(args.repo, one=args.command == "clear")
     except ConfigError as exc:
         return _fail(str(exc))
-    if store is not None:
-        state_file = Path("STATE_URL")  # how the messages name it
-    if args.command == "status":
-        return show_status(state_file, store=store)
-    return clear_items(state_file, kind=args.kind, number=args.number, everything=args.everything,
-                       store=store)  # fmt: skip
+    codes: list[int] = []
+    for repo, state_file, store in stores:
+        if len(stores) > 1:
+            print(f"{repo}:" if not codes else f"\n{repo}:")
+        if args.command == "status":
+            codes.append(show_status(state_file, store=store))
+        else:
+            codes.append(clear_items(state_file, kind=args.kind, number=args.number,
+                                     everything=args.everything, store=store))  # fmt: skip
+    return max(codes)
+
+
+Store = tuple[str, Path, "Callable[[bool], Any] | None"]
+
+
+def _stores(chosen: str | None, *, one: bool) -> list[Store]:
+    """Each repository's state (`chosen`'s alone if given) as `status` and `clear` read it:
+    its file, and how to open it when it is in STATE_URL's database. With several
+    repositories, `one` (clear) needs `chosen`."""
+    state_file = state_file_setting()
+    watched = repositories_setting()
+    url = _database_url()
+    repos = watched
+    if chosen is not None:
+        repos = [r for r in watched if r.lower() == chosen.lower()]
+        if not repos:
+            raise ConfigError(f"--repo {chosen} is not watched: expected one of "
+                              f"{', '.join(watched) or 'GITHUB_REPO (not set)'}")  # fmt: skip
+    elif one and len(watched) > 1:
+        raise ConfigError(f"{len(watched)} repositories are watched (GITHUB_REPOS): say which "
+                          f"with --repo, one of {', '.join(watched)}")  # fmt: skip
+    if url is not None:
+        if not repos:
+            raise ConfigError("GITHUB_REPO is required with STATE_URL: it names whose state it is")
+        return [(repo, Path("STATE_URL"), _database_opener(url, repo)) for repo in repos]
+    if len(watched) <= 1:
+        return [(repos[0] if repos else "", state_file, None)]
+    return [(repo, repo_state_file(state_file, repo), None) for repo in repos]
 
 
 def _migrate_command() -> int:
-    """`migrate-state`: it needs STATE_FILE, STATE_URL and GITHUB_REPO, and no GitHub token."""
+    """`migrate-state`: it needs STATE_FILE, STATE_URL and GITHUB_REPO (or each of GITHUB_REPOS,
+    from its own file), and no GitHub token."""
     from .state import StateError
     from .state_open import migrate_state
 
     try:
         state_file = state_file_setting()
-        url, repo = _database_settings()
+        repos = repositories_setting()
+        url = _database_url()
     except ConfigError as exc:
         return _fail(str(exc))
     if url is None:
         return _fail("STATE_URL is not set: it names the database to copy the state into")
-    try:
-        print(migrate_state(state_file, url, repo))
-    except (StateError, ValueError) as exc:
-        return _fail(str(exc))
+    if not repos:
+        return _fail("GITHUB_REPO is required with STATE_URL: it names whose state it is")
+    files = {r: repo_state_file(state_file, r) if len(repos) > 1 else state_file for r in repos}
+    if len(repos) > 1:
+        files = {r: f for r, f in files.items() if f.is_file()}
+        if not files:
+            return _fail(f"no repository's state file is beside STATE_FILE={state_file}: "
+                         "nothing to copy")  # fmt: skip
+    for repo, path in files.items():
+        try:
+            print(migrate_state(path, url, repo))
+        except (StateError, ValueError) as exc:
+            return _fail(str(exc))
     return 0
 
 
-def _database_settings() -> tuple[str | None, str]:
-    """STATE_URL (None when unset) and GITHUB_REPO, as the daemon would take them."""
+def _database_url() -> str | None:
+    """STATE_URL (None when unset), checked as the daemon checks it."""
     url = raw_setting("STATE_URL")
     if not url:
-        return None, ""
+        return None
     if not url.startswith(("postgresql://", "postgres://")):
         raise ConfigError(
             "STATE_URL is not valid: expected a PostgreSQL URL such as postgresql://user@host/db"
         )
-    repo = (raw_setting("GITHUB_REPO") or "").strip()
-    if not repo:
-        raise ConfigError("GITHUB_REPO is required with STATE_URL: it names whose state it is")
-    return url, repo
+    return url
 
 
-def _database_state() -> Callable[[bool], Any] | None:
-    """With STATE_URL set: how to open GITHUB_REPO's state in its database, else None."""
-    url, repo = _database_settings()
-    if url is None:
-        return None
+def _database_opener(url: str, repo: str) -> Callable[[bool], Any]:
+    """How to open `repo`'s state in STATE_URL's database, with or without its lock."""
     from .state_pg import PgState
 
     return lambda lock: PgState(url, repo, lock=lock)
