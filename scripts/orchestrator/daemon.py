@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -110,6 +111,11 @@ class Daemon:
         waiting = [JobView(j.kind, j.number, None) for j in self._waiting.values()]
         return running + waiting
 
+    def use_sources(self, sources: Sequence[Workflow]) -> None:
+        """The workflows the next cycles poll (the repository's settings changed, or it must
+        wait: none); the jobs running go on with the workflows that started them."""
+        self._sources = list(sources)
+
     def wake(self) -> None:
         """Poll now (e.g. a webhook said something changed); one wake during a cycle makes
         one more cycle right after it. Call it from the daemon's event loop."""
@@ -130,6 +136,10 @@ class Daemon:
     async def run(self, *, once: bool = False) -> int:
         """Poll until stopped (or once); returns 0, or 1 if anything failed unexpectedly in a
         run that ended by itself (`once`). A stop asked for (a signal) returns 0."""
+        with item_context(self._repo) if self._tagged else contextlib.nullcontext():
+            return await self._run(once)
+
+    async def _run(self, once: bool) -> int:
         if self._state.get_meta(FIRST_WATCHED_META) is None:
             self._state.set_meta(FIRST_WATCHED_META, utcnow().isoformat())
         log.info(

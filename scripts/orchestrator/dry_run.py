@@ -23,6 +23,7 @@ from .core.text import cut
 from .core.work import WorkItemType
 from .github_watcher import GitHubClient
 from .ports import Job
+from .repo_settings import RepoSettings
 from .secret_scan import SecretScanner
 from .startup import check_start
 from .state_open import dry_run_copy
@@ -93,9 +94,21 @@ class DryRunGitHub(GitHubClient):
     async def request_reviewers(self, number: int, logins: Sequence[str]) -> None:
         self.would.append(f"ask {', '.join(logins)} to review #{number} again")
 
+    async def comment_on_commit(self, sha: str, body: str) -> None:
+        first = body.strip().splitlines()[0] if body.strip() else ""
+        self.would.append(f"comment on commit {sha[:7]}: {cut(first, SHOWN, '…')}")
+
 
 async def dry_run(settings: Settings, redactor: Redactor, out: TextIO) -> int:
-    """Read, decide and report; the exit code (0)."""
+    """Read, decide and report, for each repository watched; the exit code (0)."""
+    for number, name in enumerate(settings.repositories):
+        if number:
+            print(file=out)
+        await _dry_run_one(settings.for_repo(name), redactor, out)
+    return 0
+
+
+async def _dry_run_one(settings: Settings, redactor: Redactor, out: TextIO) -> None:
     github = DryRunGitHub(
         settings.token, settings.github_repo, api_url=settings.github_api_url, redactor=redactor
     )
@@ -121,13 +134,19 @@ async def dry_run(settings: Settings, redactor: Redactor, out: TextIO) -> int:
             SystemClock(),
             redactor,
         )
+        applied: list[Settings | None] = []
+        mine = RepoSettings(settings, github, state, applied.append)
+        await mine.refresh()  # the repository's own settings file, as the daemon reads it
         await heads.refresh()
         await feed.refresh()
         jobs: list[Job] = []
-        for workflow in build_workflows(settings, state, adapters, feed, heads):
-            jobs.extend(await workflow.poll())
-    print(redactor.redact(report(settings, jobs, github.would)), file=out)
-    return 0
+        if applied[-1] is not None:
+            for workflow in build_workflows(applied[-1], state, adapters, feed, heads):
+                jobs.extend(await workflow.poll())
+    said = report(settings, jobs, github.would)
+    if mine.refused is not None:
+        said += f"\nwould start nothing in this repository: {mine.refused}"
+    print(redactor.redact(said), file=out)
 
 
 def report(settings: Settings, jobs: Sequence[Job], would: Sequence[str]) -> str:

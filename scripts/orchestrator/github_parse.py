@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -329,6 +331,28 @@ def labelled(event: Json) -> str | None:
         return None
     label = event.opt_child("label")
     return label.opt_text("name") if label is not None else None
+
+
+def ref_sha(ref: Json) -> str:
+    """The commit a git reference (`GET /git/ref/...`) points at."""
+    return ref.child("object").text("sha")
+
+
+def file_text(item: Json) -> str:
+    """A file's text from the contents API: its base64 `content` (GitHub breaks it into
+    lines) read as UTF-8, undecodable bytes replaced. Anything else (a directory's list, a
+    symlink, a submodule, content not sent inline) is a ShapeError."""
+    kind = item.text("type")
+    if kind != "file":
+        raise ShapeError(item.where("type"), f"is {kind[:40]!r}, not 'file'")
+    encoding = item.text("encoding")
+    if encoding != "base64":
+        raise ShapeError(item.where("encoding"), f"is {encoding[:40]!r}, not 'base64'")
+    try:
+        data = base64.b64decode("".join(item.text("content").split()), validate=True)
+    except binascii.Error:
+        raise ShapeError(item.where("content"), "is not base64") from None
+    return data.decode("utf-8", errors="replace")
 
 
 def merge_outcome(data: object) -> MergeOutcome:

@@ -332,6 +332,31 @@ class GitHubClient(RestClient):
         url = self._repo_url(f"/git/refs/heads/{quote(branch, safe='/')}")
         await self._send("DELETE", url)
 
+    # -- files and commits ------------------------------------------------------------------
+
+    async def branch_sha(self, branch: str) -> str:
+        """The commit `branch` points at now (`NotFound` without the branch). Asked through
+        the cache, so an unchanged branch is answered 304, which costs no rate limit."""
+        url = self._repo_url(f"/git/ref/heads/{quote(branch, safe='/')}")
+        return await self._read(url, gp.ref_sha)
+
+    async def file_text(self, path: str, ref: str) -> str | None:
+        """The text of the file `path` at `ref` (a branch, tag or SHA), undecodable bytes
+        replaced; None if there is no such file or ref. Anything but a file (a directory, a
+        symlink leading out of the repository) is `MalformedAnswer`; a file over 1 MB, which
+        GitHub sends only raw, its refusal (403)."""
+        url = self._repo_url(f"/contents/{quote(path, safe='/')}")
+        try:
+            return await self._read(url, gp.file_text, ref=ref)
+        except NotFound:
+            return None
+
+    async def comment_on_commit(self, sha: str, body: str) -> None:
+        """Comment on the commit `sha` (in full); `Unprocessable` for a commit GitHub does
+        not have. The body is redacted and fitted like every body sent."""
+        url = self._repo_url(f"/commits/{sha}/comments")
+        await self._send("POST", url, body={"body": self._body(body)})
+
     # -- CI ---------------------------------------------------------------------------------
 
     async def check_runs(self, sha: str) -> list[CheckRun]:

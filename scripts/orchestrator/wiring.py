@@ -38,6 +38,7 @@ from .ports import (
     Telemetry,
     Workflow,
 )
+from .repo_settings import RepoSettings
 from .sandbox import Sandbox
 from .secret_scan import SecretScanner
 from .startup import (
@@ -81,11 +82,17 @@ class Adapters:
 
 
 def build_workflows(
-    settings: Settings, state: StateStore, adapters: Adapters, feed: CommentFeed, heads: PullHeads
+    settings: Settings,
+    state: StateStore,
+    adapters: Adapters,
+    feed: CommentFeed,
+    heads: PullHeads,
+    base_locks: dict[str, asyncio.Lock] | None = None,
 ) -> list[Workflow]:
     """The workflows, wired to their ports: implement, review, merge (with Claude's fixes for
-    failing checks) and follow-ups."""
+    failing checks) and follow-ups. `base_locks`: the merges' locks, kept across rebuilds."""
     a = adapters
+    locks = base_locks if base_locks is not None else {}
     work = BranchWork(settings, a.git, a.claude, a.scanner, a.redactor)
     return [
         ImplementWorkflow(
@@ -95,7 +102,17 @@ def build_workflows(
             settings, state, a.github, a.git, a.claude, feed, heads, a.redactor, a.clock
         ),
         MergeWorkflow(
-            settings, state, a.github, a.git, a.checks, feed, heads, a.redactor, a.clock, fixer=work
+            settings,
+            state,
+            a.github,
+            a.git,
+            a.checks,
+            feed,
+            heads,
+            a.redactor,
+            a.clock,
+            fixer=work,
+            base_locks=locks,
         ),
         FollowUpWorkflow(settings, state, a.github, a.git, work, feed, a.redactor, a.clock),
     ]
@@ -148,15 +165,28 @@ def build_daemon(
     before: list[Callable[[], Awaitable[None]]] = [heads.refresh, feed.refresh]
     after: list[Callable[[], Awaitable[None]]] = [feed.commit]
     pace = None
+    locks: dict[str, asyncio.Lock] = {}
+    built: list[Daemon] = []  # the daemon, once built, for its repository's settings
+
+    in_use: list[Settings | None] = [settings]
+
+    def rebuild(mine: Settings | None) -> None:
+        if mine == in_use[0]:
+            return
+        in_use[0] = mine
+        sources = [] if mine is None else build_workflows(mine, state, adapters, feed, heads, locks)
+        built[0].use_sources(sources)
+
     if github is not None:
-        before.insert(0, github.refresh_view)
+        # The repository's own settings file before anything reads with its settings.
+        before[:0] = [github.refresh_view, RepoSettings(settings, github, state, rebuild).refresh]
         pace = Pacer(settings.poll_interval, github.rate, webhooks)
         if isinstance(state, Prunable):  # the JSON file's or PostgreSQL's
             retention = timedelta(days=settings.state_retention_days)
             after.append(daily_pruning(state, adapters.github, retention))
-    return Daemon(
+    built.append(Daemon(
         state,
-        build_workflows(settings, state, adapters, feed, heads),
+        build_workflows(settings, state, adapters, feed, heads, locks),
         runs=runs,
         shutdown_grace=settings.shutdown_grace,
         poll_interval=settings.poll_interval,
@@ -169,7 +199,8 @@ def build_daemon(
         telemetry=telemetry,
         claude_gate=slots.day_spent,
         tagged=runs is not slots,
-    )
+    ))  # fmt: skip
+    return built[0]
 
 
 class Pacer:

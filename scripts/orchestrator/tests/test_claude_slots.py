@@ -350,13 +350,13 @@ async def test_a_busy_repository_takes_its_turn_with_the_others(tmp_path: Path) 
         await asyncio.sleep(0)
     for expected in (["web #1"], ["api #2"], ["api #3"]):
         started = len(order)
-        gate = order[-1].split(" ", 1)
-        (busy if gate[0] == "api" else quiet).gates[gate[1]].set()
-        await until(lambda: len(order) > started, "the next run")
+        name, prompt = order[-1].split(" ", 1)
+        (busy if name == "api" else quiet).gates[prompt].set()
+        await until(lambda: len(order) > started, "the next run")  # noqa: B023
         assert order[started:] == expected
     for claude in (busy, quiet):
-        for gate in claude.gates.values():
-            gate.set()
+        for event in claude.gates.values():
+            event.set()
     busy.gates.setdefault("#4", asyncio.Event()).set()
     await asyncio.wait_for(asyncio.gather(*runs), DEADLINE)
     assert order == ["api #1", "web #1", "api #2", "api #3", "api #4"]

@@ -412,7 +412,8 @@ def test_a_worktree_base_that_is_a_file_is_refused(
 # Defaults the README writes in words, where the value depends on the machine or on the CLI.
 README_WORDED = {"CLAUDE_CLI_PATH", "CLAUDE_MODEL", "REPO_PATH", "REPO_URL", "WEBHOOK_SECRET",
                  "DASHBOARD_TOKEN", "CLAUDE_MAX_BUDGET_USD", "ITEM_MAX_BUDGET_USD",
-                 "DAILY_MAX_BUDGET_USD", "STATE_URL", "GITHUB_REPOS", "GITHUB_REPOS_FILE"}  # fmt: skip
+                 "DAILY_MAX_BUDGET_USD", "STATE_URL", "GITHUB_REPOS",
+                 "GITHUB_REPOS_FILE"}  # fmt: skip
 
 
 def _readme_settings() -> dict[str, str]:

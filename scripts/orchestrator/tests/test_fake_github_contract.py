@@ -337,6 +337,9 @@ async def test_every_client_call_is_in_the_description(fake_github: FakeGitHub):
         "statuses": lambda c: c.statuses(head),
         "merge_pull": lambda c: c.merge_pull(pull, sha=head, title="Walk", message="m"),
         "delete_branch": lambda c: c.delete_branch("feature/walk"),
+        "branch_sha": lambda c: c.branch_sha("main"),
+        "file_text": lambda c: c.file_text("walk.txt", head),
+        "comment_on_commit": lambda c: c.comment_on_commit(head, "seen"),
     }
     methods = {
         name

@@ -137,6 +137,17 @@ def test_every_route_matches_githubs_schema(fake_github: FakeGitHub, git_world: 
     checked(rest.repos.get_combined_status_for_ref(OWNER, REPO, head))
     checked(rest.repos.list_commit_statuses_for_ref(OWNER, REPO, head))
     checked(rest.git.get_ref(OWNER, REPO, "heads/feature/schema"))
+
+    # Files (a file, a directory) and comments on commits.
+    gh.commit("feature/files", {"pkg/a.py": "a = 1\n", "pkg/b.py": "b = 2\n"})
+    checked(rest.repos.get_content(OWNER, REPO, "calc.py"))
+    checked(rest.repos.get_content(OWNER, REPO, "pkg", ref="feature/files"))
+    checked(rest.repos.get_content(OWNER, REPO, "s.py", ref=head))
+    checked(rest.repos.create_commit_comment(OWNER, REPO, head, body="Nice"))
+    checked(
+        rest.repos.create_commit_comment(OWNER, REPO, head, body="Here", path="s.py", position=1)
+    )
+    checked(rest.repos.list_comments_for_commit(OWNER, REPO, head))
     checked(rest.pulls.merge(OWNER, REPO, pull, merge_method="squash", sha=head))
     assert rest.pulls.check_if_merged(OWNER, REPO, pull).status_code == 204
     checked(rest.pulls.get(OWNER, REPO, pull))

@@ -48,9 +48,10 @@ def test_while_webhooks_arrive_the_pacer_polls_only_as_a_safety_net() -> None:
     assert pacer() == 60  # they stopped
 
 
-async def test_an_idle_cycle_of_the_daemon_costs_two_reads_answered_304(world: World) -> None:
+async def test_an_idle_cycle_of_the_daemon_costs_three_reads_answered_304(world: World) -> None:
     """Each `world.once()` is a whole start of the daemon: its start-up reads are answered
-    304 too, and the cycle reads what changed and the new comments, nothing else."""
+    304 too, and the cycle reads what changed, the new comments and the default branch's
+    head (for the repository's settings file), nothing else."""
     gh = world.github
     for label in ("ready", "claude-failed"):  # else the start-up's label check answers 404
         gh.create_label(label)
@@ -65,6 +66,10 @@ async def test_an_idle_cycle_of_the_daemon_costs_two_reads_answered_304(world: W
     assert [r for r in gh.requests if r.status != 304] == []
     cycle = [r.path for r in gh.requests if r.path.endswith(("/issues", "/issues/comments"))]
     assert cycle == ["/repos/acme/widgets/issues", "/repos/acme/widgets/issues/comments"]
+    # The repository's settings file: its branch unchanged, the file is not read again.
+    assert [r.path for r in gh.requests if "/git/" in r.path or "/contents/" in r.path] == [
+        f"/repos/acme/widgets/git/ref/heads/{gh.default_branch}"
+    ]
     assert {r.method for r in gh.requests} == {"GET"}
 
 

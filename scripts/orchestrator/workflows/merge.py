@@ -69,7 +69,9 @@ class MergeWorkflow:
     clock: Clock
     name: str = "merge"
     fixer: BranchWork | None = None  # Claude's fixes for failing checks (AUTO_FIX_ATTEMPTS)
-    _locks: dict[str, asyncio.Lock] = field(default_factory=dict, init=False)
+    # One lock per base branch, kept by whoever rebuilds the workflow (a repository's settings
+    # changed) so a merge running under the old one still holds the base.
+    base_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._items = Items(self.state, WorkItemType.MERGE, self.redactor)
@@ -158,7 +160,7 @@ class MergeWorkflow:
         # The lock is taken before any await: jobs start in trigger order and must queue in
         # that order. It is the base recorded with the trigger; `_merge` stops on a retarget.
         base_ref = self._items.get(number).merge.base_ref or ""
-        lock = self._locks.setdefault(base_ref, asyncio.Lock())
+        lock = self.base_locks.setdefault(base_ref, asyncio.Lock())
         while True:
             async with lock:
                 self._items.update(number, status=Status.IN_PROGRESS, started_at=self.clock.now())

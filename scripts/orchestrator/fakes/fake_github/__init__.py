@@ -6,6 +6,11 @@
         ...
         assert gh.unknown_routes == []
 
+More repositories share the server (`gadgets = gh.add_repository(origin2, "acme", "gadgets")`,
+a handle with the same world-building API), its token and its one rate limit; each is cloned
+and pushed with the token at `{gh.url}/{owner}/{repo}.git`, as GitHub Enterprise Server serves
+git beside its API.
+
 Every request and reply is checked against GitHub's OpenAPI description of the version the
 request asks for (`openapi/`, cut by tools/update_openapi.py): GitHub's refusal goes back and
 the violation is recorded, and leaving the `with` block then fails (see `contract.py`).
@@ -21,6 +26,7 @@ from .fake import FakeGitHub
 from .faults import Faults
 from .hooks import Delivery
 from .model import Mutation, RequestRecord
+from .repository import Repository
 
 __all__ = [
     "Clock",
@@ -29,6 +35,7 @@ __all__ = [
     "FakeGitHub",
     "Faults",
     "Mutation",
+    "Repository",
     "RequestRecord",
     "SystemClock",
     "iso",

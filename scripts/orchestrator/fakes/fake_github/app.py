@@ -1,4 +1,10 @@
-"""The request pipeline: auth, contract, faults, rate limit, routing, pagination, ETag, logs."""
+"""The request pipeline: auth, contract, faults, rate limit, routing, pagination, ETag, logs.
+
+One pipeline serves every repository of the site: `/repos/{owner}/{repo}/...` goes to that
+repository's store (an unknown one is 404), and each request is logged in the store of the
+repository it names (the first repository's when it names none of them) and in the site's
+log of every request.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from .model import Mutation, RequestRecord, Token
 from .openapi import Operation
 from .pulls import sync_heads
 from .router import Handler, Reply, Request, Router, query_int
+from .site import Site
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -33,6 +40,7 @@ LOGGED_HEADERS = ("accept", "if-none-match", "x-github-api-version", "user-agent
 RATE_DOC = "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api"
 # GitHub's Link headers name repositories by ID: /repositories/1296269/issues?page=2.
 _BY_ID = re.compile(r"^/repositories/(?P<id>[0-9]+)(?P<rest>/.*)?$")
+_BY_NAME = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)(?:/|$)")
 
 
 @dataclass
@@ -48,14 +56,14 @@ class App:
 
     def __init__(
         self,
-        store: Store,
+        site: Site,
         router: Router,
         faults: Faults,
         tokens: dict[str, Token],
         stopping: threading.Event,
         contract: Contract,
     ) -> None:
-        self.store = store
+        self.site = site
         self.router = router
         self.faults = faults
         self.tokens = tokens
@@ -76,27 +84,27 @@ class App:
         except ValueError:
             payload = _UNPARSABLE
         login = self._login(headers)
+        named = self._named(path)
         if login is None:
             body = errors.error_body(401, "Bad credentials")
-            return self._finish(
-                method, path, query, headers, payload, None, RawResponse(401, {}, _dump(body))
-            )
+            response = RawResponse(401, {}, _dump(body))
+            return self._finish(method, path, query, headers, payload, None, response, named)
         if method == "POST" and path in GRAPHQL_PATHS:  # not REST: its own schema checks it
-            with self.store.lock:
-                status, answer = graphql_api.answer(self.store, payload)
-            response = RawResponse(status, self.store.rate.headers(login), _dump(answer))
-            return self._finish(method, path, query, headers, payload, login, response)
+            with self.site.lock:
+                status, answer, read = graphql_api.answer(self.site.find, payload)
+            response = RawResponse(status, self.site.rate.headers(login), _dump(answer))
+            return self._finish(method, path, query, headers, payload, login, response, read)
         version = versions.requested(headers.get("x-github-api-version"))
         op, refusal = self.contract.check_request(
             version, method, raw_path, pairs, payload, unparsable=payload is _UNPARSABLE
         )
         if refusal is not None:
             if op is None and refusal.status == 404:
-                with self.store.lock:
-                    self.store.unknown_routes.append((method, path))
+                with self.site.lock:
+                    (named or self.site.primary).unknown_routes.append((method, path))
             response = RawResponse(refusal.status, dict(refusal.headers), _dump(refusal.body))
-            response.headers.update(self.store.rate.headers(login))
-            return self._finish(method, path, query, headers, payload, login, response, op)
+            response.headers.update(self.site.rate.headers(login))
+            return self._finish(method, path, query, headers, payload, login, response, named, op)
         fault = self.faults.pick(method, path)
         delay = self.faults.delay + (fault.delay if fault else 0.0)
         if delay > 0:
@@ -112,12 +120,12 @@ class App:
         # An injected fault is the test's answer, not the fake's: only the fake's are checked.
         faulted = fault is not None and fault.status is not None
         return self._finish(
-            method, path, query, headers, payload, login, response, op, check=not faulted
+            method, path, query, headers, payload, login, response, named, op, check=not faulted
         )
 
     def _fault_response(self, fault: Fault, login: str) -> RawResponse:
         response = RawResponse(fault.status or 502, dict(fault.headers), _dump(fault.body or {}))
-        for key, value in self.store.rate.headers(login).items():
+        for key, value in self.site.rate.headers(login).items():
             # A fault's own headers win (the secondary limit that sets remaining to 0).
             response.headers.setdefault(key, value)
         return response
@@ -137,9 +145,15 @@ class App:
     def _normalise(self, path: str) -> str:
         path = path.rstrip("/") or "/"
         found = _BY_ID.match(path)
-        if found and int(found.group("id")) == self.store.context().repo_id:
-            path = f"/repos/{self.store.owner}/{self.store.name}{found.group('rest') or ''}"
+        store = self.site.by_id(int(found.group("id"))) if found else None
+        if found and store is not None:
+            path = f"/repos/{store.owner}/{store.name}{found.group('rest') or ''}"
         return path
+
+    def _named(self, path: str) -> Store | None:
+        """The site's repository a `/repos/{owner}/{repo}/...` path names, if any."""
+        found = _BY_NAME.match(path)
+        return self.site.find(found.group("owner"), found.group("repo")) if found else None
 
     def _dispatch(
         self,
@@ -151,17 +165,21 @@ class App:
         payload: Any,
         login: str,
     ) -> RawResponse:
-        store = self.store
-        if path != "/rate_limit" and store.rate.exhausted(login):
+        site = self.site
+        if path != "/rate_limit" and site.rate.exhausted(login):
             body = errors.error_body(
-                403, f"API rate limit exceeded for user ID {store.user_id(login)}.", RATE_DOC
+                403, f"API rate limit exceeded for user ID {site.primary.user_id(login)}.", RATE_DOC
             )
-            return RawResponse(403, store.rate.headers(login), _dump(body))
-        with store.lock:
-            # Pushes reach origin without the fake; look at the refs before every answer so
-            # pull request heads and `updated_at` are current on every endpoint.
-            sync_heads(store)
+            return RawResponse(403, site.rate.headers(login), _dump(body))
+        with site.lock:
             found = self.router.match(method, path)
+            values = found[1] if found is not None else {}
+            owner, repo = values.get("_owner"), values.get("_repo", "")
+            named = site.find(owner, repo) if owner is not None else None
+            store = named or site.primary
+            # Pushes may reach origin without the fake; look at the refs before every answer
+            # so pull request heads and `updated_at` are current on every endpoint.
+            sync_heads(store)
             if found is None:
                 store.unknown_routes.append((method, path))
                 reply = Reply(404, errors.error_body(404, "Not Found"))
@@ -169,7 +187,12 @@ class App:
             else:
                 route, params = found
                 route_name, mutates = route.name, route.mutates
-                reply = self._call(route.handler, method, path, query, payload, login, params)
+                if owner is not None and named is None:
+                    reply = Reply(404, errors.error_body(404, "Not Found"))
+                else:
+                    reply = self._call(
+                        store, route.handler, method, path, query, payload, login, params
+                    )
             status, body_obj, link = self._page(reply, url, query)
             response = RawResponse(status, dict(reply.headers), route=route_name)
             if body_obj is not None:
@@ -190,17 +213,18 @@ class App:
                         304, {"ETag": etag, "Cache-Control": cache, "Vary": VARY}, route=route_name
                     )
             if response.status != 304 and path != "/rate_limit":
-                store.rate.consume(login)
+                site.rate.consume(login)
             if mutates and 200 <= status < 300:
                 clean = {k: v for k, v in params.items() if not k.startswith("_")}
                 store.mutations.append(
                     Mutation(route_name, clean, payload, status, login, body_obj)
                 )
-        response.headers.update(store.rate.headers(login))
+        response.headers.update(site.rate.headers(login))
         return response
 
     def _call(
         self,
+        store: Store,
         handler: Handler,
         method: str,
         path: str,
@@ -209,13 +233,6 @@ class App:
         login: str,
         params: dict[str, str],
     ) -> Reply:
-        store = self.store
-        owner, repo = params.get("_owner"), params.get("_repo")
-        if owner is not None and (owner.lower(), (repo or "").lower()) != (
-            store.owner.lower(),
-            store.name.lower(),
-        ):
-            return Reply(404, errors.error_body(404, "Not Found"))
         if payload is _UNPARSABLE:
             return Reply(400, errors.error_body(400, "Problems parsing JSON"))
         req = Request(method, path, query, payload, login, params)
@@ -244,7 +261,7 @@ class App:
 
         def link(number: int, rel: str) -> str:
             kept = [(k, v) for k, v in pairs if k != "page"] + [("page", str(number))]
-            return f'<{self.store.base_url}{url.path}?{urlencode(kept)}>; rel="{rel}"'
+            return f'<{self.site.base_url}{url.path}?{urlencode(kept)}>; rel="{rel}"'
 
         parts = []
         if page > 1:
@@ -264,6 +281,7 @@ class App:
         payload: Any,
         login: str | None,
         response: RawResponse,
+        store: Store | None,
         op: Operation | None = None,
         *,
         check: bool = True,
@@ -294,8 +312,9 @@ class App:
             response.route,
             op.name if op is not None else "",
         )
-        with self.store.lock:
-            self.store.requests.append(record)
+        with self.site.lock:
+            (store or self.site.primary).requests.append(record)
+            self.site.requests.append(record)
         return response
 
 

@@ -34,6 +34,9 @@ _NO_COMMIT = "an unknown ref: GitHub answers 422 'No commit found for SHA: <ref>
 UNDOCUMENTED = {
     ("GET /repos/{owner}/{repo}/commits/{ref}/check-runs", 422): _NO_COMMIT,
     ("GET /repos/{owner}/{repo}/commits/{ref}/status", 422): _NO_COMMIT,
+    # Creating a comment on an unknown commit is 422 (documented); listing one's is taken as
+    # refused the same way, the stricter reading where GitHub does not say.
+    ("GET /repos/{owner}/{repo}/commits/{commit_sha}/comments", 422): _NO_COMMIT,
     ("POST /repos/{owner}/{repo}/pulls/{pull_number}/comments/{comment_id}/replies", 422): (
         "a reply to a reply, which GitHub documents as not supported, or an empty body"
     ),

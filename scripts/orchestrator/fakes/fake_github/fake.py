@@ -3,30 +3,27 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
-from . import pulls as ops
-from . import routes_issues, routes_pulls, routes_repo, routes_reviews
-from . import shapes_issues as issue_shapes
-from . import shapes_pulls as pull_shapes
+from ..git_http import GitRequest
+from . import routes_commits, routes_issues, routes_pulls, routes_repo, routes_reviews
 from .app import App
 from .clock import Clock, FakeClock, SystemClock
 from .contract import Contract
 from .faults import Faults
+from .git_service import GitService
 from .gitops import GitRepo
-from .hooks import Deliverer, Delivery
-from .model import Mutation, RequestRecord, Token
+from .hooks import Deliverer
+from .model import RequestRecord, Token
+from .repository import Repository
 from .router import Router
 from .server import HttpServer
+from .site import Site
 from .store import Store
-from .world import WorldBuilder
-
-Json = dict[str, Any]
 
 
 def build_router() -> Router:
@@ -36,19 +33,26 @@ def build_router() -> Router:
         routes_pulls.router,
         routes_reviews.router,
         routes_repo.router,
+        routes_commits.router,
     ):
         router.extend(module_router)
     return router
 
 
-class FakeGitHub(WorldBuilder):
-    """A local GitHub for one repository, backed by the bare git repository `origin`.
+class FakeGitHub(Repository):
+    """A local GitHub, backed by real git: the repository `owner/repo` in the bare repository
+    `origin`, and any more that `add_repository` adds, on one server.
 
     Use it as a context manager: `with FakeGitHub(origin) as gh: ... gh.url ...`. Requests
     must carry `Authorization: token <token>` (or `Bearer`); the token is a classic one with
-    the `repo` scope unless `scopes` says otherwise. Methods below build the world as
-    other users would (`user=` defaults to the repository owner) without touching the logs of
-    API calls, so tests can assert on exactly what the daemon did.
+    the `repo` scope unless `scopes` says otherwise. One token sees every repository, and its
+    user has one rate limit across them all, as on GitHub. Git is served beside the API, at
+    `{url}/{owner}/{repo}.git`, with the token as the Basic password (`git_service.py`).
+
+    The methods inherited from `Repository` build and read the first repository as other
+    users would (`user=` defaults to the repository owner) without touching the logs of API
+    calls, so tests can assert on exactly what the daemon did. Its logs (`requests`, ...) also
+    hold the requests that name no repository of the fake (`/user`, `/rate_limit`).
     """
 
     def __init__(
@@ -76,35 +80,74 @@ class FakeGitHub(WorldBuilder):
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        branch = default_branch or _head_branch(Path(origin))
-        self._store = Store(
-            origin=Path(origin),
-            owner=owner,
-            name=repo,
-            bot_login=bot_login,
-            clock=clock or SystemClock(),
-            default_branch=branch,
-            private=private,
-        )
-        self._store.close_issues_on_merge = close_issues_on_merge
-        self._store.delete_branch_on_merge = delete_branch_on_merge
-        self._store.merge_methods = set(merge_methods)
-        self._store.rate.limit = rate_limit
-        self._store.set_role(bot_login, "write")
+        self._site = Site(bot_login=bot_login, clock=clock or SystemClock(), rate_limit=rate_limit)
         self.token = token
         self.faults = Faults(
             seed=seed, fail_rate=fail_rate, secondary_rate=secondary_rate, delay=delay
         )
         self._tokens = {token: Token(bot_login, _scopes(scopes))}
         self.contract = Contract()
-        self._hooks = Deliverer(self._store, self.contract)
-        self._app = App(
-            self._store, build_router(), self.faults, self._tokens, threading.Event(), self.contract
+        self._handles: list[Repository] = []
+        first = self.add_repository(
+            origin,
+            owner,
+            repo,
+            default_branch=default_branch,
+            private=private,
+            close_issues_on_merge=close_issues_on_merge,
+            delete_branch_on_merge=delete_branch_on_merge,
+            merge_methods=merge_methods,
         )
-        self._server = HttpServer(self._app, host, port)
+        super().__init__(first.store, first._hooks)
+        self._handles[0] = self
+        self._app = App(
+            self._site, build_router(), self.faults, self._tokens, threading.Event(), self.contract
+        )
+        self._server = HttpServer(self._app, GitService(self._site, self._tokens), host, port)
         host_name, bound = self._server.address
-        self._store.base_url = f"http://{host_name}:{bound}"
+        self._site.base_url = f"http://{host_name}:{bound}"
         self._started = False
+
+    def add_repository(
+        self,
+        origin: Path,
+        owner: str,
+        repo: str,
+        *,
+        default_branch: str | None = None,
+        private: bool = False,
+        close_issues_on_merge: bool = True,
+        delete_branch_on_merge: bool = False,
+        merge_methods: Iterable[str] = ("merge", "squash"),
+    ) -> Repository:
+        """Serve another repository, backed by the bare repository `origin`, on this fake (it
+        may be running): its handle, with the world-building and inspecting API `FakeGitHub`
+        has for its first repository. It gets its own issue numbers, labels, roles (its owner
+        admin, the bot write), logs and repository ID; users, IDs, tokens and the rate limit
+        are shared. Refused (ValueError) if `owner/repo` is served already, in any case."""
+        branch = default_branch or _head_branch(Path(origin))
+        with self._site.lock:
+            store = Store(
+                site=self._site,
+                origin=Path(origin),
+                owner=owner,
+                name=repo,
+                default_branch=branch,
+                private=private,
+            )
+            self._site.add(store)
+            store.close_issues_on_merge = close_issues_on_merge
+            store.delete_branch_on_merge = delete_branch_on_merge
+            store.merge_methods = set(merge_methods)
+            store.set_role(self._site.bot_login, "write")
+        handle = Repository(store, Deliverer(store, self.contract))
+        self._handles.append(handle)
+        return handle
+
+    @property
+    def repositories(self) -> list[Repository]:
+        """Every repository's handle, the first (this object) first."""
+        return list(self._handles)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -117,7 +160,8 @@ class FakeGitHub(WorldBuilder):
     def stop(self) -> None:
         """Stop serving and close connections; returns within a few seconds at most."""
         self._server.stop()
-        self._hooks.stop()
+        for handle in self._handles:
+            handle._hooks.stop()
 
     def __enter__(self) -> FakeGitHub:
         return self.start()
@@ -144,79 +188,13 @@ class FakeGitHub(WorldBuilder):
         `with gh.expect_violations() as seen: ...`; fails if nothing broke it."""
         return self.contract.expect_violations()
 
-    # -- webhooks -------------------------------------------------------------------------
+    # -- the whole server -----------------------------------------------------------------
 
-    def add_webhook(self, url: str, secret: str, events: Collection[str] = ("*",)) -> int:
-        """Add a repository webhook (JSON, signed with `secret`) and send it `ping`; returns its
-        ID. It then gets `issues` labeled, `pull_request` opened, synchronize, reopened and
-        labeled, `issue_comment` created and `pull_request_review` submitted, from the REST API
-        and from this class's helpers alike. A push is seen (synchronize) at the fake's next
-        request or helper call, as the fake sees pushes. Each payload is checked against
-        GitHub's webhook schemas; a breach is a contract violation."""
-        return self._hooks.add(url, secret, events)
-
-    @property
-    def deliveries(self) -> list[Delivery]:
-        """Every webhook delivery so far, oldest first, with the receiver's answer."""
-        return self._hooks.deliveries
-
-    def redeliver(self, delivery_id: str) -> None:
-        """Send a delivery again with the same `X-GitHub-Delivery` and body (a new record)."""
-        self._hooks.redeliver(delivery_id)
-
-    def wait_for_deliveries(
-        self, count: int | None = None, timeout: float = 10.0
-    ) -> list[Delivery]:
-        """Block until `count` deliveries (default: all made so far) have been answered;
-        AssertionError after `timeout` seconds. Returns them all."""
-        return self._hooks.wait(count, timeout)
-
-    # -- properties -----------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        """The API base URL, `http://127.0.0.1:PORT` (githubkit adds the trailing slash)."""
-        return self._store.base_url
-
-    @property
-    def owner(self) -> str:
-        return self._store.owner
-
-    @property
-    def repo(self) -> str:
-        return self._store.name
-
-    @property
-    def full_name(self) -> str:
-        return f"{self._store.owner}/{self._store.name}"
-
-    @property
-    def bot_login(self) -> str:
-        return self._store.bot_login
-
-    @property
-    def clock(self) -> Clock:
-        return self._store.clock
-
-    @property
-    def store(self) -> Store:
-        """The raw records; prefer the methods here, which take the lock for you."""
-        return self._store
-
-    @property
-    def requests(self) -> list[RequestRecord]:
-        with self._store.lock:
-            return list(self._store.requests)
-
-    @property
-    def mutations(self) -> list[Mutation]:
-        with self._store.lock:
-            return list(self._store.mutations)
-
-    @property
-    def unknown_routes(self) -> list[tuple[str, str]]:
-        with self._store.lock:
-            return list(self._store.unknown_routes)
+    def all_requests(self) -> list[RequestRecord]:
+        """Every REST and GraphQL request the server answered, for any repository or none,
+        oldest first (git requests are not among them: see `all_git_requests`)."""
+        with self._site.lock:
+            return list(self._site.requests)
 
     @property
     def contract_violations(self) -> list[str]:
@@ -226,7 +204,7 @@ class FakeGitHub(WorldBuilder):
     @property
     def server_errors(self) -> list[str]:
         """Requests the fake itself failed on (500s); a passing test should leave this empty."""
-        with self._store.lock:
+        with self._site.lock:
             return list(self._app.server_errors)
 
     def add_token(
@@ -234,80 +212,30 @@ class FakeGitHub(WorldBuilder):
     ) -> None:
         """Accept another token, acting as `login` (e.g. a human reviewer): a classic token
         with `scopes`, or with `scopes=None` a fine-grained one (GitHub names no scopes)."""
-        with self._store.lock:
+        with self._site.lock:
             self._store.user_id(login)
             self._tokens[token] = Token(login, _scopes(scopes))
 
     def advance(self, seconds: float = 1.0) -> datetime:
         """Move a FakeClock forward; the default system clock cannot be moved."""
-        if not isinstance(self._store.clock, FakeClock):
+        if not isinstance(self._site.clock, FakeClock):
             raise TypeError("advance() needs FakeGitHub(clock=FakeClock())")
-        return self._store.clock.advance(seconds)
-
-    # -- inspecting -----------------------------------------------------------------------
-
-    def issue(self, number: int) -> Json:
-        """The issue (or pull request) as `GET /issues/{n}` returns it."""
-        with self._store.lock:
-            return issue_shapes.issue(self._store, self._store.issue(number))
-
-    def pull(self, number: int) -> Json:
-        """The pull request as `GET /pulls/{n}` returns it (head SHA read from git now)."""
-        with self._store.lock:
-            issue, _ = ops.get_pull(self._store, number)
-            now = ops.tips(self._store, issue, ops.sync_heads(self._store))
-            return pull_shapes.pull_full(self._store, issue, now)
-
-    def comments_on(self, number: int) -> list[Json]:
-        with self._store.lock:
-            return [issue_shapes.comment(self._store, c) for c in self._store.comments_on(number)]
-
-    def labels_of(self, number: int) -> list[str]:
-        with self._store.lock:
-            return list(self._store.issue(number).labels)
-
-    def events_of(self, number: int) -> list[Json]:
-        with self._store.lock:
-            return [issue_shapes.event(self._store, e) for e in self._store.events_of(number)]
-
-    def reviews_on(self, number: int) -> list[Json]:
-        with self._store.lock:
-            return [
-                issue_shapes.review(self._store, r)
-                for r in self._store.reviews
-                if r.pull_number == number
-            ]
-
-    def reactions_on_comment(self, comment_id: int) -> list[str]:
-        """`login:content` for each reaction, e.g. `orchestrator-bot:eyes`."""
-        with self._store.lock:
-            return [f"{r.user}:{r.content}" for r in self._store.comment(comment_id).reactions]
-
-    def branch_sha(self, branch: str) -> str | None:
-        return self._store.git.resolve(f"refs/heads/{branch}")
-
-    def next_number(self) -> int:
-        with self._store.lock:
-            return self._store.next_number()
-
-    def requests_to(
-        self, method: str | None = None, path: str | None = None
-    ) -> list[RequestRecord]:
-        """Logged requests with this method and/or containing `path`."""
-        return [
-            r
-            for r in self.requests
-            if (method is None or r.method == method) and (path is None or path in r.path)
-        ]
-
-    def mutations_named(self, name: str) -> list[Mutation]:
-        return [m for m in self.mutations if m.name == name]
+        return self._site.clock.advance(seconds)
 
     def clear_logs(self) -> None:
-        with self._store.lock:
-            self._store.requests.clear()
-            self._store.mutations.clear()
-            self._store.unknown_routes.clear()
+        """Forget every repository's logs (`Repository.clear_logs`), and the server's of all
+        requests and of git requests."""
+        with self._site.lock:
+            for handle in self._handles:
+                Repository.clear_logs(handle)
+            self._site.requests.clear()
+            self._site.git_requests.clear()
+
+    @property
+    def all_git_requests(self) -> list[GitRequest]:
+        """Every git request the server answered, for any repository or none, oldest first."""
+        with self._site.lock:
+            return list(self._site.git_requests)
 
 
 def _scopes(scopes: Iterable[str] | None) -> tuple[str, ...] | None:

@@ -55,6 +55,18 @@ class CommitInfo:
 
 
 @dataclass(frozen=True)
+class TreeEntry:
+    """One entry of a tree: its mode (`100644`, `120000` a symlink, `160000` a submodule),
+    object type (blob, tree, commit), SHA, size (blobs only) and path from the root."""
+
+    mode: str
+    kind: str
+    sha: str
+    size: int | None
+    path: str
+
+
+@dataclass(frozen=True)
 class FileChange:
     """One file of a diff, with GitHub's status words and line counts."""
 
@@ -192,6 +204,43 @@ class GitRepo:
         blob_file = tmp / "blob"
         blob_file.write_text(content, encoding="utf-8")
         return self.run("hash-object", "-w", "--", str(blob_file)).stdout.strip()
+
+    def entries(self, commit: str, directory: str = "") -> list[TreeEntry] | None:
+        """The entries of `directory` (a path from the root, "" for the root) at `commit`, in
+        git's order; None if it is no directory there."""
+        proc = self.run("ls-tree", "-z", "--long", f"{commit}:{directory}", ok_codes=(0, 128))
+        if proc.returncode != 0:
+            return None
+        prefix = f"{directory}/" if directory else ""
+        found: list[TreeEntry] = []
+        for record in proc.stdout.split("\0"):
+            if not record:
+                continue
+            meta, _, name = record.partition("\t")
+            mode, kind, sha, size = meta.split()
+            blob_size = int(size) if size != "-" else None
+            found.append(TreeEntry(mode, kind, sha, blob_size, prefix + name))
+        return found
+
+    def entry(self, commit: str, path: str) -> TreeEntry | None:
+        """The entry at `path` (exactly that path, no globbing) at `commit`, or None."""
+        directory = path.rpartition("/")[0]
+        listed = self.entries(commit, directory) or []
+        return next((e for e in listed if e.path == path), None)
+
+    def blob(self, sha: str) -> bytes:
+        """A blob's bytes, as stored."""
+        proc = subprocess.run(
+            ["git", "cat-file", "blob", sha],
+            cwd=self.path,
+            env=git_env(),
+            capture_output=True,
+            timeout=GIT_TIMEOUT,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise GitError(f"git cat-file blob {sha} failed: {proc.stderr.decode().strip()}")
+        return proc.stdout
 
     def count_commits(self, base: str, head: str) -> int:
         return int(self.run("rev-list", "--count", f"{base}..{head}").stdout.strip() or "0")

@@ -3,13 +3,15 @@ GitHub's published schema (`@octokit/graphql-schema`, kept in `graphql_schema/`)
 from the store.
 
 Served: `repository(owner, name) { issue(number) { number title body lastEditedAt createdAt
-updatedAt } }`. A query GitHub would refuse is refused the way GitHub does (HTTP 200 with
-`errors`); a valid query for a field the fake does not serve fails loudly, so a test notices.
+updatedAt } }`, of whichever repository of the fake `owner` and `name` name. A query GitHub
+would refuse is refused the way GitHub does (HTTP 200 with `errors`); a valid query for a
+field the fake does not serve fails loudly, so a test notices.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,25 +41,30 @@ def schema() -> GraphQLSchema:
     return build_ast_schema(document, assume_valid=True, assume_valid_sdl=True)
 
 
-def answer(store: Store, payload: Any) -> tuple[int, dict[str, Any]]:
-    """The status and body GitHub answers to one POST /graphql."""
+Finder = Callable[[str, str], Store | None]
+
+
+def answer(find: Finder, payload: Any) -> tuple[int, dict[str, Any], Store | None]:
+    """The status and body GitHub answers to one POST /graphql, with the repository the query
+    read (None if it read none); `find` gives the fake's repository of an owner and name."""
     if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
-        return 400, {"message": "Problems parsing JSON"}
+        return 400, {"message": "Problems parsing JSON"}, None
     variables = payload.get("variables") or {}
     if not isinstance(variables, dict):
-        return 200, _errors([GraphQLError("Variables are invalid JSON.")])
+        return 200, _errors([GraphQLError("Variables are invalid JSON.")]), None
     try:
         document = parse(payload["query"])
     except GraphQLError as exc:
-        return 200, _errors([exc])
+        return 200, _errors([exc]), None
     problems = validate(schema(), document)
     if problems:
-        return 200, _errors(problems)
-    result = execute_sync(schema(), document, _Root(store), variable_values=variables)
+        return 200, _errors(problems), None
+    root = _Root(find)
+    result = execute_sync(schema(), document, root, variable_values=variables)
     body: dict[str, Any] = {"data": result.data}
     if result.errors:
         body.update(_errors(result.errors))
-    return 200, body
+    return 200, body, root.touched
 
 
 def _errors(errors: list[GraphQLError]) -> dict[str, Any]:
@@ -78,17 +85,19 @@ def _error(error: GraphQLError) -> dict[str, Any]:
 class _Root:
     """The query root (graphql-core calls a callable attribute with `info` and the args)."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, find: Finder) -> None:
+        self._find = find
+        self.touched: Store | None = None
 
     # graphql-core passes the schema's defaulted arguments too (`followRenames`).
     def repository(self, _info: Any, owner: str, name: str, **_: Any) -> _Repository:
-        store = self._store
-        if (owner.lower(), name.lower()) != (store.owner.lower(), store.name.lower()):
+        store = self._find(owner, name)
+        if store is None:
             raise GraphQLError(
                 f"Could not resolve to a Repository with the name '{owner}/{name}'.",
                 extensions={"type": "NOT_FOUND"},
             )
+        self.touched = self.touched or store
         return _Repository(store)
 
     def __getattr__(self, name: str) -> Any:

@@ -68,15 +68,13 @@ class Deliverer:
         self._changed = threading.Condition()
         self._queue: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._next_hook = 400000001
 
     # -- test-facing ------------------------------------------------------------------------
 
     def add(self, url: str, secret: str, events: Collection[str]) -> int:
         """Register a hook and send it `ping`, as GitHub does on creation."""
         with self._store.lock:
-            hook = Hook(self._next_hook, url, secret, frozenset(events))
-            self._next_hook += 1
+            hook = Hook(self._store.next_id("hook"), url, secret, frozenset(events))
             self._hooks[hook.id] = hook
             self._store.emit = self.emit
             body = shapes_hooks.ping(self._store, hook.id, sorted(hook.events), url)

@@ -176,6 +176,22 @@ class ReviewComment:
 
 
 @dataclass
+class CommitComment:
+    """A comment on a commit: on the whole commit, or (with `path`) on a line of its diff."""
+
+    id: int
+    commit_id: str
+    user: str
+    body: str
+    created_at: datetime
+    updated_at: datetime
+    path: str | None = None
+    position: int | None = None
+    line: int | None = None
+    reactions: list[Reaction] = field(default_factory=list)
+
+
+@dataclass
 class CheckRun:
     id: int
     head_sha: str

@@ -140,12 +140,28 @@ def _null_allowed(keyword: Any) -> Any:
     return check
 
 
+def _discriminating_objects_only(keyword: Any) -> Any:
+    def check(validator: Any, value: Any, instance: Any, schema: dict[str, Any]) -> Any:
+        if "discriminator" in schema and not validator.is_type(instance, "object"):
+            schema = {k: v for k, v in schema.items() if k != "discriminator"}
+        yield from keyword(validator, value, instance, schema) or ()
+
+    return check
+
+
 # OpenAPI 3.0.3 says `nullable: true` "adds null to the allowed values". The OAS 3.0 validator
 # honours it beside `type` only, but GitHub also writes it beside `enum` (`state_reason`) and
 # `oneOf` (a commit's `author`), where GitHub sends null; so null passes every keyword of a
 # schema that is nullable.
+# A discriminator names a property, so it can only pick among objects; GitHub's description
+# puts an array (a directory's contents) among the contents API's alternatives beside one,
+# which are then matched as a plain `oneOf` (the validator would refuse every array).
 NullableOAS30Validator: Any = extend(  # type: ignore[no-untyped-call]  # untyped in its stubs
-    OAS30Validator, {name: _null_allowed(k) for name, k in OAS30Validator.VALIDATORS.items()}
+    OAS30Validator,
+    {
+        name: _null_allowed(_discriminating_objects_only(k) if name == "oneOf" else k)
+        for name, k in OAS30Validator.VALIDATORS.items()
+    },
 )
 
 

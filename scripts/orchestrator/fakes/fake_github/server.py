@@ -1,4 +1,5 @@
-"""The HTTP side: a threaded loopback server whose handler hands each request to the App."""
+"""The HTTP side: a threaded loopback server whose handler hands each request to the App, or
+to the git service for the repositories' git (`/{owner}/{repo}.git/...`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .app import App
+from ..git_http import read_body
+from .app import App, RawResponse
+from .git_service import GitService
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT = 5.0
@@ -19,9 +22,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], app: App) -> None:
+    def __init__(self, address: tuple[str, int], app: App, git: GitService) -> None:
         super().__init__(address, _Handler)
         self.app = app
+        self.git = git
         self.open_sockets: set[socket.socket] = set()
         self.sockets_lock = threading.Lock()
 
@@ -67,10 +71,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve()
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length > 0 else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        response = self.server.app.handle(self.command, self.path, headers, raw)
+        raw = read_body(self.rfile, headers)
+        response: RawResponse
+        if self.server.git.serves(self.path):
+            response = self.server.git.handle(self.command, self.path, headers, raw)
+        else:
+            response = self.server.app.handle(self.command, self.path, headers, raw)
         self.send_response(response.status)
         for key, value in response.headers.items():
             self.send_header(key, value)
@@ -85,7 +92,7 @@ class _Handler(BaseHTTPRequestHandler):
     def date_time_string(self, timestamp: float | None = None) -> str:
         # The Date header follows the fake's clock, so a client that trusts the server's
         # time sees the same time as the timestamps in the bodies.
-        return email.utils.format_datetime(self.server.app.store.now(), usegmt=True)
+        return email.utils.format_datetime(self.server.app.site.now(), usegmt=True)
 
     def version_string(self) -> str:
         return "GitHub.com"
@@ -97,9 +104,9 @@ class _Handler(BaseHTTPRequestHandler):
 class HttpServer:
     """Owns the listening socket and the thread that serves it; stop() is bounded."""
 
-    def __init__(self, app: App, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: App, git: GitService, host: str = "127.0.0.1", port: int = 0) -> None:
         self.app = app
-        self._server = _Server((host, port), app)
+        self._server = _Server((host, port), app, git)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},

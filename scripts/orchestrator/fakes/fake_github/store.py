@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +16,7 @@ from .model import (
     ROLE_TO_PERMISSION,
     CheckRun,
     Comment,
+    CommitComment,
     CommitStatus,
     Event,
     Happening,
@@ -32,13 +31,15 @@ from .model import (
 )
 from .ratelimit import RateLimiter
 from .shapes_base import RepoContext
+from .site import Site
 
 MAX_BODY = 65536
 LABEL_COLORS = ("d73a4a", "0075ca", "cfd3d7", "a2eeef", "7057ff", "008672", "e4e669", "d876e3")
 
 
 class Store:
-    """All records of one repository, plus the bare repository behind its git data.
+    """All records of one repository, plus the bare repository behind its git data; users,
+    IDs, the rate limits and the lock are the `site`'s, shared by its repositories.
 
     Every method expects `lock` to be held: the HTTP server takes it around each request and
     the test-facing API around each call, so one request's reads and writes are atomic.
@@ -47,26 +48,23 @@ class Store:
     def __init__(
         self,
         *,
+        site: Site,
         origin: Path,
         owner: str,
         name: str,
-        bot_login: str,
-        clock: Clock,
         default_branch: str,
         private: bool,
     ) -> None:
-        self.lock = threading.RLock()
+        self.site = site
+        self.lock = site.lock
+        self.repo_id = site.next_repo_id()
         self.git = GitRepo(origin)
         self.origin = origin
         self.owner = owner
         self.name = name
-        self.bot_login = bot_login
-        self.clock = clock
         self.default_branch = default_branch
         self.private = private
-        self.created_at = clock.now()
-        self.base_url = "http://127.0.0.1"
-        self.users: dict[str, User] = {}
+        self.created_at = site.now()
         self.labels: dict[str, Label] = {}
         self.issues: dict[int, Issue] = {}
         self.comments: dict[int, Comment] = {}
@@ -75,6 +73,7 @@ class Store:
         self.review_comments: dict[int, ReviewComment] = {}
         self.check_runs: list[CheckRun] = []
         self.statuses: list[CommitStatus] = []
+        self.commit_comments: dict[int, CommitComment] = {}
         self.roles: dict[str, str] = {}
         self.requests: list[RequestRecord] = []
         self.mutations: list[Mutation] = []
@@ -84,19 +83,38 @@ class Store:
         self.close_issues_on_merge = True
         self.delete_branch_on_merge = False
         self.merge_methods = {"merge", "squash"}
-        self.rate = RateLimiter()
         # Told of each change a webhook reports (see hooks.py); nothing listens by default.
         self.emit: Callable[[Happening], None] = _nobody
-        # Separate ID sequences per kind, started apart so an ID never looks like a number.
-        self._ids = {kind: itertools.count(start) for kind, start in _ID_STARTS.items()}
         self.user_id(owner)
-        self.user_id(bot_login)
+        self.user_id(site.bot_login)
         self.roles[owner.lower()] = "admin"
+
+    # -- shared with the site -------------------------------------------------------------
+
+    @property
+    def bot_login(self) -> str:
+        return self.site.bot_login
+
+    @property
+    def clock(self) -> Clock:
+        return self.site.clock
+
+    @property
+    def rate(self) -> RateLimiter:
+        return self.site.rate
+
+    @property
+    def base_url(self) -> str:
+        return self.site.base_url
+
+    @property
+    def users(self) -> dict[str, User]:
+        return self.site.users
 
     # -- identity -------------------------------------------------------------------------
 
     def next_id(self, kind: str) -> int:
-        return next(self._ids[kind])
+        return self.site.next_id(kind)
 
     def next_number(self) -> int:
         """The number the next issue or pull request gets (they share one sequence)."""
@@ -113,7 +131,7 @@ class Store:
             base_url=self.base_url,
             owner=self.owner,
             name=self.name,
-            repo_id=1296269,
+            repo_id=self.repo_id,
             default_branch=self.default_branch,
             private=self.private,
             clone_url=str(self.origin),
@@ -352,19 +370,3 @@ def check_body(body: object, resource: str) -> str:
             resource, f"body is too long (maximum is {MAX_BODY} characters)", field="body"
         )
     return body
-
-
-_ID_STARTS = {
-    "user": 1,
-    "label": 208045946,
-    "issue": 1000001,
-    "pull": 2000001,
-    "comment": 3000001,
-    "event": 4000001,
-    "reaction": 5000001,
-    "review": 6000001,
-    "check": 7000001,
-    "suite": 8000001,
-    "status": 9000001,
-    "review_comment": 10000001,
-}

@@ -1,0 +1,130 @@
+"""A repository's settings as its default branch says: the daemon's, with the overrides of its
+`.github/claude-orchestrator.toml`, read again whenever the branch moves."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .config import Settings
+from .core.errors import GitHubError
+from .core.repo_config import REPO_CONFIG_PATH, RepoConfig, RepoConfigError, parse_repo_config
+from .ports import StateStore
+
+log = logging.getLogger(__name__)
+
+# The file's text (a hash) whose refusal was told on GitHub: told once, not every cycle.
+REFUSED_META = "repo_config_refused"
+# The default branch's commit last read and the file's text there: a restart on an unchanged
+# branch reads nothing (a missing file's 404 is charged to the rate limit, and not cached).
+READ_META = "repo_config_read"
+
+
+class RepoFiles(Protocol):
+    """What is read of GitHub for the file (the GitHub client)."""
+
+    async def default_branch(self) -> str: ...
+
+    async def branch_sha(self, branch: str) -> str: ...
+
+    async def file_text(self, path: str, ref: str) -> str | None: ...
+
+    async def comment_on_commit(self, sha: str, body: str) -> None: ...
+
+
+class RepoSettings:
+    """Reads the file at the default branch's head once per cycle, when the head moved (an
+    unchanged branch is one conditional request, answered 304), and hands the repository's
+    settings to `apply`: None while they are not known (not read yet) or the file is wrong,
+    which stops the repository's work: a pre-merge command or a label left out by a typo must
+    not be replaced by the daemon's defaults. A wrong file is told once, as a comment on the
+    commit where it was found."""
+
+    def __init__(
+        self,
+        operator: Settings,
+        files: RepoFiles,
+        state: StateStore,
+        apply: Callable[[Settings | None], None],
+    ) -> None:
+        self._operator = operator
+        self._files = files
+        self._state = state
+        self._apply = apply
+        self._head: str | None = None  # the default branch's commit last read
+        self._text: str | None = None  # the file's text there ("" without a file)
+        self.settings: Settings | None = None
+        self.refused: str | None = None  # why the file is not used, one line
+
+    async def refresh(self) -> None:
+        """Read the file again if the default branch moved; GitHub's errors are raised (the
+        repository waits while its settings have never been read)."""
+        try:
+            head = await self._files.branch_sha(await self._files.default_branch())
+            if head == self._head:
+                return
+            text = self._kept(head)
+            if text is None:
+                text = await self._files.file_text(REPO_CONFIG_PATH, head) or ""
+                self._state.set_meta(READ_META, {"head": head, "text": text})
+        except GitHubError:
+            if self._head is None:
+                self._apply(None)  # nothing known yet: nothing runs on a guess
+            raise
+        self._head = head
+        if text == self._text:
+            return
+        self._text = text
+        try:
+            config = parse_repo_config(text) if text.strip() else RepoConfig()
+            updates = config.overrides(self._operator.model_dump())
+        except RepoConfigError as exc:
+            await self._refuse(str(exc), text, head)
+            return
+        changed = {k: v for k, v in updates.items() if getattr(self._operator, k) != v}
+        self.settings = self._operator.model_copy(update=_as_settings(changed))
+        self.refused = None
+        if changed:
+            said = ", ".join(f"{k.upper()}={v!r}" for k, v in sorted(changed.items()))
+            log.info("%s at %s sets %s", REPO_CONFIG_PATH, head[:7], said)
+        self._apply(self.settings)
+
+    def _kept(self, head: str) -> str | None:
+        """The file's text at `head` as read before (a restart), or None."""
+        kept = self._state.get_meta(READ_META)
+        if (
+            isinstance(kept, dict)
+            and kept.get("head") == head
+            and isinstance(kept.get("text"), str)
+        ):
+            return str(kept["text"])
+        return None
+
+    async def _refuse(self, why: str, text: str, head: str) -> None:
+        self.settings = None
+        self.refused = why
+        log.error("%s; no work starts in this repository until it is fixed", why)
+        self._apply(None)
+        told = hashlib.sha256(text.encode()).hexdigest()
+        if self._state.get_meta(REFUSED_META) == told:
+            return
+        body = (
+            f"The orchestrator cannot read `{REPO_CONFIG_PATH}` as of this commit:\n\n"
+            f"> {why}\n\nNo issue, review or merge starts in this repository until the file "
+            "is fixed on the default branch (or removed)."
+        )
+        try:
+            await self._files.comment_on_commit(head, body)
+        except GitHubError as exc:  # said again at the next cycle that reads it
+            log.warning("could not comment on %s about the file: %s", head[:7], exc)
+            self._text = None
+            self._head = None
+            return
+        self._state.set_meta(REFUSED_META, told)
+
+
+def _as_settings(updates: dict[str, Any]) -> dict[str, Any]:
+    """The file's values as the settings hold them (a TOML list is kept as a tuple)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in updates.items()}
