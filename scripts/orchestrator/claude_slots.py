@@ -64,16 +64,19 @@ class FairSlots:
             self._release()
 
     def _release(self) -> None:
-        """The slot to the next group's first waiter, or back to the free ones."""
-        if not self._waiting:
-            self._free += 1
-            return
-        group = min(self._waiting, key=lambda g: self._served.get(g, -1))
-        queue = self._waiting[group]
-        waiter = queue.popleft()
-        if not queue:
-            del self._waiting[group]
-        waiter.set_result(None)
+        """The slot to the next group's first waiter, or back to the free ones. A waiter
+        cancelled but not yet told (its task has not run since) is passed over, as asyncio's
+        Semaphore does: handing it the slot would lose the slot."""
+        while self._waiting:
+            group = min(self._waiting, key=lambda g: self._served.get(g, -1))
+            queue = self._waiting[group]
+            waiter = queue.popleft()
+            if not queue:
+                del self._waiting[group]
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
 
     def _drop(self, group: str, waiter: asyncio.Future[None]) -> None:
         queue = self._waiting.get(group)

@@ -30,7 +30,8 @@ TOKEN_REQUIRED_MESSAGE = "GITHUB_TOKEN environment variable is required"  # noqa
 GH_CLI_TIMEOUT = 10.0
 GIT_CHECK_TIMEOUT = 10.0
 
-_REPO_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+# GitHub refuses a repository named `.` or `..` (a path would read them as folders).
+_REPO_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/(?!\.\.?$)[A-Za-z0-9._-]{1,100}$")
 _LABEL_MAX = 50  # GitHub rejects longer label names.
 
 
@@ -73,6 +74,9 @@ class Settings(BaseSettings):
     state_file: Path = Path("./.orchestrator-state.json")
     # The state in PostgreSQL instead of STATE_FILE (postgresql://user:password@host/db)
     state_url: SecretStr | None = None
+    # Several daemons on one STATE_URL: a repository stays with a daemon that stops renewing
+    # its lease for this long, then another takes it over
+    lease_seconds: Annotated[float, Field(ge=3, le=3600, allow_inf_nan=False)] = 60
     max_turns: PositiveInt = 50
     auto_merge_enabled: bool = True
     merge_comment_trigger: NonEmptyStr = "/merge"
@@ -276,7 +280,7 @@ class Settings(BaseSettings):
         return self.model_copy(
             update={
                 "github_repo": name,
-                "github_repos": [],
+                "github_repos": [name],  # so messages name GITHUB_REPOS
                 "github_repos_file": None,
                 "state_file": repo_state_file(self.state_file, name),
                 "worktree_base": self.worktree_base / repo_slug(name),
@@ -315,8 +319,9 @@ class Settings(BaseSettings):
 
 
 def repo_slug(name: str) -> str:
-    """A repository's name as one path segment: `acme/widgets` is `acme+widgets`."""
-    return name.replace("/", "+")
+    """A repository's name as one path segment: `Acme/Widgets` is `acme+widgets` (GitHub's
+    names ignore case: one repository, one state file and one clone)."""
+    return name.lower().replace("/", "+")
 
 
 def repo_state_file(state_file: Path, name: str) -> Path:
@@ -570,7 +575,10 @@ _FRIENDLY = {
     "string_too_short": "expected a non-empty value",
 }
 
-_RANGES = {"auto_fix_attempts": "expected a whole number from 0 to 20"}
+_RANGES = {
+    "auto_fix_attempts": "expected a whole number from 0 to 20",
+    "lease_seconds": "expected a number of seconds from 3 to 3600",
+}
 
 _EXPECTED = {
     "github_repo": "owner/repo, e.g. your-org/your-repo",

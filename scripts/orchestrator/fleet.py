@@ -1,22 +1,26 @@
-"""Several repositories in one daemon: each its own state, client, git and loop; Claude's slots,
-the sandbox, the model proxy and the token's rate limit shared."""
+"""Several repositories in one daemon, and several daemons on one database: each repository
+leased to one daemon at a time, with its own state, client, git and loop there; Claude's slots,
+the sandbox, the model proxy and the token's rate limit shared by a daemon's repositories."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import logging
-from dataclasses import dataclass
+import math
 
 from .checks import ShellChecks
+from .claude_runner import SdkClaudeRunner
 from .claude_slots import ClaudeSlots
 from .clock import SystemClock
 from .config import Settings
 from .core.redact import Redactor
+from .daemon import Daemon
 from .github_rest import TokenLimits
-from .github_watcher import GitHubClient
-from .ports import StateStore
+from .leases import Leases, LocalLeases
+from .sandbox import Sandbox
 from .secret_scan import SecretScanner
 from .startup import (
     StartupError,
@@ -26,6 +30,7 @@ from .startup import (
     open_mirror,
     start_sandbox,
 )
+from .state import StateError
 from .state_open import open_daemon_state, open_state
 from .wiring import (
     COURTESY_GRACE,
@@ -38,87 +43,210 @@ from .wiring import (
     unfinished_branches,
 )
 from .workflows.commands import courtesies_sent
-from .worktree_manager import WorktreeManager
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Repository:
-    """One watched repository's own parts."""
-
-    settings: Settings
-    state: StateStore
-    github: GitHubClient
-    worktrees: WorktreeManager
+MAX_TICK = 10.0  # seconds between the leases' renewals at most
 
 
 async def serve_fleet(settings: Settings, *, once: bool, redactor: Redactor) -> int:
-    """Watch every repository of GITHUB_REPOS until stopped (or for one cycle each with
-    `once`); 0, or 1 when a repository's loop met an unexpected error."""
+    """Watch the repositories of GITHUB_REPOS until stopped (or for one cycle each with
+    `once`): all of them, or with STATE_URL a fair share beside the other daemons there.
+    0, or 1 when a repository's loop met an unexpected error."""
     if (why := missing_model_credential(settings)) is not None:
         raise StartupError(why)
-    limits = TokenLimits()  # GitHub counts one token's requests together
-    with contextlib.ExitStack() as files, open_daemon_state(settings) as own:
-        async with contextlib.AsyncExitStack() as clients:
-            repositories = []
-            for name in settings.repositories:
-                mine = settings.for_repo(name)
-                state = open_state(mine)
-                files.enter_context(state)
-                github = await clients.enter_async_context(
-                    github_client(mine, redactor, limits=limits)
-                )
-                worktrees = make_worktrees(mine)
-                await check_start(mine, github, worktrees)
-                files.enter_context(hold_mirror(mine))
-                await open_mirror(mine, worktrees)
-                await worktrees.prune_leftovers(keep_branches=unfinished_branches(state))
-                repositories.append(Repository(mine, state, github, worktrees))
-            return await _run(settings, own, repositories, once, redactor)
-
-
-async def _run(
-    settings: Settings,
-    own: StateStore,
-    repositories: list[Repository],
-    once: bool,
-    redactor: Redactor,
-) -> int:
-    """One daemon per repository over shared slots, stopped together by a signal."""
-    sandbox = await start_sandbox(settings)
-    runner = make_runner(settings, sandbox, redactor)
-    slots = ClaudeSlots(runner, settings.max_concurrent, state=own,
-                        daily_budget=settings.daily_max_budget_usd)  # fmt: skip
-    daemons = []
-    for repo in repositories:
-        claude, checks = runner, ShellChecks(None)
-        if sandbox is not None:
-            # A job sees its own repository's git, never another's (a private one).
-            shown = (*settings.sandbox_read_paths, repo.settings.git_mirror)
-            mine = dataclasses.replace(sandbox, read_paths=shown)
-            claude, checks = runner.with_sandbox(mine), ShellChecks(mine)
-        adapters = Adapters(repo.github, repo.worktrees, claude, checks,
-                            SecretScanner(redactor), SystemClock(), redactor)  # fmt: skip
-        daemons.append(
-            build_daemon(repo.settings, repo.state, adapters, github=repo.github, slots=slots)
+    leases = open_leases(settings)
+    with contextlib.closing(leases), open_daemon_state(settings) as own:
+        sandbox = await start_sandbox(settings)
+        runner = make_runner(settings, sandbox, redactor)
+        slots = ClaudeSlots(runner, settings.max_concurrent, state=own,
+                            daily_budget=settings.daily_max_budget_usd)  # fmt: skip
+        fleet = Fleet(settings, redactor, leases, slots, runner, sandbox)
+        shared = (
+            ""
+            if isinstance(leases, LocalLeases)
+            else (
+                f", a share of them beside the other daemons on STATE_URL (leases of "
+                f"{settings.lease_seconds:g}s)"
+            )
         )
-    log.info("watching %d repositories: %s", len(daemons),
-             ", ".join(r.settings.github_repo for r in repositories))  # fmt: skip
+        log.info("watching %d repositories: %s%s", len(settings.repositories),
+                 ", ".join(settings.repositories), shared)  # fmt: skip
+        with stop_on_signals(fleet.request_stop):
+            async with runner.serving():
+                code = await fleet.run(once=once)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(courtesies_sent(), COURTESY_GRACE)
+                return code
 
-    def stop(why: str) -> None:
-        for daemon in daemons:
+
+def open_leases(settings: Settings) -> Leases:
+    """The leases: in STATE_URL's database, shared with the other daemons there; else this
+    daemon's alone."""
+    if settings.state_url is None:
+        return LocalLeases()
+    from .leases_pg import PgLeases
+
+    return PgLeases(settings.state_url.get_secret_value(), settings.lease_seconds)
+
+
+class Fleet:
+    """Takes repositories (leases), runs a daemon on each, and lets them go: a lost lease stops
+    that repository's daemon at once; a newcomer beside it gets its share as an idle one is
+    let go. Every repository's daemon is stopped by `request_stop`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redactor: Redactor,
+        leases: Leases,
+        slots: ClaudeSlots,
+        runner: SdkClaudeRunner,
+        sandbox: Sandbox | None,
+    ) -> None:
+        self._settings = settings
+        self._redactor = redactor
+        self._leases = leases
+        self._slots = slots
+        self._runner = runner
+        self._sandbox = sandbox
+        self._limits = TokenLimits()  # GitHub counts one token's requests together
+        self._daemons: dict[str, Daemon] = {}
+        self._tasks: dict[str, asyncio.Task[int]] = {}
+        self._codes: list[int] = []
+        self._stop = asyncio.Event()
+        self._renewed = asyncio.get_running_loop().time()
+        # Daemons start their look at the list at different places: fewer collisions.
+        names = settings.repositories
+        turn = int(hashlib.sha256(leases.owner.encode()).hexdigest(), 16) % len(names)
+        self._order = names[turn:] + names[:turn]
+
+    def request_stop(self, why: str = "stop requested") -> None:
+        """No new repository; each one's daemon stops as on its own (a second request: at
+        once)."""
+        self._stop.set()
+        for daemon in self._daemons.values():
             daemon.request_stop(why)
 
-    with stop_on_signals(stop):
-        async with runner.serving():
-            runs = [asyncio.create_task(daemon.run(once=once)) for daemon in daemons]
-            try:
-                codes: list[int] = await asyncio.gather(*runs)
-            finally:  # one loop's crash stops the others, which hand their items back
-                for run in runs:
-                    run.cancel()
-                await asyncio.gather(*runs, return_exceptions=True)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(courtesies_sent(), COURTESY_GRACE)
-    return max(codes)
+    async def run(self, *, once: bool) -> int:
+        tick = min(MAX_TICK, self._leases.seconds / 3)
+        first = True
+        try:
+            while True:
+                await self._keep(first=first, once=once)
+                first = False
+                if once or self._stop.is_set():
+                    break
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), tick)
+        except BaseException:  # a repository that cannot start: the others stop at once
+            self.request_stop("the start failed")
+            self.request_stop("the start failed")
+            raise
+        finally:
+            while self._tasks:  # each repository's loop ends by itself (once) or by the stop
+                await asyncio.wait(list(self._tasks.values()))
+        return max(self._codes, default=0)
+
+    async def _keep(self, *, first: bool, once: bool) -> None:
+        """One round: renew, stop what was lost, take the share, let an extra idle one go."""
+        loop = asyncio.get_running_loop()
+        try:
+            live = self._leases.beat()
+            lost = self._leases.renew()
+        except StateError as exc:
+            if first:
+                raise
+            log.warning("could not renew the leases: %s", exc)
+            if loop.time() - self._renewed > self._leases.seconds * 2 / 3:
+                # Ours may end any moment: another daemon could take our repositories.
+                log.error("the leases could not be renewed in time: stopping every repository")
+                for repo in list(self._daemons):
+                    self._halt(repo)
+            return
+        self._renewed = loop.time()
+        for repo in lost:
+            log.error("lost the lease of %s (renewed too late): its work stops at once", repo)
+            self._halt(repo)
+        if self._stop.is_set():
+            return
+        share = math.ceil(len(self._order) / max(live, 1))
+        for repo in self._order:
+            if len(self._daemons) >= share:
+                break
+            if repo not in self._daemons and self._leases.claim(repo):
+                await self._start(repo, once=once, first=first)
+        if len(self._daemons) > share and not once:
+            idle = [r for r, d in self._daemons.items() if not d.jobs()]
+            if idle:
+                log.info("%d daemons share %d repositories: letting %s go", live,
+                         len(self._order), idle[0])  # fmt: skip
+                self._daemons[idle[0]].request_stop("another daemon takes it")
+
+    def _halt(self, repo: str) -> None:
+        daemon = self._daemons.get(self._name(repo))
+        if daemon is not None:
+            daemon.request_stop("the lease was lost")
+            daemon.request_stop("the lease was lost")  # the second: at once
+
+    def _name(self, repo: str) -> str:
+        """The repository as GITHUB_REPOS writes it (the leases hold it in lower case)."""
+        return next((r for r in self._order if r.lower() == repo.lower()), repo)
+
+    async def _start(self, repo: str, *, once: bool, first: bool) -> None:
+        """`repo`'s daemon, started; a failure to start it is fatal in the first round (a
+        setting is wrong) and retried later otherwise (taking over from a daemon that died)."""
+        stack = contextlib.AsyncExitStack()
+        try:
+            daemon = await self._open(repo, stack)
+        except (StartupError, StateError) as exc:
+            await stack.aclose()
+            self._leases.release(repo)
+            if first:
+                raise
+            log.error("cannot work on %s now, tried again later: %s", repo, exc)
+            return
+        self._daemons[repo] = daemon
+        self._tasks[repo] = asyncio.create_task(self._work(repo, daemon, stack, once))
+
+    async def _open(self, repo: str, stack: contextlib.AsyncExitStack) -> Daemon:
+        """`repo`'s own parts (its state, client, git and sandbox view) and its daemon."""
+        mine = self._settings.for_repo(repo)
+        state = open_state(mine, lease=None if self._settings.state_url is None
+                           else self._leases.owner)  # fmt: skip
+        stack.callback(state.close)
+        github = await stack.enter_async_context(
+            github_client(mine, self._redactor, limits=self._limits)
+        )
+        worktrees = make_worktrees(mine)
+        await check_start(mine, github, worktrees)
+        stack.enter_context(hold_mirror(mine))
+        await open_mirror(mine, worktrees)
+        await worktrees.prune_leftovers(keep_branches=unfinished_branches(state))
+        claude, checks = self._runner, ShellChecks(None)
+        if self._sandbox is not None:
+            # A job sees its own repository's git, never another's (a private one).
+            shown = (*self._settings.sandbox_read_paths, mine.git_mirror)
+            view = dataclasses.replace(self._sandbox, read_paths=shown)
+            claude, checks = self._runner.with_sandbox(view), ShellChecks(view)
+        adapters = Adapters(github, worktrees, claude, checks, SecretScanner(self._redactor),
+                            SystemClock(), self._redactor)  # fmt: skip
+        return build_daemon(mine, state, adapters, github=github, slots=self._slots)
+
+    async def _work(
+        self, repo: str, daemon: Daemon, stack: contextlib.AsyncExitStack, once: bool
+    ) -> int:
+        """`repo`'s loop until it ends; then its parts are closed and its lease let go."""
+        try:
+            code = await daemon.run(once=once)
+        except Exception:  # one repository's crash is logged; the others go on
+            log.exception("the loop of %s crashed", repo)
+            code = 1
+        finally:
+            await stack.aclose()
+            self._daemons.pop(repo, None)
+            self._tasks.pop(repo, None)
+            with contextlib.suppress(StateError):  # it ends by itself after LEASE_SECONDS
+                self._leases.release(repo)
+        self._codes.append(code)
+        return code

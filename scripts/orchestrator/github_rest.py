@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -103,7 +104,8 @@ class RestClient:
             timeout=timeout,
             auto_retry=retry or RetryPolicy(),
             throttler=limits.throttler,
-            user_agent="claude-orchestrator",
+            # The pid tells several daemons' requests apart in a proxy's log (and in the tests).
+            user_agent=f"claude-orchestrator (pid {os.getpid()})",
             cache_strategy=cache,
             async_transport=self.wire,
         )

@@ -232,7 +232,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     """The commands that talk to GitHub: `check`, `--dry-run` and the daemon."""
     from .startup import StartupError, raise_fd_limit
     from .state import StateError
-    from .state_open import open_state
+    from .state_open import check_one_repository, open_state
     from .wiring import known_secrets, serve
 
     redactor = known_secrets(settings)  # the one redactor: logs, comments, state
@@ -247,6 +247,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if settings.several:
         return _fleet(args, settings, redactor)
     try:
+        check_one_repository(settings)
         state = open_state(settings)
     except StateError as exc:
         return _fail(str(exc))

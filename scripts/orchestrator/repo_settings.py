@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .config import Settings
-from .core.errors import GitHubError
+from .core.errors import GitHubError, MalformedAnswer, RateLimited
 from .core.repo_config import REPO_CONFIG_PATH, RepoConfig, RepoConfigError, parse_repo_config
 from .ports import StateStore
 
@@ -20,6 +20,7 @@ REFUSED_META = "repo_config_refused"
 # The default branch's commit last read and the file's text there: a restart on an unchanged
 # branch reads nothing (a missing file's 404 is charged to the rate limit, and not cached).
 READ_META = "repo_config_read"
+UNREADABLE = "\x00unreadable: "  # no TOML text starts so: what stands for a path with no text
 
 
 class RepoFiles(Protocol):
@@ -67,8 +68,7 @@ class RepoSettings:
                 return
             text = self._kept(head)
             if text is None:
-                text = await self._files.file_text(REPO_CONFIG_PATH, head) or ""
-                self._state.set_meta(READ_META, {"head": head, "text": text})
+                text = await self._read(head)
         except GitHubError:
             if self._head is None:
                 self._apply(None)  # nothing known yet: nothing runs on a guess
@@ -78,11 +78,21 @@ class RepoSettings:
             return
         self._text = text
         try:
+            if text.startswith(UNREADABLE):
+                raise RepoConfigError(f"{REPO_CONFIG_PATH}: {text.removeprefix(UNREADABLE)}")
             config = parse_repo_config(text) if text.strip() else RepoConfig()
+            if self._operator.sandbox == "off" and config.pre_merge_commands is not None:
+                raise RepoConfigError(
+                    f"{REPO_CONFIG_PATH}: pre_merge_commands: not taken from the repository "
+                    "while the daemon runs with SANDBOX=off (they would run with its rights); "
+                    "expected them in the daemon's PRE_MERGE_COMMANDS, or the sandbox on"
+                )
             updates = config.overrides(self._operator.model_dump())
         except RepoConfigError as exc:
             await self._refuse(str(exc), text, head)
             return
+        if self._state.get_meta(REFUSED_META):
+            self._state.set_meta(REFUSED_META, "")  # a wrong file again later is told again
         changed = {k: v for k, v in updates.items() if getattr(self._operator, k) != v}
         self.settings = self._operator.model_copy(update=_as_settings(changed))
         self.refused = None
@@ -90,6 +100,22 @@ class RepoSettings:
             said = ", ".join(f"{k.upper()}={v!r}" for k, v in sorted(changed.items()))
             log.info("%s at %s sets %s", REPO_CONFIG_PATH, head[:7], said)
         self._apply(self.settings)
+
+    async def _read(self, head: str) -> str:
+        """The file's text at `head` ("" without one), kept for a restart; a path GitHub shows
+        as no text (a folder, a link leading out, a file over 1 MB) as UNREADABLE and why."""
+        try:
+            text = await self._files.file_text(REPO_CONFIG_PATH, head) or ""
+        except MalformedAnswer:
+            return UNREADABLE + "expected a file; found a folder or a link GitHub does not follow"
+        except RateLimited:
+            raise
+        except GitHubError as exc:
+            if exc.status != 403:  # GitHub's refusal of a file over 1 MB; else try again later
+                raise
+            return UNREADABLE + "expected a file of at most 64 KiB; found one GitHub will not show"
+        self._state.set_meta(READ_META, {"head": head, "text": text})
+        return text
 
     def _kept(self, head: str) -> str | None:
         """The file's text at `head` as read before (a restart), or None."""

@@ -246,7 +246,7 @@ def github_failure(settings: Settings, exc: GitHubError) -> StartupError:
         )
     if exc.status in (403, 404):
         return StartupError(
-            f"GITHUB_REPO={settings.github_repo} is not visible with this token ({exc.status})",
+            f"{_named(settings)} is not visible with this token ({exc.status})",
             "check GITHUB_REPO's spelling, and that the token's account can see the "
             "repository (a fine-grained token: its repository access)",
         )
@@ -357,6 +357,12 @@ def exposed_by_cli(cli: str) -> Path | None:
     folder = Path(shutil.which(cli) or cli).resolve().parent
     home = Path.home().resolve()
     return folder if folder == Path("/") or home.is_relative_to(folder) else None
+
+
+def _named(settings: Settings) -> str:
+    """The repository as the user named it: `GITHUB_REPO=...`, or one of GITHUB_REPOS."""
+    watched = settings.github_repo
+    return f"GITHUB_REPO={watched}" if not settings.github_repos else f"{watched} (GITHUB_REPOS)"
 
 
 def _last_line(text: str) -> str:

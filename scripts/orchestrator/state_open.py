@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import socket
 import tempfile
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import Settings
+from .config import Settings, repo_state_file
 from .state import State, StateError
 
 if TYPE_CHECKING:
     from .state_pg import PgState
 
 
-def open_state(settings: Settings, *, lock: bool = True) -> State | PgState:
+def open_state(
+    settings: Settings, *, lock: bool = True, lease: str | None = None
+) -> State | PgState:
     """The daemon's state store; raises `StateError` (one line) when it cannot be used.
-    psycopg is imported only for a database's state."""
+    psycopg is imported only for a database's state. `lease`: the daemon's lease owner, when
+    several daemons share the database's repositories (`PgState`)."""
     if settings.state_url is not None:
         from .state_pg import PgState
 
-        return PgState(settings.state_url.get_secret_value(), settings.github_repo, lock=lock)
+        url = settings.state_url.get_secret_value()
+        return PgState(url, settings.github_repo, lock=lock, lease=lease)
     return State(settings.state_file, lock=lock)
 
 
@@ -36,7 +41,9 @@ def open_daemon_state(settings: Settings) -> State | PgState:
     if settings.state_url is not None:
         from .state_pg import PgState
 
-        return PgState(settings.state_url.get_secret_value(), DAEMON_KEY)
+        # Each daemon's own (several may share the database): its host and its folder.
+        own = f"{DAEMON_KEY}{socket.gethostname()}:{settings.worktree_base}"
+        return PgState(settings.state_url.get_secret_value(), own)
     state = State(settings.state_file)
     items = state.items()
     if items:
@@ -49,6 +56,25 @@ def open_daemon_state(settings: Settings) -> State | PgState:
             "to that of the repository it was for), then start again"
         )
     return state
+
+
+def check_one_repository(settings: Settings) -> None:
+    """A daemon that watched several repositories and now watches one: its repository's items
+    are in that repository's own file, not STATE_FILE. Refused in one line, not started on an
+    empty state (which would take every open command and pull request as new)."""
+    if settings.several or settings.state_url is not None:
+        return
+    own = repo_state_file(settings.state_file, settings.github_repo)
+    if not own.is_file():
+        return
+    with State(settings.state_file, lock=False) as state:
+        if state.items():
+            return
+    raise StateError(
+        f"{own} holds {settings.github_repo}'s state from when several repositories were "
+        f"watched, and STATE_FILE={settings.state_file} holds no work items: move {own.name} "
+        f"to {settings.state_file.name} (or set GITHUB_REPOS again), then start again"
+    )
 
 
 def dry_run_copy(settings: Settings) -> State:

@@ -5,32 +5,25 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import socket
 import threading
 from collections.abc import Callable, Collection, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
-from urllib.parse import unquote
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.rows import TupleRow
 from pydantic import ValidationError
 
 from .core.work import WorkItem, WorkItemType, utcnow
 from .state import StateError, StateLockedError, prunable
+from .state_pg_conn import Connection, open_connection, probe, reason, redacted, secrets_of
 from .state_pg_schema import SCHEMA_VERSION, advisory_key, migrate
 from .state_pg_schema import version as _version
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SCHEMA_VERSION", "PgState", "redacted", "secrets_of"]
+__all__ = ["SCHEMA_VERSION", "PgState", "probe", "redacted", "secrets_of"]
 
 T = TypeVar("T")
-Connection = psycopg.Connection[TupleRow]
-CONNECT_TIMEOUT = 10  # seconds, unless STATE_URL says otherwise: a dead host is an error
-SECRET_KEYS = ("password", "sslpassword")
 SESSION_ENDED = ("57P01", "57P02", "57P03")  # admin shutdown, crash shutdown, cannot connect now
 ITEMS = "orchestrator_items"  # the tables: state_pg_schema.py
 
@@ -55,6 +48,10 @@ DELETE_MANY = (
     "(SELECT * FROM unnest(%s::text[], %s::bigint[]))"
 )
 GET_META = "SELECT value::text FROM orchestrator_meta WHERE repo = %s AND key = %s"
+LEASED = (
+    "SELECT 1 FROM orchestrator_leases WHERE repo = %s AND owner = %s AND expires_at > now() "
+    "FOR SHARE"
+)
 META_KEYS = "SELECT key FROM orchestrator_meta WHERE repo = %s ORDER BY key"
 SET_META = (
     "INSERT INTO orchestrator_meta (repo, key, value) VALUES (%s, %s, %s::jsonb) "
@@ -71,11 +68,16 @@ class PgState:
     read or write is retried (the writes are upserts and deletes, so a retry is harmless).
     Inside a batch it is a `StateError`: the transaction is gone, and so are its writes."""
 
-    def __init__(self, url: str, repo: str, *, lock: bool = True) -> None:
+    def __init__(self, url: str, repo: str, *, lock: bool = True, lease: str | None = None) -> None:
         """Connect to `url` (STATE_URL), migrate its tables, and with `lock` become the one
-        owner of `repo`; `StateLockedError` if another orchestrator is."""
+        owner of `repo`; `StateLockedError` if another orchestrator is. With `lease` (a
+        daemon's lease owner, `leases_pg`) several daemons share the repository instead: no
+        lock is taken, and every write is kept only while that daemon holds its lease on the
+        repository (checked in the write's own transaction, so a daemon that lost it, cut off
+        for longer than the lease lasts, cannot overwrite its successor's work).
+        `repo` may also be a daemon's own key (`*...`): its records, beside the repositories'."""
         owner, _, name = repo.partition("/")
-        if not owner or not name or "/" in name:
+        if not repo.startswith("*") and (not owner or not name or "/" in name):
             raise StateError(f"GITHUB_REPO={repo!r} is not valid: expected owner/name")
         # GitHub's names ignore case: `Owner/Repo` and `owner/repo` are one repository's state.
         self.repo = repo.lower()
@@ -83,6 +85,7 @@ class PgState:
         self._url = url
         self._secrets = secrets_of(url)
         self._lock = lock
+        self._lease = lease
         self._mutex = threading.RLock()
         self._depth = 0
         self._closed = False
@@ -94,7 +97,7 @@ class PgState:
 
     def clear_item(self, kind: WorkItemType, number: int) -> bool:
         """Forget an item so it can be processed again; True if it was there."""
-        cursor = self._run("clear an item", lambda c: c.execute(DELETE, self._key(kind, number)))
+        cursor = self._write("clear an item", lambda c: c.execute(DELETE, self._key(kind, number)))
         return cursor.rowcount > 0
 
     def prune(
@@ -119,7 +122,7 @@ class PgState:
             ]
             if gone:
                 params = (self.repo, [k for k, _ in gone], [n for _, n in gone])
-                self._run("forget items", lambda c: c.execute(DELETE_MANY, params))
+                self._write("forget items", lambda c: c.execute(DELETE_MANY, params))
         if gone:
             log.info("state of %s: forgot %d item(s) finished more than %g days ago", self.repo,
                      len(gone), older_than.total_seconds() / 86_400)  # fmt: skip
@@ -137,7 +140,7 @@ class PgState:
     def put(self, item: WorkItem) -> None:
         params = (*self._key(item.type, item.number), _storable(item.model_dump_json()),
                   item.status.value, _utc(item.finished_at), _utc(item.updated_at))  # fmt: skip
-        self._run("write an item", lambda c: c.execute(PUT, params))
+        self._write("write an item", lambda c: c.execute(PUT, params))
 
     def items(self, kind: WorkItemType | None = None) -> list[WorkItem]:
         if not self._tables:
@@ -164,7 +167,7 @@ class PgState:
 
     def set_meta(self, key: str, value: Any) -> None:
         text = _storable(json.dumps(value))  # fails here, as in `State`, if it cannot be stored
-        self._run("write meta", lambda c: c.execute(SET_META, (self.repo, key, text)))
+        self._write("write meta", lambda c: c.execute(SET_META, (self.repo, key, text)))
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -181,6 +184,8 @@ class PgState:
             try:
                 with contextlib.ExitStack() as stack:
                     self._run("start a batch", lambda c: stack.enter_context(c.transaction()))
+                    if self._lease is not None:
+                        self._run("check the lease", self._check_lease)
                     self._depth = 1
                     try:
                         yield
@@ -232,6 +237,30 @@ class PgState:
                 f"{number} of {self.repo} ({where}: {first['msg']}); delete its row from {ITEMS}"
             ) from None
 
+    def _write(self, what: str, operation: Callable[[Connection], T]) -> T:
+        """A write: with a lease, in one transaction with the lease's check (a batch checked
+        it at its start and holds the lease's row until it commits)."""
+        if self._lease is None or self._depth:
+            return self._run(what, operation)
+
+        def fenced(conn: Connection) -> T:
+            with conn.transaction():
+                self._check_lease(conn)
+                return operation(conn)
+
+        return self._run(what, fenced)
+
+    def _check_lease(self, conn: Connection) -> None:
+        """Hold the lease's row until the transaction ends (a daemon taking the repository
+        over waits for it), or refuse: this daemon no longer holds the repository."""
+        row = conn.execute(LEASED, (self.repo, self._lease)).fetchone()
+        if row is None:
+            raise StateLockedError(
+                f"this daemon no longer holds {self.repo} (its lease ended, and another daemon "
+                "may have taken it over): the write was not kept",
+                "",
+            )
+
     def _run(self, what: str, operation: Callable[[Connection], T]) -> T:
         """`operation` on the connection. Outside a batch, a lost connection is opened again
         (before, if it is known to be lost; after a failure, once)."""
@@ -274,24 +303,7 @@ class PgState:
         """A connection, migrated, holding the repository's lock; `stale` is the server
         process of this store's lost connection, which may still hold the lock."""
         try:
-            options = conninfo_to_dict(self._url)
-            defaults: dict[str, Any] = {
-                "connect_timeout": CONNECT_TIMEOUT,
-                # Names this daemon to another that finds the repository taken.
-                "application_name": f"claude-orchestrator pid {os.getpid()} on "
-                f"{socket.gethostname()}"[:63],
-                # A database that stops answering is an error within a minute, never a daemon
-                # frozen on its event loop (the calls are synchronous).
-                "keepalives": 1,
-                "keepalives_idle": 30,
-                "keepalives_interval": 10,
-                "keepalives_count": 3,
-                "tcp_user_timeout": 60_000,
-                "options": "-c statement_timeout=30s -c lock_timeout=10s "
-                "-c idle_in_transaction_session_timeout=60s",
-            }
-            extra = {k: v for k, v in defaults.items() if k not in options}
-            conn = psycopg.connect(self._url, autocommit=True, **extra)
+            conn = open_connection(self._url)
         except psycopg.Error as exc:
             raise StateError(
                 f"cannot connect to the state database (STATE_URL {self.where}): "
@@ -302,10 +314,11 @@ class PgState:
                 f"STATE_URL is not valid: it cannot be read as a PostgreSQL URL ({self.where})"
             ) from None
         try:
-            if self._lock:  # the owner migrates; a reader (status, a dry run) writes nothing
+            if self._lock or self._lease is not None:  # a reader (status) writes nothing
                 migrate(conn, self.where)
+            if self._lock and self._lease is None:
                 self._take_lock(conn, stale)
-            else:
+            if not self._lock and self._lease is None:
                 self._tables = _version(conn, self.where) > 0
             self._backend = conn.info.backend_pid
         except psycopg.Error as exc:
@@ -363,76 +376,7 @@ class PgState:
         )
 
     def _reason(self, exc: BaseException) -> str:
-        """The error on one line, with every secret of STATE_URL blanked out."""
-        # The server's own words, without its CONTEXT: that can quote the row's data.
-        diag = exc.diag if isinstance(exc, psycopg.Error) else None
-        if diag is not None and diag.message_primary:
-            text = " ".join(filter(None, (diag.message_primary, diag.message_detail)))
-        else:
-            text = str(exc)
-        text = " ".join(text.split()) or type(exc).__name__
-        for secret in self._secrets:
-            text = _blank(text, secret)
-        return text
-
-
-def probe(url: str) -> tuple[str, int]:
-    """For `check`, reading only: STATE_URL as messages show it, and its schema version (0:
-    the daemon creates the tables at its first start); `StateError` when it cannot be read."""
-    where = redacted(url)
-    try:
-        with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
-            row = conn.execute("SELECT to_regclass('orchestrator_schema_version') IS NOT NULL")
-            if not (found := row.fetchone()) or not found[0]:
-                return where, 0
-            version = conn.execute("SELECT coalesce(max(version), 0) FROM "
-                                   "orchestrator_schema_version").fetchone()  # fmt: skip
-            return where, int(version[0]) if version else 0
-    except psycopg.Error as exc:
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        for secret in secrets_of(url):
-            text = _blank(text, secret)
-        raise StateError(f"cannot read the state database (STATE_URL {where}): {text}") from None
-    except (ValueError, UnicodeError):
-        raise StateError(f"STATE_URL is not valid: it cannot be read ({where})") from None
-
-
-def redacted(url: str) -> str:
-    """STATE_URL without its password, for messages: as libpq reads it (`key=value` pairs), so
-    a password holding `#`, `?` or `/`, which URL parsing would misplace, is never shown."""
-    try:
-        options = conninfo_to_dict(url)
-    except (psycopg.Error, ValueError, UnicodeError):
-        return "(a connection string that cannot be read)"
-    return make_conninfo("", **{k: v for k, v in options.items() if k not in SECRET_KEYS})
-
-
-def secrets_of(url: str) -> list[str]:
-    """The secrets in `url` as libpq reads them and as written, longest first (a part of a
-    secret is not blanked before the whole)."""
-    found: set[str] = set()
-    with contextlib.suppress(psycopg.Error, ValueError, UnicodeError):
-        found.update(str(v) for k, v in conninfo_to_dict(url).items() if k in SECRET_KEYS)
-    _, sep, rest = url.partition("://")
-    if sep:
-        # As written: everything between the user's name and the last `@` before the host,
-        # whatever characters it holds; and `password=` in the query.
-        userinfo = rest.rpartition("@")[0]
-        if ":" in userinfo:
-            found.add(userinfo.partition(":")[2])
-        query = rest.partition("?")[2]
-        found.update(unquote(part.partition("=")[2]) for part in query.split("&")
-                     if part.partition("=")[0] in SECRET_KEYS)  # fmt: skip
-        found.update(part.partition("=")[2] for part in query.split("&")
-                     if part.partition("=")[0] in SECRET_KEYS)  # fmt: skip
-    return sorted((s for s in found if s), key=len, reverse=True)
-
-
-MIN_BLANKED = 4  # characters: blanking a shorter password would mangle words and show it
-
-
-def _blank(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if len(secret) >= MIN_BLANKED else text
+        return reason(exc, self._secrets)
 
 
 def _storable(text: str) -> str:

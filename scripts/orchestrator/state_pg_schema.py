@@ -39,6 +39,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (repo, key)
         )""",
     ),
+    # 2: several daemons: each repository leased to one daemon at a time (`fence` counts its
+    # owners), and each daemon's last heartbeat (how many share the repositories).
+    (
+        f"""CREATE TABLE {PREFIX}leases (
+            repo text PRIMARY KEY,
+            owner text NOT NULL,
+            expires_at timestamptz NOT NULL,
+            fence bigint NOT NULL DEFAULT 1
+        )""",
+        f"""CREATE TABLE {PREFIX}daemons (
+            owner text PRIMARY KEY,
+            seen_at timestamptz NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

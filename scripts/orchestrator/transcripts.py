@@ -22,12 +22,14 @@ PRUNE_EVERY = 86_400.0  # seconds: old transcripts are looked for at most once a
 SUFFIX = ".jsonl"
 # A transcript's name: its run's start in UTC, and a count if two started in one second.
 TRANSCRIPT_NAME = re.compile(r"\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ(-\d+)?\.jsonl")
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
 def item_folder(item: str) -> str:
-    """The folder of `item`'s transcripts (a log label such as `issue#12`: `issue-12`)."""
-    return _SAFE.sub("-", item).strip("-.") or "other"
+    """The folder of `item`'s transcripts (a log label such as `issue#12`: `issue-12`; beside
+    other repositories', `acme/api issue#12`: `acme+api-issue-12`, so `acme/api-x` and
+    `acme-api/x` never share one)."""
+    return _SAFE.sub("-", item.replace("/", "+")).strip("-.+") or "other"
 
 
 class Transcripts:

@@ -174,8 +174,11 @@ def build_daemon(
         if mine == in_use[0]:
             return
         in_use[0] = mine
-        sources = [] if mine is None else build_workflows(mine, state, adapters, feed, heads, locks)
-        built[0].use_sources(sources)
+        if mine is None:  # the repository waits: its commands wait too (the cursor stays)
+            built[0].use_sources([])
+            return
+        feed.forget_triggers()  # the new workflows watch their own commands
+        built[0].use_sources(build_workflows(mine, state, adapters, feed, heads, locks))
 
     if github is not None:
         # The repository's own settings file before anything reads with its settings.

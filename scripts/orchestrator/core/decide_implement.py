@@ -13,9 +13,12 @@ from .work import Status, WorkItem
 # What steers Claude, CI or a developer's machine: an implementation may not change it unless
 # ALLOW_SENSITIVE_CHANGES says so (a hijacked run would otherwise plant a workflow that runs
 # with the repository's secrets, or instructions for the next Claude run).
-SENSITIVE_PREFIXES = (".github/workflows/", ".github/actions/", ".claude/", ".husky/", ".githooks/")
+# The daemon's own settings and prompts for the repository are among them: a run that rewrote
+# them would choose how its own pull request is reviewed and merged.
+SENSITIVE_PREFIXES = (".github/workflows/", ".github/actions/", ".claude/", ".husky/", ".githooks/",
+                      ".github/claude-orchestrator/")  # fmt: skip
 SENSITIVE_FILES = (".mcp.json", ".gitmodules", ".pre-commit-config.yaml", "lefthook.yml",
-                   ".lefthook.yml")  # fmt: skip
+                   ".lefthook.yml", ".github/claude-orchestrator.toml")  # fmt: skip
 SENSITIVE_NAMES = ("CLAUDE.md", "CLAUDE.local.md")  # in any folder: Claude reads them all
 
 

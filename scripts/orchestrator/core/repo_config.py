@@ -49,8 +49,12 @@ _FIX_ATTEMPTS_MAX = 20  # as config.py
 _SHOWN_MAX = 60  # characters of a wrong value quoted back in an error
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
-# Settings a repository may only lower: they bound what a run of Claude costs the operator.
-_LOWER_ONLY = ("auto_fix_attempts", "max_turns", "claude_max_budget_usd", "item_max_budget_usd")
+# Settings a repository may only lower: they bound what Claude costs the operator.
+_LOWER_ONLY = ("auto_fix_attempts", "max_turns", "claude_max_budget_usd", "item_max_budget_usd",
+               "max_reviews_per_day")  # fmt: skip
+# Switches a repository may only turn off: what the operator turned off (merging, follow-ups,
+# reviews of every push, outsiders' pushes reviewed) stays off.
+_OFF_ONLY = ("auto_merge_enabled", "followups_enabled", "review_on_push", "review_outsider_pushes")
 
 # The daemon's other settings (config.Settings): refused with a hint rather than as typos.
 OPERATOR_KEYS = frozenset(
@@ -58,6 +62,7 @@ OPERATOR_KEYS = frozenset(
         "allow_sensitive_changes", "check_timeout", "ci_wait_timeout", "claude_cli_path",
         "claude_model", "claude_timeout", "daily_max_budget_usd", "dashboard_token",
         "git_remote", "github_api_url", "github_repo", "github_repos", "github_repos_file",
+        "lease_seconds",
         "github_token", "keep_worktrees", "log_dir", "log_retention_days", "max_concurrent",
         "poll_interval", "repo_path", "repo_url", "sandbox", "sandbox_check_network",
         "sandbox_read_paths", "serve_host", "serve_port", "shutdown_grace", "state_file",
@@ -104,14 +109,20 @@ class RepoConfig:
     def overrides(self, operator: Mapping[str, object]) -> dict[str, object]:
         """The updates to the operator's settings for this repository (`operator`: the daemon's
         settings by name, e.g. `settings.model_dump()`; KeyError if one needed is missing).
-        The file's values replace the operator's, except that the budgets, `max_turns` and
-        `auto_fix_attempts` never exceed them (an operator's None is no limit): a repository
-        must not spend more than the operator allows. `RepoConfigError` when the result would
-        give two settings one value (`Settings._distinct`)."""
+        The file's values replace the operator's, except that the budgets, `max_turns`,
+        `auto_fix_attempts` and `max_reviews_per_day` never exceed them (an operator's None
+        is no limit), what the operator switched off stays off, and outsiders' comments the
+        operator drops stay dropped: a repository must not loosen the operator's limits.
+        `RepoConfigError` when the result would give two settings one value
+        (`Settings._distinct`)."""
         updates: dict[str, object] = {}
         for key, value in self.given().items():
             if key in _LOWER_ONLY:
                 updates[key] = _at_most(key, getattr(self, key), operator[key])
+            elif key in _OFF_ONLY:
+                updates[key] = bool(value) and operator[key] is True
+            elif key == "outsider_comments" and operator[key] == "drop":
+                updates[key] = "drop"  # outsiders' comments left out by the operator stay out
             elif isinstance(value, tuple):
                 updates[key] = list(value)  # as Settings holds it
             else:

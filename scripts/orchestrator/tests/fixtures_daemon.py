@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 import pytest
 
@@ -29,7 +29,10 @@ class DaemonProcess:
     """`python -m scripts.orchestrator.main` in a process group of its own; its stderr is
     read line by line without blocking the test."""
 
-    def __init__(self, world: World, *args: str, **settings: str) -> None:
+    def __init__(
+        self, world: World, *args: str, unset: Collection[str] = (), **settings: str
+    ) -> None:
+        """`settings` added to the world's environment, without the variables in `unset`."""
         self.tag = uuid.uuid4().hex
         env = {
             **world.claude_env,
@@ -46,6 +49,7 @@ class DaemonProcess:
             TAG: self.tag,
             **settings,
         }
+        env = {k: v for k, v in env.items() if k not in unset}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "scripts.orchestrator.main", *args],
             cwd=world.root,

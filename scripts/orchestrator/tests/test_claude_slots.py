@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from scripts.orchestrator.claude_slots import DAILY_SPEND_META, HELD_META, ClaudeSlots, RepoClaude
+from scripts.orchestrator.claude_slots import (
+    DAILY_SPEND_META,
+    HELD_META,
+    ClaudeSlots,
+    FairSlots,
+    RepoClaude,
+)
 from scripts.orchestrator.core.models import ClaudeRequest, ClaudeResult
 from scripts.orchestrator.core.redact import Redactor
 from scripts.orchestrator.core.work import MergeFacts, Status, WorkItem, WorkItemType
@@ -387,3 +393,29 @@ async def test_one_repository_closed_stops_its_runs_and_not_the_others(tmp_path:
         await api.run(_request(tmp_path, "api"))
     assert (await web.run(_request(tmp_path, "web"))).ok
     assert held.prompts == ["web"]
+
+
+async def test_a_slot_is_not_handed_to_a_waiter_cancelled_in_the_same_step() -> None:
+    """Found by an outside review: a shutdown cancelling a waiting job in the loop step in
+    which a run ended handed the slot to the cancelled waiter, and it was lost for good."""
+    slots = FairSlots(1)
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def holder() -> None:
+        async with slots.slot("a"):
+            entered.set()
+            await release.wait()
+
+    async def waiter(group: str) -> None:
+        async with slots.slot(group):
+            pass
+
+    held = asyncio.create_task(holder())
+    await entered.wait()
+    cancelled = asyncio.create_task(waiter("b"))
+    await asyncio.sleep(0)  # it waits in the queue
+    release.set()
+    cancelled.cancel()
+    results = await asyncio.gather(held, cancelled, return_exceptions=True)
+    assert results[0] is None and isinstance(results[1], asyncio.CancelledError)
+    await asyncio.wait_for(waiter("c"), DEADLINE)  # the slot is free again

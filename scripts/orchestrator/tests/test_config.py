@@ -123,6 +123,7 @@ EVERY_VARIABLE: list[tuple[str, str, str, Any]] = [
     ("CLAUDE_MAX_BUDGET_USD", "0.5", "claude_max_budget_usd", 0.5),
     ("ITEM_MAX_BUDGET_USD", "5", "item_max_budget_usd", 5.0),
     ("DAILY_MAX_BUDGET_USD", "50", "daily_max_budget_usd", 50.0),
+    ("LEASE_SECONDS", "5", "lease_seconds", 5.0),
 ]
 
 

@@ -107,6 +107,9 @@ def test_label_counts_are_needed_only_for_finished_items() -> None:
         (".githooks/post-checkout", True),
         (".gitmodules", True),
         (".pre-commit-config.yaml", True),
+        # The daemon's own settings and prompts for the repository (found by an outside review)
+        (".github/claude-orchestrator.toml", True),
+        (".github/claude-orchestrator/implement.md", True),
         ("src/app.py", False),
         (".github/ISSUE_TEMPLATE/bug.md", False),
         ("docs/claude.md", False),

@@ -450,3 +450,26 @@ def as_toml(value: object) -> str:
     if isinstance(value, str):
         return json.dumps(value)
     return str(value)  # TOML writes nan as Python does
+
+
+@pytest.mark.parametrize(
+    ("text", "mine", "expected"),
+    [
+        ("max_reviews_per_day = 100000", {"max_reviews_per_day": 3}, 3),
+        ("max_reviews_per_day = 2", {"max_reviews_per_day": 3}, 2),
+        ("auto_merge_enabled = true", {"auto_merge_enabled": False}, False),
+        ("followups_enabled = true", {"followups_enabled": False}, False),
+        ("review_on_push = true", {"review_on_push": False}, False),
+        ("review_outsider_pushes = true", {"review_outsider_pushes": False}, False),
+        ("review_outsider_pushes = false", {"review_outsider_pushes": True}, False),
+        ('outsider_comments = "mark"', {"outsider_comments": "drop"}, "drop"),
+        ('outsider_comments = "drop"', {"outsider_comments": "mark"}, "drop"),
+    ],
+)
+def test_a_repository_cannot_loosen_the_operators_limits(
+    operator: dict[str, Any], text: str, mine: dict[str, object], expected: object
+) -> None:
+    """Found by an outside review: the reviews' daily cap and the switches the operator turned
+    off were the file's to raise and turn on again."""
+    key = next(iter(mine))
+    assert parse_repo_config(text).overrides({**operator, **mine})[key] == expected

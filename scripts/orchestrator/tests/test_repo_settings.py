@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from scripts.orchestrator.config import Settings
-from scripts.orchestrator.core.errors import GitHubError
+from scripts.orchestrator.core.errors import GitHubError, MalformedAnswer
 from scripts.orchestrator.core.repo_config import REPO_CONFIG_PATH
 from scripts.orchestrator.repo_settings import REFUSED_META, RepoSettings
 
@@ -22,6 +22,7 @@ class Branch:
         self.reads = 0
         self.down = False
         self.refuse_comments = False
+        self.failure: Exception | None = None  # what reading the file raises
 
     async def default_branch(self) -> str:
         return "main"
@@ -35,6 +36,8 @@ class Branch:
     async def file_text(self, path: str, ref: str) -> str | None:
         assert (path, ref) == (REPO_CONFIG_PATH, self.head)
         self.reads += 1
+        if self.failure is not None:
+            raise self.failure
         return self.files.get(ref)
 
     async def comment_on_commit(self, sha: str, body: str) -> None:
@@ -139,3 +142,57 @@ async def test_nothing_runs_on_a_guess_before_the_file_was_read(
     with pytest.raises(GitHubError):
         await repo.refresh()
     assert applied[-1] == operator
+
+
+@pytest.mark.parametrize(
+    ("failure", "said"),
+    [
+        (MalformedAnswer(200, "GET", "/contents", "type", "is dir"), "found a folder"),
+        (GitHubError(403, "This API returns blobs up to 1 MB in size"), "will not show"),
+    ],
+)
+async def test_a_path_github_shows_no_text_for_is_a_wrong_file(
+    make_settings: SettingsFactory, branch: Branch, failure: Exception, said: str
+) -> None:
+    """Found by an outside review: a folder or a huge file at the path kept the last settings
+    for good, with a traceback every cycle and nothing said on GitHub."""
+    repo, applied = watch(make_settings(), branch)
+    await repo.refresh()  # no file yet: the daemon's settings
+    branch.commit("c2", None)
+    branch.failure = failure
+    await repo.refresh()
+    assert applied[-1] is None and repo.refused is not None and said in repo.refused
+    assert len(branch.comments) == 1
+    branch.failure = GitHubError(502, "Bad Gateway")  # GitHub's outage is no wrong file
+    branch.commit("c3", None)
+    with pytest.raises(GitHubError):
+        await repo.refresh()
+    assert len(branch.comments) == 1
+
+
+async def test_a_file_wrong_again_after_a_fix_is_told_again(
+    make_settings: SettingsFactory, branch: Branch
+) -> None:
+    repo, applied = watch(make_settings(), branch)
+    branch.commit("c2", "max_turns = 0\n")
+    await repo.refresh()
+    branch.commit("c3", "max_turns = 5\n")
+    await repo.refresh()
+    assert applied[-1] is not None
+    branch.commit("c4", "max_turns = 0\n")  # the same mistake, made again
+    await repo.refresh()
+    assert [c for c, _ in branch.comments] == [sha("c2"), sha("c4")]
+
+
+async def test_commands_from_the_repository_wait_for_the_sandbox(
+    make_settings: SettingsFactory, branch: Branch
+) -> None:
+    """Anyone who can push to one repository's default branch would choose what runs with the
+    daemon's rights (and every repository's token) when SANDBOX=off."""
+    branch.commit("c2", 'pre_merge_commands = ["make test"]\n')
+    unsandboxed, applied = watch(make_settings(sandbox="off"), branch)
+    await unsandboxed.refresh()
+    assert applied == [None] and "SANDBOX=off" in (unsandboxed.refused or "")
+    sandboxed, applied = watch(make_settings(), branch)  # the control
+    await sandboxed.refresh()
+    assert applied[-1] is not None and applied[-1].pre_merge_commands == ["make test"]

@@ -80,7 +80,9 @@ def test_an_empty_database_is_migrated_to_the_latest_version(
         "ORDER BY table_name"
     ).fetchall()
     assert [t for (t,) in tables] == [
+        "orchestrator_daemons",
         "orchestrator_items",
+        "orchestrator_leases",
         "orchestrator_meta",
         "orchestrator_schema_version",
     ]
@@ -90,6 +92,7 @@ def test_an_empty_database_is_migrated_to_the_latest_version(
     ).fetchall()
     assert ("orchestrator_items", "PRIMARY KEY (repo, kind, number)") in keys
     assert ("orchestrator_meta", "PRIMARY KEY (repo, key)") in keys
+    assert ("orchestrator_leases", "PRIMARY KEY (repo)") in keys
     assert f"schema migrated from version 0 to {SCHEMA_VERSION}" in caplog.text
 
 
@@ -408,7 +411,7 @@ def test_a_reader_creates_nothing_in_an_empty_database(
     assert tables.fetchone() == (0,)
     PgState(pg_state_url, REPO).close()  # the control: the owner makes them
     tables = admin.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'orchestrator%'")
-    assert tables.fetchone() == (3,)
+    assert tables.fetchone() == (5,)  # the owner made them: items, meta, leases, daemons, version
 
 
 def test_a_short_password_is_not_blanked_inside_words() -> None:

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from scripts.orchestrator.config import load_settings
 from scripts.orchestrator.core.work import Status, WorkItem, WorkItemType
 from scripts.orchestrator.main import main
-from scripts.orchestrator.state import State
+from scripts.orchestrator.state import State, StateError
+from scripts.orchestrator.state_open import check_one_repository
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -62,3 +64,19 @@ def test_a_repository_not_watched_is_one_line(
         "claude-orchestrator: error: --repo acme/docs is not watched: expected one of "
         "acme/api, acme/web"
     )
+
+
+def test_one_repository_again_is_refused_while_its_items_are_in_its_own_file(
+    two: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an outside review: from two repositories back to one, the daemon read an empty
+    STATE_FILE and would have taken every open command as new."""
+    monkeypatch.delenv("GITHUB_REPOS")
+    monkeypatch.setenv("GITHUB_REPO", "acme/web")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_" + "x" * 36)
+    with pytest.raises(StateError, match=r"\.orchestrator-state\.acme\+web\.json holds acme/web's "
+                       r"state from when several .* move \.orchestrator-state\.acme\+web\.json to "
+                       r"\.orchestrator-state\.json"):  # fmt: skip
+        check_one_repository(load_settings())
+    monkeypatch.setenv("GITHUB_REPO", "acme/docs")  # the control: a repository of its own
+    check_one_repository(load_settings())

@@ -47,6 +47,11 @@ class CommentFeed:
         `takes_text`: instructions follow it (`/claude fix the test`), not only a head's SHA."""
         self._triggers[trigger] = takes_text
 
+    def forget_triggers(self) -> None:
+        """Watch nothing until the sources declare their commands again (the repository's
+        settings renamed or turned one off: its old commands no longer hold the cursor)."""
+        self._triggers.clear()
+
     async def refresh(self) -> None:
         """Fetch what is new since the cursor; `comments` holds it until the next refresh."""
         self._fetched, self.comments = [], []  # a failed fetch means no commands, not stale ones

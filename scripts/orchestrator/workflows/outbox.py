@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,6 +51,11 @@ def request_review(number: int, login: str) -> Write:
     return Write(op="request_review", number=number, text=login, id=secrets.token_hex(8))
 
 
+# Each state's senders, by kind and item (forgotten with the state).
+_SENDERS: weakref.WeakKeyDictionary[StateStore, dict[WorkItemType, dict[int, asyncio.Lock]]] = (
+    weakref.WeakKeyDictionary()
+)
+
 MARKER_PREFIX = "<!-- claude-orchestrator:"
 
 
@@ -68,7 +74,10 @@ class Outbox:
         self._kind = kind
         self._github = github
         self._redactor = redactor
-        self._locks: dict[int, asyncio.Lock] = {}
+        # One sender per item for the state's whole life, not this outbox's: the workflows are
+        # built again when a repository's settings change, and a job of the old ones may still
+        # be sending.
+        self._locks = _SENDERS.setdefault(state, {}).setdefault(kind, {})
 
     def queue(self, item: WorkItem, writes: Sequence[Write], **changes: Any) -> None:
         """Store `item` with `changes` applied and `writes` queued after any still waiting: one

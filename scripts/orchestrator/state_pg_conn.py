@@ -1,0 +1,115 @@
+"""PostgreSQL connections for the state and the leases: opened so they cannot hang, named for
+the daemon, and their errors worded without STATE_URL's secrets."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from typing import Any
+from urllib.parse import unquote
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import TupleRow
+
+from .state import StateError
+
+Connection = psycopg.Connection[TupleRow]
+CONNECT_TIMEOUT = 10  # seconds, unless STATE_URL says otherwise: a dead host is an error
+SECRET_KEYS = ("password", "sslpassword")
+
+
+def open_connection(url: str) -> Connection:
+    """A connection to STATE_URL (autocommit) that names this daemon and cannot hang: psycopg's
+    and libpq's errors are the caller's to word."""
+    options = conninfo_to_dict(url)
+    defaults: dict[str, Any] = {
+        "connect_timeout": CONNECT_TIMEOUT,
+        # Names this daemon to another that finds the repository taken.
+        "application_name": f"claude-orchestrator pid {os.getpid()} on {socket.gethostname()}"[:63],
+        # A database that stops answering is an error within a minute, never a daemon
+        # frozen on its event loop (the calls are synchronous).
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 60_000,
+        "options": "-c statement_timeout=30s -c lock_timeout=10s "
+        "-c idle_in_transaction_session_timeout=60s",
+    }
+    extra = {k: v for k, v in defaults.items() if k not in options}
+    return psycopg.connect(url, autocommit=True, **extra)
+
+
+def reason(exc: BaseException, secrets: list[str]) -> str:
+    """A database error on one line, with every secret of STATE_URL blanked out."""
+    # The server's own words, without its CONTEXT: that can quote the row's data.
+    diag = exc.diag if isinstance(exc, psycopg.Error) else None
+    if diag is not None and diag.message_primary:
+        text = " ".join(filter(None, (diag.message_primary, diag.message_detail)))
+    else:
+        text = str(exc)
+    text = " ".join(text.split()) or type(exc).__name__
+    for secret in secrets:
+        text = _blank(text, secret)
+    return text
+
+
+def probe(url: str) -> tuple[str, int]:
+    """For `check`, reading only: STATE_URL as messages show it, and its schema version (0:
+    the daemon creates the tables at its first start); `StateError` when it cannot be read."""
+    where = redacted(url)
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
+            row = conn.execute("SELECT to_regclass('orchestrator_schema_version') IS NOT NULL")
+            if not (found := row.fetchone()) or not found[0]:
+                return where, 0
+            version = conn.execute("SELECT coalesce(max(version), 0) FROM "
+                                   "orchestrator_schema_version").fetchone()  # fmt: skip
+            return where, int(version[0]) if version else 0
+    except psycopg.Error as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        for secret in secrets_of(url):
+            text = _blank(text, secret)
+        raise StateError(f"cannot read the state database (STATE_URL {where}): {text}") from None
+    except (ValueError, UnicodeError):
+        raise StateError(f"STATE_URL is not valid: it cannot be read ({where})") from None
+
+
+def redacted(url: str) -> str:
+    """STATE_URL without its password, for messages: as libpq reads it (`key=value` pairs), so
+    a password holding `#`, `?` or `/`, which URL parsing would misplace, is never shown."""
+    try:
+        options = conninfo_to_dict(url)
+    except (psycopg.Error, ValueError, UnicodeError):
+        return "(a connection string that cannot be read)"
+    return make_conninfo("", **{k: v for k, v in options.items() if k not in SECRET_KEYS})
+
+
+def secrets_of(url: str) -> list[str]:
+    """The secrets in `url` as libpq reads them and as written, longest first (a part of a
+    secret is not blanked before the whole)."""
+    found: set[str] = set()
+    with contextlib.suppress(psycopg.Error, ValueError, UnicodeError):
+        found.update(str(v) for k, v in conninfo_to_dict(url).items() if k in SECRET_KEYS)
+    _, sep, rest = url.partition("://")
+    if sep:
+        # As written: everything between the user's name and the last `@` before the host,
+        # whatever characters it holds; and `password=` in the query.
+        userinfo = rest.rpartition("@")[0]
+        if ":" in userinfo:
+            found.add(userinfo.partition(":")[2])
+        query = rest.partition("?")[2]
+        found.update(unquote(part.partition("=")[2]) for part in query.split("&")
+                     if part.partition("=")[0] in SECRET_KEYS)  # fmt: skip
+        found.update(part.partition("=")[2] for part in query.split("&")
+                     if part.partition("=")[0] in SECRET_KEYS)  # fmt: skip
+    return sorted((s for s in found if s), key=len, reverse=True)
+
+
+MIN_BLANKED = 4  # characters: blanking a shorter password would mangle words and show it
+
+
+def _blank(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if len(secret) >= MIN_BLANKED else text
