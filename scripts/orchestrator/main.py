@@ -402,17 +402,9 @@ def _dry_run(settings: Settings, redactor: Redactor) -> int:
 
 
 async def _preflight(settings: Settings, redactor: Redactor, *, fix: bool) -> list[Finding]:
-    from .github_http import RetryPolicy
-    from .github_watcher import GitHubClient
-    from .preflight import GITHUB_TIMEOUT, preflight
+    from .preflight_repos import preflight_all
 
-    # No retries and a short timeout: an unreachable GitHub is one finding, soon.
-    github = GitHubClient(
-        settings.token, settings.github_repo, api_url=settings.github_api_url,
-        retry=RetryPolicy(max_retries=0), timeout=GITHUB_TIMEOUT, redactor=redactor,
-    )  # fmt: skip
-    async with github:
-        return await preflight(settings, github, fix=fix)
+    return await preflight_all(settings, redactor, fix=fix)
 
 
 def _report(findings: list[Finding]) -> int:

@@ -78,22 +78,13 @@ class RepoSettings:
             return
         self._text = text
         try:
-            if text.startswith(UNREADABLE):
-                raise RepoConfigError(f"{REPO_CONFIG_PATH}: {text.removeprefix(UNREADABLE)}")
-            config = parse_repo_config(text) if text.strip() else RepoConfig()
-            if self._operator.sandbox == "off" and config.pre_merge_commands is not None:
-                raise RepoConfigError(
-                    f"{REPO_CONFIG_PATH}: pre_merge_commands: not taken from the repository "
-                    "while the daemon runs with SANDBOX=off (they would run with its rights); "
-                    "expected them in the daemon's PRE_MERGE_COMMANDS, or the sandbox on"
-                )
-            updates = config.overrides(self._operator.model_dump())
+            updates = overrides(self._operator, text)
         except RepoConfigError as exc:
             await self._refuse(str(exc), text, head)
             return
         if self._state.get_meta(REFUSED_META):
             self._state.set_meta(REFUSED_META, "")  # a wrong file again later is told again
-        changed = {k: v for k, v in updates.items() if getattr(self._operator, k) != v}
+        changed = changes(self._operator, updates)
         self.settings = self._operator.model_copy(update=_as_settings(changed))
         self.refused = None
         if changed:
@@ -149,6 +140,26 @@ class RepoSettings:
             self._head = None
             return
         self._state.set_meta(REFUSED_META, told)
+
+
+def overrides(operator: Settings, text: str) -> dict[str, object]:
+    """What the file's `text` (or UNREADABLE and why) changes in the operator's settings;
+    `RepoConfigError` (one line) when it cannot be used."""
+    if text.startswith(UNREADABLE):
+        raise RepoConfigError(f"{REPO_CONFIG_PATH}: {text.removeprefix(UNREADABLE)}")
+    config = parse_repo_config(text) if text.strip() else RepoConfig()
+    if operator.sandbox == "off" and config.pre_merge_commands is not None:
+        raise RepoConfigError(
+            f"{REPO_CONFIG_PATH}: pre_merge_commands: not taken from the repository while the "
+            "daemon runs with SANDBOX=off (they would run with its rights); expected them in "
+            "the daemon's PRE_MERGE_COMMANDS, or the sandbox on"
+        )
+    return config.overrides(operator.model_dump())
+
+
+def changes(operator: Settings, updates: dict[str, object]) -> dict[str, object]:
+    """The updates that differ from the operator's settings."""
+    return {k: v for k, v in updates.items() if getattr(operator, k) != v}
 
 
 def _as_settings(updates: dict[str, Any]) -> dict[str, Any]:

@@ -86,7 +86,12 @@ class DaemonProcess:
         return code
 
     def log(self) -> str:
-        return "".join(self.seen)
+        """What it has written so far."""
+        while True:
+            try:
+                self.seen.append(self._lines.get_nowait())
+            except queue.Empty:
+                return "".join(self.seen)
 
     def kill(self) -> None:
         if self.proc.poll() is None:

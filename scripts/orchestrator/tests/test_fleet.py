@@ -107,3 +107,22 @@ def test_a_repository_the_token_cannot_see_stops_the_start_in_one_line(world: Wo
     done = run(world, ["acme/widgets", "acme/nowhere"], "--once")
     assert done.returncode == 2
     assert "acme/nowhere" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_check_reports_each_repository_and_its_settings_file(world: World, tmp_path: Path) -> None:
+    gh = world.github
+    gadgets = gh.add_repository(make_world(tmp_path / "g", {"README.md": "# g\n"}).origin,
+                                "acme", "gadgets")  # fmt: skip
+    gadgets.commit(gadgets.default_branch, {REPO_CONFIG_PATH: "max_turns = 0\n"})
+    gh.commit(gh.default_branch, {REPO_CONFIG_PATH: 'ready_label = "go"\n'})
+
+    done = run(world, ["acme/widgets", "acme/gadgets"], "check")
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    widgets = next(line for line in lines if "settings file (acme/widgets)" in line)
+    assert widgets.startswith("ok") and "sets READY_LABEL='go'" in widgets
+    gadgets_line = next(line for line in lines if "settings file (acme/gadgets)" in line)
+    assert gadgets_line.startswith("problem") and "max_turns" in gadgets_line
+    assert sum(line.split()[1:2] == ["GitHub"] for line in lines) == 2, done.stdout
+    assert sum(line.split()[1:2] == ["git"] for line in lines) == 1, done.stdout  # once

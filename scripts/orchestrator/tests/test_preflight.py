@@ -48,7 +48,7 @@ def test_check_in_a_working_setup_reports_all_ok(world: World) -> None:
     result = world.run_cli("check")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["ok"] * 11, result.stdout
+    assert [line.split()[0] for line in lines] == ["ok"] * 12, result.stdout  # + settings file
     sandbox = next(line for line in lines if line.split()[1] == "sandbox")
     assert "bubblewrap" in sandbox and "socat" in sandbox
     assert world.github.token not in result.stdout + result.stderr
