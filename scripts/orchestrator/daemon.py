@@ -97,6 +97,11 @@ class Daemon:
         self.failures = 0  # polls and jobs that ended in an unexpected error
 
     @property
+    def stopping(self) -> bool:
+        """Whether a stop was asked for."""
+        return self._stop.is_set()
+
+    @property
     def running(self) -> list[str]:
         return sorted(self._running)
 

@@ -116,6 +116,7 @@ class Fleet:
         self._codes: list[int] = []
         self._stop = asyncio.Event()
         self._renewed = asyncio.get_running_loop().time()
+        self._live = 1  # the daemons alive, as the last heartbeat counted them
         # Daemons start their look at the list at different places: fewer collisions.
         names = settings.repositories
         turn = int(hashlib.sha256(leases.owner.encode()).hexdigest(), 16) % len(names)
@@ -129,16 +130,20 @@ class Fleet:
             daemon.request_stop(why)
 
     async def run(self, *, once: bool) -> int:
-        tick = min(MAX_TICK, self._leases.seconds / 3)
-        first = True
+        """Take the share and keep it until stopped (or until each repository's one cycle
+        ended): the leases are renewed by a task of their own the whole time, through slow
+        starts, the last cycle of `--once` and the stop's grace."""
+        keeper = asyncio.create_task(self._renewing())
         try:
+            await self._beat()  # how many daemons share the repositories, before taking any
+            first = True
             while True:
-                await self._keep(first=first, once=once)
+                await self._take(first=first, once=once)
                 first = False
                 if once or self._stop.is_set():
                     break
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), tick)
+                    await asyncio.wait_for(self._stop.wait(), self._tick)
         except BaseException:  # a repository that cannot start: the others stop at once
             self.request_stop("the start failed")
             self.request_stop("the start failed")
@@ -146,42 +151,81 @@ class Fleet:
         finally:
             while self._tasks:  # each repository's loop ends by itself (once) or by the stop
                 await asyncio.wait(list(self._tasks.values()))
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
         return max(self._codes, default=0)
 
-    async def _keep(self, *, first: bool, once: bool) -> None:
-        """One round: renew, stop what was lost, take the share, let an extra idle one go."""
+    @property
+    def _tick(self) -> float:
+        return min(MAX_TICK, self._leases.seconds / 3)
+
+    async def _renewing(self) -> None:
+        """Every tick: say this daemon is alive and renew its leases; a lost one stops its
+        repository at once, and leases not renewed in time stop them all (another daemon may
+        take them once they end)."""
+        while True:
+            await asyncio.sleep(self._tick)
+            await self._beat()
+
+    async def _beat(self) -> None:
         loop = asyncio.get_running_loop()
+        asked = loop.time()  # the database counts the lease from about now
         try:
-            live = self._leases.beat()
-            lost = self._leases.renew()
-        except StateError as exc:
-            if first:
-                raise
-            log.warning("could not renew the leases: %s", exc)
-            if loop.time() - self._renewed > self._leases.seconds * 2 / 3:
-                # Ours may end any moment: another daemon could take our repositories.
+            # In a thread, bounded: a database that stops answering must not freeze the loop
+            # past the leases' end (its calls are synchronous).
+            live, lost = await asyncio.wait_for(
+                asyncio.to_thread(lambda: (self._leases.beat(), self._leases.renew())),
+                self._tick,
+            )
+        except (StateError, asyncio.TimeoutError) as exc:
+            log.warning("could not renew the leases: %s", exc or "no answer in time")
+            if self._daemons and loop.time() - self._renewed > self._leases.seconds * 2 / 3:
                 log.error("the leases could not be renewed in time: stopping every repository")
                 for repo in list(self._daemons):
                     self._halt(repo)
             return
-        self._renewed = loop.time()
+        self._renewed = asked
+        self._live = live
         for repo in lost:
             log.error("lost the lease of %s (renewed too late): its work stops at once", repo)
             self._halt(repo)
+
+    async def _take(self, *, first: bool, once: bool) -> None:
+        """Take repositories up to the share, and let an extra idle one go."""
         if self._stop.is_set():
             return
-        share = math.ceil(len(self._order) / max(live, 1))
+        share = math.ceil(len(self._order) / max(self._live, 1))
         for repo in self._order:
-            if len(self._daemons) >= share:
+            if len(self._daemons) >= share or self._stop.is_set():
                 break
-            if repo not in self._daemons and self._leases.claim(repo):
+            if repo in self._daemons:
+                continue
+            try:
+                taken = await asyncio.wait_for(
+                    asyncio.to_thread(self._leases.claim, repo), self._tick
+                )
+            except (StateError, asyncio.TimeoutError) as exc:
+                if first:
+                    raise StateError(f"cannot take {repo}: {exc}") from None
+                log.warning("could not take %s, tried again later: %s", repo, exc)
+                return
+            if taken:
                 await self._start(repo, once=once, first=first)
-        if len(self._daemons) > share and not once:
-            idle = [r for r, d in self._daemons.items() if not d.jobs()]
+        leaving = [r for r, d in self._daemons.items() if d.stopping]
+        if len(self._daemons) - len(leaving) > share and not once:
+            idle = [r for r, d in self._daemons.items() if not d.jobs() and r not in leaving]
             if idle:
-                log.info("%d daemons share %d repositories: letting %s go", live,
+                log.info("%d daemons share %d repositories: letting %s go", self._live,
                          len(self._order), idle[0])  # fmt: skip
                 self._daemons[idle[0]].request_stop("another daemon takes it")
+
+    def _let_go(self, repo: str) -> None:
+        """The lease given back (if that fails, it ends by itself: it is not renewed)."""
+        try:
+            self._leases.release(repo)
+        except StateError as exc:
+            log.warning("could not let %s go (it is free in %gs): %s", repo,
+                        self._leases.seconds, exc)  # fmt: skip
 
     def _halt(self, repo: str) -> None:
         daemon = self._daemons.get(self._name(repo))
@@ -201,10 +245,14 @@ class Fleet:
             daemon = await self._open(repo, stack)
         except (StartupError, StateError) as exc:
             await stack.aclose()
-            self._leases.release(repo)
+            self._let_go(repo)
             if first:
                 raise
             log.error("cannot work on %s now, tried again later: %s", repo, exc)
+            return
+        if self._stop.is_set():  # stopped while it started: it never runs
+            await stack.aclose()
+            self._let_go(repo)
             return
         self._daemons[repo] = daemon
         self._tasks[repo] = asyncio.create_task(self._work(repo, daemon, stack, once))
@@ -246,7 +294,6 @@ class Fleet:
             await stack.aclose()
             self._daemons.pop(repo, None)
             self._tasks.pop(repo, None)
-            with contextlib.suppress(StateError):  # it ends by itself after LEASE_SECONDS
-                self._leases.release(repo)
+            self._let_go(repo)
         self._codes.append(code)
         return code

@@ -37,7 +37,7 @@ CLAIM = (
 # Only leases that have not ended: one that did may have been taken since.
 RENEW = (
     "UPDATE orchestrator_leases SET expires_at = now() + %s * interval '1 second' "
-    "WHERE owner = %s AND expires_at > now() RETURNING repo"
+    "WHERE owner = %s AND repo = ANY(%s) AND expires_at > now() RETURNING repo"
 )
 RELEASE = "DELETE FROM orchestrator_leases WHERE repo = %s AND owner = %s"
 HOLDERS = "SELECT repo, owner FROM orchestrator_leases WHERE expires_at > now()"
@@ -79,9 +79,11 @@ class PgLeases:
         return True
 
     def renew(self) -> set[str]:
+        # Only those it holds: one whose release failed ends by itself, never kept for good.
+        held = sorted(self._held)
         rows = self._run(
             "renew the leases",
-            lambda c: c.execute(RENEW, (self.seconds, self.owner)).fetchall(),
+            lambda c: c.execute(RENEW, (self.seconds, self.owner, held)).fetchall(),
         )
         kept = {str(r[0]) for r in rows}
         lost, self._held = self._held - kept, kept

@@ -183,11 +183,15 @@ class PgState:
                 return
             try:
                 with contextlib.ExitStack() as stack:
-                    self._run("start a batch", lambda c: stack.enter_context(c.transaction()))
-                    if self._lease is not None:
-                        self._run("check the lease", self._check_lease)
+                    # A connection lost while idle is found (and opened again) here.
+                    self._run("start a batch", lambda c: c.execute("SELECT 1"))
+                    # From here a lost connection is an error, never a retry: a retry would
+                    # run the rest outside the transaction (and outside the lease's check).
                     self._depth = 1
                     try:
+                        self._run("start a batch", lambda c: stack.enter_context(c.transaction()))
+                        if self._lease is not None:
+                            self._run("check the lease", self._check_lease)
                         yield
                         if self._conn is not None and (
                             self._conn.info.transaction_status
