@@ -8,8 +8,8 @@ the scripted model (also in this process). The day's stream, the same for every 
 seed), comes at random times (uniform in the window: a Poisson stream of that many events) on
 random repositories: a writer labels an issue `ready` (Claude writes one file in two turns; a
 pull request opens), a writer asks `/review <sha>` on a person's pull request (one turn), or
-`/merge <sha>` on another (no Claude run). REVIEW_ON_PUSH=false: the daemons' own pull requests
-are not reviewed. MAX_CONCURRENT is 2 (the default) per daemon.
+`/merge <sha>` on another (no Claude run); each pull request a daemon opens gets its review (one
+turn; REVIEW_ON_PUSH=false only spares later pushes). MAX_CONCURRENT is 2 (the default).
 
 Time is compressed by `--scale` (12): POLL_INTERVAL and LEASE_SECONDS are 60 s / 12 = 5 s, a
 model turn `--turn` (60 s) / 12; the day's events come in `--window` seconds. GitHub's write
@@ -20,10 +20,11 @@ scripted model's arrival time of the issue's first turn), `/review`-to-Claude-st
 answered 304, which GitHub charges, GraphQL), by daemon (its User-Agent names its pid); CPU.
 One more run (`--kill`, 4 daemons) kills (SIGKILL, its process group) the daemon with the most
 Claude runs in progress at the window's middle: when its repositories were taken over, and that
-every issue still got exactly one pull request. The idle run: 50 idle repositories at
-POLL_INTERVAL=60 for `--idle-minutes`.
+every issue still got exactly one pull request. The idle runs (1 and 4 daemons): 50 idle
+repositories at POLL_INTERVAL=60 for `--idle-minutes` (3).
 
-Run by hand: `python benchmarks/organisation.py` (about 25 minutes on 2 cores).
+Run by hand: `python benchmarks/organisation.py` (about 24 minutes on 2 cores; `--help` for the
+options, `--keep` keeps each run's folder with the daemons' logs).
 """
 
 from __future__ import annotations
@@ -242,8 +243,9 @@ def report_days(runs: Sequence[Run], args: argparse.Namespace) -> None:
     print(
         f"\nThe day: {args.issues} ready issues, {args.reviews} `/review`s and {args.merges} "
         f"`/merge`s on {args.repos} repositories in {args.window:g} s; POLL_INTERVAL and "
-        f"LEASE_SECONDS {poll:g} s, {args.turn / args.scale:g} s a model turn (x{args.scale:g}"
-        f": {PRODUCTION:g} s and {args.turn:g} s), MAX_CONCURRENT={SLOTS} per daemon.\n"
+        f"LEASE_SECONDS {poll:g} s, {args.turn / args.scale:g} s a model turn (time / "
+        f"{args.scale:g}: in production {PRODUCTION:g} s and {args.turn:g} s), "
+        f"MAX_CONCURRENT={SLOTS} per daemon.\n"
     )
     print("| daemons | start to balanced (s) | last item (s) | items/h | label-to-Claude "
           "p50 / p95 / max (s) | `/review`-to-Claude (s) | `/merge`-to-merged (s) "
@@ -278,7 +280,8 @@ def report_days(runs: Sequence[Run], args: argparse.Namespace) -> None:
     print("\nCPU in the window, of all cores together (100% = every core busy all the time):\n")
     print(
         "| daemons | machine busy | fake GitHub + model (this process) | its git | daemons' own "
-        "| their children (Claude CLIs, bwrap, socat, git) | other (PostgreSQL, other users) |"
+        "| their waited-for children (git) | the rest (Claude CLIs in their sandboxes, socat, "
+        "PostgreSQL, the kernel) |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in runs:
@@ -360,7 +363,7 @@ def main() -> None:
     add = parser.add_argument
     add("--daemons", type=int, nargs="*", default=list(DAEMONS), help="runs of the day")
     add("--kill", type=int, default=KILL, help="daemons of the run with a kill (0: none)")
-    add("--idle-daemons", type=int, nargs="*", default=[1], help="idle runs")
+    add("--idle-daemons", type=int, nargs="*", default=[1, 4], help="idle runs")
     add("--idle-minutes", type=float, default=IDLE_MINUTES)
     add("--repos", type=int, default=REPOS)
     add("--issues", type=int, default=ISSUES)
@@ -388,8 +391,9 @@ def main() -> None:
         report_idle(idle, args)
     if days:
         report_days(days, args)
-    busy = statistics.median(r.cpu["busy"] / r.cpu["all"] for r in days + idle)
-    print(f"\n(the whole benchmark took {time.monotonic() - started:.0f} s; CPU busy {busy:.0%})")
+    busy = [r.cpu["busy"] / r.cpu["all"] for r in days + idle]
+    print(f"\n(the whole benchmark took {time.monotonic() - started:.0f} s; median CPU busy "
+          f"{statistics.median(busy or [0]):.0%})")  # fmt: skip
 
 
 if __name__ == "__main__":

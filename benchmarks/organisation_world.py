@@ -128,7 +128,9 @@ def endpoints(hits: list[Hit]) -> list[tuple[str, int, int]]:
     counts: Counter[str] = Counter()
     charged: Counter[str] = Counter()
     for h in hits:
-        name = h.method + " " + re.sub(r"/\d+", "/{n}", h.rest if h.repo else h.path)
+        name = (
+            h.method + " " + re.sub(r"/([0-9a-f]{40}|\d+)\b", "/{n}", h.rest if h.repo else h.path)
+        )
         counts[name] += 1
         charged[name] += h.status != 304
     return [(name, n, charged[name]) for name, n in counts.most_common()]
