@@ -70,13 +70,8 @@ class DashboardSource(Protocol):
         ...
 
 
-def dashboard_routes(
-    source: DashboardSource,
-    *,
-    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-    poll: float = 0.2,
-) -> list[BaseRoute]:
-    """The dashboard's routes, all GET; `poll` is how often a live tail looks at its file."""
+def environment(repo: str, html_url: str) -> Environment:
+    """The templates, for a page about `repo` (`html_url`: its page on GitHub, or "")."""
     env = Environment(
         loader=FileSystemLoader(ASSETS / "templates"),
         autoescape=True,  # titles, errors and transcripts are untrusted text
@@ -84,16 +79,54 @@ def dashboard_routes(
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(repo=source.repo, html_url=source.html_url)
+    env.globals.update(repo=repo, html_url=html_url)
+    return env
+
+
+def render(
+    env: Environment, request: Request, template: str, *, prefix: str = "", home: str = "",
+    **context: Any,
+) -> HTMLResponse:  # fmt: skip
+    """`template` as a page; `url(route)` names a route among `prefix`'s (a `Mount`'s name
+    and a colon), and the brand links to the route `home` (else this dashboard's own)."""
+
+    def url(route: str, /, **params: Any) -> str:
+        # Paths only, under wherever the routes are mounted: no host a proxy could garble.
+        return request.url_for(prefix + route, **params).path
+
+    top = request.url_for(home).path if home else url("dashboard")
+    html = env.get_template(template).render(url=url, home=top, **context)
+    return HTMLResponse(html, headers=HEADERS)
+
+
+def static_route() -> Route:
+    """The dashboard's own CSS, script and icon."""
     static = {name: (ASSETS / "static" / name).read_bytes() for name in STATIC}
 
-    def page(request: Request, template: str, **context: Any) -> HTMLResponse:
-        def url(route: str, /, **params: Any) -> str:
-            # Paths only, under wherever the routes are mounted: no host a proxy could garble.
-            return request.url_for(route, **params).path
+    async def asset(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in static:
+            raise HTTPException(404, "no such file")
+        return Response(static[name], media_type=STATIC[name], headers=HEADERS)
 
-        html = env.get_template(template).render(url=url, **context)
-        return HTMLResponse(html, headers=HEADERS)
+    return Route("/static/{name}", asset, methods=["GET"], name="dashboard_static")
+
+
+def dashboard_routes(
+    source: DashboardSource,
+    *,
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    poll: float = 0.2,
+    prefix: str = "",
+    home: str = "",
+) -> list[BaseRoute]:
+    """The dashboard's routes, all GET; `poll` is how often a live tail looks at its file.
+    Mounted among other repositories' (`Mount(..., name=N)`), `prefix` is `N:`, and `home`
+    the route of the page above them."""
+    env = environment(source.repo, source.html_url)
+
+    def page(request: Request, template: str, **context: Any) -> HTMLResponse:
+        return render(env, request, template, prefix=prefix, home=home, **context)
 
     async def overview(request: Request) -> Response:
         wanted = request.query_params.get("status", "")
@@ -181,12 +214,6 @@ def dashboard_routes(
         headers = {**HEADERS, "X-Accel-Buffering": "no"}
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
-    async def asset(request: Request) -> Response:
-        name = request.path_params["name"]
-        if name not in static:
-            raise HTTPException(404, "no such file")
-        return Response(static[name], media_type=STATIC[name], headers=HEADERS)
-
     item = "/items/{kind}/{number:int}"
     return [
         Route("/", overview, methods=["GET"], name="dashboard"),
@@ -194,7 +221,7 @@ def dashboard_routes(
         Route(f"{item}/transcripts/{{name}}", transcript, methods=["GET"],
               name="dashboard_transcript"),
         Route(f"{item}/tail", live_tail, methods=["GET"], name="dashboard_tail"),
-        Route("/static/{name}", asset, methods=["GET"], name="dashboard_static"),
+        static_route(),
     ]  # fmt: skip
 
 

@@ -22,13 +22,17 @@ MAX_LINE = 1024 * 1024  # bytes of one unended line kept before it is sent as it
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 
 
-def transcript_files(log_dir: Path, kind: WorkItemType, number: int) -> list[Path]:
+def transcript_files(
+    log_dir: Path, kind: WorkItemType, number: int, repo: str | None = None
+) -> list[Path]:
     """The transcripts of an item's runs in `log_dir`, oldest first (a `DashboardSource` helper).
 
     The folder is the one `Transcripts.start` makes for the runner's item label
-    (`issue#12` -> `issue-12`); only the daemon's own file names count.
+    (`issue#12` -> `issue-12`; beside other repositories, `repo`'s: `acme+api-issue-12`);
+    only the daemon's own file names count.
     """
-    folder = log_dir / item_folder(f"{kind.value}#{number}")
+    label = f"{kind.value}#{number}"
+    folder = log_dir / item_folder(f"{repo} {label}" if repo else label)
     try:
         if folder.is_symlink():  # the daemon makes folders, never links: someone else's
             return []

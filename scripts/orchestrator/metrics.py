@@ -42,39 +42,31 @@ RateReading = Callable[[], "tuple[int, int] | None"]  # (remaining, limit), None
 
 
 class Metrics:
-    """The `Telemetry` port for Prometheus, with its own registry and a `/metrics` endpoint.
+    """Prometheus metrics with their own registry and a `/metrics` endpoint. Each repository's
+    daemon reports through its own `RepoMetrics` (the `Telemetry` port), and every series of
+    a repository's work carries its name in the `repo` label; the rate budget (one per token)
+    and the webhooks (one endpoint) have none."""
 
-    Cost and turns are read from the state when a job ends; a run is counted once, and what
-    the state held when the metrics were made is taken as counted already (by an earlier
-    process, whose counters Prometheus has seen reset)."""
-
-    def __init__(self, state: StateStore, rate: RateReading) -> None:
+    def __init__(self, rate: RateReading) -> None:
         self.registry = CollectorRegistry()
-        self._state = state
-        self._counted: dict[str, tuple[float | None, int | None]] = {}
-        self._waited: dict[str, datetime] = {}  # the attempt whose label-to-start was observed
-        for item in state.items():
-            self._counted[item.key] = (item.cost_usd, item.turns)
-            if item.type is WorkItemType.ISSUE and item.started_at is not None:
-                self._waited[item.key] = item.started_at
-
-        self.registry.register(_StateCollector(state, rate))
-        self._cost = Counter(
+        self._states: dict[str, StateStore] = {}  # the repositories worked on now
+        self.registry.register(_StateCollector(self._states, rate))
+        self.cost = Counter(
             f"{PREFIX}_claude_cost_usd",
             "What Claude's runs cost, in US dollars.",
-            ["kind"],
+            ["repo", "kind"],
             registry=self.registry,
         )
-        self._turns = Counter(
+        self.turns = Counter(
             f"{PREFIX}_claude_turns",
             "How many turns Claude's runs took.",
-            ["kind"],
+            ["repo", "kind"],
             registry=self.registry,
         )
-        self._github = Counter(
+        self.github = Counter(
             f"{PREFIX}_github_requests",
             "GitHub requests by the status of the answer, or error when none came.",
-            ["status"],
+            ["repo", "status"],
             registry=self.registry,
         )
         self._webhooks = Counter(
@@ -83,37 +75,78 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
-        self._poll = Histogram(
+        self.poll = Histogram(
             f"{PREFIX}_poll_duration_seconds",
             "How long one poll cycle took.",
+            ["repo"],
             buckets=POLL_BUCKETS,
             registry=self.registry,
         )
-        self._jobs = Histogram(
+        self.jobs = Histogram(
             f"{PREFIX}_job_duration_seconds",
             "How long jobs took, by kind of work and outcome.",
-            ["kind", "outcome"],
+            ["repo", "kind", "outcome"],
             buckets=JOB_BUCKETS,
             registry=self.registry,
         )
-        self._label_to_start = Histogram(
+        self.label_to_start = Histogram(
             f"{PREFIX}_label_to_start_seconds",
             "Time from an issue's ready label to the start of the work on it.",
+            ["repo"],
             buckets=LABEL_TO_START_BUCKETS,
             registry=self.registry,
         )
         # Series that exist from the start read as zero rather than as absent.
-        for kind in WorkItemType:
-            self._cost.labels(kind=kind.value)
-            self._turns.labels(kind=kind.value)
         for result in sorted(WEBHOOK_RESULTS):
             self._webhooks.labels(result=result)
 
+    def repo(self, repo: str, state: StateStore) -> RepoMetrics:
+        """`repo`'s metrics, its items read from `state` at each scrape until `forget`."""
+        self._states[repo] = state
+        return RepoMetrics(self, repo, state)
+
+    def forget(self, repo: str) -> None:
+        """`repo` is no longer worked on here (another daemon took it): its items are no
+        longer counted here; its counters stay, as counters do."""
+        self._states.pop(repo, None)
+
+    def webhook(self, result: str) -> None:
+        self._webhooks.labels(result=_bounded(result, WEBHOOK_RESULTS)).inc()
+
+    async def endpoint(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class RepoMetrics:
+    """One repository's `Telemetry`: its polls, jobs, Claude runs and GitHub answers.
+
+    Cost and turns are read from the state when a job ends; a run is counted once, and what
+    the state held when these were made is taken as counted already (by an earlier process,
+    whose counters Prometheus has seen reset, or by another daemon that held the repository)."""
+
+    def __init__(self, metrics: Metrics, repo: str, state: StateStore) -> None:
+        self._m = metrics
+        self._repo = repo
+        self._state = state
+        self._counted: dict[str, tuple[float | None, int | None]] = {}
+        self._waited: dict[str, datetime] = {}  # the attempt whose label-to-start was observed
+        for item in state.items():
+            self._counted[item.key] = (item.cost_usd, item.turns)
+            if item.type is WorkItemType.ISSUE and item.started_at is not None:
+                self._waited[item.key] = item.started_at
+        # Series that exist from the start read as zero rather than as absent.
+        for kind in WorkItemType:
+            metrics.cost.labels(repo=repo, kind=kind.value)
+            metrics.turns.labels(repo=repo, kind=kind.value)
+        metrics.poll.labels(repo=repo)
+        metrics.label_to_start.labels(repo=repo)
+
     def poll_done(self, seconds: float) -> None:
-        self._poll.observe(seconds)
+        self._m.poll.labels(repo=self._repo).observe(seconds)
 
     def job_done(self, kind: WorkItemType, number: int, seconds: float, outcome: str) -> None:
-        self._jobs.labels(kind=kind.value, outcome=_bounded(outcome, OUTCOMES)).observe(seconds)
+        self._m.jobs.labels(repo=self._repo, kind=kind.value,
+                            outcome=_bounded(outcome, OUTCOMES)).observe(seconds)  # fmt: skip
         item = self._state.get(kind, number)
         if item is None:
             return
@@ -122,11 +155,12 @@ class Metrics:
             self._observe_wait(item)
 
     def github_answer(self, status: int) -> None:
-        self._github.labels(status=str(status) if 100 <= status <= 599 else OTHER).inc()
+        code = str(status) if 100 <= status <= 599 else OTHER
+        self._m.github.labels(repo=self._repo, status=code).inc()
 
     def github_failed(self) -> None:
         """A request that got no answer: a timeout, a reset connection."""
-        self._github.labels(status="error").inc()
+        self._m.github.labels(repo=self._repo, status="error").inc()
 
     def github_observer(self, status: int | None) -> None:
         """`AuthTransport.observers`' form: the status, or None when no answer came."""
@@ -134,12 +168,6 @@ class Metrics:
             self.github_failed()
         else:
             self.github_answer(status)
-
-    def webhook(self, result: str) -> None:
-        self._webhooks.labels(result=_bounded(result, WEBHOOK_RESULTS)).inc()
-
-    async def endpoint(self, request: Request) -> Response:
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
     def _count_run(self, item: WorkItem) -> None:
         # A run replaces the item's cost and turns, and a new attempt that fails before Claude
@@ -149,10 +177,11 @@ class Metrics:
         if run == (None, None) or self._counted.get(item.key) == run:
             return
         self._counted[item.key] = run
+        kind = item.type.value
         if item.cost_usd is not None:
-            self._cost.labels(kind=item.type.value).inc(max(item.cost_usd, 0.0))
+            self._m.cost.labels(repo=self._repo, kind=kind).inc(max(item.cost_usd, 0.0))
         if item.turns is not None:
-            self._turns.labels(kind=item.type.value).inc(max(item.turns, 0))
+            self._m.turns.labels(repo=self._repo, kind=kind).inc(max(item.turns, 0))
 
     def _observe_wait(self, item: WorkItem) -> None:
         started, labelled = item.started_at, item.issue.labelled_at
@@ -160,27 +189,30 @@ class Metrics:
             return
         self._waited[item.key] = started
         # GitHub's clock stamps the label and ours the start: a small skew may reverse them.
-        self._label_to_start.observe(max((started - labelled).total_seconds(), 0.0))
+        wait = max((started - labelled).total_seconds(), 0.0)
+        self._m.label_to_start.labels(repo=self._repo).observe(wait)
 
 
 class _StateCollector:
-    """Read at each scrape: the items by kind and status, and GitHub's rate budget."""
+    """Read at each scrape: each repository's items by kind and status, and GitHub's rate
+    budget."""
 
-    def __init__(self, state: StateStore, rate: RateReading) -> None:
-        self._state = state
+    def __init__(self, states: dict[str, StateStore], rate: RateReading) -> None:
+        self._states = states
         self._rate = rate
 
     def collect(self) -> Iterable[Metric]:
         items = GaugeMetricFamily(
             f"{PREFIX}_items",
-            "Work items by kind and status.",
-            labels=["kind", "status"],
+            "Work items by repository, kind and status.",
+            labels=["repo", "kind", "status"],
         )
-        counts = {(kind, status): 0 for kind in WorkItemType for status in Status}
-        for item in self._state.items():
-            counts[item.type, item.status] += 1
-        for (kind, status), count in counts.items():
-            items.add_metric([kind.value, status.value], count)
+        for repo, state in list(self._states.items()):
+            counts = {(kind, status): 0 for kind in WorkItemType for status in Status}
+            for item in state.items():
+                counts[item.type, item.status] += 1
+            for (kind, status), count in counts.items():
+                items.add_metric([repo, kind.value, status.value], count)
         yield items
 
         rate = self._rate()

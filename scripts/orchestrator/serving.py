@@ -25,13 +25,13 @@ from .config import Settings
 from .core.webhook_events import Wake
 from .core.work import WorkItem, WorkItemType
 from .daemon import LAST_CYCLE_META, Daemon
-from .dashboard import RateView, dashboard_routes
+from .dashboard import RateView
 from .dashboard_tail import transcript_files
 from .github_cache import RateBudget
 from .metrics import Metrics
 from .ports import JobView, StateStore
 from .startup import StartupError
-from .webhooks import WebhookReceiver
+from .webhooks import Hook, Hooks, WebhookReceiver
 
 log = logging.getLogger(__name__)
 
@@ -207,19 +207,16 @@ class _Server(uvicorn.Server):
 @contextlib.asynccontextmanager
 async def serve_http(
     settings: Settings,
-    state: StateStore,
-    daemon: Daemon,
-    budget: RateBudget,
+    dashboard: Sequence[BaseRoute],
     receiver: WebhookReceiver,
     metrics: Metrics,
     sock: socket.socket,
 ) -> AsyncIterator[None]:
     """The HTTP server runs while the block does; it stops with it."""
-    source = WiredSource(settings, state, daemon, budget, receiver)
     routes: list[BaseRoute] = [
         Route("/webhook", receiver.endpoint, methods=["POST"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
-        *dashboard_routes(source),
+        *dashboard,
     ]
     token = settings.dashboard_token.get_secret_value() if settings.dashboard_token else None
     config = uvicorn.Config(
@@ -255,31 +252,42 @@ async def serve_http(
             log.exception("the HTTP server failed")
 
 
-def webhook_receiver(
-    settings: Settings,
-    wake: Callable[[], None],
-    metrics: Metrics,
-    own: Callable[[], str | None] = lambda: None,
-) -> WebhookReceiver:
-    """The receiver of POST /webhook: each accepted delivery wakes the daemon."""
+def webhook_receiver(settings: Settings, hooks: Hooks, metrics: Metrics) -> WebhookReceiver:
+    """The receiver of POST /webhook: each accepted delivery wakes its repository's daemon."""
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     if secret is None:
         log.warning("WEBHOOK_SECRET is not set: webhooks are refused; polling every %gs",
                     settings.poll_interval)  # fmt: skip
+    return WebhookReceiver(secret=secret, hooks=hooks, observe=metrics.webhook)
+
+
+def repo_hook(
+    settings: Settings, wake: Callable[[], None], own: Callable[[], str | None]
+) -> tuple[Hook, Callable[[Settings | None], None]]:
+    """A repository's hook, and the `on_settings` of its daemon that keeps the hook's ready
+    label the one its settings file names."""
+    current: list[Settings | None] = [settings]
 
     def woken(_delivery: Wake) -> None:
         wake()
 
-    return WebhookReceiver(secret=secret, repo=settings.github_repo, wake=woken,
-                           observe=metrics.webhook, own=own,
-                           ready_label=settings.ready_label)  # fmt: skip
+    def ready_label() -> str | None:
+        now = current[0]
+        return now.ready_label if now is not None else None
+
+    def changed(mine: Settings | None) -> None:
+        current[0] = mine
+
+    return Hook(settings.github_repo, woken, own, ready_label), changed
 
 
-def since_last(receiver: WebhookReceiver) -> Callable[[], float | None]:
-    """Seconds since the last verified delivery, None before the first."""
+def since_last(
+    receiver: WebhookReceiver, repo: str | None = None
+) -> Callable[[], float | None]:
+    """Seconds since the last verified delivery (for `repo`), None before the first."""
 
     def since() -> float | None:
-        last = receiver.last_delivery
+        last = receiver.last_delivery if repo is None else receiver.last_for(repo)
         return None if last is None else time.monotonic() - last
 
     return since

@@ -9,13 +9,14 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import anyio
 from githubkit.webhooks import verify
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 
-from .core.webhook_events import Wake, decide
+from .core.webhook_events import Wake, addressed_to, decide
 
 log = logging.getLogger(__name__)
 
@@ -32,42 +33,57 @@ _EVENT = re.compile(r"[a-z_]{1,64}")
 REFUSED_UNSIGNED = "webhooks are refused: set WEBHOOK_SECRET to receive them\n"
 
 
+@dataclass(frozen=True)
+class Hook:
+    """One repository's side of the webhooks: what a delivery for it wakes; `own` names the
+    daemon's account once known (what it did itself wakes nothing), `ready_label` the label
+    that makes an issue ready now (another label wakes nothing)."""
+
+    repo: str  # owner/name
+    wake: Callable[[Wake], None]
+    own: Callable[[], str | None] = lambda: None
+    ready_label: Callable[[], str | None] = lambda: None
+
+
+Hooks = Callable[[str], "Hook | None"]  # a repository's name -> its hook, None if not worked here
+
+
+def only(hook: Hook) -> Hooks:
+    """The hooks of a daemon that watches one repository."""
+    return lambda name: hook if name.lower() == hook.repo.lower() else None
+
+
 class WebhookReceiver:
-    """The webhook endpoint: only deliveries signed with `secret` for `repo` wake the daemon.
+    """The webhook endpoint: only deliveries signed with `secret`, for a repository `hooks`
+    knows, wake that repository's daemon (an organisation's webhook sends every repository's).
 
     Without a secret every delivery is refused (403): an unsigned webhook could be anyone's.
     `last_delivery` is the `clock` time of the last delivery whose signature was good, so the
-    daemon can tell whether webhooks still arrive; `counts` feed the metrics.
+    daemon can tell whether webhooks still arrive (`last_for` one repository's); `counts` feed
+    the metrics.
     """
 
     def __init__(
         self,
         *,
         secret: str | None,
-        repo: str,
-        wake: Callable[[Wake], None],
+        hooks: Hooks,
         clock: Callable[[], float] = time.monotonic,
         remember: int = 10_000,
         observe: Callable[[str], None] | None = None,
-        own: Callable[[], str | None] = lambda: None,
-        ready_label: str | None = None,
     ) -> None:
-        """`observe` hears each delivery's result (accepted, duplicate, ignored, rejected);
-        `own` names the daemon's account once known: what it did itself wakes nothing, nor a
-        label other than `ready_label`."""
+        """`observe` hears each delivery's result (accepted, duplicate, ignored, rejected)."""
         if remember < 1:
             raise ValueError("remember must be at least 1")
         self._secret = secret or None
-        self._repo = repo
-        self._wake = wake
+        self._hooks = hooks
         self._clock = clock
         self._remember = remember
         # Delivery IDs already handled, oldest first; GitHub redelivers with the same ID.
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._last: float | None = None
+        self._last_for: dict[str, float] = {}  # by repository, in lower case
         self._observe = observe
-        self._own = own
-        self._ready_label = ready_label
         self._reading = 0  # bodies being read now
         self.counts: dict[str, int] = dict.fromkeys(
             ("accepted", "duplicate", "ignored", "rejected"), 0
@@ -81,6 +97,10 @@ class WebhookReceiver:
     @property
     def last_delivery(self) -> float | None:
         return self._last
+
+    def last_for(self, repo: str) -> float | None:
+        """The `clock` time of the last good delivery that named `repo`."""
+        return self._last_for.get(repo.lower())
 
     async def endpoint(self, request: Request) -> Response:
         if request.method != "POST":
@@ -134,19 +154,27 @@ class WebhookReceiver:
             self._count("duplicate")
             log.debug("webhook delivery %s again: ignored", delivery)
             return PlainTextResponse("duplicate\n", status_code=200)
-        decision = decide(event, delivery, payload, self._repo, own=self._own(),
-                          ready_label=self._ready_label)  # fmt: skip
+        name = addressed_to(payload)
+        hook = self._hooks(name) if name is not None else None
+        if hook is None:  # a ping, a malformed payload, or a repository not worked on here
+            decision = decide(event, delivery, payload, "")
+        else:
+            self._last_for[hook.repo.lower()] = self._last or self._clock()
+            decision = decide(event, delivery, payload, hook.repo, own=hook.own(),
+                              ready_label=hook.ready_label())  # fmt: skip
         if isinstance(decision, str):
             self._note(delivery, digest)
             self._count("ignored")
             log.debug("webhook %s delivery %s ignored", event, delivery)
             return PlainTextResponse(f"ignored: {decision}\n", status_code=200)
         # Remembered only once woken: if waking fails, GitHub's redelivery may try again.
-        self._wake(decision)
+        assert hook is not None  # only a known repository's delivery wakes
+        hook.wake(decision)
         self._note(delivery, digest)
         self._count("accepted")
         log.info(
-            "webhook %s.%s #%d (delivery %s)",
+            "webhook %s %s.%s #%d (delivery %s)",
+            hook.repo,
             decision.event,
             decision.action,
             decision.number,

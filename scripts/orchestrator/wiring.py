@@ -146,11 +146,14 @@ def build_daemon(
     telemetry: Telemetry = NO_TELEMETRY,
     webhooks: tuple[float, Callable[[], float | None]] | None = None,
     slots: ClaudeSlots | None = None,
+    on_settings: Callable[[Settings | None], None] | None = None,
 ) -> Daemon:
     """The daemon over the three workflows; their Claude runs share MAX_CONCURRENT slots
     (`slots`: shared with other repositories' daemons, whose log lines it then names itself
     among). With the real `github` client: its view is refreshed first in each cycle, the
-    poll slows down when the rate limit runs low, and the state is pruned once a day."""
+    poll slows down when the rate limit runs low, and the state is pruned once a day.
+    `on_settings` hears the repository's settings each time its settings file changes them
+    (None: a wrong file, the repository waits)."""
     runs: ClaudeSlots | RepoClaude
     if slots is None:
         runs = slots = ClaudeSlots(adapters.claude, settings.max_concurrent, state=state,
@@ -174,6 +177,8 @@ def build_daemon(
         if mine == in_use[0]:
             return
         in_use[0] = mine
+        if on_settings is not None:
+            on_settings(mine)
         if mine is None:  # the repository waits: its commands wait too (the cursor stays)
             built[0].use_sources([])
             return
@@ -352,19 +357,24 @@ async def _run(
     if sock is None:
         daemon = build_daemon(settings, state, adapters, github=github)
     else:
+        from .dashboard import dashboard_routes
         from .metrics import Metrics, budget_reading
-        from .serving import serve_http, since_last, webhook_receiver
+        from .serving import WiredSource, repo_hook, serve_http, since_last, webhook_receiver
+        from .webhooks import only
 
-        metrics = Metrics(state, budget_reading(github.rate))
-        github.wire.observers.append(metrics.github_observer)
+        metrics = Metrics(budget_reading(github.rate))
+        telemetry = metrics.repo(settings.github_repo, state)
+        github.wire.observers.append(telemetry.github_observer)
         woken: list[Daemon] = []  # the receiver wakes the daemon built after it
-        receiver = webhook_receiver(settings, lambda: woken[0].wake(), metrics,
-                                    own=lambda: github.known_login)  # fmt: skip
+        hook, on_settings = repo_hook(settings, lambda: woken[0].wake(),
+                                      lambda: github.known_login)  # fmt: skip
+        receiver = webhook_receiver(settings, only(hook), metrics)
         quiet = (settings.webhook_poll_interval, since_last(receiver))
-        daemon = build_daemon(settings, state, adapters, github=github, telemetry=metrics,
-                              webhooks=quiet)  # fmt: skip
+        daemon = build_daemon(settings, state, adapters, github=github, telemetry=telemetry,
+                              webhooks=quiet, on_settings=on_settings)  # fmt: skip
         woken.append(daemon)
-        web = serve_http(settings, state, daemon, github.rate, receiver, metrics, sock)
+        source = WiredSource(settings, state, daemon, github.rate, receiver)
+        web = serve_http(settings, dashboard_routes(source), receiver, metrics, sock)
     # Claude's sandboxed runs share one model proxy, stopped when the daemon stops.
     serving: contextlib.AbstractAsyncContextManager[None] = (
         claude.serving() if isinstance(claude, SdkClaudeRunner) else contextlib.nullcontext()

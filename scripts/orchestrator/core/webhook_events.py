@@ -107,6 +107,16 @@ def decide(
     return Wake(event=event, action=envelope.action, number=target.number, delivery=delivery)
 
 
+def addressed_to(payload: object) -> str | None:
+    """The `repository.full_name` a delivery names, or None (an organisation's ping has none;
+    a malformed one is `decide`'s to refuse)."""
+    if not isinstance(payload, dict):
+        return None
+    repository = payload.get("repository")
+    name = repository.get("full_name") if isinstance(repository, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
 def _ping(payload: object, repo: str) -> str:
     try:
         envelope = _PingEnvelope.model_validate(payload)

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from scripts.orchestrator.core.work import IssueFacts, Status, WorkItem, WorkItemType
 from scripts.orchestrator.github_cache import RateBudget
-from scripts.orchestrator.metrics import Metrics, budget_reading
+from scripts.orchestrator.metrics import Metrics, RepoMetrics, budget_reading
 from scripts.orchestrator.ports import Telemetry
 
 from .ports_fakes import MemoryState
@@ -39,7 +39,14 @@ async def scrape(metrics: Metrics) -> Samples:
     }
 
 
+REPO = "acme/api"
+UNLABELLED = ("webhook_", "github_rate_limit_")  # one per daemon: no repository's name
+
+
 def value(samples: Samples, name: str, **labels: str) -> float | None:
+    """A sample; a repository's series are `REPO`'s unless `repo` is given."""
+    if not name.startswith(UNLABELLED):
+        labels.setdefault("repo", REPO)
     return samples.get((f"claude_orchestrator_{name}", frozenset(labels.items())))
 
 
@@ -58,7 +65,14 @@ def state() -> MemoryState:
 
 @pytest.fixture
 def metrics(state: MemoryState) -> Metrics:
-    return Metrics(state, no_rate)
+    made = Metrics(no_rate)
+    made.repo(REPO, state)
+    return made
+
+
+@pytest.fixture
+def telemetry(metrics: Metrics, state: MemoryState) -> RepoMetrics:
+    return metrics.repo(REPO, state)
 
 
 async def test_every_family_is_documented_and_named_by_the_conventions(
@@ -96,17 +110,17 @@ async def test_items_by_kind_and_status_are_read_from_the_state_at_each_scrape(
 
 
 async def test_a_claude_run_is_counted_once_however_often_its_job_ends(
-    state: MemoryState, metrics: Metrics
+    state: MemoryState, metrics: Metrics, telemetry: RepoMetrics
 ) -> None:
     state.put(issue(1, started_at=T0, cost_usd=0.5, turns=3))
-    metrics.job_done(ISSUE, 1, 60.0, "failed")
-    metrics.job_done(ISSUE, 1, 1.0, "pending")  # e.g. the outbox's retry: no new run
+    telemetry.job_done(ISSUE, 1, 60.0, "failed")
+    telemetry.job_done(ISSUE, 1, 1.0, "pending")  # e.g. the outbox's retry: no new run
     samples = await scrape(metrics)
     assert value(samples, "claude_cost_usd_total", kind="issue") == 0.5
     assert value(samples, "claude_turns_total", kind="issue") == 3
 
     state.put(issue(1, started_at=T0 + timedelta(hours=1), cost_usd=0.25, turns=2))
-    metrics.job_done(ISSUE, 1, 60.0, "done")
+    telemetry.job_done(ISSUE, 1, 60.0, "done")
     samples = await scrape(metrics)
     assert value(samples, "claude_cost_usd_total", kind="issue") == 0.75
     assert value(samples, "claude_turns_total", kind="issue") == 5
@@ -114,34 +128,34 @@ async def test_a_claude_run_is_counted_once_however_often_its_job_ends(
 
 
 async def test_an_attempt_that_ends_before_claude_runs_adds_no_cost(
-    state: MemoryState, metrics: Metrics
+    state: MemoryState, metrics: Metrics, telemetry: RepoMetrics
 ) -> None:
     state.put(issue(1, started_at=T0, cost_usd=0.5, turns=3))
-    metrics.job_done(ISSUE, 1, 60.0, "failed")
+    telemetry.job_done(ISSUE, 1, 60.0, "failed")
     # A new attempt keeps the last run's cost and turns until its own run replaces them.
     state.put(issue(1, started_at=T0 + timedelta(hours=1), cost_usd=0.5, turns=3))
-    metrics.job_done(ISSUE, 1, 2.0, "failed")
+    telemetry.job_done(ISSUE, 1, 2.0, "failed")
     assert value(await scrape(metrics), "claude_cost_usd_total", kind="issue") == 0.5
 
 
 async def test_runs_already_in_the_state_at_start_are_not_counted_again(
-    state: MemoryState,
+    state: MemoryState, metrics: Metrics
 ) -> None:
     state.put(WorkItem(type=REVIEW, number=4, started_at=T0, cost_usd=1.5, turns=9))
-    metrics = Metrics(state, no_rate)
-    metrics.job_done(REVIEW, 4, 5.0, "done")
+    telemetry = metrics.repo(REPO, state)
+    telemetry.job_done(REVIEW, 4, 5.0, "done")
     samples = await scrape(metrics)
     assert value(samples, "claude_cost_usd_total", kind="pr_review") == 0
     assert value(samples, "claude_turns_total", kind="pr_review") == 0
 
 
 async def test_label_to_start_is_observed_once_per_attempt(
-    state: MemoryState, metrics: Metrics
+    state: MemoryState, metrics: Metrics, telemetry: RepoMetrics
 ) -> None:
     labelled = IssueFacts(labelled_at=T0)
     state.put(issue(1, started_at=T0 + timedelta(seconds=90), facts=labelled))
-    metrics.job_done(ISSUE, 1, 10.0, "failed")
-    metrics.job_done(ISSUE, 1, 10.0, "failed")
+    telemetry.job_done(ISSUE, 1, 10.0, "failed")
+    telemetry.job_done(ISSUE, 1, 10.0, "failed")
     samples = await scrape(metrics)
     assert value(samples, "label_to_start_seconds_count") == 1
     assert value(samples, "label_to_start_seconds_sum") == 90
@@ -149,18 +163,18 @@ async def test_label_to_start_is_observed_once_per_attempt(
     assert value(samples, "label_to_start_seconds_bucket", le="120.0") == 1
 
     state.put(issue(1, started_at=T0 + timedelta(seconds=600), facts=labelled))
-    metrics.job_done(ISSUE, 1, 10.0, "done")
+    telemetry.job_done(ISSUE, 1, 10.0, "done")
     assert value(await scrape(metrics), "label_to_start_seconds_count") == 2
 
 
 async def test_label_to_start_needs_both_times_and_an_issue(
-    state: MemoryState, metrics: Metrics
+    state: MemoryState, metrics: Metrics, telemetry: RepoMetrics
 ) -> None:
     state.put(issue(1, started_at=T0))  # labelled_at unknown
     state.put(issue(2, facts=IssueFacts(labelled_at=T0)))  # never started
     state.put(WorkItem(type=MERGE, number=3, started_at=T0))
     for kind, number in ((ISSUE, 1), (ISSUE, 2), (MERGE, 3), (ISSUE, 99)):
-        metrics.job_done(kind, number, 1.0, "done")
+        telemetry.job_done(kind, number, 1.0, "done")
     samples = await scrape(metrics)
     assert value(samples, "label_to_start_seconds_count") == 0
     # A job whose item is gone is still timed.
@@ -168,19 +182,21 @@ async def test_label_to_start_needs_both_times_and_an_issue(
 
 
 async def test_a_label_stamped_after_the_start_by_a_skewed_clock_counts_as_no_wait(
-    state: MemoryState, metrics: Metrics
+    state: MemoryState, metrics: Metrics, telemetry: RepoMetrics
 ) -> None:
     state.put(issue(1, started_at=T0, facts=IssueFacts(labelled_at=T0 + timedelta(seconds=2))))
-    metrics.job_done(ISSUE, 1, 1.0, "done")
+    telemetry.job_done(ISSUE, 1, 1.0, "done")
     samples = await scrape(metrics)
     assert value(samples, "label_to_start_seconds_sum") == 0
     assert value(samples, "label_to_start_seconds_bucket", le="0.1") == 1
 
 
-async def test_jobs_are_timed_by_kind_and_a_bounded_outcome(metrics: Metrics) -> None:
-    metrics.job_done(REVIEW, 1, 30.0, "done")
-    metrics.job_done(REVIEW, 2, 45.0, "cancelled")
-    metrics.job_done(MERGE, 3, 3.0, "exploded in a new way")
+async def test_jobs_are_timed_by_kind_and_a_bounded_outcome(
+    metrics: Metrics, telemetry: RepoMetrics
+) -> None:
+    telemetry.job_done(REVIEW, 1, 30.0, "done")
+    telemetry.job_done(REVIEW, 2, 45.0, "cancelled")
+    telemetry.job_done(MERGE, 3, 3.0, "exploded in a new way")
     samples = await scrape(metrics)
     assert value(samples, "job_duration_seconds_count", kind="pr_review", outcome="done") == 1
     assert value(samples, "job_duration_seconds_sum", kind="pr_review", outcome="cancelled") == 45
@@ -188,8 +204,8 @@ async def test_jobs_are_timed_by_kind_and_a_bounded_outcome(metrics: Metrics) ->
     assert not any("exploded" in dict(labels).get("outcome", "") for _, labels in samples)
 
 
-async def test_polls_are_timed_through_the_port(metrics: Metrics) -> None:
-    port: Telemetry = metrics  # and mypy checks that `Metrics` is the daemon's port
+async def test_polls_are_timed_through_the_port(metrics: Metrics, telemetry: RepoMetrics) -> None:
+    port: Telemetry = telemetry  # and mypy checks that `RepoMetrics` is the daemon's port
     port.poll_done(0.2)
     port.poll_done(3.0)
     samples = await scrape(metrics)
@@ -198,11 +214,13 @@ async def test_polls_are_timed_through_the_port(metrics: Metrics) -> None:
     assert value(samples, "poll_duration_seconds_sum") == pytest.approx(3.2)
 
 
-async def test_github_requests_are_counted_by_status(metrics: Metrics) -> None:
+async def test_github_requests_are_counted_by_status(
+    metrics: Metrics, telemetry: RepoMetrics
+) -> None:
     for status in (200, 200, 304, 403):
-        metrics.github_answer(status)
-    metrics.github_failed()
-    metrics.github_answer(42)  # not an HTTP status: one bounded series
+        telemetry.github_answer(status)
+    telemetry.github_failed()
+    telemetry.github_answer(42)  # not an HTTP status: one bounded series
     samples = await scrape(metrics)
     assert value(samples, "github_requests_total", status="200") == 2
     assert value(samples, "github_requests_total", status="304") == 1
@@ -227,7 +245,7 @@ async def test_the_rate_limit_is_read_at_each_scrape_and_absent_while_unknown(
     state: MemoryState,
 ) -> None:
     budget = RateBudget()
-    metrics = Metrics(state, budget_reading(budget))
+    metrics = Metrics(budget_reading(budget))
     samples = await scrape(metrics)
     assert value(samples, "github_rate_limit_remaining_requests") is None
     assert value(samples, "github_rate_limit_requests") is None
@@ -247,7 +265,36 @@ async def test_the_rate_limit_is_read_at_each_scrape_and_absent_while_unknown(
 
 
 async def test_each_instance_has_a_registry_of_its_own(state: MemoryState) -> None:
-    first, second = Metrics(state, no_rate), Metrics(state, no_rate)
-    first.github_answer(200)
+    first, second = Metrics(no_rate), Metrics(no_rate)
+    first.repo(REPO, state).github_answer(200)
     assert value(await scrape(first), "github_requests_total", status="200") == 1
     assert value(await scrape(second), "github_requests_total", status="200") is None
+
+
+async def test_each_repository_has_its_own_series_and_one_let_go_leaves_the_items(
+    metrics: Metrics, state: MemoryState
+) -> None:
+    other = MemoryState()
+    state.put(issue(1, status=Status.DONE))
+    other.put(issue(1, status=Status.FAILED))
+    other.put(issue(2, status=Status.FAILED))
+    mine, theirs = metrics.repo(REPO, state), metrics.repo("acme/web", other)
+    other.put(issue(2, status=Status.FAILED, started_at=T0, cost_usd=0.25, turns=2))
+    theirs.job_done(ISSUE, 2, 3.0, "failed")
+    mine.poll_done(0.5)
+    theirs.github_answer(304)
+    samples = await scrape(metrics)
+    assert value(samples, "items", kind="issue", status="done") == 1
+    assert value(samples, "items", kind="issue", status="failed") == 0
+    assert value(samples, "items", repo="acme/web", kind="issue", status="failed") == 2
+    assert value(samples, "claude_cost_usd_total", repo="acme/web", kind="issue") == 0.25
+    assert value(samples, "claude_cost_usd_total", kind="issue") == 0
+    assert value(samples, "poll_duration_seconds_count") == 1
+    assert value(samples, "poll_duration_seconds_count", repo="acme/web") == 0
+    assert value(samples, "github_requests_total", repo="acme/web", status="304") == 1
+    # Taken by another daemon: its items are that daemon's to count; its counters stay.
+    metrics.forget("acme/web")
+    samples = await scrape(metrics)
+    assert value(samples, "items", repo="acme/web", kind="issue", status="failed") is None
+    assert value(samples, "items", kind="issue", status="done") == 1
+    assert value(samples, "claude_cost_usd_total", repo="acme/web", kind="issue") == 0.25

@@ -23,7 +23,14 @@ from starlette.types import ASGIApp
 from scripts.orchestrator import webhooks
 from scripts.orchestrator.core.webhook_events import Wake
 from scripts.orchestrator.fakes.fake_github import FakeGitHub
-from scripts.orchestrator.webhooks import MAX_BODY, REFUSED_UNSIGNED, SIGNATURE, WebhookReceiver
+from scripts.orchestrator.webhooks import (
+    MAX_BODY,
+    REFUSED_UNSIGNED,
+    SIGNATURE,
+    Hook,
+    WebhookReceiver,
+    only,
+)
 
 SECRET = "it's a secret to everybody"
 REPO = "acme/widgets"
@@ -89,8 +96,7 @@ class Rig:
         self.now = 100.0
         self.receiver = WebhookReceiver(
             secret=secret,
-            repo=REPO,
-            wake=self.woken.append,
+            hooks=only(Hook(REPO, self.woken.append)),
             clock=lambda: self.now,
             remember=remember,
         )
@@ -304,7 +310,7 @@ async def test_payloads_are_not_logged(rig: Rig, caplog: pytest.LogCaptureFixtur
     text = caplog.text
     assert "SECRET" not in text
     infos = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
-    assert infos == ["webhook issues.labeled #7 (delivery logged-1)"]
+    assert infos == [f"webhook {REPO} issues.labeled #7 (delivery logged-1)"]
 
 
 # -- over a real socket, sent by the fake GitHub ----------------------------------------------
@@ -312,7 +318,8 @@ async def test_payloads_are_not_logged(rig: Rig, caplog: pytest.LogCaptureFixtur
 
 def test_deliveries_from_the_fake_github_wake_the_receiver(fake_github: FakeGitHub) -> None:
     woken: list[Wake] = []
-    receiver = WebhookReceiver(secret=SECRET, repo=fake_github.full_name, wake=woken.append)
+    hook = Hook(fake_github.full_name, woken.append)
+    receiver = WebhookReceiver(secret=SECRET, hooks=only(hook))
     with serve_app(receiver_app(receiver)) as base:
         fake_github.add_webhook(base + PATH, SECRET)
         number = fake_github.create_issue("Add mul", user="maintainer")
