@@ -281,9 +281,7 @@ def repo_hook(
     return Hook(settings.github_repo, woken, own, ready_label), changed
 
 
-def since_last(
-    receiver: WebhookReceiver, repo: str | None = None
-) -> Callable[[], float | None]:
+def since_last(receiver: WebhookReceiver, repo: str | None = None) -> Callable[[], float | None]:
     """Seconds since the last verified delivery (for `repo`), None before the first."""
 
     def since() -> float | None:
