@@ -10,6 +10,8 @@ import dataclasses
 import hashlib
 import logging
 import math
+import socket
+from typing import TYPE_CHECKING
 
 from .checks import ShellChecks
 from .claude_runner import SdkClaudeRunner
@@ -44,24 +46,54 @@ from .wiring import (
 )
 from .workflows.commands import courtesies_sent
 
+if TYPE_CHECKING:  # serve mode's modules load only for it
+    from .fleet_serving import FleetServing
+
 log = logging.getLogger(__name__)
 
 MAX_TICK = 10.0  # seconds between the leases' renewals at most
 
 
-async def serve_fleet(settings: Settings, *, once: bool, redactor: Redactor) -> int:
+async def serve_fleet(
+    settings: Settings, *, once: bool, redactor: Redactor, http: bool = False
+) -> int:
     """Watch the repositories of GITHUB_REPOS until stopped (or for one cycle each with
-    `once`): all of them, or with STATE_URL a fair share beside the other daemons there.
+    `once`): all of them, or with STATE_URL a fair share beside the other daemons there;
+    with `http`, serve mode's webhooks, dashboard and metrics for them all.
     0, or 1 when a repository's loop met an unexpected error."""
     if (why := missing_model_credential(settings)) is not None:
         raise StartupError(why)
+    sock = None
+    if http:  # refused or taken: said before anything else starts
+        from .serving import check_serving, listen
+
+        check_serving(settings)
+        sock = listen(settings)
+    with sock if sock is not None else contextlib.nullcontext():
+        return await _serve_fleet(settings, once, redactor, sock)
+
+
+async def _serve_fleet(
+    settings: Settings, once: bool, redactor: Redactor, sock: socket.socket | None
+) -> int:
     leases = open_leases(settings)
     with contextlib.closing(leases), open_daemon_state(settings) as own:
         sandbox = await start_sandbox(settings)
         runner = make_runner(settings, sandbox, redactor)
         slots = ClaudeSlots(runner, settings.max_concurrent, state=own,
                             daily_budget=settings.daily_max_budget_usd)  # fmt: skip
-        fleet = Fleet(settings, redactor, leases, slots, runner, sandbox)
+        limits = TokenLimits()  # GitHub counts one token's requests together
+        web: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
+        serving = None
+        if sock is not None:
+            from .fleet_serving import FleetServing
+            from .serving import serve_http
+
+            serving = FleetServing(settings, limits, shared=settings.state_url is not None)
+            web = serve_http(settings, serving.routes(), serving.receiver, serving.metrics,
+                             sock)  # fmt: skip
+        fleet = Fleet(settings, redactor, leases, slots, runner, sandbox, limits=limits,
+                      serving=serving)  # fmt: skip
         shared = (
             ""
             if isinstance(leases, LocalLeases)
@@ -73,7 +105,7 @@ async def serve_fleet(settings: Settings, *, once: bool, redactor: Redactor) -> 
         log.info("watching %d repositories: %s%s", len(settings.repositories),
                  ", ".join(settings.repositories), shared)  # fmt: skip
         with stop_on_signals(fleet.request_stop):
-            async with runner.serving():
+            async with runner.serving(), web:
                 code = await fleet.run(once=once)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(courtesies_sent(), COURTESY_GRACE)
@@ -103,14 +135,20 @@ class Fleet:
         slots: ClaudeSlots,
         runner: SdkClaudeRunner,
         sandbox: Sandbox | None,
+        *,
+        limits: TokenLimits | None = None,
+        serving: FleetServing | None = None,
     ) -> None:
+        """`limits`: the token's, shared by the repositories' clients; `serving`: serve
+        mode's webhooks, metrics and dashboard, which each repository joins while here."""
         self._settings = settings
         self._redactor = redactor
         self._leases = leases
         self._slots = slots
         self._runner = runner
         self._sandbox = sandbox
-        self._limits = TokenLimits()  # GitHub counts one token's requests together
+        self._limits = limits or TokenLimits()
+        self._serving = serving
         self._daemons: dict[str, Daemon] = {}
         self._tasks: dict[str, asyncio.Task[int]] = {}
         self._codes: list[int] = []
@@ -279,7 +317,15 @@ class Fleet:
             claude, checks = self._runner.with_sandbox(view), ShellChecks(view)
         adapters = Adapters(github, worktrees, claude, checks, SecretScanner(self._redactor),
                             SystemClock(), self._redactor)  # fmt: skip
-        return build_daemon(mine, state, adapters, github=github, slots=self._slots)
+        if self._serving is None:
+            return build_daemon(mine, state, adapters, github=github, slots=self._slots)
+        web = self._serving.attach(mine, state, github)
+        stack.callback(self._serving.detach, repo)  # before the state closes
+        daemon = build_daemon(mine, state, adapters, github=github, slots=self._slots,
+                              telemetry=web.telemetry, webhooks=web.webhooks,
+                              on_settings=web.on_settings)  # fmt: skip
+        web.started(daemon)
+        return daemon
 
     async def _work(
         self, repo: str, daemon: Daemon, stack: contextlib.AsyncExitStack, once: bool

@@ -268,13 +268,9 @@ def _fleet(args: argparse.Namespace, settings: Settings, redactor: Redactor) -> 
     from .startup import StartupError
     from .state import StateError
 
-    if args.command == "serve":
-        return _fail(
-            f"serve watches one repository, and {len(settings.repositories)} are set "
-            "(GITHUB_REPOS): run the daemon without `serve` for several repositories"
-        )
+    http = args.command == "serve"
     try:
-        return asyncio.run(serve_fleet(settings, once=args.once, redactor=redactor))
+        return asyncio.run(serve_fleet(settings, once=args.once, redactor=redactor, http=http))
     except (StartupError, StateError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:  # before the signal handlers were installed: nothing started

@@ -174,21 +174,29 @@ class WiredSource:
         return datetime.fromisoformat(raw) if raw else None
 
     def rate(self) -> RateView | None:
-        b = self.budget
-        if b.limit is None or b.remaining is None:
-            return None
-        return RateView(remaining=b.remaining, limit=b.limit, resets_at=b.reset_at)
+        return rate_view(self.budget)
 
     def transcripts(self, kind: WorkItemType, number: int) -> list[Path]:
         return transcript_files(self.settings.log_dir, kind, number)
 
     def webhooks(self) -> str:
-        if self.settings.webhook_secret is None:
-            return f"off (no WEBHOOK_SECRET): polling every {self.settings.poll_interval:g}s"
-        last = self.receiver.last_delivery
-        if last is None:
-            return "on, none received yet"
-        return f"on, last delivery {time.monotonic() - last:.0f}s ago"
+        return webhooks_line(self.settings, self.receiver.last_delivery)
+
+
+def rate_view(budget: RateBudget) -> RateView | None:
+    """GitHub's rate budget as the dashboard shows it; None before GitHub's first answer."""
+    if budget.limit is None or budget.remaining is None:
+        return None
+    return RateView(remaining=budget.remaining, limit=budget.limit, resets_at=budget.reset_at)
+
+
+def webhooks_line(settings: Settings, last: float | None) -> str:
+    """The webhooks, in one line: off, or when the last delivery came (`time.monotonic()`)."""
+    if settings.webhook_secret is None:
+        return f"off (no WEBHOOK_SECRET): polling every {settings.poll_interval:g}s"
+    if last is None:
+        return "on, none received yet"
+    return f"on, last delivery {time.monotonic() - last:.0f}s ago"
 
 
 def build_app(routes: Sequence[BaseRoute], token: str | None) -> ASGIApp:
