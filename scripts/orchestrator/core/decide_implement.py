@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -52,6 +52,7 @@ def plan_issues(
     items: Mapping[int, WorkItem],
     ready_label: str,
     label_events: Mapping[int, int],
+    removed: Collection[int] = (),
 ) -> list[IssuePlan]:
     """Plan the implement workflow.
 
@@ -59,14 +60,27 @@ def plan_issues(
     has been applied. More than when the last attempt started means someone applied it again:
     a request for a new attempt. The same number means the label is a leftover (the daemon
     died before removing it). Counting events avoids comparing GitHub's clock with ours.
+
+    A finished item's label is not a leftover while its own removal waits in its outbox, nor
+    when that removal landed after `issues` were read (`removed`): the listing is older than
+    the removal, and removing it again would be a second DELETE for nothing.
     """
     plans = []
     for issue in sorted(issues, key=lambda i: i.number):
         if issue.is_pull_request or issue.state != "open" or ready_label not in issue.labels:
             continue
         item = items.get(issue.number)
-        plans.append(IssuePlan(issue.number, _issue_step(item, label_events.get(issue.number))))
+        step = _issue_step(item, label_events.get(issue.number))
+        if step is IssueStep.CLEAR_LABEL and (
+            issue.number in removed or _removing(item, ready_label)
+        ):
+            continue
+        plans.append(IssuePlan(issue.number, step))
     return plans
+
+
+def _removing(item: WorkItem | None, label: str) -> bool:
+    return item is not None and any(w.op == "remove_label" and w.text == label for w in item.outbox)
 
 
 def _issue_step(item: WorkItem | None, label_events: int | None) -> IssueStep:

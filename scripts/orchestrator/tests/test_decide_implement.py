@@ -15,6 +15,7 @@ from scripts.orchestrator.core.decide_implement import (
 )
 from scripts.orchestrator.core.models import Issue
 from scripts.orchestrator.core.work import IssueFacts, Status, WorkItem, WorkItemType
+from scripts.orchestrator.workflows.outbox import remove_label
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -84,6 +85,22 @@ def test_plan_issues(
     expected: list[IssuePlan],
 ) -> None:
     assert plan_issues(issues, items, "ready", counts) == expected
+
+
+def test_a_finished_items_label_is_not_removed_twice() -> None:
+    done = item(1, Status.DONE, 1)
+    removing = done.evolve(outbox=(remove_label(1, "ready"),))
+    other = done.evolve(outbox=(remove_label(1, "claude-failed"),))
+    listed = [issue(1, "ready")]
+    clear = [IssuePlan(1, IssueStep.CLEAR_LABEL)]
+    assert plan_issues(listed, {1: done}, "ready", {1: 1}) == clear
+    assert plan_issues(listed, {1: removing}, "ready", {1: 1}) == []  # its own, on its way
+    assert plan_issues(listed, {1: done}, "ready", {1: 1}, removed={1}) == []  # landed since
+    assert plan_issues(listed, {1: other}, "ready", {1: 1}) == clear
+    # A new label event is a new request, whatever the outbox holds.
+    assert plan_issues(listed, {1: removing}, "ready", {1: 2}, removed={1}) == [
+        IssuePlan(1, IssueStep.START)
+    ]
 
 
 def test_label_counts_are_needed_only_for_finished_items() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from scripts.orchestrator.config import Settings
 from scripts.orchestrator.core.errors import GitHubError, NotFound, Unprocessable
-from scripts.orchestrator.core.models import IMPLEMENT_TOOLS, ClaudeResult, SecretHit
+from scripts.orchestrator.core.models import IMPLEMENT_TOOLS, ClaudeResult, Issue, SecretHit
 from scripts.orchestrator.core.redact import REDACTED, Redactor
 from scripts.orchestrator.core.work import IssueFacts, Status, WorkItem, WorkItemType
 from scripts.orchestrator.guidelines import repo_guidelines_path
@@ -275,7 +275,34 @@ async def test_a_reapplied_label_starts_a_new_attempt_and_a_leftover_is_cleared(
     assert rig.item().status is Status.DONE and rig.item().attempts == 2
     assert "claude-failed" not in rig.gh.labels_of(1)  # the old verdict goes
     rig.gh.edit_issue(1, labels=("ready",))  # a crash before it was removed: no new event
+    rig.configure(rig.settings)  # the daemon that starts again
     assert await rig.cycle() == [] and rig.gh.labels_of(1) == ()
+
+
+async def test_a_listing_older_than_the_labels_removal_does_not_remove_it_again(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stale = await rig.gh.list_open_issues("ready")  # read before the job's removal landed
+    rig.claude.succeed("Done.", FILES)
+    assert await rig.cycle() == [1]
+    assert rig.gh.labels_of(1) == () and len(rig.gh.called("remove_label")) == 1
+
+    async def listing(label: str | None = None) -> list[Issue]:
+        return stale
+
+    monkeypatch.setattr(rig.gh, "list_open_issues", listing)
+    assert await rig.cycle() == []
+    assert len(rig.gh.called("remove_label")) == 1  # the outbox's, once
+
+
+async def test_a_removal_waiting_in_the_outbox_is_not_made_twice(rig: Rig) -> None:
+    rig.claude.succeed("Done.", FILES)
+    rig.gh.fail("remove_label", GitHubError(502, "Bad Gateway"), times=2)
+    assert await rig.cycle() == [1]  # the job's try: held back
+    assert await rig.cycle() == []  # the poll's try: held back again; no removal of its own
+    assert len(rig.gh.called("remove_label")) == 2 and rig.gh.labels_of(1) == ("ready",)
+    assert await rig.cycle() == [] and rig.gh.labels_of(1) == ()
+    assert len(rig.gh.called("remove_label")) == 3
 
 
 async def test_definite_errors_are_counted_then_reported(rig: Rig) -> None:

@@ -27,7 +27,7 @@ from ..core.models import (
 )
 from ..core.redact import Redactor
 from ..core.triggers import may_command
-from ..core.work import IssueFacts, Status, WorkItem, WorkItemType
+from ..core.work import IssueFacts, Status, WorkItem, WorkItemType, Write
 from ..guidelines import guidelines, repo_guidelines_path
 from ..ports import Claude, Clock, Git, GitHub, Job, SecretScan, StateStore
 from . import outbox
@@ -71,7 +71,10 @@ class ImplementWorkflow:
 
     def __post_init__(self) -> None:
         self._items = Items(self.state, WorkItemType.ISSUE, self.redactor)
-        self._outbox = outbox.Outbox(self.state, WorkItemType.ISSUE, self.github, self.redactor)
+        # Ready labels removed since the last plan: the listing it reads may predate them.
+        self._removed: set[int] = set()
+        self._outbox = outbox.Outbox(self.state, WorkItemType.ISSUE, self.github, self.redactor,
+                                     landed=self._landed)  # fmt: skip
         self._labelled = LabelledIssue(self.settings, self.github, self._items)
         self._told = IssueTold(self.settings, self.state, self.github, self._items, self._outbox,
                                self.redactor, self.clock)  # fmt: skip
@@ -87,7 +90,9 @@ class ImplementWorkflow:
             if needs_label_count(items.get(i.number))
         }
         jobs = []
-        for plan in plan_issues(issues, items, label, label_events):
+        removed, self._removed = self._removed, set()  # no await from here to the plan
+        items = {i.number: i for i in self.state.items(WorkItemType.ISSUE)}
+        for plan in plan_issues(issues, items, label, label_events, removed):
             match plan.step:
                 case IssueStep.CLEAR_LABEL:
                     log.info("issue #%d: removing a leftover %r label", plan.number, label)
@@ -97,6 +102,10 @@ class ImplementWorkflow:
                     run = functools.partial(self.run, plan.number, fresh)
                     jobs.append(Job(WorkItemType.ISSUE, plan.number, run))
         return jobs
+
+    def _landed(self, write: Write) -> None:
+        if write.op == "remove_label" and write.text == self.settings.ready_label:
+            self._removed.add(write.number)
 
     async def run(self, number: int, fresh: bool) -> None:
         """One attempt at issue `number`; `fresh` is False when resuming an interrupted one."""

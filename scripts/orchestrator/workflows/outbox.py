@@ -14,7 +14,7 @@ import asyncio
 import logging
 import secrets
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..core.errors import GitHubError, NotFound, is_transient
@@ -68,9 +68,16 @@ class Outbox:
     """Queues writes in one kind of work item and sends them, one sender per item at a time."""
 
     def __init__(
-        self, state: StateStore, kind: WorkItemType, github: GitHub, redactor: Redactor
+        self,
+        state: StateStore,
+        kind: WorkItemType,
+        github: GitHub,
+        redactor: Redactor,
+        landed: Callable[[Write], None] | None = None,
     ) -> None:
+        """`landed` hears each write GitHub took (or had already: a label already gone)."""
         self._state = state
+        self._landed = landed
         self._kind = kind
         self._github = github
         self._redactor = redactor
@@ -127,6 +134,9 @@ class Outbox:
                     log.warning(
                         "#%d: GitHub refused %s for good, dropped: %s", number, write.op, exc
                     )
+                else:
+                    if self._landed is not None:
+                        self._landed(write)
                 self._settle(number, write.id, None)
 
     def _settle(self, number: int, write_id: str, replacement: Write | None) -> None:
