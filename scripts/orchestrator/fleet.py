@@ -11,6 +11,7 @@ import hashlib
 import logging
 import math
 import socket
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from .checks import ShellChecks
@@ -90,8 +91,8 @@ async def _serve_fleet(
             from .serving import serve_http
 
             serving = FleetServing(settings, limits, shared=settings.state_url is not None)
-            web = serve_http(settings, serving.routes(), serving.receiver, serving.metrics,
-                             sock)  # fmt: skip
+            web = _web(serving, serve_http(settings, serving.routes(), serving.receiver,
+                                           serving.metrics, sock))  # fmt: skip
         fleet = Fleet(settings, redactor, leases, slots, runner, sandbox, limits=limits,
                       serving=serving)  # fmt: skip
         shared = (
@@ -110,6 +111,16 @@ async def _serve_fleet(
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(courtesies_sent(), COURTESY_GRACE)
                 return code
+
+
+@contextlib.asynccontextmanager
+async def _web(
+    serving: FleetServing, server: contextlib.AbstractAsyncContextManager[None]
+) -> AsyncIterator[None]:
+    """The HTTP server, and the wakes passed between the daemons, while inside."""
+    with serving.share_wakes():
+        async with server:
+            yield
 
 
 def open_leases(settings: Settings) -> Leases:

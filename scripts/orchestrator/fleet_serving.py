@@ -4,10 +4,14 @@ they name, whose dashboard has an overview at `/` and each repository's pages un
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,8 +27,11 @@ from .github_rest import TokenLimits
 from .github_watcher import GitHubClient
 from .metrics import Metrics, RepoMetrics, budget_reading
 from .ports import JobView, StateStore
-from .serving import rate_view, repo_hook, since_last, webhook_receiver, webhooks_line
+from .serving import rate_view, repo_hook, webhook_receiver, webhooks_line
 from .webhooks import Hook
+
+if TYPE_CHECKING:
+    from .wakes_pg import PgWakes
 
 Now = Callable[[], datetime]
 
@@ -51,20 +58,67 @@ class Attached:
 class FleetServing:
     """The webhooks, metrics and dashboard of a daemon's repositories. A repository is
     `attach`ed when its daemon is built here and `detach`ed when it is let go (another daemon
-    may take it): a delivery for it then wakes nothing here, and its items leave the metrics."""
+    may take it): its items leave the metrics, and a delivery for it is passed to the daemon
+    that holds it (with STATE_URL's `wakes`), or wakes nothing."""
 
     def __init__(self, settings: Settings, limits: TokenLimits, *, shared: bool) -> None:
-        """`shared`: other daemons work on some of the repositories (STATE_URL)."""
+        """`shared`: other daemons work on some of the repositories (STATE_URL); wakes for
+        theirs go through the database once `share_wakes` is called."""
         self.settings = settings
         self.budget = limits.rate
         self.shared = shared
         self.metrics = Metrics(budget_reading(limits.rate))
         self.receiver = webhook_receiver(settings, self._hook, self.metrics)
         self._held: dict[str, _Held] = {}  # by repository, in lower case
+        self._names = {r.lower(): r for r in settings.repositories}
+        self._heard: dict[str, float] = {}  # wakes passed on by the other daemons, by repository
+        self._wakes: PgWakes | None = None
+
+    def share_wakes(self) -> contextlib.AbstractContextManager[object]:
+        """While inside: deliveries for the other daemons' repositories wake them, and theirs
+        for this daemon's wake it (STATE_URL's LISTEN/NOTIFY)."""
+        if self.settings.state_url is None:
+            return contextlib.nullcontext()
+        from .wakes_pg import PgWakes
+
+        loop = asyncio.get_running_loop()
+
+        def heard(repo: str) -> None:  # in the listener's thread
+            with contextlib.suppress(RuntimeError):  # the loop closed as the daemon stopped
+                loop.call_soon_threadsafe(self._passed_on, repo)
+
+        self._wakes = PgWakes(self.settings.state_url.get_secret_value(), heard)
+        return contextlib.closing(self._wakes)
 
     def _hook(self, name: str) -> Hook | None:
         held = self._held.get(name.lower())
-        return held.hook if held is not None and held.daemon is not None else None
+        if held is not None and held.daemon is not None:
+            return held.hook
+        repo = self._names.get(name.lower())
+        if repo is None or self._wakes is None:
+            return None
+        # Another daemon's (or nobody's yet): its own label and account are its to judge, so
+        # every delivery that could wake it is passed on; a needless wake is one more poll.
+        return Hook(repo, lambda _delivery: self._pass_on(repo))
+
+    def _pass_on(self, repo: str) -> None:
+        wakes = self._wakes
+        if wakes is not None:
+            asyncio.get_running_loop().run_in_executor(None, wakes.send, repo)
+
+    def _passed_on(self, repo: str) -> None:
+        self._heard[repo] = time.monotonic()
+        self._wake(repo)
+
+    def _since(self, repo: str) -> Callable[[], float | None]:
+        """Seconds since the last delivery for `repo`, here or passed on by another daemon."""
+
+        def since() -> float | None:
+            times = [t for t in (self.receiver.last_for(repo), self._heard.get(repo.lower()))
+                     if t is not None]  # fmt: skip
+            return time.monotonic() - max(times) if times else None
+
+        return since
 
     def held(self, repo: str) -> tuple[StateStore, Daemon] | None:
         held = self._held.get(repo.lower())
@@ -78,7 +132,7 @@ class FleetServing:
         github.wire.observers.append(telemetry.github_observer)
         hook, on_settings = repo_hook(mine, lambda: self._wake(repo), lambda: github.known_login)
         self._held[repo.lower()] = held = _Held(state, hook)
-        quiet = (mine.webhook_poll_interval, since_last(self.receiver, repo))
+        quiet = (mine.webhook_poll_interval, self._since(repo))
 
         def started(daemon: Daemon) -> None:
             held.daemon = daemon

@@ -178,3 +178,61 @@ def test_each_delivery_wakes_its_own_repository_and_the_dashboard_and_metrics_na
     with state_of(world, "acme/gizmos") as state:
         item_three = state.get(WorkItemType.ISSUE, three)
         assert item_three is not None and item_three.status is Status.DONE
+
+
+def test_a_delivery_to_one_daemon_wakes_the_daemon_that_holds_its_repository(
+    world: World, tmp_path: Path, daemons: list[DaemonProcess], pg_state_url: str
+) -> None:
+    gadgets = world.github.add_repository(
+        make_world(tmp_path / "g", {"README.md": "# g\n"}).origin, "acme", "gadgets"
+    )
+    gadgets.set_permission("alice", "write")
+    world.model.script_for("Write two.py", [write({"two.py": "TWO = 2\n"}), Text("Added.")])
+    urls = []
+    for number in (1, 2):
+        own = world.root / f"daemon-{number}"
+        own.mkdir()
+        daemon = DaemonProcess(
+            world, "serve", unset=("GITHUB_REPO", "REPO_PATH"),
+            GITHUB_REPOS="acme/widgets,acme/gadgets", STATE_URL=pg_state_url,
+            STATE_FILE=str(own / "state.json"), WORKTREE_BASE=str(own / "worktrees"),
+            LOG_DIR=str(own / "logs"), LEASE_SECONDS="3", POLL_INTERVAL="600",
+            SERVE_PORT="0", WEBHOOK_SECRET=SECRET,
+            SANDBOX_READ_PATHS=f'["{sys.prefix}", "{sys.base_prefix}"]',
+        )  # fmt: skip
+        daemons.append(daemon)
+        daemon.wait_for("serving on http://127.0.0.1:")
+        found = SERVING.search(daemon.log())
+        assert found is not None, daemon.log()
+        urls.append(found.group(1))
+
+    def holder(repo: str) -> str | None:
+        """The daemon's address that counts `repo`'s items now (only its holder does)."""
+        for url in urls:
+            if metric(url, "items", repo=repo, kind="issue", status="done") is not None:
+                return url
+        return None
+
+    # The first daemon took both; the second's share comes once the first lets one go.
+    until(lambda: {holder("acme/widgets"), holder("acme/gadgets")} == set(urls), "one each")
+    held, other = holder("acme/gadgets"), holder("acme/widgets")
+    assert held is not None and other is not None
+    until(partial(polled, held, "acme/gadgets"), "the first cycle of acme/gadgets")
+
+    two = gadgets.create_issue("Add two", "Write two.py", user="alice")
+    gadgets.add_labels(two, "ready", user="alice")
+    labelled = {"action": "labeled", "issue": {"number": two}, "label": {"name": "ready"},
+                "repository": {"full_name": "acme/gadgets"},
+                "sender": {"login": "alice"}}  # fmt: skip
+    # To the daemon that does not hold gadgets: it passes the wake on through the database.
+    assert signed_delivery(other, "issues", labelled, "passed-on-1") == 202
+
+    def opened() -> bool:
+        return len(gadgets.mutations_named("create_pull")) == 1
+
+    until(opened, "the pull request, after a wake passed on (polls are 600 s apart)")
+    for daemon in daemons:
+        daemon.signal()
+    for daemon in daemons:
+        assert daemon.exit_code() == 0
+        assert "Traceback" not in daemon.log() and SECRET not in daemon.log()
