@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -23,20 +21,25 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from .config_machine import (
+    TOKEN_REQUIRED_MESSAGE as TOKEN_REQUIRED_MESSAGE,
+)
+from .config_machine import (
+    clone_here,
+    gh_cli_token,
+    git_toplevel,
+)
+from .config_machine import (
+    find_claude_cli as find_claude_cli,
+)
+from .config_words import EXPECTED, describe, describe_settings_error
+from .config_words import ConfigError as ConfigError
 from .core.models import ReviewEvent
-from .core.remotes import clone_url, foreign_host, host_of_url, repo_of_url, web_url
-
-TOKEN_REQUIRED_MESSAGE = "GITHUB_TOKEN environment variable is required"  # noqa: S105
-GH_CLI_TIMEOUT = 10.0
-GIT_CHECK_TIMEOUT = 10.0
+from .core.remotes import clone_url, web_url
 
 # GitHub refuses a repository named `.` or `..` (a path would read them as folders).
 _REPO_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/(?!\.\.?$)[A-Za-z0-9._-]{1,100}$")
 _LABEL_MAX = 50  # GitHub rejects longer label names.
-
-
-class ConfigError(Exception):
-    """A configuration mistake, reported to the user as one line (exit code 2)."""
 
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
@@ -136,7 +139,7 @@ class Settings(BaseSettings):
     def _owner_repo(cls, value: str) -> str:
         value = value.strip()
         if value and not _REPO_RE.match(value):  # unset: GITHUB_REPOS names them
-            raise ValueError(f"expected {_EXPECTED['github_repo']}")
+            raise ValueError(f"expected {EXPECTED['github_repo']}")
         return value
 
     @field_validator("github_repos", mode="before")
@@ -225,7 +228,7 @@ class Settings(BaseSettings):
     def _distinct(self) -> Settings:
         if not (self.github_repo or self.github_repos or self.github_repos_file):
             raise ValueError(
-                f"GITHUB_REPO is required (expected {_EXPECTED['github_repo']}; or "
+                f"GITHUB_REPO is required (expected {EXPECTED['github_repo']}; or "
                 "GITHUB_REPOS / GITHUB_REPOS_FILE for several repositories)"
             )
         # GitHub's label names ignore case; the triggers are matched exactly.
@@ -346,7 +349,7 @@ def repositories_setting(env_file: Path | None = Path(".env")) -> list[str]:
         names += checked if isinstance(checked, list) else [checked]
     listed = raw_setting("github_repos_file", env_file)
     if listed is not None and listed.strip():
-        names += read_repos_file(_absolute(Path(listed), Path.cwd()))
+        names += read_repos_file(absolute(Path(listed), Path.cwd()))
     seen: dict[str, str] = {}
     for name in names:
         seen.setdefault(name.lower(), name)
@@ -370,7 +373,7 @@ def read_repos_file(path: Path) -> list[str]:
             continue
         if not _REPO_RE.match(name):
             raise ConfigError(
-                f"{shown} line {number}: {name!r} is not valid: expected {_EXPECTED['github_repo']}"
+                f"{shown} line {number}: {name!r} is not valid: expected {EXPECTED['github_repo']}"
             )
         names.append(name)
     if not names:
@@ -409,7 +412,7 @@ def state_file_setting(env_file: Path = Path(".env")) -> Path:
     if raw is not None and not raw.strip():
         raise ConfigError(_empty_message("state_file"))
     default = Settings.model_fields["state_file"].default
-    return _absolute(Path(raw) if raw else default, Path.cwd())
+    return absolute(Path(raw) if raw else default, Path.cwd())
 
 
 def raw_setting(name: str, env_file: Path | None = Path(".env")) -> str | None:
@@ -444,26 +447,26 @@ def load_settings(env_file: Path | None = Path(".env"), **overrides: Any) -> Set
     except OSError as exc:
         raise ConfigError(f"cannot read {env_file}: {exc.strerror}") from None
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(describe(exc)) from None
     except SettingsError as exc:
-        raise ConfigError(_describe_settings_error(exc)) from None
+        raise ConfigError(describe_settings_error(exc)) from None
     empty = _set_but_empty(env_file)
     if empty is not None:
         raise ConfigError(_empty_message(empty))
     if settings.github_token is None or not settings.github_token.get_secret_value().strip():
-        settings.github_token = SecretStr(_gh_cli_token(settings.github_api_url))
+        settings.github_token = SecretStr(gh_cli_token(settings.github_api_url))
     _complete_repositories(settings)
     if settings.repo_path is not None:
-        settings.repo_path = _git_toplevel(settings.repo_path)
+        settings.repo_path = git_toplevel(settings.repo_path)
     elif not settings.several:
-        settings.repo_path = _clone_here(settings)
-    settings.worktree_base = _absolute(settings.worktree_base, Path.cwd())
+        settings.repo_path = clone_here(settings)
+    settings.worktree_base = absolute(settings.worktree_base, Path.cwd())
     if settings.worktree_base.exists() and not settings.worktree_base.is_dir():
         raise ConfigError(
             f"WORKTREE_BASE={str(settings.worktree_base)!r} is not valid: expected a directory"
         )
-    settings.state_file = _absolute(settings.state_file, Path.cwd())
-    settings.log_dir = _absolute(settings.log_dir, Path.cwd())
+    settings.state_file = absolute(settings.state_file, Path.cwd())
+    settings.log_dir = absolute(settings.log_dir, Path.cwd())
     if settings.log_dir.exists() and not settings.log_dir.is_dir():
         raise ConfigError(f"LOG_DIR={str(settings.log_dir)!r} is not valid: expected a directory")
     settings.claude_cli_path = find_claude_cli(settings.claude_cli_path)
@@ -475,7 +478,7 @@ def _complete_repositories(settings: Settings) -> None:
     one when only the list names them. REPO_PATH and REPO_URL name one repository's clone:
     with several repositories the daemon keeps its own clone of each."""
     if settings.github_repos_file is not None:
-        path = _absolute(settings.github_repos_file, Path.cwd())
+        path = absolute(settings.github_repos_file, Path.cwd())
         settings.github_repos_file = path
         settings.github_repos = [*settings.github_repos, *read_repos_file(path)]
     if not settings.github_repo:
@@ -508,7 +511,7 @@ def _empty_message(name: str) -> str:
     """The one line for a setting given as an empty value that has no "unset" meaning."""
     field = Settings.model_fields[name]
     if field.is_required() or name == "github_repo":
-        return f"{name.upper()} is set but empty: expected {_EXPECTED.get(name, 'a value')}"
+        return f"{name.upper()} is set but empty: expected {EXPECTED.get(name, 'a value')}"
     return (
         f"{name.upper()} is set but empty: expected a value (remove the line to use the "
         f"default, {_shown(field.default)})"
@@ -539,168 +542,6 @@ def _set_but_empty(env_file: Path | None) -> str | None:
     return None
 
 
-def _describe(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    if not err["loc"]:  # a rule across settings: its message names them
-        return str(err["msg"]).removeprefix("Value error, ")
-    field = str(err["loc"][0])
-    var = field.upper()
-    if err["type"] == "missing":
-        return f"{var} is required (expected {_EXPECTED.get(field, 'a value')})"
-    message = (
-        _RANGES.get(field) if err["type"] in ("greater_than_equal", "less_than_equal") else None
-    ) or (_FRIENDLY.get(err["type"]) or str(err["msg"]).removeprefix("Value error, "))
-    if field in ("github_token", "state_url", "webhook_secret", "dashboard_token"):  # secrets
-        return f"{var} is not valid: {message}"
-    value = err.get("input")
-    shown = value if isinstance(value, str) else json.dumps(value, default=str)
-    return f"{var}={shown!r} is not valid: {message}"
-
-
-def _describe_settings_error(exc: SettingsError) -> str:
-    match = re.search(r'field "(\w+)"', str(exc))
-    var = match.group(1).upper() if match else "a setting"
-    expected = _EXPECTED.get(var.lower(), "valid JSON")
-    return f"{var} is not valid: expected {expected}"
-
-
-_FRIENDLY = {
-    "greater_than": "expected a number greater than 0",
-    "int_parsing": "expected a whole number",
-    "int_from_float": "expected a whole number",
-    "float_parsing": "expected a number",
-    "finite_number": "expected a finite number",
-    "bool_parsing": "expected true or false",
-    "enum": "expected one of " + ", ".join(e.value for e in ReviewEvent),
-    "string_too_short": "expected a non-empty value",
-}
-
-_RANGES = {
-    "auto_fix_attempts": "expected a whole number from 0 to 20",
-    "lease_seconds": "expected a number of seconds from 3 to 3600",
-}
-
-_EXPECTED = {
-    "github_repo": "owner/repo, e.g. your-org/your-repo",
-    "pre_merge_commands": 'a JSON array of strings, e.g. ["pytest", "ruff check ."]',
-}
-
-
-def _gh_cli_token(api_url: str) -> str:
-    """The token of `gh auth login`, as the spec promises; the spec's error when there is none."""
-    gh = shutil.which("gh")
-    if gh is None:
-        raise ConfigError(TOKEN_REQUIRED_MESSAGE)
-    host = urlparse(api_url).hostname or "github.com"
-    if host == "api.github.com":
-        host = "github.com"
-    try:
-        proc = subprocess.run(
-            [gh, "auth", "token", "--hostname", host],
-            capture_output=True,
-            text=True,
-            timeout=GH_CLI_TIMEOUT,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        raise ConfigError(TOKEN_REQUIRED_MESSAGE) from None
-    token = proc.stdout.strip()
-    if proc.returncode != 0 or not token:
-        raise ConfigError(TOKEN_REQUIRED_MESSAGE)
-    return token
-
-
-def _git_toplevel(path: Path) -> Path:
-    resolved = path.expanduser().resolve()
-    try:
-        proc = subprocess.run(
-            ["git", "-C", str(resolved), "rev-parse", "--show-toplevel"],
-            capture_output=True,
-            text=True,
-            timeout=GIT_CHECK_TIMEOUT,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise ConfigError("git is not installed: the orchestrator needs git on PATH") from None
-    except subprocess.TimeoutExpired:
-        raise ConfigError(f"REPO_PATH={str(path)!r}: git did not answer in time") from None
-    if proc.returncode != 0 or not proc.stdout.strip():
-        raise ConfigError(
-            f"REPO_PATH={str(path)!r} is not valid: expected a git repository (a clone of "
-            "the watched repository)"
-        )
-    return Path(proc.stdout.strip())
-
-
-def _clone_here(settings: Settings) -> Path | None:
-    """The current directory's clone, when REPO_PATH is unset, if its remote's URL names
-    GITHUB_REPO on the GitHub of GITHUB_API_URL; None otherwise (e.g. the orchestrator's own
-    checkout, a clone made from a local path, or no repository at all): then the daemon keeps
-    a clone of its own. A clone whose remote is a local path is used only when REPO_PATH
-    names it."""
-    try:
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True,
-                             text=True, timeout=GIT_CHECK_TIMEOUT, check=False)  # fmt: skip
-        if top.returncode != 0:
-            return None
-        url = subprocess.run(
-            ["git", "-C", top.stdout.strip(), "remote", "get-url", settings.git_remote],
-            capture_output=True, text=True, timeout=GIT_CHECK_TIMEOUT, check=False,
-        )  # fmt: skip
-    except FileNotFoundError:
-        raise ConfigError("git is not installed: the orchestrator needs git on PATH") from None
-    except subprocess.TimeoutExpired:
-        raise ConfigError("git did not answer in time in the current directory") from None
-    if url.returncode != 0:
-        return None
-    if not names_watched_repo(url.stdout.strip(), settings):
-        return None
-    return Path(top.stdout.strip())
-
-
-def names_watched_repo(url: str, settings: Settings) -> bool:
-    """Whether a remote URL is GITHUB_REPO on the GitHub of GITHUB_API_URL (a local path, a
-    `file://` URL or another host is not)."""
-    named = repo_of_url(url)
-    return (
-        named is not None
-        and named.lower() == settings.github_repo.lower()
-        and host_of_url(url) is not None
-        and foreign_host(url, settings.github_api_url) is None
-    )
-
-
-def _absolute(path: Path, base: Path) -> Path:
+def absolute(path: Path, base: Path) -> Path:
     path = path.expanduser()
     return path if path.is_absolute() else (base / path).resolve()
-
-
-def bundled_claude_cli() -> Path | None:
-    """The Claude Code CLI shipped inside the claude-agent-sdk wheel, if present."""
-    import claude_agent_sdk
-
-    candidate = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
-    return candidate if candidate.is_file() else None
-
-
-def find_claude_cli(value: str | None) -> str:
-    """The Claude Code CLI to run: CLAUDE_CLI_PATH's, else `claude` on PATH, else the bundled
-    one; `ConfigError` if there is none."""
-    if value:
-        found = shutil.which(value)
-        if found is None:
-            raise ConfigError(
-                f"CLAUDE_CLI_PATH={value!r} is not valid: expected the path of an executable "
-                "Claude Code CLI"
-            )
-        return found
-    on_path = shutil.which("claude")
-    if on_path:
-        return on_path
-    bundled = bundled_claude_cli()
-    if bundled is None:
-        raise ConfigError(
-            "Claude Code CLI not found: install it (npm install -g @anthropic-ai/claude-code) "
-            "or set CLAUDE_CLI_PATH"
-        )
-    return str(bundled)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from scripts.orchestrator import config
+from scripts.orchestrator import config, config_machine
 from scripts.orchestrator.config import (
     TOKEN_REQUIRED_MESSAGE,
     ConfigError,
@@ -325,7 +325,7 @@ def test_gh_failure_gives_the_spec_message(
     monkeypatch: pytest.MonkeyPatch, clean_env: Path, script: str
 ) -> None:
     monkeypatch.setenv("GITHUB_REPO", "a/b")
-    monkeypatch.setattr(config, "GH_CLI_TIMEOUT", 0.5)
+    monkeypatch.setattr(config_machine, "GH_CLI_TIMEOUT", 0.5)
     _fake_gh(clean_env, script)
     with pytest.raises(ConfigError, match=f"^{TOKEN_REQUIRED_MESSAGE}$"):
         load_settings()
