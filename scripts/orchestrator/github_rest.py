@@ -75,13 +75,15 @@ class RestClient:
         transport: httpx.AsyncBaseTransport | None = None,
         redactor: Redactor | None = None,
         cache_path: Path | None = None,
+        cache: BaseCacheStrategy | None = None,
         view: ListingView | None = None,
         limits: TokenLimits | None = None,
     ) -> None:
         """`transport` replaces the HTTP transport (the tests replay recorded answers with it);
         the default one enforces `timeout` on every request. Every body sent is redacted by
         `redactor` (the daemon's one, which knows the token), or by one made for `token`.
-        With `cache_path`, GitHub's answers are kept there across restarts (`github_cache`);
+        With `cache_path`, GitHub's answers are kept there across restarts (`github_cache`),
+        or by `cache` (STATE_URL's database: `http_cache_pg`);
         with `view`, the open pull requests and ready issues come from it (`github_view`),
         kept current by `refresh_view` once per cycle. `limits`: the rate budget and write
         spacing shared with the token's other repositories' clients (else its own)."""
@@ -95,9 +97,8 @@ class RestClient:
             transport or TimeoutTransport(timeout, api_url), token, api_url, self.rate
         )
         # githubkit's default cache object is shared by every client in the process.
-        cache: BaseCacheStrategy = (
-            SqliteCacheStrategy(cache_path) if cache_path is not None else MemCacheStrategy()
-        )
+        if cache is None and cache_path is not None:
+            cache = SqliteCacheStrategy(cache_path)
         self._gh = GitHub(
             UnauthAuthStrategy(),
             base_url=api_url,
@@ -106,7 +107,7 @@ class RestClient:
             throttler=limits.throttler,
             # The pid tells several daemons' requests apart in a proxy's log (and in the tests).
             user_agent=f"claude-orchestrator (pid {os.getpid()})",
-            cache_strategy=cache,
+            cache_strategy=cache or MemCacheStrategy(),
             async_transport=self.wire,
         )
         self.view = view

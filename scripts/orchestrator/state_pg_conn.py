@@ -35,8 +35,10 @@ def open_connection(url: str) -> Connection:
         "keepalives_interval": 10,
         "keepalives_count": 3,
         "tcp_user_timeout": 60_000,
+        # A server that ends idle sessions (idle_session_timeout) would cost a reconnect (and a
+        # listener its wakes): the daemon's connections are idle between polls by design.
         "options": "-c statement_timeout=30s -c lock_timeout=10s "
-        "-c idle_in_transaction_session_timeout=60s",
+        "-c idle_in_transaction_session_timeout=60s -c idle_session_timeout=0",
     }
     extra = {k: v for k, v in defaults.items() if k not in options}
     return psycopg.connect(url, autocommit=True, **extra)

@@ -53,6 +53,24 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             seen_at timestamptz NOT NULL
         )""",
     ),
+    # 3: GitHub's answers as hishel keeps them (`http_cache_pg`), shared by the daemons so the
+    # one that takes a repository over has the validators. `scope` is a fingerprint of the
+    # token; `head` is hishel's packed request and response head, `body` the whole body (a
+    # row is written only once it is complete). Expired rows are deleted by the expires index.
+    (
+        f"""CREATE TABLE {PREFIX}http_cache (
+            id uuid PRIMARY KEY,
+            scope text NOT NULL,
+            cache_key text NOT NULL,
+            head bytea NOT NULL,
+            body bytea NOT NULL,
+            created_at timestamptz NOT NULL,
+            expires_at timestamptz NOT NULL,
+            deleted_at timestamptz
+        )""",
+        f"CREATE INDEX {PREFIX}http_cache_key ON {PREFIX}http_cache (scope, cache_key)",
+        f"CREATE INDEX {PREFIX}http_cache_expires ON {PREFIX}http_cache (expires_at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -119,22 +119,25 @@ def build_workflows(
 
 
 def github_client(settings: Settings, redactor: Redactor, **options: Any) -> GitHubClient:
-    """The daemon's GitHub client: its answers kept beside the state (so a restarted daemon's
-    reads are answered 304) and the open pull requests and ready issues in a view kept
+    """The daemon's GitHub client: its answers kept beside the state, in its folder or in
+    STATE_URL's database (so a restarted daemon's, or a taking-over one's, reads are answered
+    304) and the open pull requests and ready issues in a view kept
     current by one read of what changed (`github_view`). `options` for the tests and demo."""
-    cache = cache_file(settings.state_file, settings.token)
-    drop_other_caches(cache)
     repo = f"{settings.github_api_url} {settings.github_repo}"
     view = ListingView(listings_file(settings.state_file), settings.ready_label, repo)
     options.setdefault("api_url", settings.github_api_url)
-    return GitHubClient(
-        settings.token,
-        settings.github_repo,
-        redactor=redactor,
-        cache_path=cache,
-        view=view,
-        **options,
-    )
+    if settings.state_url is not None:
+        # Beside the state: a daemon that takes the repository over has its validators too.
+        from .http_cache_pg import PgCacheStrategy, token_scope
+
+        url = settings.state_url.get_secret_value()
+        options.setdefault("cache", PgCacheStrategy(url, token_scope(settings.token)))
+    else:
+        cache = cache_file(settings.state_file, settings.token)
+        drop_other_caches(cache)
+        options.setdefault("cache_path", cache)
+    return GitHubClient(settings.token, settings.github_repo, redactor=redactor, view=view,
+                        **options)  # fmt: skip
 
 
 def build_daemon(

@@ -81,6 +81,7 @@ def test_an_empty_database_is_migrated_to_the_latest_version(
     ).fetchall()
     assert [t for (t,) in tables] == [
         "orchestrator_daemons",
+        "orchestrator_http_cache",
         "orchestrator_items",
         "orchestrator_leases",
         "orchestrator_meta",
@@ -411,7 +412,8 @@ def test_a_reader_creates_nothing_in_an_empty_database(
     assert tables.fetchone() == (0,)
     PgState(pg_state_url, REPO).close()  # the control: the owner makes them
     tables = admin.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'orchestrator%'")
-    assert tables.fetchone() == (5,)  # the owner made them: items, meta, leases, daemons, version
+    # The owner made them: items, meta, leases, daemons, the HTTP cache, version.
+    assert tables.fetchone() == (6,)
 
 
 def test_a_short_password_is_not_blanked_inside_words() -> None:

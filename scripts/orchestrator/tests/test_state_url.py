@@ -4,6 +4,9 @@ of every output."""
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
+
 import pytest
 
 from scripts.orchestrator.core.work import IssueFacts
@@ -117,3 +120,29 @@ def test_libpqs_password_variables_reach_no_child(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("PGHOST", "db.example")  # not a secret: the control
     env = child_env()
     assert "PGPASSWORD" not in env and "PGPASSFILE" not in env and env["PGHOST"] == "db.example"
+
+
+def test_a_daemon_on_another_machine_is_answered_304_from_the_databases_validators(
+    world: World, pg_state_url: str, tmp_path: Path
+) -> None:
+    def reads_by_another_machine(name: str, **extra: str) -> Counter[int]:
+        """One cycle from folders of its own (no cache file, no listings), and how GitHub
+        answered its reads."""
+        own = tmp_path / name
+        own.mkdir()
+        before = len(world.github.all_requests())
+        done = world.run_cli("--once", extra_env={
+            "STATE_FILE": str(own / "state.json"), "WORKTREE_BASE": str(own / "worktrees"),
+            **extra})  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return Counter(r.status for r in world.github.all_requests()[before:] if r.method == "GET")
+
+    shared = {"STATE_URL": pg_state_url}
+    first = reads_by_another_machine("a", **shared)
+    assert first[304] == 0 and first[200] > 0
+    taking_over = reads_by_another_machine("b", **shared)
+    assert taking_over[304] > 0 and taking_over[200] < first[200], (first, taking_over)
+    # The control: a machine whose answers are kept in its own folder starts with none.
+    alone = reads_by_another_machine("c")
+    assert alone[304] == 0, alone
+    assert not list((tmp_path / "b").glob("*.sqlite")), "the database keeps them, not a file"

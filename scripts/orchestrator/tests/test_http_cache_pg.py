@@ -1,0 +1,489 @@
+"""GitHub's answers kept in PostgreSQL: a second daemon's first reads are answered 304, one
+token's answers are never another's, and a database that fails costs the cache, never a read."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from githubkit import GitHub, UnauthAuthStrategy
+from githubkit.exception import CacheUnsupportedError
+from hishel import Entry, Headers, Request, Response
+from hishel.httpx import AsyncCacheTransport
+
+from scripts.orchestrator.github_cache import AuthTransport, RateBudget
+from scripts.orchestrator.github_http import TimeoutTransport
+from scripts.orchestrator.http_cache_pg import (
+    TABLE,
+    PgCacheStorage,
+    PgCacheStrategy,
+    connect_options,
+    token_scope,
+)
+from scripts.orchestrator.state_pg_schema import migrate
+
+from .fixtures_postgres import pg_state_url, postgres_url  # noqa: F401
+
+TOKEN = "ghp_the0token0of0the0daemon0123456789"
+SCOPE = token_scope(TOKEN)
+SECRET = "hunter2-Secret"
+BIG = 256 * 1024  # bytes: sent in pieces, so the server can stop halfway
+DEADLINE = 10.0  # seconds for what polls (a database back, a server that stops)
+LOGGER = "scripts.orchestrator.http_cache_pg"
+
+
+@pytest.fixture
+def db(pg_state_url: str) -> str:  # noqa: F811
+    """A database with the state's tables, as a daemon's start leaves it."""
+    with psycopg.connect(pg_state_url, autocommit=True) as conn:
+        migrate(conn, "the test's")
+    return pg_state_url
+
+
+def rows(url: str) -> list[tuple[Any, ...]]:
+    assert TABLE == "orchestrator_http_cache"
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT scope, cache_key, head, body, created_at, expires_at "
+                            "FROM orchestrator_http_cache").fetchall()  # fmt: skip
+
+
+def admin(url: str, statement: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(statement.encode())
+
+
+# -- GitHub, as far as the cache sees it ------------------------------------------------------
+
+
+@dataclass
+class Origin:
+    """Answers with an ETag, and 304 to a request that names it; `/big` in many pieces."""
+
+    url: str = ""
+    seen: list[tuple[str, str | None, str | None]] = field(default_factory=list)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        asked = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        path = scope["path"]
+        self.seen.append((path, asked.get("if-none-match"), asked.get("authorization")))
+        body = bytes(BIG) if path in ("/big", "/cut") else f'{{"path": "{path}"}}'.encode()
+        etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
+        # As GitHub answers: private, and to be revalidated (max-age=0 here, so every read is).
+        headers = [
+            (b"etag", etag.encode()),
+            (b"cache-control", b"private, max-age=0"),
+            (b"vary", b"Accept, Authorization"),
+            (b"content-type", b"application/json"),
+        ]
+        if asked.get("if-none-match") == etag:
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        piece = 16 * 1024
+        if path == "/cut":  # half the body, then the connection ends (uvicorn logs an error)
+            await send({"type": "http.response.body", "body": body[: BIG // 2], "more_body": True})
+            return
+        for at in range(0, len(body), piece):
+            part, more = body[at : at + piece], at + piece < len(body)
+            await send({"type": "http.response.body", "body": part, "more_body": more})
+
+    def asked_with_etag(self) -> list[bool]:
+        return [etag is not None for _, etag, _ in self.seen]
+
+
+@pytest.fixture
+def origin() -> Iterator[Origin]:
+    """The app on uvicorn on a thread, on a port bound before it starts."""
+    app = Origin()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2,
+                            timeout_keep_alive=5)  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    app.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        yield app
+    finally:
+        server.should_exit = True
+        thread.join(DEADLINE)
+        sock.close()
+        assert not thread.is_alive(), "uvicorn did not stop"
+
+
+@contextlib.asynccontextmanager
+async def daemon(
+    origin: Origin, url: str, scope: str = SCOPE, **options: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, AuthTransport]]:
+    """One daemon's client, wired as githubkit wires it: hishel over the token's transport."""
+    wire = AuthTransport(TimeoutTransport(DEADLINE), TOKEN, origin.url, RateBudget())
+    storage = PgCacheStorage(url, scope, **options)
+    policy = PgCacheStrategy(url, scope).get_hishel_policy()
+    cache = AsyncCacheTransport(next_transport=wire, storage=storage, policy=policy)
+    async with httpx.AsyncClient(transport=cache, base_url=origin.url) as client:
+        yield client, wire
+
+
+# -- the answers kept -------------------------------------------------------------------------
+
+
+async def test_a_second_daemon_is_answered_304_and_serves_the_same_body(
+    origin: Origin, db: str
+) -> None:
+    async with daemon(origin, db) as (client, wire):
+        first = await client.get("/things/a")
+    assert first.status_code == 200 and wire.not_modified == 0
+    async with daemon(origin, db) as (client, wire):  # another daemon takes the repository
+        again = await client.get("/things/a")
+        assert (again.status_code, again.content) == (200, first.content)
+        assert (wire.sent, wire.not_modified) == (1, 1)
+        assert (await client.get("/things/a")).content == first.content  # and again
+    assert origin.asked_with_etag() == [False, True, True]
+    [(scope, _, _, body, _, _)] = rows(db)
+    assert scope == SCOPE and body == first.content
+
+
+async def test_another_tokens_scope_gets_a_full_answer(origin: Origin, db: str) -> None:
+    async with daemon(origin, db) as (client, _):
+        await client.get("/things/a")
+    async with daemon(origin, db, scope=token_scope("ghp_another")) as (client, wire):
+        answer = await client.get("/things/a")
+    assert answer.status_code == 200 and wire.not_modified == 0
+    assert origin.asked_with_etag() == [False, False]
+    assert sorted(scope for scope, *_ in rows(db)) == sorted([SCOPE, token_scope("ghp_another")])
+
+
+async def test_an_expired_answer_is_not_served_and_a_requests_ttl_is_kept(
+    origin: Origin, db: str
+) -> None:
+    async with daemon(origin, db) as (client, _):
+        await client.get("/things/a")
+        await client.get("/things/b", extensions={"hishel_ttl": 60.0})
+    kept = {key: (created, expires) for _, key, _, _, created, expires in rows(db)}
+    ttls = sorted((expires - created).total_seconds() for created, expires in kept.values())
+    assert ttls[0] == pytest.approx(60.0, abs=0.01) and ttls[1] > 24 * 3600
+    admin(db, "UPDATE orchestrator_http_cache SET expires_at = now() - interval '1 second'")
+    async with daemon(origin, db) as (client, wire):
+        answer = await client.get("/things/a")
+    assert answer.status_code == 200 and wire.not_modified == 0
+    assert origin.asked_with_etag() == [False, False, False]
+
+
+async def test_a_body_cut_off_is_not_kept_and_a_large_one_is_passed_on_whole(
+    origin: Origin, db: str
+) -> None:
+    async with daemon(origin, db) as (client, _):
+        with pytest.raises(httpx.RemoteProtocolError):  # the connection ends halfway
+            await client.get("/cut")
+        assert rows(db) == []
+        assert len((await client.get("/big")).content) == BIG  # read whole: kept
+    assert len(rows(db)) == 1
+    admin(db, "DELETE FROM orchestrator_http_cache")
+    async with daemon(origin, db, max_body=BIG - 1) as (client, _):
+        answer = await client.get("/big")
+    assert answer.content == bytes(BIG)
+    assert rows(db) == []
+    assert origin.asked_with_etag() == [False, False, False]
+
+
+async def test_the_token_never_reaches_the_table_through_githubkit(origin: Origin, db: str) -> None:
+    """githubkit's own wiring: its cache client over the transport that adds the token."""
+    strategy = PgCacheStrategy(db, SCOPE)
+    with pytest.raises(CacheUnsupportedError):
+        strategy.get_hishel_storage()
+    bodies, wires = [], []
+    for _ in range(2):  # two daemons, one after the other
+        wire = AuthTransport(TimeoutTransport(DEADLINE), TOKEN, origin.url, RateBudget())
+        gh = GitHub(UnauthAuthStrategy(), base_url=origin.url, cache_strategy=strategy,
+                    async_transport=wire)  # fmt: skip
+        async with gh:
+            bodies.append((await gh.arequest("GET", "/things/a")).content)
+        wires.append(wire)
+    assert bodies[0] == bodies[1] and [w.not_modified for w in wires] == [0, 1]
+    assert [auth for *_, auth in origin.seen] == [f"token {TOKEN}"] * 2  # sent, below the cache
+    [row] = rows(db)
+    for value in row:
+        assert TOKEN.encode() not in (value if isinstance(value, bytes) else str(value).encode())
+
+
+async def test_the_storage_keeps_hishels_contract(db: str) -> None:
+    storage = PgCacheStorage(db, SCOPE)
+    other = PgCacheStorage(db, "another")
+    try:
+        request = Request(method="GET", url="https://api.github.com/x", headers=Headers({}))
+        response = Response(status_code=200, headers=Headers({"etag": '"1"'}),
+                            stream=_stream([b"he", b"llo"]))  # fmt: skip
+        entry = await storage.create_entry(request, response, "key")
+        assert await storage.get_entries("key") == []  # not yet read: nothing kept
+        halfway = await storage.create_entry(request, replace(response, stream=_stream([b"x"] * 2)),
+                                             "key")  # fmt: skip
+        assert isinstance(halfway.response.stream, AsyncGenerator)
+        assert await anext(halfway.response.stream) == b"x"
+        await halfway.response.stream.aclose()  # the caller stopped reading: not kept
+        assert await storage.get_entries("key") == []
+        assert [c async for c in _aiter(entry.response.stream)] == [b"he", b"llo"]  # unchanged
+        [found] = await storage.get_entries("key")
+        assert found.id == entry.id and found.response.headers["etag"] == '"1"'
+        assert [c async for c in _aiter(found.response.stream)] == [b"hello"]
+        assert await other.get_entries("key") == []
+        assert await other.update_entry(entry.id, lambda e: e) is None  # not its scope
+
+        def etag_2(e: Entry) -> Entry:
+            return replace(e, response=replace(e.response, headers=Headers({"etag": '"2"'})))
+
+        updated = await storage.update_entry(entry.id, etag_2)
+        assert updated is not None and updated.response.headers["etag"] == '"2"'
+        [found] = await storage.get_entries("key")
+        assert found.response.headers["etag"] == '"2"'
+        with pytest.raises(ValueError, match="mismatch"):
+            await storage.update_entry(entry.id, lambda e: replace(e, id=uuid.uuid4()))
+        before = rows(db)[0][5]
+        await storage.refresh_entry_ttl(entry.id)
+        assert rows(db)[0][5] > before
+        await storage.remove_entry(entry.id)
+        assert await storage.get_entries("key") == []
+        assert len(rows(db)) == 1  # removed softly: the row outlives it an hour
+    finally:
+        await storage.close()
+        await other.close()
+
+
+def test_the_connection_cannot_hang_and_keeps_what_the_url_sets(db: str) -> None:
+    options = connect_options(db + "?application_name=mine")
+    assert "application_name" not in options and options["keepalives"] == 1
+    assert "statement_timeout=5s" in options["options"] and options["connect_timeout"] >= 2
+
+
+async def test_reads_at_once_share_the_connection(origin: Origin, db: str) -> None:
+    paths = [f"/things/{n}" for n in range(20)]
+    for expected in (0, len(paths)):  # kept by the first daemon, revalidated by the second
+        async with daemon(origin, db) as (client, wire):
+            answers = await asyncio.gather(*(client.get(path) for path in paths))
+        assert [a.status_code for a in answers] == [200] * len(paths)
+        assert [a.json()["path"] for a in answers] == paths
+        assert wire.not_modified == expected
+    assert len(rows(db)) == len(paths)
+
+
+async def test_expired_rows_are_deleted_in_batches(origin: Origin, db: str) -> None:
+    async with daemon(origin, db, cleanup_interval=0) as (client, _):
+        for name in "abc":
+            await client.get(f"/things/{name}")
+        admin(db, "UPDATE orchestrator_http_cache SET expires_at = now() - interval '1 second' "
+                  "WHERE convert_from(body, 'UTF8') NOT LIKE '%/things/c%'")  # fmt: skip
+        assert len(rows(db)) == 3
+        await client.get("/things/c")  # its lookup deletes them first
+    [(_, _, _, body, _, _)] = rows(db)
+    assert b"/things/c" in body
+
+
+# -- a database that fails --------------------------------------------------------------------
+
+
+class Relay:
+    """A TCP relay to PostgreSQL that the test can cut (connections dropped, new ones closed
+    at once: a database stopped) or silence (nothing relayed: a database that stops
+    answering), and restore."""
+
+    def __init__(self, target: str) -> None:
+        self.port_to = int(target.rsplit(":", 1)[1].split("/", 1)[0])
+        self.mode = "relay"
+        self.accepted = 0
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._relaying: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    def url(self, target: str) -> str:
+        """`target` through the relay, with a password (trusted on loopback: only to be hidden)."""
+        assert self._server is not None
+        port = self._server.sockets[0].getsockname()[1]
+        return f"postgresql://postgres:{SECRET}@127.0.0.1:{port}/{target.rsplit('/', 1)[1]}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+
+    def cut(self) -> None:
+        self.mode = "cut"
+        for writer in self._writers:
+            writer.close()
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self._relaying:  # each ends as its sockets close: none is left to the loop's end
+            done, _ = await asyncio.wait(self._relaying, timeout=DEADLINE)
+            assert not self._relaying - done, "the relay did not stop"
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self._writers.add(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._relaying.add(task)
+        task.add_done_callback(self._relaying.discard)
+        if self.mode == "cut":
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port_to)
+        except OSError:
+            writer.close()
+            return
+        self._writers.add(up_writer)
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                if self.mode == "relay":  # silenced: read, and dropped
+                    writer.write(data)
+                    await writer.drain()
+        except OSError:
+            return  # the other side went first (or the test cut it): this direction ends too
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def relay(db: str) -> AsyncIterator[Relay]:
+    proxy = Relay(db)
+    await proxy.start()
+    yield proxy
+    await proxy.close()
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelname == "WARNING"]
+
+
+async def test_a_stopped_database_costs_the_cache_not_the_reads(
+    origin: Origin, db: str, relay: Relay, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = relay.url(db)
+    async with daemon(origin, url) as (client, wire):
+        await client.get("/things/a")
+        relay.cut()
+        tried = relay.accepted
+        for name in ("a", "a", "b", "c"):
+            assert (await client.get(f"/things/{name}")).status_code == 200
+        # One new connection tried at once (the old one may just have been ended), then none
+        # while it is down.
+        assert relay.accepted == tried + 1
+        assert wire.not_modified == 0  # as if nothing were kept
+    [warning] = warnings_of(caplog)
+    assert "cannot be kept" in warning and "tried again in 30 s" in warning
+    assert SECRET not in caplog.text and url not in caplog.text
+
+
+async def test_a_connection_the_server_ended_is_replaced_at_once(
+    origin: Origin, db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with daemon(origin, db) as (client, wire):
+        await client.get("/things/a")
+        with psycopg.connect(db, autocommit=True) as conn:  # as a restarted server would
+            ended = conn.execute(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE "
+                "datname = current_database() AND pid <> pg_backend_pid() "
+                "AND application_name LIKE 'claude-orchestrator pid %'"
+            ).fetchall()
+        assert ended == [(True,)]
+        assert (await client.get("/things/a")).status_code == 200
+        assert wire.not_modified == 1  # the answer kept was found all the same
+    assert warnings_of(caplog) == []
+
+
+async def test_an_unreachable_database_costs_the_cache_not_the_reads(
+    origin: Origin, db: str, relay: Relay, caplog: pytest.LogCaptureFixture
+) -> None:
+    relay.cut()  # refused from the start: the daemon has never reached it
+    async with daemon(origin, relay.url(db)) as (client, _):
+        for _ in range(3):
+            assert (await client.get("/things/a")).status_code == 200
+    assert relay.accepted == 1
+    [warning] = warnings_of(caplog)
+    assert "cannot be kept" in warning and SECRET not in caplog.text
+
+
+async def test_the_cache_works_again_once_the_database_is_back(
+    origin: Origin, db: str, relay: Relay, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger=LOGGER)
+    async with daemon(origin, relay.url(db), retry_after=0.05) as (client, wire):
+        await client.get("/things/a")
+        relay.cut()
+        assert (await client.get("/things/a")).status_code == 200
+        relay.mode = "relay"
+        await until(lambda: client.get("/things/a"), lambda: wire.not_modified > 0)
+    assert len(warnings_of(caplog)) == 1
+    assert "kept in PostgreSQL again" in caplog.text
+
+
+async def test_a_database_that_stops_answering_costs_a_read_at_most_the_timeout(
+    origin: Origin, db: str, relay: Relay, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with daemon(origin, relay.url(db), timeout=0.3) as (client, wire):
+        await client.get("/things/a")
+        relay.mode = "silent"
+        started = time.monotonic()
+        answer = await client.get("/things/a")
+        assert answer.status_code == 200 and wire.not_modified == 0
+        assert time.monotonic() - started < 3.0
+        await relay.close()  # the work left on the silent connection ends with it
+    [warning] = warnings_of(caplog)
+    assert "no answer within 0.3 s" in warning
+
+
+async def test_a_database_without_the_table_costs_the_cache_not_the_reads(
+    origin: Origin,
+    pg_state_url: str,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with daemon(origin, pg_state_url) as (client, _):
+        for _ in range(2):
+            assert (await client.get("/things/a")).status_code == 200
+    [warning] = warnings_of(caplog)
+    assert "does not exist" in warning
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+async def until(step: Callable[[], Awaitable[object]], done: Callable[[], bool]) -> None:
+    """`step` until `done()`, failing after DEADLINE seconds."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        await step()
+        if done():
+            return
+        assert time.monotonic() < deadline, f"not done within {DEADLINE}s"
+        await asyncio.sleep(0.02)
+
+
+async def _stream(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def _aiter(stream: object) -> AsyncIterator[bytes]:
+    assert isinstance(stream, AsyncIterator)
+    async for chunk in stream:
+        yield chunk
