@@ -119,10 +119,12 @@ def dashboard_routes(
     poll: float = 0.2,
     prefix: str = "",
     home: str = "",
+    tails: list[int] | None = None,
 ) -> list[BaseRoute]:
     """The dashboard's routes, all GET; `poll` is how often a live tail looks at its file.
-    Mounted among other repositories' (`Mount(..., name=N)`), `prefix` is `N:`, and `home`
-    the route of the page above them."""
+    Mounted among other repositories' (`Mount(..., name=N)`), `prefix` is `N:`, `home` the
+    route of the page above them, and `tails` the count of live tails open that they share
+    (MAX_TAILS for them all: each holds one of the server's connections)."""
     env = environment(source.repo, source.html_url)
 
     def page(request: Request, template: str, **context: Any) -> HTMLResponse:
@@ -189,7 +191,9 @@ def dashboard_routes(
             raise HTTPException(404, "no such transcript")
         return Response(body, media_type="text/plain; charset=utf-8", headers=HEADERS)
 
-    open_tails = [0]  # each polls its file: a bound, so open pages cannot load the daemon
+    # Each polls its file and holds a connection: a bound, so open pages cannot load the
+    # daemon nor take the connections webhooks need.
+    open_tails = tails if tails is not None else [0]
 
     async def live_tail(request: Request) -> Response:
         kind, number = _item_of(request)

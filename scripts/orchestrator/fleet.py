@@ -11,7 +11,7 @@ import hashlib
 import logging
 import math
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .checks import ShellChecks
@@ -47,8 +47,9 @@ from .wiring import (
 )
 from .workflows.commands import courtesies_sent
 
-if TYPE_CHECKING:  # serve mode's modules load only for it
+if TYPE_CHECKING:  # serve mode's modules, and the database's, load only for them
     from .fleet_serving import FleetServing
+    from .wakes_pg import PgWakes
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +85,20 @@ async def _serve_fleet(
         slots = ClaudeSlots(runner, settings.max_concurrent, state=own,
                             daily_budget=settings.daily_max_budget_usd)  # fmt: skip
         limits = TokenLimits()  # GitHub counts one token's requests together
+        fleets: list[Fleet] = []  # the wakes heard wake the fleet built after them
+        wakes = open_wakes(settings, lambda repo: fleets[0].wake(repo) if fleets else None)
         web: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
         serving = None
         if sock is not None:
             from .fleet_serving import FleetServing
             from .serving import serve_http
 
-            serving = FleetServing(settings, limits, shared=settings.state_url is not None)
-            web = _web(serving, serve_http(settings, serving.routes(), serving.receiver,
-                                           serving.metrics, sock))  # fmt: skip
+            serving = FleetServing(settings, limits, wakes=wakes)
+            web = serve_http(settings, serving.routes(), serving.receiver, serving.metrics,
+                             sock)  # fmt: skip
         fleet = Fleet(settings, redactor, leases, slots, runner, sandbox, limits=limits,
                       serving=serving)  # fmt: skip
+        fleets.append(fleet)
         shared = (
             ""
             if isinstance(leases, LocalLeases)
@@ -105,7 +109,8 @@ async def _serve_fleet(
         )
         log.info("watching %d repositories: %s%s", len(settings.repositories),
                  ", ".join(settings.repositories), shared)  # fmt: skip
-        with stop_on_signals(fleet.request_stop):
+        relay = contextlib.closing(wakes) if wakes is not None else contextlib.nullcontext()
+        with stop_on_signals(fleet.request_stop), relay:
             async with runner.serving(), web:
                 code = await fleet.run(once=once)
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -113,14 +118,15 @@ async def _serve_fleet(
                 return code
 
 
-@contextlib.asynccontextmanager
-async def _web(
-    serving: FleetServing, server: contextlib.AbstractAsyncContextManager[None]
-) -> AsyncIterator[None]:
-    """The HTTP server, and the wakes passed between the daemons, while inside."""
-    with serving.share_wakes():
-        async with server:
-            yield
+def open_wakes(settings: Settings, wake: Callable[[str], None]) -> PgWakes | None:
+    """With STATE_URL, the wakes passed between the daemons there: a webhook's delivery to any
+    of them wakes the one that holds its repository (served or not)."""
+    if settings.state_url is None:
+        return None
+    from .wakes_pg import PgWakes
+
+    url = settings.state_url.get_secret_value()
+    return PgWakes(url, settings.repositories, wake, asyncio.get_running_loop())
 
 
 def open_leases(settings: Settings) -> Leases:
@@ -170,6 +176,12 @@ class Fleet:
         names = settings.repositories
         turn = int(hashlib.sha256(leases.owner.encode()).hexdigest(), 16) % len(names)
         self._order = names[turn:] + names[:turn]
+
+    def wake(self, repo: str) -> None:
+        """Poll `repo` now, if it is worked on here (a webhook's wake)."""
+        daemon = self._daemons.get(self._name(repo))
+        if daemon is not None:
+            daemon.wake()
 
     def request_stop(self, why: str = "stop requested") -> None:
         """No new repository; each one's daemon stops as on its own (a second request: at

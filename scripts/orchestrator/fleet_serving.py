@@ -4,8 +4,6 @@ they name, whose dashboard has an overview at `/` and each repository's pages un
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -61,34 +59,19 @@ class FleetServing:
     may take it): its items leave the metrics, and a delivery for it is passed to the daemon
     that holds it (with STATE_URL's `wakes`), or wakes nothing."""
 
-    def __init__(self, settings: Settings, limits: TokenLimits, *, shared: bool) -> None:
-        """`shared`: other daemons work on some of the repositories (STATE_URL); wakes for
-        theirs go through the database once `share_wakes` is called."""
+    def __init__(
+        self, settings: Settings, limits: TokenLimits, *, wakes: PgWakes | None = None
+    ) -> None:
+        """`wakes`: STATE_URL's, through which deliveries for the other daemons' repositories
+        wake them (and theirs for this daemon's count for its polling pace)."""
         self.settings = settings
         self.budget = limits.rate
-        self.shared = shared
+        self.shared = settings.state_url is not None
         self.metrics = Metrics(budget_reading(limits.rate))
         self.receiver = webhook_receiver(settings, self._hook, self.metrics)
         self._held: dict[str, _Held] = {}  # by repository, in lower case
         self._names = {r.lower(): r for r in settings.repositories}
-        self._heard: dict[str, float] = {}  # wakes passed on by the other daemons, by repository
-        self._wakes: PgWakes | None = None
-
-    def share_wakes(self) -> contextlib.AbstractContextManager[object]:
-        """While inside: deliveries for the other daemons' repositories wake them, and theirs
-        for this daemon's wake it (STATE_URL's LISTEN/NOTIFY)."""
-        if self.settings.state_url is None:
-            return contextlib.nullcontext()
-        from .wakes_pg import PgWakes
-
-        loop = asyncio.get_running_loop()
-
-        def heard(repo: str) -> None:  # in the listener's thread
-            with contextlib.suppress(RuntimeError):  # the loop closed as the daemon stopped
-                loop.call_soon_threadsafe(self._passed_on, repo)
-
-        self._wakes = PgWakes(self.settings.state_url.get_secret_value(), heard)
-        return contextlib.closing(self._wakes)
+        self._wakes = wakes
 
     def _hook(self, name: str) -> Hook | None:
         held = self._held.get(name.lower())
@@ -99,23 +82,15 @@ class FleetServing:
             return None
         # Another daemon's (or nobody's yet): its own label and account are its to judge, so
         # every delivery that could wake it is passed on; a needless wake is one more poll.
-        return Hook(repo, lambda _delivery: self._pass_on(repo))
-
-    def _pass_on(self, repo: str) -> None:
         wakes = self._wakes
-        if wakes is not None:
-            asyncio.get_running_loop().run_in_executor(None, wakes.send, repo)
+        return Hook(repo, lambda _delivery: wakes.send(repo))
 
-    def _passed_on(self, repo: str) -> None:
-        self._heard[repo] = time.monotonic()
-        self._wake(repo)
-
-    def _since(self, repo: str) -> Callable[[], float | None]:
+    def since(self, repo: str) -> Callable[[], float | None]:
         """Seconds since the last delivery for `repo`, here or passed on by another daemon."""
 
         def since() -> float | None:
-            times = [t for t in (self.receiver.last_for(repo), self._heard.get(repo.lower()))
-                     if t is not None]  # fmt: skip
+            passed = self._wakes.heard_at(repo) if self._wakes is not None else None
+            times = [t for t in (self.receiver.last_for(repo), passed) if t is not None]
             return time.monotonic() - max(times) if times else None
 
         return since
@@ -132,7 +107,7 @@ class FleetServing:
         github.wire.observers.append(telemetry.github_observer)
         hook, on_settings = repo_hook(mine, lambda: self._wake(repo), lambda: github.known_login)
         self._held[repo.lower()] = held = _Held(state, hook)
-        quiet = (mine.webhook_poll_interval, self._since(repo))
+        quiet = (mine.webhook_poll_interval, self.since(repo))
 
         def started(daemon: Daemon) -> None:
             held.daemon = daemon
@@ -150,9 +125,11 @@ class FleetServing:
     def routes(self, *, now: Now = lambda: datetime.now(timezone.utc)) -> list[BaseRoute]:
         """The overview at `/`, each repository's dashboard under `/repos/owner/name/`."""
         sources = [RepoSource(self, self.settings.for_repo(r)) for r in self.settings.repositories]
+        tails = [0]  # the live tails open, on every repository's pages together
         mounts: list[BaseRoute] = [
             Mount(f"/repos/{source.repo}", name=f"repo{i}",
-                  routes=dashboard_routes(source, now=now, prefix=f"repo{i}:", home="fleet"))
+                  routes=dashboard_routes(source, now=now, prefix=f"repo{i}:", home="fleet",
+                                          tails=tails))
             for i, source in enumerate(sources)
         ]  # fmt: skip
         return [Route("/", self._overview(sources, now), methods=["GET"], name="fleet"),
@@ -222,7 +199,8 @@ class RepoSource:
     def webhooks(self) -> str:
         if self.serving.held(self.repo) is None:
             return self._away()
-        return webhooks_line(self.settings, self.serving.receiver.last_for(self.repo))
+        since = self.serving.since(self.repo)()
+        return webhooks_line(self.settings, None if since is None else time.monotonic() - since)
 
     def summary(self, route: str, at: datetime) -> Summary:
         here = self.serving.held(self.repo) is not None

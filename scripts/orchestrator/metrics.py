@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -19,9 +20,12 @@ from starlette.responses import Response
 
 from .core.work import Status, WorkItem, WorkItemType
 from .ports import StateStore
+from .state import StateError
 
 if TYPE_CHECKING:
     from .github_cache import RateBudget
+
+log = logging.getLogger(__name__)
 
 PREFIX = "claude_orchestrator"
 
@@ -209,8 +213,12 @@ class _StateCollector:
         )
         for repo, state in list(self._states.items()):
             counts = {(kind, status): 0 for kind in WorkItemType for status in Status}
-            for item in state.items():
-                counts[item.type, item.status] += 1
+            try:
+                for item in state.items():
+                    counts[item.type, item.status] += 1
+            except StateError as exc:  # one repository's database fault: the others are shown
+                log.warning("the metrics leave out %s's items: %s", repo, exc)
+                continue
             for (kind, status), count in counts.items():
                 items.add_metric([repo, kind.value, status.value], count)
         yield items

@@ -154,21 +154,14 @@ class WebhookReceiver:
             self._count("duplicate")
             log.debug("webhook delivery %s again: ignored", delivery)
             return PlainTextResponse("duplicate\n", status_code=200)
-        name = addressed_to(payload)
-        hook = self._hooks(name) if name is not None else None
-        if hook is None:  # a ping, a malformed payload, or a repository not worked on here
-            decision = decide(event, delivery, payload, "")
-        else:
-            self._last_for[hook.repo.lower()] = self._last or self._clock()
-            decision = decide(event, delivery, payload, hook.repo, own=hook.own(),
-                              ready_label=hook.ready_label())  # fmt: skip
-        if isinstance(decision, str):
+        target = self._target(event, delivery, payload)
+        if isinstance(target, str):
             self._note(delivery, digest)
             self._count("ignored")
             log.debug("webhook %s delivery %s ignored", event, delivery)
-            return PlainTextResponse(f"ignored: {decision}\n", status_code=200)
+            return PlainTextResponse(f"ignored: {target}\n", status_code=200)
+        hook, decision = target
         # Remembered only once woken: if waking fails, GitHub's redelivery may try again.
-        assert hook is not None  # only a known repository's delivery wakes
         hook.wake(decision)
         self._note(delivery, digest)
         self._count("accepted")
@@ -181,6 +174,18 @@ class WebhookReceiver:
             decision.delivery,
         )
         return PlainTextResponse("accepted\n", status_code=202)
+
+    def _target(self, event: str, delivery: str, payload: object) -> tuple[Hook, Wake] | str:
+        """The repository's hook and what wakes it, or why nothing does."""
+        name = addressed_to(payload)
+        hook = self._hooks(name) if name is not None else None
+        if hook is None:  # a ping, a malformed payload, or a repository not worked on here
+            decision = decide(event, delivery, payload, "")
+            return decision if isinstance(decision, str) else "for a repository not watched here"
+        self._last_for[hook.repo.lower()] = self._last or self._clock()
+        decision = decide(event, delivery, payload, hook.repo, own=hook.own(),
+                          ready_label=hook.ready_label())  # fmt: skip
+        return decision if isinstance(decision, str) else (hook, decision)
 
     def _count(self, result: str) -> None:
         self.counts[result] += 1

@@ -372,7 +372,8 @@ async def _run(
         hook, on_settings = repo_hook(settings, lambda: woken[0].wake(),
                                       lambda: github.known_login)  # fmt: skip
         receiver = webhook_receiver(settings, only(hook), metrics)
-        quiet = (settings.webhook_poll_interval, since_last(receiver))
+        # Its own repository's deliveries: an organisation's webhook sends the others' too.
+        quiet = (settings.webhook_poll_interval, since_last(receiver, settings.github_repo))
         daemon = build_daemon(settings, state, adapters, github=github, telemetry=telemetry,
                               webhooks=quiet, on_settings=on_settings)  # fmt: skip
         woken.append(daemon)

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from starlette.applications import Starlette
+from starlette.routing import Mount
 from starlette.types import Message
 
 from scripts.orchestrator.core.redact import Redactor
@@ -498,6 +499,30 @@ async def test_live_tails_are_bounded(source: FakeSource) -> None:
             refused = await c.get("/items/issue/12/tail")
             assert refused.status_code == 503 and refused.headers["retry-after"] == "10"
             assert (await c.get("/")).status_code == 200  # the rest of the dashboard answers
+    finally:
+        for stream in streams:
+            await stream.close()
+
+
+async def test_mounted_dashboards_share_one_bound_of_live_tails(source: FakeSource) -> None:
+    tails = [0]  # as serve mode's several repositories share it
+    mounts = [
+        Mount(f"/repos/acme/{name}", name=name,
+              routes=dashboard_routes(source, now=lambda: NOW, poll=0.02, prefix=f"{name}:",
+                                      tails=tails))
+        for name in ("one", "two")
+    ]  # fmt: skip
+    app = Starlette(routes=mounts)
+    streams = [await sse_of(app, "/repos/acme/one/items/issue/12/tail") for _ in range(MAX_TAILS)]
+    try:
+        for stream in streams:
+            assert (await stream.start())["type"] == "http.response.start"
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dash") as c:
+            refused = await c.get("/repos/acme/two/items/issue/12/tail")
+            assert refused.status_code == 503  # the other repository's pages count them too
+            page = await c.get("/repos/acme/two/")
+            assert page.status_code == 200 and 'href="/repos/acme/two/items/issue/12"' in page.text
     finally:
         for stream in streams:
             await stream.close()

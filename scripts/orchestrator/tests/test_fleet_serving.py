@@ -19,10 +19,12 @@ from functools import partial
 from pathlib import Path
 
 import httpx
+import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
 from scripts.orchestrator.core.repo_config import REPO_CONFIG_PATH
 from scripts.orchestrator.core.work import Status, WorkItemType
+from scripts.orchestrator.fakes.fake_github.fake import FakeGitHub
 from scripts.orchestrator.fakes.fake_github.repository import Repository
 from scripts.orchestrator.fakes.git_world import make_world
 from scripts.orchestrator.fakes.model_script import Text, write
@@ -180,6 +182,13 @@ def test_each_delivery_wakes_its_own_repository_and_the_dashboard_and_metrics_na
         assert item_three is not None and item_three.status is Status.DONE
 
 
+def held_by(url: str) -> dict[str, int]:
+    """Each repository leased now, and the pid of the daemon holding it."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT repo, owner FROM orchestrator_leases WHERE expires_at > now()")
+        return {str(repo): int(str(owner).split(":")[1]) for repo, owner in rows.fetchall()}
+
+
 def test_a_delivery_to_one_daemon_wakes_the_daemon_that_holds_its_repository(
     world: World, tmp_path: Path, daemons: list[DaemonProcess], pg_state_url: str
 ) -> None:
@@ -188,47 +197,46 @@ def test_a_delivery_to_one_daemon_wakes_the_daemon_that_holds_its_repository(
     )
     gadgets.set_permission("alice", "write")
     world.model.script_for("Write two.py", [write({"two.py": "TWO = 2\n"}), Text("Added.")])
-    urls = []
-    for number in (1, 2):
+    # One daemon serves the webhook; the other only works (no `serve`), as a team may run them.
+    for number, command in ((1, "serve"), (2, "--verbose")):
         own = world.root / f"daemon-{number}"
         own.mkdir()
-        daemon = DaemonProcess(
-            world, "serve", unset=("GITHUB_REPO", "REPO_PATH"),
+        daemons.append(DaemonProcess(
+            world, command, unset=("GITHUB_REPO", "REPO_PATH"),
             GITHUB_REPOS="acme/widgets,acme/gadgets", STATE_URL=pg_state_url,
             STATE_FILE=str(own / "state.json"), WORKTREE_BASE=str(own / "worktrees"),
             LOG_DIR=str(own / "logs"), LEASE_SECONDS="3", POLL_INTERVAL="600",
             SERVE_PORT="0", WEBHOOK_SECRET=SECRET,
             SANDBOX_READ_PATHS=f'["{sys.prefix}", "{sys.base_prefix}"]',
-        )  # fmt: skip
-        daemons.append(daemon)
-        daemon.wait_for("serving on http://127.0.0.1:")
-        found = SERVING.search(daemon.log())
-        assert found is not None, daemon.log()
-        urls.append(found.group(1))
+        ))  # fmt: skip
+    served, worker = daemons
+    served.wait_for("serving on http://127.0.0.1:")
+    found = SERVING.search(served.log())
+    assert found is not None, served.log()
+    url = found.group(1)
+    # The first daemon took both; the other's share comes once the first lets one go.
+    until(lambda: sorted(held_by(pg_state_url).values()) == sorted(d.proc.pid for d in daemons),
+          "one repository each")  # fmt: skip
+    [repo_name] = [r for r, pid in held_by(pg_state_url).items() if pid == worker.proc.pid]
+    repo: FakeGitHub | Repository = world.github if repo_name == "acme/widgets" else gadgets
 
-    def holder(repo: str) -> str | None:
-        """The daemon's address that counts `repo`'s items now (only its holder does)."""
-        for url in urls:
-            if metric(url, "items", repo=repo, kind="issue", status="done") is not None:
-                return url
-        return None
+    def listed() -> bool:  # the worker's first cycle there read the issues: it will not again
+        return any(r.path.startswith(f"/repos/{repo_name}/issues")
+                   and f"pid {worker.proc.pid}" in str(r.headers)
+                   for r in world.github.all_requests())  # fmt: skip
 
-    # The first daemon took both; the second's share comes once the first lets one go.
-    until(lambda: {holder("acme/widgets"), holder("acme/gadgets")} == set(urls), "one each")
-    held, other = holder("acme/gadgets"), holder("acme/widgets")
-    assert held is not None and other is not None
-    until(partial(polled, held, "acme/gadgets"), "the first cycle of acme/gadgets")
+    until(listed, f"the worker's first read of {repo_name}")
 
-    two = gadgets.create_issue("Add two", "Write two.py", user="alice")
-    gadgets.add_labels(two, "ready", user="alice")
+    two = repo.create_issue("Add two", "Write two.py", user="alice")
+    repo.add_labels(two, "ready", user="alice")
     labelled = {"action": "labeled", "issue": {"number": two}, "label": {"name": "ready"},
-                "repository": {"full_name": "acme/gadgets"},
+                "repository": {"full_name": repo_name},
                 "sender": {"login": "alice"}}  # fmt: skip
-    # To the daemon that does not hold gadgets: it passes the wake on through the database.
-    assert signed_delivery(other, "issues", labelled, "passed-on-1") == 202
+    # To the daemon that does not hold it: the wake is passed on through the database.
+    assert signed_delivery(url, "issues", labelled, "passed-on-1") == 202
 
     def opened() -> bool:
-        return len(gadgets.mutations_named("create_pull")) == 1
+        return len(repo.mutations_named("create_pull")) == 1
 
     until(opened, "the pull request, after a wake passed on (polls are 600 s apart)")
     for daemon in daemons:

@@ -15,6 +15,7 @@ from scripts.orchestrator.core.work import IssueFacts, Status, WorkItem, WorkIte
 from scripts.orchestrator.github_cache import RateBudget
 from scripts.orchestrator.metrics import Metrics, RepoMetrics, budget_reading
 from scripts.orchestrator.ports import Telemetry
+from scripts.orchestrator.state import StateError
 
 from .ports_fakes import MemoryState
 
@@ -298,3 +299,24 @@ async def test_each_repository_has_its_own_series_and_one_let_go_leaves_the_item
     assert value(samples, "items", repo="acme/web", kind="issue", status="failed") is None
     assert value(samples, "items", kind="issue", status="done") == 1
     assert value(samples, "claude_cost_usd_total", repo="acme/web", kind="issue") == 0.25
+
+
+class BrokenState(MemoryState):
+    broken = False
+
+    def items(self, kind: WorkItemType | None = None) -> list[WorkItem]:
+        if self.broken:
+            raise StateError("the database went away")
+        return super().items(kind)
+
+
+async def test_one_repositorys_state_fault_leaves_the_others_in_the_metrics(
+    metrics: Metrics, state: MemoryState
+) -> None:
+    state.put(issue(1, status=Status.DONE))
+    broken = BrokenState()
+    metrics.repo("acme/web", broken)
+    broken.broken = True
+    samples = await scrape(metrics)
+    assert value(samples, "items", kind="issue", status="done") == 1
+    assert value(samples, "items", repo="acme/web", kind="issue", status="done") is None

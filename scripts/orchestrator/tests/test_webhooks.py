@@ -202,6 +202,9 @@ async def test_another_repository_wakes_nothing(rig: Rig) -> None:
     other = await rig.post(encode(payload(repo="evil/widgets")), delivery="theirs")
     assert other.status_code == 200
     assert "another repository" in other.text
+    # A name no hook knows, but that an empty one would match: nothing wakes, and no error.
+    empty = await rig.post(encode(payload(repo="")), delivery="empty")
+    assert (empty.status_code, empty.text) == (200, "ignored: for a repository not watched here\n")
     assert [w.delivery for w in rig.woken] == ["mine"]
 
 
