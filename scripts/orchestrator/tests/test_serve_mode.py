@@ -24,6 +24,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from scripts.orchestrator.core.repo_config import REPO_CONFIG_PATH
 from scripts.orchestrator.fakes.model_script import write
 from scripts.orchestrator.serving import MAX_CONNECTIONS
 from scripts.orchestrator.state import Status, WorkItemType
@@ -149,6 +150,25 @@ def test_with_webhooks_silent_polling_still_finds_the_work(
     assert seen["claude_orchestrator_label_to_start_seconds_count"] == 1
     assert seen['claude_orchestrator_github_requests_total{status="200"}'] > 0
     assert seen["claude_orchestrator_github_rate_limit_requests"] > 0
+    daemon.signal()
+    assert daemon.exit_code() == 0
+
+
+def test_the_repositorys_own_ready_label_is_the_one_webhooks_wake_for(
+    world: World, daemons: list[DaemonProcess]
+) -> None:
+    world.github.commit(world.github.default_branch, {REPO_CONFIG_PATH: 'ready_label = "go"\n'})
+    daemon, url = serve(world, daemons)  # its first cycle read the settings file
+    world.github.add_webhook(f"{url}/webhook", SECRET, events=("issues",))
+    other = world.github.create_issue("Not this one", "ready is not the label now", user="alice")
+    number = world.github.create_issue("Add a greeting", "Write greet.py", user="alice")
+    world.model.script_for(f"Implement GitHub issue #{number}", [write(GREET)])
+    world.github.add_labels(other, "ready", user="alice")
+    world.github.add_labels(number, "go", user="alice")
+    [_ping, ignored, labelled] = world.github.wait_for_deliveries(3)
+    assert (ignored.status, labelled.status) == (200, 202)  # the file's label, not READY_LABEL
+    until(lambda: _done(world, number), "the pull request, started by the webhook")
+    assert world.item(WorkItemType.ISSUE, other) is None
     daemon.signal()
     assert daemon.exit_code() == 0
 
