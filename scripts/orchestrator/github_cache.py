@@ -38,8 +38,9 @@ from hishel import (
 
 log = logging.getLogger(__name__)
 
-# Answers not asked for again within this long are dropped: an idle cycle asks the same URLs
-# every POLL_INTERVAL, so only URLs of the past (an old `since` cursor) expire.
+# An answer is kept this long from when it was stored: hishel counts an entry's time to live
+# from its creation, and a 304 refreshes its headers, not its age. So each URL an idle cycle
+# asks is read whole once in this long, and URLs of the past (an old `since` cursor) go.
 CACHE_TTL = 2 * 24 * 3600.0
 
 
