@@ -11,8 +11,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from .config import Settings
@@ -132,8 +133,22 @@ class FleetServing:
                                           tails=tails))
             for i, source in enumerate(sources)
         ]  # fmt: skip
-        return [Route("/", self._overview(sources, now), methods=["GET"], name="fleet"),
-                static_route(), *mounts]  # fmt: skip
+        cased = Route("/repos/{owner}/{name}/{rest:path}", self._cased, methods=["GET"])
+        overview = Route("/", self._overview(sources, now), methods=["GET"], name="fleet")
+        return [overview, static_route(), *mounts, cased]
+
+    async def _cased(self, request: Request) -> Response:
+        """A repository's pages asked for in another case (GitHub's names ignore it): sent to
+        the pages under the name as GITHUB_REPOS writes it."""
+        params = request.path_params
+        repo = self._names.get(f"{params['owner']}/{params['name']}".lower())
+        if repo is None:
+            raise HTTPException(404, "no such repository here")
+        target = f"/repos/{repo}/{params['rest']}"
+        if target == request.url.path:  # the right case, but no such page
+            raise HTTPException(404, "no such page")
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(target + query, 308)
 
     def _overview(self, sources: Sequence[RepoSource], now: Now) -> Callable[[Request], object]:
         env = environment(f"{len(sources)} repositories", "")

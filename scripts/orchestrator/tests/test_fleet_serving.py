@@ -171,6 +171,11 @@ def test_each_delivery_wakes_its_own_repository_and_the_dashboard_and_metrics_na
     if three != two:
         assert httpx.get(f"{url}/repos/acme/gadgets/items/issue/{three}").status_code == 404
     assert httpx.get(f"{url}/repos/acme/nowhere/", timeout=10).status_code == 404
+    # GitHub's names ignore case; the pages are under the name as GITHUB_REPOS writes it.
+    cased = httpx.get(f"{url}/repos/ACME/Gadgets/items/issue/{two}?x=1", timeout=10)
+    assert cased.status_code == 308
+    assert cased.headers["location"] == f"/repos/acme/gadgets/items/issue/{two}?x=1"
+    assert httpx.get(f"{url}/repos/acme/gadgets/nothing", timeout=10).status_code == 404
 
     daemon.signal()
     assert daemon.exit_code() == 0
