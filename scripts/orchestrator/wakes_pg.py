@@ -101,6 +101,8 @@ class PgWakes:
                 if conn is not None:
                     conn.close()
                 conn = None
+                if self._stop.is_set():  # closed while it tried: nothing more to say
+                    return None
                 if attempt == 2 or not isinstance(exc, psycopg.OperationalError):
                     log.warning("could not pass webhooks' wakes for %s on: %s",
                                 ", ".join(repos), reason(exc, self._secrets))  # fmt: skip
@@ -119,6 +121,8 @@ class PgWakes:
                         for note in conn.notifies(timeout=LISTEN_TICK):
                             self._heard_one(note.payload)
             except psycopg.Error as exc:
+                if self._stop.is_set():
+                    return
                 failures += 1
                 if failures > 1:  # the first: a session ended, listened again at once
                     log.warning("webhooks' wakes from the other daemons are not heard (tried "
