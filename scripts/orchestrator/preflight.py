@@ -6,8 +6,6 @@ import fcntl
 import os
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 from . import proc
@@ -19,17 +17,17 @@ from .config import (
     find_claude_cli,
     raw_setting,
 )
-from .core.models import RepoAccess
 from .github_http import GitHubError
 from .github_watcher import GitHubClient
+from .preflight_findings import Finding as Finding
+from .preflight_findings import Level as Level
+from .preflight_findings import report as report
+from .preflight_github import github_checks
 from .sandbox import Bwrap
 from .startup import (
     StartupError,
     check_clone,
-    check_github,
     github_failure,
-    labels_missing,
-    missing_labels,
     model_credential_problem,
     probe_sandbox,
     start_sandbox,
@@ -44,37 +42,6 @@ CLI_TIMEOUT = 30.0
 GITHUB_TIMEOUT = 10.0
 # What the CLI authenticates with when the sandbox hides the home directory's login.
 CLAUDE_KEYS = MODEL_KEYS
-# What a fine-grained token or a GitHub App needs; GitHub's answers do not say what it has.
-# Workflows: none, so that GitHub itself refuses a change to .github/workflows/ (README).
-PERMISSIONS_NEEDED = (
-    "Contents, Issues and Pull requests: read and write; Commit statuses, Checks and Metadata: "
-    "read; Workflows: none"
-)
-# Scopes `repo` contains: beside it they give nothing more.
-REPO_PARTS = frozenset(
-    {"repo:status", "repo_deployment", "public_repo", "repo:invite", "security_events"}
-)
-# The labels' colors and descriptions when `check --fix` creates them.
-READY_LOOK = ("0e8a16", "Claude Code implements the issue (a writer's label counts)")
-FAILED_LOOK = ("d73a4a", "Claude Code could not implement the issue; label it ready to try again")
-
-
-class Level(Enum):
-    OK = "ok"
-    WARNING = "warning"  # works, but the user should know
-    PROBLEM = "problem"  # the daemon would refuse to start, or fail on its first item
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One line of the report."""
-
-    name: str
-    level: Level
-    detail: str
-    fix: str = ""
-
-
 Check = tuple[str, Callable[[], Awaitable[Finding | list[Finding]]]]
 
 
@@ -91,7 +58,7 @@ async def preflight(
     checks: list[Check] = [
         ("git", _git),
         ("repository", lambda: _clone(settings, worktrees)),
-        ("GitHub", lambda: _github(settings, github, fix)),
+        ("GitHub", lambda: github_checks(settings, github, fix)),
         ("WORKTREE_BASE", lambda: _worktree_base(settings)),
         ("STATE_FILE", lambda: _state(settings)),
         *([("STATE_URL", lambda: _database(settings))] if settings.state_url else []),
@@ -165,17 +132,6 @@ def _given_or_none(env_file: Path) -> Callable[[str], str | None]:
     return given
 
 
-def report(findings: list[Finding]) -> str:
-    """The report as printed: one line per finding, and its fix under it if it has one."""
-    width = max(len(f.name) for f in findings)
-    lines = []
-    for finding in findings:
-        lines.append(f"{finding.level.value:8} {finding.name:{width}}  {finding.detail}")
-        if finding.fix:
-            lines.append(f"{'':8} {'':{width}}  fix: {finding.fix}")
-    return "\n".join(lines)
-
-
 async def _git() -> Finding:
     done = await proc.run(["git", "--version"], cwd=Path("/"), timeout=CLI_TIMEOUT)
     match = re.search(r"(\d+)\.(\d+)", done.stdout)
@@ -195,126 +151,6 @@ async def _clone(settings: Settings, worktrees: WorktreeManager) -> Finding:
         own = f"no clone given: the daemon keeps its own, in {settings.git_mirror}, from {url}"
         return Finding("repository", Level.OK, own)
     return Finding("repository", Level.OK, f"REPO_PATH={settings.repo_path} ({url})")
-
-
-async def _github(settings: Settings, github: GitHubClient, fix: bool) -> list[Finding]:
-    """The token and the repository, then what the token may do there and the labels; the
-    later ones only once GitHub answers at all."""
-    await check_github(settings, github)
-    who = await github.login()
-    account = f"as {who}" if who else "as an app installation"
-    visible = f"{settings.github_repo} visible {account} at {settings.github_api_url}"
-    access = await github.access()
-    # An App installation's `permissions` describe no account, and are no evidence of what
-    # the App may do (semantic-release/github#182: all false for a token that could push).
-    role = [] if who is None else [_permissions(settings.github_repo, who, access.role)]
-    return [
-        Finding("GitHub", Level.OK, visible),
-        *role,
-        _token(settings, who, access),
-        await _labels(settings, github, fix),
-    ]
-
-
-def _permissions(repo: str, who: str, role: str | None) -> Finding:
-    """The account's role: pushing and merging need write."""
-    if role is None:
-        return Finding(
-            "permissions", Level.WARNING, f"GitHub did not say what {who} may do in {repo}",
-            f"check that {who} has write access to {repo}",
-        )  # fmt: skip
-    if role in ("none", "read", "triage"):
-        return Finding(
-            "permissions", Level.PROBLEM,
-            f"{who} has {role} access to {repo}: it cannot push branches or merge pull requests",
-            f"give {who} write access to {repo} (Settings, Collaborators and teams), or use "
-            "the token of an account that has it",
-        )  # fmt: skip
-    if role == "admin":
-        return Finding(
-            "permissions", Level.WARNING,
-            f"{who} has admin access to {repo}, more than the daemon needs (write): an admin's "
-            "merge may bypass branch protection",
-            f"run the daemon as an account with write access to {repo} (a machine user)",
-        )  # fmt: skip
-    return Finding(
-        "permissions", Level.OK,
-        f"{who} has {role} access to {repo}: enough to push branches, comment, label and "
-        "merge (whether branch protection lets a merge through shows only at the merge)",
-    )  # fmt: skip
-
-
-def _token(settings: Settings, who: str | None, access: RepoAccess) -> Finding:
-    """A classic token's scopes, judged; what any other token needs, since GitHub does not
-    say what it has (only a write would show it)."""
-    if access.scopes is None:
-        kind = "a fine-grained token" if who else "an App installation's token"
-        where = "the token's settings" if who else "the App's settings (Permissions & events)"
-        return Finding(
-            "token", Level.WARNING,
-            f"{kind}: GitHub does not say what it may do, and only a write would show it; "
-            f"it needs {PERMISSIONS_NEEDED}",
-            f"check its repository permissions in {where}",
-        )  # fmt: skip
-    granted = access.scopes
-    shown = f"a classic token with scopes: {', '.join(sorted(granted)) or 'none'}"
-    needed = {"repo"} if access.private else {"repo", "public_repo"}
-    if not granted & needed:
-        return Finding(
-            "token", Level.PROBLEM,
-            f"{shown}; it needs `repo`" + ("" if access.private else " or `public_repo`"),
-            "make a token with the `repo` scope (`public_repo` is enough for a public "
-            "repository) and no other",
-        )  # fmt: skip
-    allowed = needed | (REPO_PARTS if "repo" in granted else set())
-    if settings.allow_sensitive_changes:
-        allowed.add("workflow")
-    extra = sorted(granted - allowed)
-    if extra:
-        why = (
-            "; `workflow` lets a push change .github/workflows/, which the daemon must not"
-            if "workflow" in extra
-            else ""
-        )
-        return Finding(
-            "token", Level.WARNING, f"{shown}; more than needed: {', '.join(extra)}{why}",
-            "make a token with only `repo` (`public_repo` for a public repository)",
-        )  # fmt: skip
-    if settings.allow_sensitive_changes and "workflow" not in granted:
-        return Finding(
-            "token", Level.WARNING,
-            f"{shown}; with ALLOW_SENSITIVE_CHANGES=true it needs `workflow` too, or GitHub "
-            "refuses pushes that change .github/workflows/",
-            "add the `workflow` scope, or unset ALLOW_SENSITIVE_CHANGES",
-        )  # fmt: skip
-    public = "repo" in granted and not access.private
-    return Finding("token", Level.OK, shown + ("; `public_repo` would be enough" if public else ""))
-
-
-async def _labels(settings: Settings, github: GitHubClient, fix: bool) -> Finding:
-    """READY_LABEL and FAILED_LABEL exist; the rule and the words of the start-up warning.
-    With `fix`, the missing ones are created."""
-    missing = await missing_labels(settings, github)
-    if not missing:
-        return Finding("labels", Level.OK, f"{settings.ready_label} and {settings.failed_label} "
-                       "exist")  # fmt: skip
-    if not fix:
-        # Without READY_LABEL nothing can start ("exit 0 only when all is well"); the daemon
-        # itself starts (reviews and merges work) and warns in the same words. FAILED_LABEL
-        # alone is a warning: GitHub makes a label when the daemon first adds it.
-        level = Level.PROBLEM if settings.ready_label in missing else Level.WARNING
-        return Finding("labels", level, *labels_missing(settings, missing))
-    looks = {settings.ready_label: READY_LOOK, settings.failed_label: FAILED_LOOK}
-    for name in missing:
-        color, description = looks[name]
-        try:
-            await github.create_label(name, color=color, description=description)
-        except GitHubError as exc:
-            return Finding(
-                "labels", Level.PROBLEM, f"could not create the label {name}: {exc}",
-                "create it on GitHub (Issues, Labels), or give the token write access to issues",
-            )  # fmt: skip
-    return Finding("labels", Level.OK, f"created {' and '.join(missing)}")
 
 
 async def _worktree_base(settings: Settings) -> Finding:

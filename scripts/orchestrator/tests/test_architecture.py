@@ -120,8 +120,8 @@ def test_the_contracts_name_every_adapter() -> None:
     assert wiring == {"wiring"}
     assert (middle, bottom, lowest) == ({"daemon", "workflows"}, {"ports"}, {"core"})
     assert top == {"main", "demo", "dry_run", "fleet"}
-    assert start == {"startup", "preflight", "preflight_repos", "status", "serving",
-                     "fleet_serving"}  # fmt: skip
+    assert start == {"startup", "preflight", "preflight_repos", "preflight_github",
+                     "preflight_findings", "status", "serving", "fleet_serving"}  # fmt: skip
     assert contracts["layers"]["containers"] == [PACKAGE]
     assert "|" in contracts["layers"]["layers"][3], "daemon and workflows must be independent"
     # The settings and what they are made of; the workflows read the settings.

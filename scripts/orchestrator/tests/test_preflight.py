@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from scripts.orchestrator import preflight as pf
+from scripts.orchestrator import preflight_github as pg
 from scripts.orchestrator import startup
 from scripts.orchestrator.config import Settings
 from scripts.orchestrator.core.models import RepoAccess
@@ -312,7 +313,7 @@ async def test_a_fine_grained_token_is_a_warning_that_says_what_it_needs(world: 
 
 def test_an_app_installation_is_told_what_its_app_needs() -> None:
     # The fake cannot be an App (its /user never answers 403), so the judgement is tested alone.
-    found = pf._token(SETTINGS, None, RepoAccess(private=True, role="read", scopes=None))
+    found = pg._token(SETTINGS, None, RepoAccess(private=True, role="read", scopes=None))
     assert found.level is Level.WARNING
     assert found.detail.startswith("an App installation's token: GitHub does not say")
     assert "the App's settings" in found.fix
@@ -320,14 +321,14 @@ def test_an_app_installation_is_told_what_its_app_needs() -> None:
 
 def test_a_private_repository_needs_the_repo_scope() -> None:
     public_only = RepoAccess(private=True, role="write", scopes=frozenset({"public_repo"}))
-    found = pf._token(SETTINGS, "bot", public_only)
+    found = pg._token(SETTINGS, "bot", public_only)
     assert found.level is Level.PROBLEM and found.detail.endswith("it needs `repo`")
-    found = pf._token(SETTINGS, "bot", RepoAccess(True, "write", frozenset({"repo"})))
+    found = pg._token(SETTINGS, "bot", RepoAccess(True, "write", frozenset({"repo"})))
     assert found.level is Level.OK and found.detail == "a classic token with scopes: repo"
 
 
 def test_an_account_github_says_nothing_about_is_a_warning() -> None:
-    found = pf._permissions("acme/widgets", "bot", None)
+    found = pg._permissions("acme/widgets", "bot", None)
     assert found.level is Level.WARNING and "did not say" in found.detail
 
 
@@ -362,7 +363,7 @@ async def test_fix_creates_the_missing_labels(world: World) -> None:
     assert found.level is Level.OK and found.detail == "created claude-failed"
     [created] = world.github.mutations_named("create_label")
     assert created.body == {
-        "name": "claude-failed", "color": pf.FAILED_LOOK[0], "description": pf.FAILED_LOOK[1]
+        "name": "claude-failed", "color": pg.FAILED_LOOK[0], "description": pg.FAILED_LOOK[1]
     }  # fmt: skip
     found = (await findings(world))["labels"]
     assert found.level is Level.OK and found.detail == "ready and claude-failed exist"
