@@ -10,9 +10,9 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import psycopg
@@ -22,44 +22,74 @@ from githubkit.exception import CacheUnsupportedError
 from hishel import AsyncBaseStorage, Entry, EntryMeta, Request, Response, SyncBaseStorage
 from hishel._core._storages._packing import pack, unpack
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.errors import LockNotAvailable, QueryCanceled
 from psycopg.rows import TupleRow
 
 from .github_cache import CACHE_TTL
-from .state_pg_conn import reason, secrets_of
-from .state_pg_schema import PREFIX
+from .state_pg_conn import merged_options, reason, secrets_of
+from .state_pg_schema import advisory_key
 
 log = logging.getLogger(__name__)
 
 Conn = psycopg.AsyncConnection[TupleRow]
 T = TypeVar("T")
 
-TABLE = f"{PREFIX}http_cache"  # created by state_pg_schema's migration 3
+TABLE = "orchestrator_http_cache"  # made by this module at its first use (CREATE below)
 MAX_BODY = 10 * 1024 * 1024  # bytes: a larger answer is passed on whole, but not kept
-TIMEOUT = 5.0  # seconds for connecting or one statement: then the read goes on without it
+TIMEOUT = 5.0  # seconds a call of hishel's waits (for the connection too), or a statement
 RETRY_AFTER = 30.0  # seconds: a database that is down is not tried again on every read
-CLEANUP_INTERVAL = 3600.0  # as hishel's SQLite storage: expired rows go once an hour...
-CLEANUP_START = 300.0  # ...the first time a few minutes after the start
-CLEANUP_AGAIN = 60.0  # sooner while a batch comes back full
+CLEANUP_INTERVAL = 3600.0  # as hishel's SQLite storage: expired rows go once an hour
+CLEANUP_AGAIN = 60.0  # sooner while a batch comes back full, or did not run
 CLEANUP_BATCH = 500  # rows per cleanup statement, so none of them holds the table long
 REMOVED_KEPT = timedelta(hours=1)  # a removed answer's row outlives it, as in hishel's storages
-FOREVER = datetime(9999, 12, 31, tzinfo=timezone.utc)
+LONGEST_TTL = timedelta(days=36500)  # a TTL past any date: now() + it must still be a date
+CREATE_LOCK = advisory_key(TABLE)
+# The session's settings: a cache that is slow to answer is worth less than the read it delays.
+SESSION = {"statement_timeout": "5s", "lock_timeout": "2s",
+           "idle_in_transaction_session_timeout": "60s", "idle_session_timeout": "0"}  # fmt: skip
 # A head that no longer unpacks (another hishel's format): the row is skipped, not served.
 _UNREADABLE = (ValueError, KeyError, TypeError, AttributeError)  # msgpack's are ValueErrors
 
 # fmt: off
+# Not one of the state's migrations: a new schema version would lock out the daemons not yet
+# upgraded, which never use this table. `scope` is a fingerprint of the token; `head` is
+# hishel's packed request and response head, `body` the whole body. Times are the database's
+# (now()): the hosts' clocks may differ. Expired rows are found by the expires index.
+CREATE = (
+    "CREATE TABLE IF NOT EXISTS orchestrator_http_cache (id uuid PRIMARY KEY, scope text NOT "
+    "NULL, cache_key text NOT NULL, head bytea NOT NULL, body bytea NOT NULL, created_at "
+    "timestamptz NOT NULL, expires_at timestamptz NOT NULL, deleted_at timestamptz)",
+    "CREATE INDEX IF NOT EXISTS orchestrator_http_cache_key ON orchestrator_http_cache "
+    "(scope, cache_key, created_at) WHERE deleted_at IS NULL",
+    "CREATE INDEX IF NOT EXISTS orchestrator_http_cache_expires ON orchestrator_http_cache "
+    "(expires_at)",
+)
+CREATED = "SELECT to_regclass('orchestrator_http_cache_expires') IS NOT NULL"  # CREATE's last
 # The table's name is written out: statements built from strings are what linters flag.
+# One row per key: with two, a 304 that hishel matches by Last-Modified (a weak ETag) matches
+# both, and the older body could be served.
 SELECT = ("SELECT head, body FROM orchestrator_http_cache WHERE scope = %s AND cache_key = %s "
-          "AND deleted_at IS NULL AND expires_at > %s ORDER BY created_at, id")
-LOCK = "SELECT head FROM orchestrator_http_cache WHERE id = %s AND scope = %s FOR UPDATE"
-UPDATE = ("UPDATE orchestrator_http_cache SET head = %s, cache_key = %s, expires_at = %s "
-          "WHERE id = %s")
-REMOVE = ("UPDATE orchestrator_http_cache SET deleted_at = %s, expires_at = least(expires_at, "
-          "%s) WHERE id = %s AND scope = %s AND deleted_at IS NULL")
-INSERT = ("INSERT INTO orchestrator_http_cache (id, scope, cache_key, head, body, created_at, "
-          "expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING")
+          "AND deleted_at IS NULL AND expires_at > now() ORDER BY created_at DESC, id DESC "
+          "LIMIT 1")
+LOCK = ("SELECT head FROM orchestrator_http_cache WHERE id = %s AND scope = %s "
+        "AND deleted_at IS NULL FOR UPDATE")
+# The TTL counts from the row's creation, or from now when hishel renews it (`created_at`).
+UPDATE = ("UPDATE orchestrator_http_cache SET head = %(head)s, cache_key = %(key)s, "
+          "created_at = CASE WHEN %(renew)s THEN now() ELSE created_at END, "
+          "expires_at = CASE WHEN %(renew)s THEN now() ELSE created_at END + %(ttl)s "
+          "WHERE id = %(id)s")
+REMOVE = ("UPDATE orchestrator_http_cache SET deleted_at = now(), expires_at = least(expires_at, "
+          "now() + %s) WHERE id = %s AND scope = %s AND deleted_at IS NULL")
+# The new row, and the key's others removed, in one statement.
+INSERT = ("WITH kept AS (INSERT INTO orchestrator_http_cache (id, scope, cache_key, head, body, "
+          "created_at, expires_at) VALUES (%(id)s, %(scope)s, %(key)s, %(head)s, %(body)s, "
+          "now(), now() + %(ttl)s) ON CONFLICT (id) DO NOTHING) "
+          "UPDATE orchestrator_http_cache SET deleted_at = now(), expires_at = least(expires_at, "
+          "now() + %(kept)s) WHERE scope = %(scope)s AND cache_key = %(key)s "
+          "AND deleted_at IS NULL AND id <> %(id)s")
 # One bounded batch, found by the expires index; rows another daemon deletes are skipped.
 DELETE = ("DELETE FROM orchestrator_http_cache WHERE id IN (SELECT id FROM "
-          "orchestrator_http_cache WHERE expires_at <= %s ORDER BY expires_at LIMIT %s "
+          "orchestrator_http_cache WHERE expires_at <= now() ORDER BY expires_at LIMIT %s "
           "FOR UPDATE SKIP LOCKED)")
 # fmt: on
 
@@ -70,19 +100,17 @@ def token_scope(token: str) -> str:
 
 
 def connect_options(url: str) -> dict[str, Any]:
-    """As `state_pg_conn.open_connection`'s, tighter: a cache that is slow to answer is worth
-    less than the read it delays. What `url` sets itself is left as it says."""
+    """As `state_pg_conn.open_connection`'s, tighter. What `url` sets itself is left as it says
+    (its `options` merged with SESSION, its own settings first)."""
     given = conninfo_to_dict(url)
     defaults: dict[str, Any] = {
         "connect_timeout": max(2, round(TIMEOUT)),  # libpq's smallest
         "application_name": f"claude-orchestrator pid {os.getpid()} on {socket.gethostname()}"[:63],
         "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
         "tcp_user_timeout": 15_000,
-        # idle_session_timeout: a server that ends idle sessions would cost a read a reconnect.
-        "options": "-c statement_timeout=5s -c lock_timeout=2s "
-                   "-c idle_in_transaction_session_timeout=60s -c idle_session_timeout=0",
     }  # fmt: skip
-    return {k: v for k, v in defaults.items() if k not in given}
+    options = {k: v for k, v in defaults.items() if k not in given}
+    return options | {"options": merged_options(str(given.get("options") or ""), SESSION)}
 
 
 class PgCacheStorage(AsyncBaseStorage):
@@ -93,8 +121,9 @@ class PgCacheStorage(AsyncBaseStorage):
 
     A row is written once its body was read whole, head and body in one statement, so no
     half-kept answer is ever seen; bodies are read with their rows, so serving one never waits
-    on the database. Its faults cost the cache, never the read: the answer goes through as if
-    nothing were kept, one warning is logged, and the database is tried again later."""
+    on the database. Its faults cost the cache, never the read: each call of hishel's waits at
+    most `timeout`, then goes on as if nothing were kept; a database that fails is logged once
+    and tried again `retry_after` later."""
 
     def __init__(
         self,
@@ -112,12 +141,15 @@ class PgCacheStorage(AsyncBaseStorage):
         self._default_ttl, self._max_body = default_ttl, max_body
         self._timeout, self._retry_after = timeout, retry_after
         self._cleanup_interval = cleanup_interval
-        self._next_cleanup = time.monotonic() + min(CLEANUP_START, cleanup_interval)
+        # At the first use too: a daemon run --once would never clean up otherwise.
+        self._next_cleanup = 0.0
         self._conn: Conn | None = None
+        self._created = False  # the table seen or made: once per storage
         self._lock = asyncio.Lock()  # one statement (or transaction) at a time on the connection
         self._down_until = 0.0
         self._faulted = False
         self._closed = False
+        self._pending: set[asyncio.Future[Any]] = set()  # its work, close() waits for it
         self._abandoned: set[asyncio.Future[Any]] = set()
 
     # -- hishel's storage API -----------------------------------------------------------------
@@ -133,15 +165,15 @@ class PgCacheStorage(AsyncBaseStorage):
         return replace(entry, response=replace(response, stream=saving))
 
     async def get_entries(self, key: str) -> list[Entry]:
-        if time.monotonic() >= self._next_cleanup:
-            await self._cleanup()
-
         async def fetch(conn: Conn) -> list[TupleRow]:
-            found = await conn.execute(SELECT, (self._scope, key, _now()))
-            return await found.fetchall()
+            return await (await conn.execute(SELECT, (self._scope, key))).fetchall()
 
+        found = await self._db(fetch, list[TupleRow]())
+        if self._created and time.monotonic() >= self._next_cleanup:
+            self._next_cleanup = time.monotonic() + self._cleanup_interval
+            self._spawn(self._cleanup())  # after the read's own statement, not waited for
         entries = []
-        for head, body in await self._db(fetch, list[TupleRow]()):
+        for head, body in found:
             if (entry := _unpacked(bytes(head))) is not None:
                 stream = _chunks(bytes(body))
                 entries.append(replace(entry, response=replace(entry.response, stream=stream)))
@@ -159,18 +191,18 @@ class PgCacheStorage(AsyncBaseStorage):
                 updated = new_entry if isinstance(new_entry, Entry) else new_entry(current)
                 if updated.id != current.id:
                     raise ValueError("Pair ID mismatch")  # as hishel's storages: a caller's bug
-                expires = _expiry(updated.meta.created_at, self._ttl(updated.request))
-                head, key = pack(updated, kind="pair"), updated.cache_key.decode()
-                await conn.execute(UPDATE, (head, key, expires, id))
+                await conn.execute(UPDATE, {
+                    "head": pack(updated, kind="pair"), "key": updated.cache_key.decode(),
+                    "renew": updated.meta.created_at != current.meta.created_at,
+                    "ttl": _interval(self._ttl(updated.request)), "id": id,
+                })  # fmt: skip
                 return updated
 
         return await self._db(update, None)
 
     async def remove_entry(self, id: uuid.UUID) -> None:
-        now = _now()
-
         async def remove(conn: Conn) -> None:
-            await conn.execute(REMOVE, (now, now + REMOVED_KEPT, id, self._scope))
+            await conn.execute(REMOVE, (REMOVED_KEPT, id, self._scope))
 
         await self._db(remove, None)
 
@@ -182,6 +214,8 @@ class PgCacheStorage(AsyncBaseStorage):
 
     async def close(self) -> None:
         self._closed = True
+        if self._pending:  # each ends by its deadline, or its statements' timeouts
+            await asyncio.wait(set(self._pending))
         async with self._lock:
             conn, self._conn = self._conn, None
             if conn is not None:
@@ -205,9 +239,9 @@ class PgCacheStorage(AsyncBaseStorage):
         # Reached only when the caller read to the end: a body read in part is never kept.
         if body is None:
             return
-        row = (entry.id, self._scope, entry.cache_key.decode(), head, bytes(body),
-               datetime.fromtimestamp(entry.meta.created_at, timezone.utc),
-               _expiry(entry.meta.created_at, self._ttl(entry.request)))  # fmt: skip
+        row = {"id": entry.id, "scope": self._scope, "key": entry.cache_key.decode(),
+               "head": head, "body": bytes(body), "ttl": _interval(self._ttl(entry.request)),
+               "kept": REMOVED_KEPT}  # fmt: skip
 
         async def insert(conn: Conn) -> None:
             await conn.execute(INSERT, row)
@@ -217,12 +251,13 @@ class PgCacheStorage(AsyncBaseStorage):
     async def _cleanup(self) -> None:
         """Delete one batch of expired (and long removed) rows, of every scope: an index
         finds them, so the table is never scanned."""
-        self._next_cleanup = time.monotonic() + self._cleanup_interval
 
-        async def delete(conn: Conn) -> int:
-            return (await conn.execute(DELETE, (_now(), CLEANUP_BATCH))).rowcount
+        async def delete(conn: Conn) -> int | None:
+            return (await conn.execute(DELETE, (CLEANUP_BATCH,))).rowcount
 
-        if await self._db(delete, 0) >= CLEANUP_BATCH:
+        # Not through _db: begun before close(), it is not given up when close() begins.
+        deleted = await self._run(delete, None, time.monotonic() + self._timeout)
+        if deleted is None or deleted >= CLEANUP_BATCH:  # more to delete, or none deleted
             self._next_cleanup = time.monotonic() + min(CLEANUP_AGAIN, self._cleanup_interval)
 
     def _ttl(self, request: Request) -> float:
@@ -232,18 +267,43 @@ class PgCacheStorage(AsyncBaseStorage):
     # -- the connection -----------------------------------------------------------------------
 
     async def _db(self, op: Callable[[Conn], Awaitable[T]], fallback: T) -> T:
-        """`op` on the connection, or `fallback` when the database cannot do it now."""
+        """`op` on the connection, or `fallback` when the database cannot do it within the
+        timeout, the wait for the connection included. Work under way at the deadline ends on
+        its own, each statement bounded: a busy connection costs this call the cache, and the
+        cache is off for a while only when the database fails (a statement that overruns the
+        timeout on its own included)."""
         if self._closed or time.monotonic() < self._down_until:
             return fallback
-        async with self._lock:
-            if self._closed or time.monotonic() < self._down_until:
+        deadline = time.monotonic() + self._timeout
+        work = self._spawn(self._run(op, fallback, deadline))
+        done, _ = await asyncio.wait({work}, timeout=deadline - time.monotonic())
+        if not done:
+            log.debug("the cache is skipped for one call: no answer within %g s", self._timeout)
+            return fallback
+        return work.result()
+
+    async def _run(self, op: Callable[[Conn], Awaitable[T]], fallback: T, deadline: float) -> T:
+        acquiring = asyncio.ensure_future(self._lock.acquire())
+        if not (await asyncio.wait({acquiring}, timeout=deadline - time.monotonic()))[0]:
+            acquiring.cancel()  # a waiter cancelled never takes the lock
+            return fallback  # the connection busy the whole time: a miss, the database is fine
+        try:
+            if time.monotonic() < self._down_until:
                 return fallback
             for attempt in (1, 2):
                 old = self._conn if self._conn is not None and not self._conn.closed else None
                 try:
                     conn = old if old is not None else await self._bounded(self._connect(), None)
                     self._conn = conn
+                    if not self._created:
+                        await self._bounded(_create(conn), conn)
+                        self._created = True
                     result = await self._bounded(op(conn), conn)
+                except (LockNotAvailable, QueryCanceled) as exc:
+                    # A row another daemon holds, or one statement the server found too slow:
+                    # the database answers, so only this call goes without the cache.
+                    log.debug("the cache is skipped for one call: %s", reason(exc, self._secrets))
+                    return fallback
                 except (psycopg.Error, OSError, TimeoutError) as exc:
                     if attempt == 1 and old is not None and old.broken:
                         # An idle connection the server ended (a restart, a failover, an idle
@@ -253,10 +313,24 @@ class PgCacheStorage(AsyncBaseStorage):
                     await self._fault(exc)
                     return fallback
                 break
+        finally:
+            self._lock.release()
         if self._faulted:
             self._faulted = False
             log.info("GitHub's answers are kept in PostgreSQL again")
         return result
+
+    def _spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        # Kept until it ends, so that close() waits for it and its failure is retrieved.
+        task = asyncio.ensure_future(work)
+        self._pending.add(task)
+        task.add_done_callback(self._settled)
+        return task
+
+    def _settled(self, task: asyncio.Future[Any]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and (failure := task.exception()) is not None:
+            log.debug("cache work ended with %r", failure)  # raised to its caller, if waiting
 
     async def _connect(self) -> Conn:
         options = connect_options(self._url)
@@ -330,15 +404,21 @@ class PgCacheStrategy(BaseCacheStrategy):
         return PgCacheStorage(self._url, self.scope)
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+async def _create(conn: Conn) -> None:
+    """The table, unless it is there. Daemons starting at once take turns under the lock:
+    CREATE ... IF NOT EXISTS at the same time can still collide in the catalog."""
+    if (await (await conn.execute(CREATED)).fetchone()) == (True,):
+        return  # the usual case: no lock taken (CREATE INDEX would lock the table)
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CREATE_LOCK,))
+        for statement in CREATE:
+            await conn.execute(statement)
 
 
-def _expiry(created_at: float, ttl: float) -> datetime:
-    try:
-        return datetime.fromtimestamp(created_at + ttl, timezone.utc)
-    except (OverflowError, OSError, ValueError):  # a TTL past any date: never expires
-        return FOREVER
+def _interval(seconds: float) -> timedelta:
+    if not seconds < LONGEST_TTL.total_seconds():  # NaN too
+        return LONGEST_TTL
+    return timedelta(seconds=max(seconds, 0.0))
 
 
 def _unpacked(head: bytes) -> Entry | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 from typing import Any
 from urllib.parse import unquote
@@ -17,6 +18,16 @@ from .state import StateError
 
 Connection = psycopg.Connection[TupleRow]
 CONNECT_TIMEOUT = 10  # seconds, unless STATE_URL says otherwise: a dead host is an error
+# The session's settings, unless STATE_URL's `options` sets them. A database that stops
+# answering is an error, never a daemon frozen; a server that ends idle sessions
+# (idle_session_timeout) would cost a reconnect (and a listener its wakes): the daemon's
+# connections are idle between polls by design.
+SESSION = {
+    "statement_timeout": "30s",
+    "lock_timeout": "10s",
+    "idle_in_transaction_session_timeout": "60s",
+    "idle_session_timeout": "0",
+}
 SECRET_KEYS = ("password", "sslpassword")
 
 
@@ -35,13 +46,26 @@ def open_connection(url: str) -> Connection:
         "keepalives_interval": 10,
         "keepalives_count": 3,
         "tcp_user_timeout": 60_000,
-        # A server that ends idle sessions (idle_session_timeout) would cost a reconnect (and a
-        # listener its wakes): the daemon's connections are idle between polls by design.
-        "options": "-c statement_timeout=30s -c lock_timeout=10s "
-        "-c idle_in_transaction_session_timeout=60s -c idle_session_timeout=0",
     }
     extra = {k: v for k, v in defaults.items() if k not in options}
+    extra["options"] = merged_options(str(options.get("options") or ""), SESSION)
     return psycopg.connect(url, autocommit=True, **extra)
+
+
+def merged_options(given: str, ours: dict[str, str]) -> str:
+    """libpq's `options` (the server's settings for the session): each of `ours` as `-c
+    name=value` unless `given` (STATE_URL's own `options`) sets that parameter, then `given`
+    whole, so a URL that sets a search_path keeps the daemon's timeouts."""
+    given = given.strip()
+    named: set[str] = set()
+    words = re.split(r"(?<!\\)\s+", given)  # a space escaped with `\` is part of a value
+    for word, following in zip(words, [*words[1:], ""], strict=True):
+        # The server's three spellings: `-c name=value`, `-cname=value`, `--name=value`.
+        setting = following if word == "-c" else word[2:] if word[:2] in ("-c", "--") else ""
+        if "=" in setting:
+            named.add(setting.partition("=")[0].strip().lower().replace("-", "_"))
+    settings = [f"-c {name}={value}" for name, value in ours.items() if name not in named]
+    return " ".join([*settings, given] if given else settings)
 
 
 def reason(exc: BaseException, secrets: list[str]) -> str:

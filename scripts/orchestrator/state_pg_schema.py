@@ -18,6 +18,9 @@ VERSION_TABLE = f"{PREFIX}schema_version"
 
 # Version n is MIGRATIONS[n - 1]: its statements run in one transaction with the others due.
 # Append only: a released step is never edited, a change is a new step.
+# A new version locks every older daemon out at its next connection, so a table older
+# daemons can do without (the HTTP cache, `http_cache_pg`) is made by its own module at
+# its first use instead: daemons on one database can be upgraded one at a time.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: work items and meta, every row under its repository (`owner/name`). `data` is the
     # item as the JSON file holds it; status and times are copied out of it for queries.
@@ -52,24 +55,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             owner text PRIMARY KEY,
             seen_at timestamptz NOT NULL
         )""",
-    ),
-    # 3: GitHub's answers as hishel keeps them (`http_cache_pg`), shared by the daemons so the
-    # one that takes a repository over has the validators. `scope` is a fingerprint of the
-    # token; `head` is hishel's packed request and response head, `body` the whole body (a
-    # row is written only once it is complete). Expired rows are deleted by the expires index.
-    (
-        f"""CREATE TABLE {PREFIX}http_cache (
-            id uuid PRIMARY KEY,
-            scope text NOT NULL,
-            cache_key text NOT NULL,
-            head bytea NOT NULL,
-            body bytea NOT NULL,
-            created_at timestamptz NOT NULL,
-            expires_at timestamptz NOT NULL,
-            deleted_at timestamptz
-        )""",
-        f"CREATE INDEX {PREFIX}http_cache_key ON {PREFIX}http_cache (scope, cache_key)",
-        f"CREATE INDEX {PREFIX}http_cache_expires ON {PREFIX}http_cache (expires_at)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -9,10 +9,20 @@ import hashlib
 import socket
 import threading
 import time
+import types
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    MutableMapping,
+)
 from dataclasses import dataclass, field, replace
+from email.utils import formatdate
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import psycopg
@@ -23,6 +33,7 @@ from githubkit.exception import CacheUnsupportedError
 from hishel import Entry, Headers, Request, Response
 from hishel.httpx import AsyncCacheTransport
 
+from scripts.orchestrator import http_cache_pg
 from scripts.orchestrator.github_cache import AuthTransport, RateBudget
 from scripts.orchestrator.github_http import TimeoutTransport
 from scripts.orchestrator.http_cache_pg import (
@@ -32,7 +43,7 @@ from scripts.orchestrator.http_cache_pg import (
     connect_options,
     token_scope,
 )
-from scripts.orchestrator.state_pg_schema import migrate
+from scripts.orchestrator.state_pg_schema import SCHEMA_VERSION, migrate
 
 from .fixtures_postgres import pg_state_url, postgres_url  # noqa: F401
 
@@ -305,6 +316,7 @@ class Relay:
     def __init__(self, target: str) -> None:
         self.port_to = int(target.rsplit(":", 1)[1].split("/", 1)[0])
         self.mode = "relay"
+        self.delay = 0.0  # seconds before each piece is relayed: a database that answers slowly
         self.accepted = 0
         self._writers: set[asyncio.StreamWriter] = set()
         self._relaying: set[asyncio.Task[None]] = set()
@@ -355,6 +367,8 @@ class Relay:
         try:
             while data := await reader.read(65536):
                 if self.mode == "relay":  # silenced: read, and dropped
+                    if self.delay:
+                        await asyncio.sleep(self.delay)
                     writer.write(data)
                     await writer.drain()
         except OSError:
@@ -452,19 +466,237 @@ async def test_a_database_that_stops_answering_costs_a_read_at_most_the_timeout(
     assert "no answer within 0.3 s" in warning
 
 
-async def test_a_database_without_the_table_costs_the_cache_not_the_reads(
-    origin: Origin,
-    pg_state_url: str,  # noqa: F811
-    caplog: pytest.LogCaptureFixture,
+async def test_a_table_that_cannot_be_made_costs_the_cache_not_the_reads(
+    origin: Origin, db: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with daemon(origin, pg_state_url) as (client, _):
-        for _ in range(2):
-            assert (await client.get("/things/a")).status_code == 200
+    role = f"reader_{uuid.uuid4().hex[:12]}"
+    admin(db, f"CREATE ROLE {role} LOGIN")
+    admin(db, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")  # PostgreSQL 15's default already
+    try:
+        async with daemon(origin, db.replace("postgres@", f"{role}@", 1)) as (client, _):
+            for _ in range(2):
+                assert (await client.get("/things/a")).status_code == 200
+    finally:
+        admin(db, f"DROP ROLE {role}")
     [warning] = warnings_of(caplog)
-    assert "does not exist" in warning
+    assert "permission denied" in warning
+    assert not table_exists(db)
+
+
+# -- found by an outside review --------------------------------------------------------------
+
+
+@dataclass
+class Edited:
+    """GitHub's answer to an object edited in a second: a weak ETag of the body, and the same
+    Last-Modified (GitHub's `updated_at`, which a computed field leaves as it was)."""
+
+    version: int = 1
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        asked = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        etag, body = f'W/"{self.version}"', f'{{"v": {self.version}}}'.encode()
+        headers = [
+            (b"etag", etag.encode()),
+            (b"cache-control", b"private, max-age=60"),
+            (b"date", formatdate(time.time() - 100 + self.version, usegmt=True).encode()),
+            (b"last-modified", b"Mon, 01 Jan 2024 00:00:00 GMT"),
+        ]
+        if asked.get("if-none-match") == etag:
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def test_an_answer_revalidated_by_last_modified_is_the_newest_body(db: str) -> None:
+    app = Edited()
+    wire = AuthTransport(httpx.ASGITransport(app), TOKEN, "http://gh", RateBudget())
+    storage = PgCacheStorage(db, SCOPE)
+    policy = PgCacheStrategy(db, SCOPE).get_hishel_policy()
+    cache = AsyncCacheTransport(next_transport=wire, storage=storage, policy=policy)
+    # Every read revalidated, as the daemon's polls are (GitHub's answers say max-age=0).
+    async with httpx.AsyncClient(transport=cache, base_url="http://gh",
+                                 headers={"cache-control": "no-cache"}) as client:  # fmt: skip
+        for version in (1, 2, 3):
+            app.version = version
+            assert (await client.get("/pulls/1")).json() == {"v": version}  # a 200
+            for _ in range(2):  # answered 304: the body kept is the one GitHub's ETag names
+                assert (await client.get("/pulls/1")).json() == {"v": version}
+    assert wire.not_modified == 6
+    with psycopg.connect(db, autocommit=True) as conn:
+        live = conn.execute("SELECT count(*) FROM orchestrator_http_cache "
+                            "WHERE deleted_at IS NULL").fetchone()  # fmt: skip
+    assert live == (1,)  # one row per key: the older ones removed as each was kept
+
+
+async def test_the_cache_makes_its_table_at_first_use_without_a_schema_version(
+    origin: Origin, db: str
+) -> None:
+    """The table is no migration of the state's: daemons of the version before, which know
+    schema version 2, go on using the database while the others are upgraded."""
+    assert not table_exists(db)  # a database the state made
+    async with daemon(origin, db) as (client, _):
+        await client.get("/things/a")
+    async with daemon(origin, db) as (client, wire):
+        await client.get("/things/a")
+    assert wire.not_modified == 1 and table_exists(db)
+    with psycopg.connect(db, autocommit=True) as conn:
+        assert migrate(conn, "the test's") == SCHEMA_VERSION == 2  # not refused as newer
+        found = conn.execute("SELECT max(version) FROM orchestrator_schema_version").fetchone()
+        assert found == (2,)
+
+
+async def test_storages_starting_at_once_make_the_table_once(
+    db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert not table_exists(db)
+    storages = [PgCacheStorage(db, SCOPE) for _ in range(8)]
+    try:
+        await asyncio.gather(*(kept(s, f"key {n}") for n, s in enumerate(storages)))
+        found = await asyncio.gather(*(s.get_entries(f"key {n}") for n, s in enumerate(storages)))
+    finally:
+        await asyncio.gather(*(s.close() for s in storages))
+    assert [len(entries) for entries in found] == [1] * len(storages)
+    assert warnings_of(caplog) == []
+
+
+async def test_a_slow_database_costs_each_call_at_most_the_timeout(
+    origin: Origin, db: str, relay: Relay, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reads at once queue for the one connection: each waits the timeout at most (its
+    lookup's, then its write's), and the cache is not turned off: the database answers."""
+    timeout = 1.0
+    async with daemon(origin, relay.url(db), timeout=timeout) as (client, wire):
+        await client.get("/warm")  # the connection open, the table made
+        relay.delay = 0.15  # each statement 0.3 s: within the timeout, but 24 are queued
+
+        async def read(path: str) -> float:
+            started = time.monotonic()
+            assert (await client.get(path)).status_code == 200
+            return time.monotonic() - started
+
+        took = await asyncio.gather(*(read(f"/things/{n}") for n in range(12)))
+        assert max(took) < 2 * timeout + 0.5, sorted(took)
+        relay.delay = 0.0
+        await asyncio.gather(*(client.get(f"/things/{n}") for n in range(12)))
+        assert wire.not_modified > 0  # some answers were kept, and are found at once
+    assert warnings_of(caplog) == []
+
+
+async def test_the_tables_times_are_the_databases_not_the_hosts(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host whose clock is days behind keeps answers the others find; one days ahead
+    deletes none of them."""
+    behind, ahead = PgCacheStorage(db, SCOPE), PgCacheStorage(db, SCOPE, cleanup_interval=0)
+    try:
+        host_clock(monkeypatch, -3 * 24 * 3600)
+        await kept(behind, "key", ttl=3600)
+        host_clock(monkeypatch, 3 * 24 * 3600)
+        assert len(await ahead.get_entries("key")) == 1
+    finally:
+        await behind.close()
+        await ahead.close()  # its cleanup, begun at the lookup, ended
+    with psycopg.connect(db, autocommit=True) as conn:
+        [(created, expires, lag)] = conn.execute(
+            "SELECT created_at, expires_at, now() - created_at FROM orchestrator_http_cache"
+        ).fetchall()
+    assert (expires - created).total_seconds() == pytest.approx(3600) and lag.total_seconds() < 60
+
+
+async def test_an_update_does_not_revive_a_removed_answer(db: str) -> None:
+    storage = PgCacheStorage(db, SCOPE)
+    try:
+        entry = await kept(storage, "key")
+        await storage.remove_entry(entry.id)
+        assert await storage.update_entry(entry.id, lambda e: e) is None
+        await storage.refresh_entry_ttl(entry.id)
+        assert await storage.get_entries("key") == []
+    finally:
+        await storage.close()
+    with psycopg.connect(db, autocommit=True) as conn:
+        kept_for = conn.execute("SELECT expires_at - deleted_at FROM orchestrator_http_cache")
+        [(removed_for,)] = kept_for.fetchall()
+    assert removed_for.total_seconds() <= 3600  # as removed, not a TTL again
+
+
+async def test_the_first_use_deletes_expired_rows(db: str) -> None:
+    """A daemon run with --once ends long before the hourly cleanup."""
+    first = PgCacheStorage(db, SCOPE)
+    try:
+        await kept(first, "old")
+        await kept(first, "new")
+    finally:
+        await first.close()
+    admin(db, "UPDATE orchestrator_http_cache SET expires_at = now() - interval '1 second' "
+              "WHERE cache_key = 'old'")  # fmt: skip
+    second = PgCacheStorage(db, SCOPE)
+    try:
+        assert len(await second.get_entries("new")) == 1
+    finally:
+        await second.close()
+    assert [key for _, key, *_ in rows(db)] == ["new"]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    ["-c lock_timeout=100ms", "-c lock_timeout=0 -c statement_timeout=100ms"],
+    ids=["LockNotAvailable", "QueryCanceled"],
+)
+async def test_a_row_held_too_long_is_a_miss_not_an_outage(
+    db: str, settings: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = PgCacheStorage(f"{db}?options={quote(settings)}", SCOPE)
+    try:
+        entry = await kept(storage, "key")
+        with psycopg.connect(db) as holder:  # another daemon's transaction holds the row
+            holder.execute("SELECT 1 FROM orchestrator_http_cache FOR UPDATE")
+            assert await storage.update_entry(entry.id, lambda e: e) is None
+        assert len(await storage.get_entries("key")) == 1  # the very next call: kept again
+    finally:
+        await storage.close()
+    assert warnings_of(caplog) == []
+
+
+def test_a_urls_own_options_keep_the_sessions_timeouts(db: str) -> None:
+    for settings, expected in [
+        ("-c search_path=elsewhere", ("elsewhere", "5s", "2s")),
+        ("-c statement_timeout=1s --search-path=mine", ("mine", "1s", "2s")),
+    ]:
+        url = f"{db}?options={quote(settings)}"
+        with psycopg.connect(url, autocommit=True, **connect_options(url)) as conn:
+            shown = [conn.execute(f"SHOW {name}".encode()).fetchone() for name in
+                     ("search_path", "statement_timeout", "lock_timeout")]  # fmt: skip
+        assert [value for (value,) in filter(None, shown)] == list(expected)
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+def table_exists(url: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as conn:
+        found = conn.execute("SELECT to_regclass('orchestrator_http_cache') IS NOT NULL")
+        return found.fetchone() == (True,)
+
+
+async def kept(storage: PgCacheStorage, key: str, ttl: float | None = None) -> Entry:
+    """An answer stored under `key`, as hishel stores one: its body read to the end."""
+    extensions = {} if ttl is None else {"hishel_ttl": ttl}
+    request = Request(method="GET", url="https://api.github.com/x", headers=Headers({}),
+                      metadata=extensions)  # fmt: skip
+    response = Response(status_code=200, headers=Headers({"etag": '"1"'}), stream=_stream([b"x"]))
+    entry = await storage.create_entry(request, response, key)
+    assert [chunk async for chunk in _aiter(entry.response.stream)] == [b"x"]
+    return entry
+
+
+def host_clock(monkeypatch: pytest.MonkeyPatch, offset: float) -> None:
+    """The clock of the module's host `offset` seconds from the database's."""
+    clock = types.SimpleNamespace(time=lambda: time.time() + offset, monotonic=time.monotonic)
+    monkeypatch.setattr(http_cache_pg, "time", clock)
 
 
 async def until(step: Callable[[], Awaitable[object]], done: Callable[[], bool]) -> None:

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -19,6 +20,7 @@ from psycopg.rows import TupleRow
 from scripts.orchestrator.core.work import WorkItem, WorkItemType
 from scripts.orchestrator.state import StateError, StateLockedError
 from scripts.orchestrator.state_pg import PgState, redacted, secrets_of
+from scripts.orchestrator.state_pg_conn import merged_options, open_connection
 from scripts.orchestrator.state_pg_schema import MIGRATIONS, SCHEMA_VERSION, advisory_key, migrate
 
 from .fixtures_postgres import pg_state_url, postgres_url  # noqa: F401
@@ -81,7 +83,6 @@ def test_an_empty_database_is_migrated_to_the_latest_version(
     ).fetchall()
     assert [t for (t,) in tables] == [
         "orchestrator_daemons",
-        "orchestrator_http_cache",
         "orchestrator_items",
         "orchestrator_leases",
         "orchestrator_meta",
@@ -412,11 +413,39 @@ def test_a_reader_creates_nothing_in_an_empty_database(
     assert tables.fetchone() == (0,)
     PgState(pg_state_url, REPO).close()  # the control: the owner makes them
     tables = admin.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'orchestrator%'")
-    # The owner made them: items, meta, leases, daemons, the HTTP cache, version.
-    assert tables.fetchone() == (6,)
+    assert tables.fetchone() == (5,)  # the owner made them: items, meta, leases, daemons, version
 
 
 def test_a_short_password_is_not_blanked_inside_words() -> None:
     with pytest.raises(StateError) as info:
         PgState("postgresql://u:p@127.0.0.1:9/db", REPO)
     assert "***" not in str(info.value) and "port" in str(info.value)
+
+
+def test_a_state_urls_own_options_keep_the_daemons_settings(pg_state_url: str) -> None:  # noqa: F811
+    for settings, expected in [
+        ("-c search_path=elsewhere", ["elsewhere", "30s", "10s"]),
+        ("-c statement_timeout=1s", ['"$user", public', "1s", "10s"]),  # the URL's own wins
+    ]:
+        with open_connection(f"{pg_state_url}?options={quote(settings)}") as conn:
+            shown = [conn.execute(f"SHOW {name}".encode()).fetchone() for name in
+                     ("search_path", "statement_timeout", "lock_timeout")]  # fmt: skip
+        assert [value for (value,) in filter(None, shown)] == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("", ["statement_timeout", "lock_timeout"]),
+        ("-c statement_timeout=1s", ["lock_timeout"]),
+        ("-cstatement_timeout=1s", ["lock_timeout"]),
+        ("--statement-timeout=1s", ["lock_timeout"]),
+        ("-c Statement_Timeout=1s -c lock_timeout=2s", []),
+        (r"-c search_path=a\ -c\ lock_timeout=1s", ["statement_timeout", "lock_timeout"]),
+    ],
+)
+def test_the_daemons_settings_are_merged_with_the_urls_options(given: str, kept: list[str]) -> None:
+    ours = {"statement_timeout": "30s", "lock_timeout": "10s"}
+    merged = merged_options(given, ours)
+    assert merged.endswith(given)  # the URL's own last, as written
+    assert [name for name in ours if f"-c {name}={ours[name]}" in merged] == kept
