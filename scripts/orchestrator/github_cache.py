@@ -139,11 +139,15 @@ class SafeStorage(AsyncSqliteStorage):
             return Entry(entry_id, request, EntryMeta(), response, key.encode())
 
     async def get_entries(self, key: str) -> list[Entry]:
+        """The newest answer kept for `key` only: hishel keeps the one before a 200 for a
+        while, and a 304 matched by Last-Modified (a weak ETag; GitHub's `updated_at` does not
+        move when a computed field does) would match both and serve the older body."""
         try:
-            return await super().get_entries(key)
+            entries = await super().get_entries(key)
         except sqlite3.Error as exc:
             self._fault(exc)
             return []
+        return sorted(entries, key=lambda e: e.meta.created_at)[-1:]
 
     async def update_entry(
         self, id: uuid.UUID, new_pair: Entry | Callable[[Entry], Entry]
