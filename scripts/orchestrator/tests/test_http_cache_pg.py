@@ -36,13 +36,8 @@ from hishel.httpx import AsyncCacheTransport
 from scripts.orchestrator import http_cache_pg
 from scripts.orchestrator.github_cache import AuthTransport, RateBudget
 from scripts.orchestrator.github_http import TimeoutTransport
-from scripts.orchestrator.http_cache_pg import (
-    TABLE,
-    PgCacheStorage,
-    PgCacheStrategy,
-    connect_options,
-    token_scope,
-)
+from scripts.orchestrator.http_cache_pg import PgCacheStorage, PgCacheStrategy, token_scope
+from scripts.orchestrator.http_cache_pg_conn import TABLE, connect_options
 from scripts.orchestrator.state_pg_schema import SCHEMA_VERSION, migrate
 
 from .fixtures_postgres import pg_state_url, postgres_url  # noqa: F401
@@ -673,6 +668,102 @@ def test_a_urls_own_options_keep_the_sessions_timeouts(db: str) -> None:
         assert [value for (value,) in filter(None, shown)] == list(expected)
 
 
+# -- one connection for a daemon's clients -----------------------------------------------------
+
+
+async def test_many_clients_on_one_url_share_one_connection(origin: Origin, db: str) -> None:
+    """A daemon's clients, one per repository (hishel's storage each), hold one connection for
+    their cache, not one each: with a state connection per repository, 50 repositories needed
+    over PostgreSQL's 100 connections. It stays open while any of them does."""
+    clients = [contextlib.AsyncExitStack() for _ in range(20)]
+    try:
+        opened = [await stack.enter_async_context(daemon(origin, db)) for stack in clients]
+        assert await connected(db, 0) == []  # opened at the first use, not before
+        (first, _), *others = opened
+        await first.get("/things/a")  # kept through one of them
+        [pid] = backends(db)
+        answers = await asyncio.gather(*(client.get("/things/a") for client, _ in others))
+        assert [a.status_code for a in answers] == [200] * len(others)
+        assert [wire.not_modified for _, wire in others] == [1] * len(others)  # each a 304
+        assert backends(db) == [pid]
+        for stack in clients[:-1]:  # the repositories let go: their clients close
+            await stack.aclose()
+        assert backends(db) == [pid]
+        last, wire = opened[-1]
+        assert (await last.get("/things/b")).status_code == 200
+        assert (await last.get("/things/a")).status_code == 200 and wire.not_modified == 2
+        assert backends(db) == [pid]  # the same connection, never closed under it
+        await clients[-1].aclose()
+        assert await connected(db, 0) == []  # closed with the last
+    finally:
+        for stack in clients:
+            await stack.aclose()
+    assert len(rows(db)) == 2  # /things/a once, for all of them
+
+
+async def test_a_storage_closed_twice_gives_the_connection_back_once(db: str) -> None:
+    """Scopes stay the storages' own on the one connection; a storage closed (again) leaves
+    it to the others."""
+    first, second = PgCacheStorage(db, SCOPE), PgCacheStorage(db, token_scope("ghp_another"))
+    try:
+        await kept(first, "key")
+        await kept(second, "key")
+        [pid] = backends(db)
+        [mine] = await first.get_entries("key")
+        [theirs] = await second.get_entries("key")
+        assert mine.id != theirs.id and len(rows(db)) == 2
+        await first.close()
+        await first.close()
+        assert await first.get_entries("key") == []  # closed: goes without the cache
+        assert [e.id for e in await second.get_entries("key")] == [theirs.id]
+        assert backends(db) == [pid]
+    finally:
+        await second.close()
+    assert await connected(db, 0) == []
+
+
+async def test_storages_of_another_event_loop_have_their_own_connection(db: str) -> None:
+    """A connection serves only the event loop that opened it: a storage on another loop (a
+    thread's) opens its own, and closing it leaves this loop's open."""
+    here = PgCacheStorage(db, SCOPE)
+    try:
+        await kept(here, "key")
+        [pid] = backends(db)
+
+        async def elsewhere() -> tuple[int, list[int]]:
+            there = PgCacheStorage(db, SCOPE)
+            try:
+                return len(await there.get_entries("key")), backends(db)
+            finally:
+                await there.close()
+
+        found, during = await asyncio.to_thread(asyncio.run, elsewhere())
+        assert found == 1 and len(during) == 2 and pid in during
+        assert await connected(db, 1) == [pid]
+        assert len(await here.get_entries("key")) == 1 and backends(db) == [pid]
+    finally:
+        await here.close()
+    assert await connected(db, 0) == []
+
+
+async def test_a_connection_left_by_an_ended_event_loop_is_closed(db: str) -> None:
+    """A loop that ended with its storages open (never the daemon's way) leaves no backend
+    once a storage of the URL is next used."""
+
+    async def left_open() -> None:
+        await kept(PgCacheStorage(db, SCOPE), "key")
+
+    await asyncio.to_thread(asyncio.run, left_open())
+    assert len(backends(db)) == 1
+    storage = PgCacheStorage(db, SCOPE)
+    try:
+        assert len(await storage.get_entries("key")) == 1
+        [pid] = await connected(db, 1)
+    finally:
+        await storage.close()
+    assert pid not in backends(db) and await connected(db, 0) == []
+
+
 # -- helpers ----------------------------------------------------------------------------------
 
 
@@ -680,6 +771,28 @@ def table_exists(url: str) -> bool:
     with psycopg.connect(url, autocommit=True) as conn:
         found = conn.execute("SELECT to_regclass('orchestrator_http_cache') IS NOT NULL")
         return found.fetchone() == (True,)
+
+
+def backends(url: str) -> list[int]:
+    """The server's processes of this process's cache connections to `url`'s database."""
+    name = connect_options(url)["application_name"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+        return sorted(pid for (pid,) in found.fetchall())
+
+
+async def connected(url: str, count: int) -> list[int]:
+    """`backends(url)` once there are `count` (a backend ends a moment after its client has
+    closed the connection), failing after DEADLINE seconds."""
+    deadline = time.monotonic() + DEADLINE
+    while len(found := backends(url)) != count:
+        assert time.monotonic() < deadline, f"{len(found)} connections, not {count}"
+        await asyncio.sleep(0.02)
+    return found
 
 
 async def kept(storage: PgCacheStorage, key: str, ttl: float | None = None) -> Entry:
