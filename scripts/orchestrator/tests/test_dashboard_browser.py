@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 import uvicorn
 from starlette.applications import Starlette
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import PlainTextResponse
+from starlette.routing import Mount, Route
 
 from scripts.orchestrator.dashboard import dashboard_routes
 
@@ -162,3 +165,46 @@ def test_the_dashboard_in_a_browser(
     until(lambda: page.locator("#tail-state").inner_text() == "run ended", 5, "the end")
     assert lines.count() == 3
     assert problems == []
+
+
+def test_a_repositorys_pages_mounted_among_others_in_a_browser(
+    source: FakeSource, page: Page
+) -> None:
+    """As serve mode mounts each repository's pages under `/repos/owner/name/`: the assets, the
+    links and the live tail all under the mount, the brand back to the overview."""
+
+    async def overview(request: StarletteRequest) -> PlainTextResponse:
+        return PlainTextResponse("the overview")
+
+    mounts = [
+        Mount(f"/repos/acme/{name}", name=f"repo{i}",
+              routes=dashboard_routes(source, poll=0.1, prefix=f"repo{i}:", home="fleet",
+                                      tails=[0]))
+        for i, name in enumerate(("gadgets", "widgets"))
+    ]  # fmt: skip
+    served = Served(Starlette(routes=[Route("/", overview, name="fleet"), *mounts]))
+    problems: list[str] = []
+    page.on(
+        "console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None
+    )
+    page.on(
+        "response", lambda r: problems.append(f"{r.status}: {r.url}") if r.status >= 400 else None
+    )
+    try:
+        run = source.start_run("issue#12")
+        run.write({"type": "request", "prompt": "Add dark mode"})
+        page.goto(served.url + "/repos/acme/widgets/")
+        assert page.locator("a.brand").get_attribute("href") == "/"
+        page.get_by_role("link", name="issue #12", exact=True).click()
+        assert page.url == served.url + "/repos/acme/widgets/items/issue/12"
+        lines = page.locator("#tail .line")
+        until(lambda: lines.count() == 1, 5, "the transcript so far, under the mount")
+        run.write({"type": "assistant", "text": "a line written now"})
+        until(lambda: lines.count() == 2, 5, "the new line")
+        source.running = [job for job in source.running if job.number != 12]
+        run.write({"type": "end", "ok": True})
+        run.close()
+        until(lambda: page.locator("#tail-state").inner_text() == "run ended", 5, "the end")
+        assert problems == []
+    finally:
+        served.stop()
