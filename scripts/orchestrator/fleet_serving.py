@@ -20,7 +20,7 @@ from .config import Settings
 from .core.work import WorkItem, WorkItemType
 from .daemon import LAST_CYCLE_META, Daemon
 from .dashboard import RateView, dashboard_routes, environment, render, static_route
-from .dashboard_rows import Group, ago, table
+from .dashboard_rows import Group, ago, table, until
 from .dashboard_tail import transcript_files
 from .github_rest import TokenLimits
 from .github_watcher import GitHubClient
@@ -160,6 +160,7 @@ class FleetServing:
             return render(
                 env, request, "fleet.html", home="fleet", rows=rows, groups=list(Group),
                 here=sum(1 for r in rows if r.here), rate=rate, now=at,
+                resets=until(rate.resets_at, at) if rate else "",
                 webhooks=webhooks_line(self.settings, self.receiver.last_delivery),
             )  # fmt: skip
 

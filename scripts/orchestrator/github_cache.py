@@ -60,11 +60,11 @@ def drop_other_caches(keep: Path) -> None:
                 path.unlink()
 
 
-class SqliteCacheStrategy(BaseCacheStrategy):
-    """githubkit's cache, with hishel's answers in a private SQLite file."""
+class AsyncCacheStrategy(BaseCacheStrategy):
+    """githubkit's cache for the daemon's asynchronous client: hishel's answers are kept by
+    `get_async_hishel_storage` (a subclass's); githubkit's own small values in memory."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self) -> None:
         self._cache = MemCache()  # type: ignore[no-untyped-call]  # githubkit's own small values (App tokens): never used here
 
     def get_cache_storage(self) -> MemCache:
@@ -75,6 +75,14 @@ class SqliteCacheStrategy(BaseCacheStrategy):
 
     def get_hishel_storage(self) -> SyncBaseStorage:
         raise CacheUnsupportedError("the daemon's GitHub client is asynchronous")
+
+
+class SqliteCacheStrategy(AsyncCacheStrategy):
+    """githubkit's cache, with hishel's answers in a private SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
 
     async def get_async_hishel_storage(self) -> AsyncBaseStorage:
         # A new storage per client: hishel closes it with the client.

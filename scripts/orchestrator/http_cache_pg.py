@@ -12,14 +12,11 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from githubkit.cache import BaseCacheStrategy
-from githubkit.cache.mem_cache import MemCache
-from githubkit.exception import CacheUnsupportedError
-from hishel import AsyncBaseStorage, Entry, EntryMeta, Request, Response, SyncBaseStorage
+from hishel import AsyncBaseStorage, Entry, EntryMeta, Request, Response
 from hishel._core._storages._packing import pack, unpack
 from psycopg.rows import TupleRow
 
-from .github_cache import CACHE_TTL
+from .github_cache import CACHE_TTL, AsyncCacheStrategy
 from .http_cache_pg_conn import TIMEOUT, Conn, SharedConnection, shared_connection
 
 log = logging.getLogger(__name__)
@@ -263,22 +260,13 @@ class PgCacheStorage(AsyncBaseStorage):
             log.debug("cache work ended with %r", failure)  # raised to its caller, if waiting
 
 
-class PgCacheStrategy(BaseCacheStrategy):
+class PgCacheStrategy(AsyncCacheStrategy):
     """githubkit's cache, with hishel's answers in the state's PostgreSQL database."""
 
     def __init__(self, url: str, scope: str) -> None:
+        super().__init__()
         self._url = url  # holds the password: kept out of any repr
         self.scope = scope
-        self._cache = MemCache()  # type: ignore[no-untyped-call]  # githubkit's own small values (App tokens): never used here
-
-    def get_cache_storage(self) -> MemCache:
-        return self._cache
-
-    async def get_async_cache_storage(self) -> MemCache:
-        return self._cache
-
-    def get_hishel_storage(self) -> SyncBaseStorage:
-        raise CacheUnsupportedError("the daemon's GitHub client is asynchronous")
 
     async def get_async_hishel_storage(self) -> AsyncBaseStorage:
         # A new storage per client: hishel closes it with the client. Their connection is one.
